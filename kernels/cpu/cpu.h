@@ -1,0 +1,89 @@
+/* cpu.h: the CPU backend, compiled twice from the same sources: CPU_REAL_BITS=32 gives the fp32
+   reference that trains (ops_cpu), CPU_REAL_BITS=64 its float64 twin for gradient checks
+   (ops_cpu64). `real` is the activation type; CPU(name) gives each build its own symbols. */
+#ifndef MEGATRAIN_CPU_H
+#define MEGATRAIN_CPU_H
+
+#include "kernels/ops.h"
+
+#include <cblas.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if CPU_REAL_BITS == 64
+typedef double real;
+#define CPU(name) cpu64_##name
+#define CPU_DTYPE DTYPE_F64
+#define cblas_gemm cblas_dgemm
+#else
+typedef float real;
+#define CPU(name) cpu32_##name
+#define CPU_DTYPE DTYPE_F32
+#define cblas_gemm cblas_sgemm
+#endif
+
+const Ops *CPU(ops)(void);
+
+void *CPU(alloc)(size_t bytes);
+void CPU(release)(void *p);
+void CPU(upload)(void *dst, const void *src, size_t bytes);
+void CPU(download)(void *dst, const void *src, size_t bytes);
+void CPU(zero)(void *p, size_t bytes);
+void CPU(sync)(void);
+void CPU(f32_to_act)(void *dst, const float *src, size_t n);
+void CPU(act_to_f32)(float *dst, const void *src, size_t n);
+
+void CPU(copy)(void *dst, const void *src, size_t n);
+void CPU(accumulate)(void *dst, const void *src, size_t n);
+void CPU(silu_forward)(void *out, const void *in, size_t n);
+void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n);
+void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n);
+void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n);
+void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+
+void CPU(embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
+void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
+
+void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
+                         int accumulate);
+void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
+                          int T, int IC, int OC);
+
+void CPU(rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
+void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
+                           int T, int D);
+void CPU(layernorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
+                            int D, float eps);
+void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                             const float *rstd, const void *w, int T, int D);
+
+void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
+                         const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
+void CPU(tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
+                          const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
+                          int64_t n0, int B, int L, int D, int G);
+
+void CPU(cema_forward)(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
+                       int N);
+void CPU(cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
+                        CemaParams p, const float *h0, int B, int L, int D, int N);
+
+void CPU(qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
+                     int L, int H, int dz, int C, float rope_base, float eps);
+void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
+                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base);
+
+void CPU(attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
+                            int dz, int dv, int C);
+void CPU(attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                             const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
+                             int C);
+
+double CPU(crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale);
+
+double CPU(sumsq)(const float *x, size_t n);
+void CPU(adamw)(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale);
+
+#endif

@@ -1,0 +1,1 @@
+# kernels/cuda/: the CUDA backend (built with --with-cuda)

@@ -1,0 +1,156 @@
+/* ops.h: the compute interface. The model graph (src/model.c) calls compute only through an Ops
+   table, so the CPU reference (fp32), its float64 twin for gradient checks, and the CUDA backend
+   (bf16 activations, fp32 accumulation) run the same model code.
+
+   Conventions, for every op:
+   - Pointers are backend memory (host for the CPU backends, device for CUDA).
+   - `void *` / `const void *` are activations and compute copies of parameters, in the backend's
+     activation dtype (Ops.act); `float *` are fp32 (saved statistics, states, gradients of
+     parameters, master weights, optimizer moments); `int32_t *` are token ids.
+   - Activations are row-major (B, L, features): token t = b*L + l, feature fastest. T = B*L.
+   - Backward ops ACCUMULATE (+=) into every input gradient and every parameter gradient, so a
+     tensor used twice just receives two contributions; callers zero gradient buffers first.
+     Exceptions are marked "overwritten".
+   - Linear weights are stored as in PyTorch, (out, in), and applied as y = x W^T + b.
+   - Norm scales are applied as (1 + w) (spec: "+1" reparameterisation).
+   - Feature vectors of Q/K (size Z = H*dz) and of values (V = H*dv) are head-major.
+   - A state that crosses a chunk boundary is fp32: TimestepNorm (B, G, 2) = [mean, var] per
+     (b, g); CEMA hidden state (B, D, N, 2) = complex h as (re, im). NULL means "none": a fresh
+     state in forward, a zero gradient in backward. */
+#ifndef MEGATRAIN_OPS_H
+#define MEGATRAIN_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DTYPE_F32 = 0, DTYPE_F64 = 1, DTYPE_BF16 = 2 } Dtype;
+
+/* CEMA's parameters for one layer (compute copies, each in the act dtype). */
+typedef struct {
+    const void *alpha; /* (D, N)    p = sigmoid(alpha) */
+    const void *delta; /* (D, N)    damping sigmoid(delta) */
+    const void *theta; /* (D)       base angle sigmoid(theta) * 2 pi / N */
+    const void *gamma; /* (D, N, 2) complex output projection, g = gamma / sqrt(N) */
+    const void *omega; /* (D)       real skip weight */
+} CemaParams;
+
+/* Their gradients (fp32, accumulated). */
+typedef struct {
+    float *alpha, *delta, *theta, *gamma, *omega;
+} CemaGrads;
+
+typedef struct Ops {
+    const char *name; /* "cpu", "cpu64", "cuda" */
+    Dtype act;        /* activation and compute-parameter dtype */
+    size_t act_size;  /* bytes per activation element */
+
+    /* ---- memory (called at start-up and for I/O, never per step in the hot loop) ---- */
+    void *(*alloc)(size_t bytes); /* zero-filled */
+    void (*release)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+    void (*sync)(void);
+    /* fp32 backend array <-> act dtype backend array (n elements); dst may alias src when the
+       act dtype is fp32 */
+    void (*f32_to_act)(void *dst, const float *src, size_t n);
+    void (*act_to_f32)(float *dst, const void *src, size_t n);
+
+    /* ---- elementwise (n elements of act dtype) ---- */
+    void (*copy)(void *dst, const void *src, size_t n);
+    void (*accumulate)(void *dst, const void *src, size_t n); /* dst += src */
+    void (*silu_forward)(void *out, const void *in, size_t n);
+    void (*silu_backward)(void *din, const void *dout, const void *in, size_t n);
+    /* out = silu(a) * b (SwiGLU gate) */
+    void (*swiglu_forward)(void *out, const void *a, const void *b, size_t n);
+    void (*swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+    /* out = a * b */
+    void (*mul_forward)(void *out, const void *a, const void *b, size_t n);
+    void (*mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+
+    /* ---- embedding: out (T, D) = table[tok] * scale; table (vocab, D) ---- */
+    void (*embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
+    void (*embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
+
+    /* ---- linear: out (T, OC) = inp (T, IC) w^T (w: (OC, IC)) + bias (OC, may be NULL);
+       accumulate != 0 adds to out instead of overwriting it ---- */
+    void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
+                           int accumulate);
+    /* dinp (T, IC) += dout w (dinp may be NULL); dw += dout^T inp; dbias += colsum(dout) (may be NULL) */
+    void (*matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
+                            int T, int IC, int OC);
+
+    /* ---- RMSNorm over D: y = x / sqrt(mean(x^2) + eps) * (1 + w); rrms (T) saved ---- */
+    void (*rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
+    void (*rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
+                             int T, int D);
+
+    /* ---- LayerNorm over D: y = (x - mean) * rstd * (1 + w) + b; mean, rstd (T) saved ---- */
+    void (*layernorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
+                              int D, float eps);
+    void (*layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                               const float *rstd, const void *w, int T, int D);
+
+    /* ---- TimestepNorm (spec section 4): x, y (B, L, D), G groups of D/G channels.
+       Running state starts from (n0, state_in) -- n0 timesteps already seen, state_in (B, G, 2)
+       their [mean, var] (ignored when n0 == 0 or state_in is NULL: fresh start). Saves the
+       per-timestep mean and rstd (B, L, G); writes the final [mean, var] to state_out (B, G, 2)
+       when it is not NULL. ---- */
+    void (*tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
+                           const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
+    /* dstate_out: gradient of state_out (B, G, 2) or NULL; dstate_in: gradient of state_in
+       (B, G, 2), overwritten, or NULL when not wanted. */
+    void (*tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
+                            const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
+                            int64_t n0, int B, int L, int D, int G);
+
+    /* ---- CEMA (spec section 3): u, y (B, L, D); h0, h_out (B, D, N, 2) fp32 or NULL.
+       y = causal EMA of u along L per channel + omega * u; h_out gets the final hidden state. ---- */
+    void (*cema_forward)(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
+                         int N);
+    /* dh_out: gradient of h_out or NULL; dh0: gradient of h0, overwritten, or NULL. */
+    void (*cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
+                          CemaParams p, const float *h0, int B, int L, int D, int N);
+
+    /* ---- Q/K (spec section 2 steps 4, 5, 8): zs (B, L, Z = H*dz) -> per-head RMS norm (rstd
+       (B, L, H) saved), affine q = zn (1 + gamma[0]) / sqrt(dz) + beta[0] (k with row 1),
+       then RoPE at position (l mod C) with the given base. gamma, beta: (2, Z). ---- */
+    void (*qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
+                       int L, int H, int dz, int C, float rope_base, float eps);
+    /* dq, dk are clobbered (used as scratch). */
+    void (*qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
+                        const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base);
+
+    /* ---- chunk-local causal attention (spec section 5), scale 1: q, k (B, L, H*dz);
+       v, o (B, L, H*dv); chunks of C along L (one chunk when L <= C); lse (B, H, L) fp32 saved
+       (log-sum-exp of each score row). ---- */
+    void (*attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
+                              int dz, int dv, int C);
+    void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                               const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
+                               int C);
+
+    /* ---- cross-entropy over logits (T, V) with targets (T): returns the sum over tokens of
+       -log softmax(logits)[target] (fp64 on the host). When grad_scale != 0, logits are
+       overwritten with grad_scale * d(sum)/d(logits). A target < 0 is ignored (no loss, zero
+       gradient). ---- */
+    double (*crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale);
+
+    /* ---- optimizer ---- */
+    /* sum of squares of n fp32 values, fp64 on the host */
+    double (*sumsq)(const float *x, size_t n);
+    /* AdamW with decoupled weight decay on n fp32 master weights, moments m, v, gradient times
+       grad_scale (clipping and averaging folded in), bias-corrected at step t >= 1; also refreshes
+       the compute copy param_act (which may alias param when the act dtype is fp32). */
+    void (*adamw)(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale);
+} Ops;
+
+/* The backends built into this binary; NULL when absent (CUDA without --with-cuda or no GPU). */
+const Ops *ops_cpu(void);   /* fp32 reference */
+const Ops *ops_cpu64(void); /* the same code in float64, for gradient checks */
+const Ops *ops_cuda(void);
+/* By name ("cpu", "cpu64", "cuda"); NULL if unknown or not built. */
+const Ops *ops_get(const char *name);
+
+#endif

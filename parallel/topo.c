@@ -1,0 +1,49 @@
+/* topo.c: build the 4-D grid's communicators. */
+#include "parallel/topo.h"
+
+#include "parallel/mpi_check.h"
+
+int topo_rank_of(const Topo *t, int dp_rank, int pp_rank, int cp_rank, int tp_rank)
+{
+    return ((dp_rank * t->pp + pp_rank) * t->cp + cp_rank) * t->tp + tp_rank;
+}
+
+void topo_init(Topo *t, int tp, int pp, int cp)
+{
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &t->world));
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &t->rank));
+    t->tp = tp;
+    t->pp = pp;
+    t->cp = cp;
+    t->dp = t->world / (tp * pp * cp);
+    int r = t->rank;
+    t->tp_rank = r % tp;
+    r /= tp;
+    t->cp_rank = r % cp;
+    r /= cp;
+    t->pp_rank = r % pp;
+    t->dp_rank = r / pp;
+    /* colour = the coordinates that stay fixed; key = the one that varies */
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, t->dp_rank, t->pp_rank, t->cp_rank, 0), t->tp_rank,
+                             &t->tp_comm));
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, t->dp_rank, t->pp_rank, 0, t->tp_rank), t->cp_rank,
+                             &t->cp_comm));
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, t->dp_rank, 0, t->cp_rank, t->tp_rank), t->pp_rank,
+                             &t->pp_comm));
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, 0, t->pp_rank, t->cp_rank, t->tp_rank), t->dp_rank,
+                             &t->dp_comm));
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, 0, t->pp_rank, 0, t->tp_rank),
+                             t->dp_rank * cp + t->cp_rank, &t->dpcp_comm));
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, t->rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_rank(node, &t->local_rank));
+    MPI_CHECK(MPI_Comm_size(node, &t->local_size));
+    MPI_CHECK(MPI_Comm_free(&node));
+}
+
+void topo_free(Topo *t)
+{
+    MPI_Comm *c[] = {&t->tp_comm, &t->cp_comm, &t->pp_comm, &t->dp_comm, &t->dpcp_comm};
+    for (int i = 0; i < 5; i++)
+        MPI_Comm_free(c[i]);
+}

@@ -1,0 +1,194 @@
+/* util.c: fatal errors, allocation, counter-based RNG, clocks. */
+#include "src/util.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *progname = "megatrain";
+
+void util_set_progname(const char *name) { progname = name; }
+const char *util_progname(void) { return progname; }
+
+static int mpi_live(void)
+{
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}
+
+int util_world_rank(void)
+{
+    int rank = 0;
+    if (mpi_live())
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank;
+}
+
+static int world_size(void)
+{
+    int size = 1;
+    if (mpi_live())
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size;
+}
+
+static void vmessage(const char *kind, const char *fmt, va_list ap)
+{
+    char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    if (world_size() > 1)
+        fprintf(stderr, "%s: %s (rank %d): %s\n", progname, kind, util_world_rank(), buf);
+    else
+        fprintf(stderr, "%s: %s: %s\n", progname, kind, buf);
+    fflush(stderr);
+}
+
+static noreturn void take_down(int code)
+{
+    fflush(stdout);
+    if (world_size() > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+void fail_input(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("error", fmt, ap);
+    va_end(ap);
+    take_down(UTIL_EXIT_INPUT);
+}
+
+void fail_input_all(const char *fmt, ...)
+{
+    if (util_world_rank() == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        char buf[4096];
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "%s: error: %s\n", progname, buf);
+        fflush(stderr);
+    }
+    fflush(stdout);
+    if (mpi_live())
+        MPI_Finalize();
+    exit(UTIL_EXIT_INPUT);
+}
+
+void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("fatal", fmt, ap);
+    va_end(ap);
+    take_down(UTIL_EXIT_FAIL);
+}
+
+void log_info(const char *fmt, ...)
+{
+    if (util_world_rank() != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+void log_warn(const char *fmt, ...)
+{
+    if (util_world_rank() != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("warning", fmt, ap);
+    va_end(ap);
+}
+
+void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        fail("out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        fail("out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* splitmix64's finaliser: a bijective mix with good avalanche */
+uint64_t rng_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+uint64_t util_fnv1a(const void *data, size_t bytes, uint64_t h)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < bytes; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+uint64_t rng_key(uint64_t seed, const char *name)
+{
+    return rng_mix(rng_mix(seed) ^ util_fnv1a(name, strlen(name), UTIL_FNV_INIT));
+}
+
+uint64_t rng_u64(uint64_t key, uint64_t index) { return rng_mix(key ^ rng_mix(index)); }
+
+double rng_uniform(uint64_t key, uint64_t index)
+{
+    return ((double)(rng_u64(key, index) >> 11) + 0.5) * 0x1.0p-53;
+}
+
+/* Box-Muller on two uniforms drawn at (2i, 2i+1) of a derived key */
+double rng_normal(uint64_t key, uint64_t index)
+{
+    uint64_t k = rng_mix(key ^ 0x6e6f726d616cULL);
+    double u1 = rng_uniform(k, 2 * index), u2 = rng_uniform(k, 2 * index + 1);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+double util_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

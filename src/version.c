@@ -1,0 +1,1 @@
+const char *megatrain_version(void) { return "0.1.0"; }

@@ -1,0 +1,1 @@
+# tests of kernels/ (owned by the kernels work)
