@@ -1,1 +1,2 @@
-# jobs/
+# jobs/: example run files and (later) Slurm batch scripts.
+EXTRA_DIST += jobs/demo.yaml

@@ -1,7 +1,7 @@
 /* ops.c: pick a backend by name. */
 #include "kernels/ops.h"
 
-#include "config.h"
+#include "autoconfig.h"
 #include <string.h>
 
 /* the two builds of kernels/cpu (cpu.h) */

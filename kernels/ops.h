@@ -43,6 +43,7 @@ typedef struct Ops {
     const char *name; /* "cpu", "cpu64", "cuda" */
     Dtype act;        /* activation and compute-parameter dtype */
     size_t act_size;  /* bytes per activation element */
+    int on_device;    /* buffers live in device memory (not host-addressable) */
 
     /* ---- memory (called at start-up and for I/O, never per step in the hot loop) ---- */
     void *(*alloc)(size_t bytes); /* zero-filled */
@@ -126,7 +127,7 @@ typedef struct Ops {
        (log-sum-exp of each score row). ---- */
     void (*attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
                               int dz, int dv, int C);
-    void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+    void (*attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                                const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                                int C);
 
@@ -144,6 +145,11 @@ typedef struct Ops {
        the compute copy param_act (which may alias param when the act dtype is fp32). */
     void (*adamw)(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale);
+
+    /* ---- optional: NULL where a backend has none ---- */
+    /* the most backend memory (bytes) held at once so far: allocations plus the backend's own
+       scratch (CUDA); for the metrics' peak memory */
+    size_t (*peak_memory)(void);
 } Ops;
 
 /* The backends built into this binary; NULL when absent (CUDA without --with-cuda or no GPU). */

@@ -12,7 +12,7 @@
 
 static int tap_count, tap_failed, tap_quiet;
 
-static int tap_vcheck(int ok, const char *fmt, va_list ap)
+static inline int tap_vcheck(int ok, const char *fmt, va_list ap)
 {
     tap_count++;
     if (!ok)
@@ -26,7 +26,7 @@ static int tap_vcheck(int ok, const char *fmt, va_list ap)
     return ok;
 }
 
-static int __attribute__((format(printf, 2, 3))) tap_check(int ok, const char *fmt, ...)
+static inline int __attribute__((format(printf, 2, 3))) tap_check(int ok, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -36,7 +36,7 @@ static int __attribute__((format(printf, 2, 3))) tap_check(int ok, const char *f
 }
 
 /* Collective: passes only when it passes on every rank of comm; only rank 0 of comm prints. */
-static int __attribute__((format(printf, 3, 4))) tap_check_all(MPI_Comm comm, int ok, const char *fmt, ...)
+static inline int __attribute__((format(printf, 3, 4))) tap_check_all(MPI_Comm comm, int ok, const char *fmt, ...)
 {
     int all = ok ? 1 : 0, rank;
     MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, comm);
@@ -51,7 +51,7 @@ static int __attribute__((format(printf, 3, 4))) tap_check_all(MPI_Comm comm, in
     return all;
 }
 
-static void __attribute__((format(printf, 1, 2))) tap_diag(const char *fmt, ...)
+static inline void __attribute__((format(printf, 1, 2))) tap_diag(const char *fmt, ...)
 {
     if (tap_quiet)
         return;
@@ -65,7 +65,7 @@ static void __attribute__((format(printf, 1, 2))) tap_diag(const char *fmt, ...)
 }
 
 /* Relative error ||a - b|| / max(||b||, tiny) of two double arrays. */
-static double tap_relerr(const double *a, const double *b, size_t n)
+static inline double tap_relerr(const double *a, const double *b, size_t n)
 {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
@@ -76,7 +76,7 @@ static double tap_relerr(const double *a, const double *b, size_t n)
 }
 
 /* Print the plan; the return value is the program's exit status. */
-static int tap_done(void)
+static inline int tap_done(void)
 {
     if (!tap_quiet) {
         printf("1..%d\n", tap_count);

@@ -6,23 +6,56 @@
 
 #include "kernels/ops.h"
 
+#include "src/util.h"
+
 #include <cblas.h>
+#include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #if CPU_REAL_BITS == 64
 typedef double real;
 #define CPU(name) cpu64_##name
 #define CPU_DTYPE DTYPE_F64
 #define cblas_gemm cblas_dgemm
+#define real_exp exp
 #else
 typedef float real;
 #define CPU(name) cpu32_##name
 #define CPU_DTYPE DTYPE_F32
 #define cblas_gemm cblas_sgemm
+#define real_exp expf /* the hot elementwise and softmax loops run in the act precision */
 #endif
 
 const Ops *CPU(ops)(void);
+
+/* Numerics shared by both builds: activations are stored as `real`, and elementwise functions
+   are computed in it, but statistics, softmax sums, recurrences, coefficients and
+   parameter-gradient sums run in double. */
+static inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static inline real real_sigmoid(real x) { return 1 / (1 + real_exp(-x)); }
+
+/* Parameter gradients summed over tokens in parallel, race-free and deterministic: inside a
+   parallel region each thread adds into its own fp64 row of a (threads, n) scratch
+   (partials_row); partials_sum then adds the rows into row 0 in thread order and returns it, to
+   be added into the fp32 gradients (grad_add) before the scratch is freed. Allocate outside the
+   parallel region. */
+static inline double *partials_alloc(size_t n) { return xcalloc((size_t)omp_get_max_threads() * n, sizeof(double)); }
+static inline double *partials_row(double *p, size_t n) { return p + (size_t)omp_get_thread_num() * n; }
+static inline double *partials_sum(double *p, size_t n)
+{
+    for (int t = 1; t < omp_get_max_threads(); t++)
+        for (size_t i = 0; i < n; i++)
+            p[i] += p[(size_t)t * n + i];
+    return p;
+}
+static inline void grad_add(float *grad, const double *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        grad[i] += g[i];
+}
 
 void *CPU(alloc)(size_t bytes);
 void CPU(release)(void *p);
@@ -76,7 +109,7 @@ void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk
 
 void CPU(attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
                             int dz, int dv, int C);
-void CPU(attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                              int C);
 

@@ -5,6 +5,7 @@ static const Ops table = {
     .name = CPU_REAL_BITS == 64 ? "cpu64" : "cpu",
     .act = CPU_DTYPE,
     .act_size = sizeof(real),
+    .on_device = 0,
     .alloc = CPU(alloc),
     .release = CPU(release),
     .upload = CPU(upload),

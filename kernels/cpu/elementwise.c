@@ -1,0 +1,78 @@
+/* elementwise.c: copy, accumulate, SiLU, SwiGLU gate and product, forward and backward (n
+   elements; backward adds into the input gradients). */
+#include "kernels/cpu/cpu.h"
+
+#include <string.h>
+
+void CPU(copy)(void *dst, const void *src, size_t n) { memcpy(dst, src, n * sizeof(real)); }
+
+void CPU(accumulate)(void *dst, const void *src, size_t n)
+{
+    real *d = dst;
+    const real *s = src;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        d[i] += s[i];
+}
+
+/* d silu(x) / dx with s = sigmoid(x) */
+static inline real silu_grad(real x, real s) { return s * (1 + x * (1 - s)); }
+
+void CPU(silu_forward)(void *out, const void *in, size_t n)
+{
+    real *o = out;
+    const real *x = in;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        o[i] = x[i] * real_sigmoid(x[i]);
+}
+
+void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n)
+{
+    real *dx = din;
+    const real *dy = dout, *x = in;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        dx[i] += dy[i] * silu_grad(x[i], real_sigmoid(x[i]));
+}
+
+void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n)
+{
+    real *o = out;
+    const real *x = a, *y = b;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        o[i] = x[i] * real_sigmoid(x[i]) * y[i];
+}
+
+void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+{
+    real *dx = da, *dy = db;
+    const real *g = dout, *x = a, *y = b;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        real s = real_sigmoid(x[i]);
+        dx[i] += g[i] * y[i] * silu_grad(x[i], s);
+        dy[i] += g[i] * x[i] * s;
+    }
+}
+
+void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n)
+{
+    real *o = out;
+    const real *x = a, *y = b;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        o[i] = x[i] * y[i];
+}
+
+void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+{
+    real *dx = da, *dy = db;
+    const real *g = dout, *x = a, *y = b;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        dx[i] += g[i] * y[i];
+        dy[i] += g[i] * x[i];
+    }
+}

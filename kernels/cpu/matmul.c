@@ -1,0 +1,52 @@
+/* matmul.c: the linear layer through CBLAS, out (T, OC) = inp (T, IC) w^T + bias with w stored
+   (OC, IC) as in PyTorch, and its backward. */
+#include "kernels/cpu/cpu.h"
+
+void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
+                         int accumulate)
+{
+    real *o = out;
+    const real *b = bias;
+    if (b) { /* seed out with the bias so the product can add onto it */
+#pragma omp parallel for
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < OC; j++)
+                o[(size_t)t * OC + j] = (accumulate ? o[(size_t)t * OC + j] : 0) + b[j];
+    }
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1, inp, IC, w, IC, accumulate || b ? 1 : 0, o, OC);
+}
+
+/* dw (OC, IC) += dout^T inp. dw is fp32 in both builds: the fp32 build accumulates straight into
+   it, the fp64 build forms the product in double and rounds once when adding. */
+static void matmul_dweight(float *dw, const real *dout, const real *inp, int T, int IC, int OC)
+{
+#if CPU_REAL_BITS == 64
+    size_t n = (size_t)OC * IC;
+    double *prod = xmalloc(n * sizeof(double)); /* (OC, IC) */
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, T, 1, dout, OC, inp, IC, 0, prod, IC);
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++)
+        dw[i] += prod[i];
+    free(prod);
+#else
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, T, 1, dout, OC, inp, IC, 1, dw, IC);
+#endif
+}
+
+void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w, int T,
+                          int IC, int OC)
+{
+    const real *dy = dout;
+    if (dinp)
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, IC, OC, 1, dy, OC, w, IC, 1, dinp, IC);
+    matmul_dweight(dw, dy, inp, T, IC, OC);
+    if (dbias) {
+#pragma omp parallel for
+        for (int j = 0; j < OC; j++) {
+            double s = 0;
+            for (int t = 0; t < T; t++)
+                s += dy[(size_t)t * OC + j];
+            dbias[j] += s;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+/* cuda.cuh: what the CUDA backend's files share: the error-check macros, bf16 <-> fp32 helpers,
+   vector loads, block reductions, the scratch buffers (sized on first use, then reused), the
+   cuBLASLt entry point and the declarations of every op (kernels/cuda/table.cu gathers them into
+   the Ops table). Everything runs on the legacy default stream, in issue order. */
+#ifndef MEGATRAIN_CUDA_CUH
+#define MEGATRAIN_CUDA_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* src/util.h is C11 (noreturn from stdnoreturn.h); give it C++'s attribute */
+#include <stdnoreturn.h>
+#define noreturn [[noreturn]]
+extern "C" {
+#include "kernels/ops.h"
+#include "src/util.h"
+}
+#undef noreturn
+
+typedef __nv_bfloat16 bf16;
+
+#define CUDA_CHECK(call)                                                                                       \
+    do {                                                                                                       \
+        cudaError_t err_ = (call);                                                                             \
+        if (err_ != cudaSuccess)                                                                               \
+            fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(err_));                        \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                                                     \
+    do {                                                                                                       \
+        cublasStatus_t st_ = (call);                                                                           \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                                                      \
+            fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, cublasLtGetStatusString(st_));                    \
+    } while (0)
+/* after every kernel launch */
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+static inline unsigned ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+/* grid for a grid-stride loop over n items, capped so each thread does several */
+static inline unsigned grid_for(size_t n, int threads)
+{
+    size_t g = (n + threads - 1) / threads;
+    return (unsigned)(g < 1 ? 1 : g > 65536 ? 65536 : g);
+}
+
+/* ---- scalars ---- */
+__device__ __forceinline__ float bf(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ bf16 tobf(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
+
+/* ---- VEC consecutive bf16 as floats: one 16-byte access when VEC == 8 (the caller guarantees
+   alignment), scalar accesses when VEC == 1 ---- */
+template <int VEC> __device__ __forceinline__ void load_bf(float *dst, const bf16 *src)
+{
+    if constexpr (VEC == 8) {
+        uint4 raw = *reinterpret_cast<const uint4 *>(src);
+        const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = __bfloat1622float2(h[i]);
+            dst[2 * i] = f.x;
+            dst[2 * i + 1] = f.y;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++)
+            dst[i] = bf(src[i]);
+    }
+}
+
+template <int VEC> __device__ __forceinline__ void store_bf(bf16 *dst, const float *src)
+{
+    if constexpr (VEC == 8) {
+        uint4 raw;
+        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            h[i] = __floats2bfloat162_rn(src[2 * i], src[2 * i + 1]);
+        *reinterpret_cast<uint4 *>(dst) = raw;
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++)
+            dst[i] = tobf(src[i]);
+    }
+}
+
+/* whether every pointer is 16-byte aligned (the 8-wide bf16 path) */
+static inline int aligned16(const void *a, const void *b = NULL, const void *c = NULL, const void *d = NULL)
+{
+    return !(((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d) & 15);
+}
+
+/* ---- reductions ---- */
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+   sh: 32 floats of shared memory; the function syncs before reusing it. */
+__device__ __forceinline__ float block_sum(float v, float *sh)
+{
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0)
+        sh[warp] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+/* ---- scratch: backend-owned temporaries, one buffer per slot, grown only when a larger size is
+   asked for (so after the first step no allocation happens) ---- */
+typedef enum {
+    SCRATCH_LT_WORKSPACE, /* cuBLASLt */
+    SCRATCH_PARTIALS,     /* per-block partial sums of parameter gradients */
+    SCRATCH_REDUCE,       /* losses, sums of squares, flags */
+    SCRATCH_ATTN_S,       /* attention scores / dP, fp32 */
+    SCRATCH_ATTN_P,       /* attention probabilities / dS, bf16 */
+    SCRATCH_STATE_A,      /* CEMA / TimestepNorm chunk states */
+    SCRATCH_STATE_B,
+    SCRATCH_SLOTS
+} ScratchSlot;
+void *cuda_scratch(ScratchSlot slot, size_t bytes);
+void cuda_track(ptrdiff_t bytes); /* device memory taken (+) or given back (-) */
+
+/* dst[i] += sum over rows r of part[r * stride + i] (i < n): the second stage of every parameter
+   gradient that blocks sum in parallel (deterministic: fixed order) */
+void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride);
+
+/* ---- cuBLASLt: D (m x n, column-major, ldd) = alpha op(A) op(B) + beta D (+ bias[m] per row),
+   batched with strides; A and B bf16, D bf16 or fp32 (dtype_d), fp32 accumulation ---- */
+typedef struct {
+    int m, n, k;
+    int transa, transb;
+    const void *a;
+    int lda;
+    long long stride_a;
+    const void *b;
+    int ldb;
+    long long stride_b;
+    void *d;
+    int ldd;
+    long long stride_d;
+    cudaDataType_t dtype_d;
+    int batch;
+    float beta;
+    const void *bias; /* bf16 (m), or NULL */
+} Gemm;
+void cuda_gemm(const Gemm *g);
+
+/* ---- the ops (signatures as in kernels/ops.h) ---- */
+void *cuda_alloc(size_t bytes);
+void cuda_release(void *p);
+void cuda_upload(void *dst, const void *src, size_t bytes);
+void cuda_download(void *dst, const void *src, size_t bytes);
+void cuda_zero(void *p, size_t bytes);
+void cuda_sync(void);
+void cuda_f32_to_act(void *dst, const float *src, size_t n);
+void cuda_act_to_f32(float *dst, const void *src, size_t n);
+size_t cuda_peak_memory(void);
+
+void cuda_copy(void *dst, const void *src, size_t n);
+void cuda_accumulate(void *dst, const void *src, size_t n);
+void cuda_silu_forward(void *out, const void *in, size_t n);
+void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n);
+void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n);
+void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+void cuda_mul_forward(void *out, const void *a, const void *b, size_t n);
+void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+
+void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
+void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
+
+void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
+                         int accumulate);
+void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
+                          int T, int IC, int OC);
+
+void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
+void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
+                           int T, int D);
+void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
+                            int D, float eps);
+void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                             const float *rstd, const void *w, int T, int D);
+
+void cuda_tsnorm_forward(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
+                         const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
+void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
+                          const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
+                          int64_t n0, int B, int L, int D, int G);
+
+void cuda_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
+                       int N);
+void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
+                        CemaParams p, const float *h0, int B, int L, int D, int N);
+
+void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
+                     int L, int H, int dz, int C, float rope_base, float eps);
+void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
+                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base);
+
+void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
+                            int dz, int dv, int C);
+void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
+                             const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
+                             int C);
+
+double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, float grad_scale);
+
+double cuda_sumsq(const float *x, size_t n);
+void cuda_adamw(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,
+                float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale);
+
+#endif

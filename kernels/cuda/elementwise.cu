@@ -1,0 +1,144 @@
+/* elementwise.cu: copy, accumulate, SiLU, SwiGLU gate and product, forward and backward, on n bf16
+   elements. One grid-stride kernel template serves them all: NIN inputs, NOUT outputs that are
+   written (forward) or added to (backward), 8 elements per thread and 16-byte accesses when every
+   pointer allows it, fp32 arithmetic in between. */
+#include "kernels/cuda/cuda.cuh"
+
+template <int NIN, int NOUT> struct Ptrs {
+    const bf16 *in[NIN];
+    bf16 *out[NOUT];
+};
+
+template <int VEC, int NIN, int NOUT, int ACC, class Op>
+__device__ __forceinline__ void map_at(const Ptrs<NIN, NOUT> &p, size_t i, Op op)
+{
+    float x[NIN][VEC], y[NOUT][VEC];
+#pragma unroll
+    for (int a = 0; a < NIN; a++)
+        load_bf<VEC>(x[a], p.in[a] + i);
+#pragma unroll
+    for (int e = 0; e < VEC; e++) {
+        float xi[NIN], yi[NOUT];
+#pragma unroll
+        for (int a = 0; a < NIN; a++)
+            xi[a] = x[a][e];
+        op(xi, yi);
+#pragma unroll
+        for (int a = 0; a < NOUT; a++)
+            y[a][e] = yi[a];
+    }
+#pragma unroll
+    for (int a = 0; a < NOUT; a++) {
+        if (ACC) {
+            float old[VEC];
+            load_bf<VEC>(old, p.out[a] + i);
+#pragma unroll
+            for (int e = 0; e < VEC; e++)
+                y[a][e] += old[e];
+        }
+        store_bf<VEC>(p.out[a] + i, y[a]);
+    }
+}
+
+template <int VEC, int NIN, int NOUT, int ACC, class Op>
+__global__ void map_kernel(Ptrs<NIN, NOUT> p, size_t n, Op op)
+{
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t nv = n / VEC;
+    for (size_t v = blockIdx.x * (size_t)blockDim.x + threadIdx.x; v < nv; v += stride)
+        map_at<VEC, NIN, NOUT, ACC>(p, v * VEC, op);
+    for (size_t i = nv * VEC + blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += stride)
+        map_at<1, NIN, NOUT, ACC>(p, i, op);
+}
+
+template <int NIN, int NOUT, int ACC, class Op> static void map(Ptrs<NIN, NOUT> p, size_t n, Op op)
+{
+    if (!n)
+        return;
+    int vec = 1;
+    for (int a = 0; a < NIN; a++)
+        vec &= aligned16(p.in[a]);
+    for (int a = 0; a < NOUT; a++)
+        vec &= aligned16(p.out[a]);
+    if (vec)
+        map_kernel<8, NIN, NOUT, ACC><<<grid_for(n / 8 + 1, 256), 256>>>(p, n, op);
+    else
+        map_kernel<1, NIN, NOUT, ACC><<<grid_for(n, 256), 256>>>(p, n, op);
+    LAUNCH_CHECK();
+}
+
+/* d silu(x) / dx with s = sigmoid(x) */
+__device__ __forceinline__ float silu_grad(float x, float s) { return s * (1.0f + x * (1.0f - s)); }
+
+struct OpIdentity {
+    __device__ void operator()(const float *x, float *y) const { y[0] = x[0]; }
+};
+struct OpSilu {
+    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * sigmoidf_(x[0]); }
+};
+struct OpSiluBack { /* (dout, x) */
+    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * silu_grad(x[1], sigmoidf_(x[1])); }
+};
+struct OpSwiglu { /* (a, b) */
+    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * sigmoidf_(x[0]) * x[1]; }
+};
+struct OpSwigluBack { /* (dout, a, b) -> (da, db) */
+    __device__ void operator()(const float *x, float *y) const
+    {
+        float s = sigmoidf_(x[1]);
+        y[0] = x[0] * x[2] * silu_grad(x[1], s);
+        y[1] = x[0] * x[1] * s;
+    }
+};
+struct OpMul {
+    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * x[1]; }
+};
+struct OpMulBack { /* (dout, a, b) -> (da, db) */
+    __device__ void operator()(const float *x, float *y) const
+    {
+        y[0] = x[0] * x[2];
+        y[1] = x[0] * x[1];
+    }
+};
+
+void cuda_copy(void *dst, const void *src, size_t n)
+{
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
+}
+
+void cuda_accumulate(void *dst, const void *src, size_t n)
+{
+    map<1, 1, 1>(Ptrs<1, 1>{{(const bf16 *)src}, {(bf16 *)dst}}, n, OpIdentity());
+}
+
+void cuda_silu_forward(void *out, const void *in, size_t n)
+{
+    map<1, 1, 0>(Ptrs<1, 1>{{(const bf16 *)in}, {(bf16 *)out}}, n, OpSilu());
+}
+
+void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n)
+{
+    map<2, 1, 1>(Ptrs<2, 1>{{(const bf16 *)dout, (const bf16 *)in}, {(bf16 *)din}}, n, OpSiluBack());
+}
+
+void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n)
+{
+    map<2, 1, 0>(Ptrs<2, 1>{{(const bf16 *)a, (const bf16 *)b}, {(bf16 *)out}}, n, OpSwiglu());
+}
+
+void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+{
+    map<3, 2, 1>(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
+                 OpSwigluBack());
+}
+
+void cuda_mul_forward(void *out, const void *a, const void *b, size_t n)
+{
+    map<2, 1, 0>(Ptrs<2, 1>{{(const bf16 *)a, (const bf16 *)b}, {(bf16 *)out}}, n, OpMul());
+}
+
+void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+{
+    map<3, 2, 1>(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
+                 OpMulBack());
+}

@@ -1,0 +1,181 @@
+/* matmul.cu: GEMMs through cuBLASLt (bf16 in, fp32 accumulate, bf16 or fp32 out, bias epilogue),
+   with a cache of descriptors and heuristic choices per shape so a step issues no heuristic query
+   after the first; the linear layer's forward and backward on top of it, and the bias gradient's
+   column sums.
+
+   Row-major (T, C) activations are column-major (C, T) matrices to cuBLASLt, and a (OC, IC) weight
+   is a column-major (IC, OC) matrix, so: out' (OC x T) = w'^T inp'; dinp' (IC x T) += w' dout';
+   dw' (IC x OC) += inp' dout'^T. */
+#include "kernels/cuda/cuda.cuh"
+
+#include <string.h>
+
+#define LT_WORKSPACE (32u << 20) /* what NVIDIA suggests for Hopper */
+#define LT_CACHE 256
+
+typedef struct {
+    int m, n, k, transa, transb, lda, ldb, ldd, batch, has_bias, align_a, align_b, align_d;
+    long long stride_a, stride_b, stride_d;
+    cudaDataType_t dtype_d;
+} GemmKey;
+
+typedef struct {
+    GemmKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+} GemmPlan;
+
+static cublasLtHandle_t lt;
+static GemmPlan plans[LT_CACHE];
+static int n_plans;
+
+/* largest power of two (<= 256) dividing the address and the batch stride in bytes */
+static int alignment(const void *p, long long stride_bytes, int batch)
+{
+    uintptr_t a = (uintptr_t)p | 256;
+    if (batch > 1)
+        a |= (uintptr_t)stride_bytes;
+    return (int)(a & (~a + 1));
+}
+
+static cublasLtMatrixLayout_t layout(cudaDataType_t t, int rows, int cols, int ld, int batch, long long stride)
+{
+    cublasLtMatrixLayout_t l;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, t, rows, cols, ld));
+    if (batch > 1) {
+        CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch));
+        CUBLAS_CHECK(
+            cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    }
+    return l;
+}
+
+static GemmPlan *plan_make(const GemmKey *k)
+{
+    if (n_plans == LT_CACHE)
+        fail("cuda gemm: more than %d distinct GEMM shapes", LT_CACHE);
+    GemmPlan *p = &plans[n_plans];
+    memset(p, 0, sizeof *p);
+    p->key = *k;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = k->transa ? CUBLAS_OP_T : CUBLAS_OP_N, tb = k->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (k->has_bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bt = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    p->la = layout(CUDA_R_16BF, k->transa ? k->k : k->m, k->transa ? k->m : k->k, k->lda, k->batch, k->stride_a);
+    p->lb = layout(CUDA_R_16BF, k->transb ? k->n : k->k, k->transb ? k->k : k->n, k->ldb, k->batch, k->stride_b);
+    p->ld = layout(k->dtype_d, k->m, k->n, k->ldd, k->batch, k->stride_d);
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = LT_WORKSPACE;
+    uint32_t al[3] = {(uint32_t)k->align_a, (uint32_t)k->align_b, (uint32_t)k->align_d};
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], 4));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], 4));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], 4));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], 4));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &found));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (!found)
+        fail("cuda gemm: cuBLASLt has no algorithm for m=%d n=%d k=%d (trans %d%d, ld %d %d %d, batch %d)", k->m,
+             k->n, k->k, k->transa, k->transb, k->lda, k->ldb, k->ldd, k->batch);
+    p->algo = res.algo;
+    n_plans++;
+    return p;
+}
+
+void cuda_gemm(const Gemm *g)
+{
+    if (!lt)
+        CUBLAS_CHECK(cublasLtCreate(&lt));
+    void *ws = cuda_scratch(SCRATCH_LT_WORKSPACE, LT_WORKSPACE);
+    const int es_d = g->dtype_d == CUDA_R_32F ? 4 : 2;
+    GemmKey k;
+    memset(&k, 0, sizeof k); /* the key is compared bytewise */
+    k.m = g->m, k.n = g->n, k.k = g->k, k.transa = g->transa, k.transb = g->transb;
+    k.lda = g->lda, k.ldb = g->ldb, k.ldd = g->ldd, k.batch = g->batch, k.has_bias = g->bias != NULL;
+    k.stride_a = g->batch > 1 ? g->stride_a : 0;
+    k.stride_b = g->batch > 1 ? g->stride_b : 0;
+    k.stride_d = g->batch > 1 ? g->stride_d : 0;
+    k.align_a = alignment(g->a, k.stride_a * 2, g->batch);
+    k.align_b = alignment(g->b, k.stride_b * 2, g->batch);
+    k.align_d = alignment(g->d, k.stride_d * es_d, g->batch);
+    k.dtype_d = g->dtype_d;
+    GemmPlan *p = NULL;
+    for (int i = 0; i < n_plans && !p; i++)
+        if (!memcmp(&plans[i].key, &k, sizeof k))
+            p = &plans[i];
+    if (!p)
+        p = plan_make(&k);
+    if (g->bias)
+        CUBLAS_CHECK(
+            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
+    const float alpha = 1.0f, beta = g->beta;
+    CUBLAS_CHECK(cublasLtMatmul(lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->d, p->ld, g->d, p->ld,
+                                &p->algo, ws, LT_WORKSPACE, 0));
+}
+
+/* ---- the linear layer ---- */
+
+void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
+                         int accumulate)
+{
+    Gemm g = {.m = OC, .n = T, .k = IC, .transa = 1, .transb = 0, .a = w, .lda = IC, .b = inp, .ldb = IC,
+              .d = out, .ldd = OC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = accumulate ? 1.0f : 0.0f,
+              .bias = bias};
+    cuda_gemm(&g);
+}
+
+/* dbias (OC) += column sums of dout (T, OC): 32 columns x 8 row stripes per block, partial sums
+   per block row, then cuda_add_partials */
+#define BIAS_ROWS 8
+__global__ void bias_grad_kernel(float *part, const bf16 *dout, int T, int OC)
+{
+    __shared__ float sh[BIAS_ROWS][33];
+    const int j = blockIdx.x * 32 + threadIdx.x;
+    float s = 0;
+    if (j < OC)
+        for (int t = blockIdx.y * BIAS_ROWS + threadIdx.y; t < T; t += gridDim.y * BIAS_ROWS)
+            s += bf(dout[(size_t)t * OC + j]);
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < OC) {
+        for (int r = 1; r < BIAS_ROWS; r++)
+            s += sh[r][threadIdx.x];
+        part[(size_t)blockIdx.y * OC + j] = s;
+    }
+}
+
+static void bias_grad(float *dbias, const bf16 *dout, int T, int OC)
+{
+    int rows = (T + 255) / 256;
+    rows = rows > 64 ? 64 : rows;
+    float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * OC * sizeof(float));
+    bias_grad_kernel<<<dim3(ceil_div(OC, 32), rows), dim3(32, BIAS_ROWS)>>>(part, dout, T, OC);
+    LAUNCH_CHECK();
+    cuda_add_partials(dbias, part, rows, OC, OC);
+}
+
+void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
+                          int T, int IC, int OC)
+{
+    if (dinp) {
+        Gemm g = {.m = IC, .n = T, .k = OC, .transa = 0, .transb = 0, .a = w, .lda = IC, .b = dout, .ldb = OC,
+                  .d = dinp, .ldd = IC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = 1.0f, .bias = NULL};
+        cuda_gemm(&g);
+    }
+    Gemm g = {.m = IC, .n = OC, .k = T, .transa = 0, .transb = 1, .a = inp, .lda = IC, .b = dout, .ldb = OC,
+              .d = dw, .ldd = IC, .dtype_d = CUDA_R_32F, .batch = 1, .beta = 1.0f, .bias = NULL};
+    cuda_gemm(&g);
+    if (dbias)
+        bias_grad(dbias, (const bf16 *)dout, T, OC);
+}

@@ -1,0 +1,149 @@
+/* memory.cu: device memory for the CUDA backend: allocation (zero-filled, counted for the peak
+   memory the metrics report), copies to and from the host, the fp32 <-> bf16 conversions, the
+   scratch slots and the partial-sum reduction that parameter gradients share. */
+#include "kernels/cuda/cuda.cuh"
+
+#include <stdlib.h>
+
+/* live allocations (few: the model takes one arena) and the running and peak totals */
+typedef struct {
+    void *p;
+    size_t bytes;
+} Allocation;
+static Allocation *allocs;
+static size_t n_allocs, cap_allocs, bytes_now, bytes_peak;
+
+void cuda_track(ptrdiff_t bytes)
+{
+    bytes_now += bytes;
+    if (bytes_now > bytes_peak)
+        bytes_peak = bytes_now;
+}
+
+size_t cuda_peak_memory(void) { return bytes_peak; }
+
+static void *device_alloc(size_t bytes)
+{
+    void *p = NULL;
+    cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaGetLastError();
+        cudaMemGetInfo(&free_b, &total_b);
+        fail("cuda alloc: cannot allocate %.2f GiB (%.2f GiB free of %.2f, %.2f GiB held by megatrain): %s",
+             bytes / 1073741824.0, free_b / 1073741824.0, total_b / 1073741824.0, bytes_now / 1073741824.0,
+             cudaGetErrorString(err));
+    }
+    cuda_track((ptrdiff_t)bytes);
+    return p;
+}
+
+void *cuda_alloc(size_t bytes)
+{
+    void *p = device_alloc(bytes);
+    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    if (n_allocs == cap_allocs) {
+        cap_allocs = cap_allocs ? 2 * cap_allocs : 64;
+        allocs = (Allocation *)realloc(allocs, cap_allocs * sizeof *allocs);
+        if (!allocs)
+            fail("cuda alloc: out of host memory");
+    }
+    allocs[n_allocs++] = (Allocation){p, bytes};
+    return p;
+}
+
+void cuda_release(void *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < n_allocs; i++)
+        if (allocs[i].p == p) {
+            cuda_track(-(ptrdiff_t)allocs[i].bytes);
+            allocs[i] = allocs[--n_allocs];
+            CUDA_CHECK(cudaFree(p));
+            return;
+        }
+    fail("cuda release: %p was not allocated by the CUDA backend", p);
+}
+
+void cuda_upload(void *dst, const void *src, size_t bytes)
+{
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void cuda_download(void *dst, const void *src, size_t bytes)
+{
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void cuda_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0)); }
+
+void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+/* ---- scratch ---- */
+
+static void *scratch_ptr[SCRATCH_SLOTS];
+static size_t scratch_bytes[SCRATCH_SLOTS];
+
+void *cuda_scratch(ScratchSlot slot, size_t bytes)
+{
+    if (bytes > scratch_bytes[slot]) {
+        if (scratch_ptr[slot]) {
+            CUDA_CHECK(cudaFree(scratch_ptr[slot])); /* synchronises: only while sizes still grow */
+            cuda_track(-(ptrdiff_t)scratch_bytes[slot]);
+        }
+        bytes = (bytes + 4095) & ~(size_t)4095;
+        scratch_ptr[slot] = device_alloc(bytes);
+        scratch_bytes[slot] = bytes;
+    }
+    return scratch_ptr[slot];
+}
+
+/* ---- conversions ---- */
+
+__global__ void f32_to_bf16_kernel(bf16 *dst, const float *src, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = tobf(src[i]);
+}
+
+__global__ void bf16_to_f32_kernel(float *dst, const bf16 *src, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = bf(src[i]);
+}
+
+void cuda_f32_to_act(void *dst, const float *src, size_t n)
+{
+    if (!n)
+        return;
+    f32_to_bf16_kernel<<<grid_for(n, 256), 256>>>((bf16 *)dst, src, n);
+    LAUNCH_CHECK();
+}
+
+void cuda_act_to_f32(float *dst, const void *src, size_t n)
+{
+    if (!n)
+        return;
+    bf16_to_f32_kernel<<<grid_for(n, 256), 256>>>(dst, (const bf16 *)src, n);
+    LAUNCH_CHECK();
+}
+
+/* ---- partial sums ---- */
+
+__global__ void add_partials_kernel(float *dst, const float *part, int rows, int n, size_t stride)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    float s = 0;
+    for (int r = 0; r < rows; r++)
+        s += part[(size_t)r * stride + i];
+    dst[i] += s;
+}
+
+void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride)
+{
+    add_partials_kernel<<<ceil_div(n, 128), 128>>>(dst, part, rows, n, stride);
+    LAUNCH_CHECK();
+}

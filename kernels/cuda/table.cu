@@ -1,0 +1,57 @@
+/* table.cu: the CUDA backend's Ops table: bf16 activations and compute copies of parameters, fp32
+   master weights, gradients, optimizer moments and saved statistics, all in device memory. */
+#include "kernels/cuda/cuda.cuh"
+
+static const Ops table = {
+    .name = "cuda",
+    .act = DTYPE_BF16,
+    .act_size = sizeof(bf16),
+    .on_device = 1,
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .zero = cuda_zero,
+    .sync = cuda_sync,
+    .f32_to_act = cuda_f32_to_act,
+    .act_to_f32 = cuda_act_to_f32,
+    .copy = cuda_copy,
+    .accumulate = cuda_accumulate,
+    .silu_forward = cuda_silu_forward,
+    .silu_backward = cuda_silu_backward,
+    .swiglu_forward = cuda_swiglu_forward,
+    .swiglu_backward = cuda_swiglu_backward,
+    .mul_forward = cuda_mul_forward,
+    .mul_backward = cuda_mul_backward,
+    .embedding_forward = cuda_embedding_forward,
+    .embedding_backward = cuda_embedding_backward,
+    .matmul_forward = cuda_matmul_forward,
+    .matmul_backward = cuda_matmul_backward,
+    .rmsnorm_forward = cuda_rmsnorm_forward,
+    .rmsnorm_backward = cuda_rmsnorm_backward,
+    .layernorm_forward = cuda_layernorm_forward,
+    .layernorm_backward = cuda_layernorm_backward,
+    .tsnorm_forward = cuda_tsnorm_forward,
+    .tsnorm_backward = cuda_tsnorm_backward,
+    .cema_forward = cuda_cema_forward,
+    .cema_backward = cuda_cema_backward,
+    .qk_forward = cuda_qk_forward,
+    .qk_backward = cuda_qk_backward,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .crossentropy = cuda_crossentropy,
+    .sumsq = cuda_sumsq,
+    .adamw = cuda_adamw,
+    .peak_memory = cuda_peak_memory,
+};
+
+/* NULL when no GPU is visible, so callers can say so instead of failing inside a kernel */
+extern "C" const Ops *ops_cuda(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return &table;
+}

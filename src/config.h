@@ -1,0 +1,87 @@
+/* config.h: the typed run configuration. Every key has a default; a YAML file and --set
+   overrides fill it in; config_check() validates what depends on several keys or the world size.
+   The key table in config.c is the single source of truth (parsing, --print-config, docs). */
+#ifndef MEGATRAIN_CONFIG_H
+#define MEGATRAIN_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_STR 512
+
+typedef enum { FFN_SWIGLU = 0, FFN_SILU = 1 } FfnKind;
+typedef enum { DECAY_COSINE = 0, DECAY_LINEAR = 1, DECAY_CONSTANT = 2 } DecayKind;
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
+typedef enum { PRECISION_AUTO = 0, PRECISION_FP32 = 1, PRECISION_BF16 = 2 } PrecisionKind;
+
+typedef struct {
+    struct {
+        char preset[CONFIG_STR];
+        int vocab_size; /* 0: take it from the dataset */
+        int n_layers, d_model, n_heads, z_dim, v_dim, ffn_dim;
+        int ffn; /* FfnKind */
+        int chunk, groups, cema_ndim;
+        double rope_base, norm_eps;
+        int scale_emb, share_emb;
+    } model;
+    struct {
+        int tp, pp, cp, micro_batches;
+    } parallel;
+    struct {
+        char path[CONFIG_STR];
+        int seq_len, batch_size; /* global: sequences per optimizer step */
+    } data;
+    struct {
+        double lr, beta1, beta2, eps, weight_decay, grad_clip;
+    } optimizer;
+    struct {
+        int warmup_steps;
+        int decay; /* DecayKind */
+        double min_lr_ratio, warmup_init_ratio;
+    } schedule;
+    struct {
+        int64_t steps, tokens;
+        int64_t seed;
+        int device;    /* DeviceKind */
+        int precision; /* PrecisionKind */
+        int recompute, threads;
+    } train;
+    struct {
+        char metrics[CONFIG_STR];
+        int every;
+        double peak_tflops;
+    } log;
+    struct {
+        int every, batches;
+    } eval;
+} Config;
+
+/* Where a value came from, for error messages: "run.yaml:12", "--set", "default". */
+typedef struct {
+    char where[CONFIG_STR];
+} ConfigOrigin;
+
+/* Defaults for every key. */
+void config_defaults(Config *c);
+/* Read a YAML file over c. Bad input stops every rank with exit code 2 (fail_input_all). */
+void config_load_yaml(Config *c, const char *path);
+/* Apply one "section.key=value" override. */
+void config_set(Config *c, const char *assignment);
+/* Fill in the preset's dimensions (keys not set explicitly keep the preset's value), resolve
+   derived values (precision, steps from tokens) and check ranges and consistency against the
+   world size. vocab_from_data is the dataset's vocabulary (0 if unknown). */
+void config_finish(Config *c, int world_size, int vocab_from_data, int cuda_built);
+/* The resolved configuration as YAML that reads back to the same Config. */
+void config_print(const Config *c, FILE *f);
+/* The same as one JSON object (for the metrics header). */
+void config_print_json(const Config *c, FILE *f);
+/* Every key with its type, default and meaning (megatrain --help-config). */
+void config_print_reference(FILE *f);
+/* Where the key "section.key" was last set (for messages from other modules). */
+const char *config_origin(const char *section_key);
+
+/* Names of enum values, for messages and logs. */
+const char *config_device_name(int device);
+const char *config_precision_name(int precision);
+
+#endif

@@ -1,0 +1,145 @@
+/* dump.c: `megatrain dump` (see dump.h). */
+#include "src/dump.h"
+
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "src/h5util.h"
+#include "src/model.h"
+#include "src/optim.h"
+#include "src/train.h"
+#include "src/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Every parameter as group/<name>; a tied head is written under both of its names. */
+static void write_params(hid_t f, const char *group, const Model *m, const float *host)
+{
+    for (int i = 0; i <= m->n_params; i++) {
+        const ParamInfo *p = i < m->n_params ? &m->params_info[i] : model_param(m, "embed.weight");
+        if (i == m->n_params && !m->d.share_emb)
+            break;
+        const char *name = i < m->n_params ? p->name : "output.output.weight";
+        hsize_t shape[PARAM_MAXDIM];
+        for (int k = 0; k < p->ndim; k++)
+            shape[k] = (hsize_t)p->shape[k];
+        char *path = xasprintf("%s/%s", group, name);
+        h5u_write(f, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, shape, host + p->offset);
+        free(path);
+    }
+}
+
+static void load_params(Model *m, const char *path)
+{
+    hid_t f = h5u_open(path, 0);
+    float *host = xmalloc(m->n_elems * sizeof(float));
+    for (int i = 0; i < m->n_params; i++) {
+        const ParamInfo *p = &m->params_info[i];
+        hsize_t shape[PARAM_MAXDIM];
+        for (int k = 0; k < p->ndim; k++)
+            shape[k] = (hsize_t)p->shape[k];
+        char *name = xasprintf("params/%s", p->name);
+        h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, host + p->offset, path);
+        free(name);
+    }
+    H5_CHECK(H5Fclose(f));
+    model_params_from_host(m, host);
+    free(host);
+}
+
+static void write_attr_int(hid_t f, const char *name, int v) { h5u_attr_write(f, name, H5T_NATIVE_INT, H5T_STD_I32LE, &v); }
+static void write_attr_double(hid_t f, const char *name, double v)
+{
+    h5u_attr_write(f, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
+}
+
+void dump_run(const Config *c, const char *out_path, const char *load_path, int steps)
+{
+    const Ops *ops = ops_get(config_device_name(c->train.device));
+    if (!ops)
+        fail_input("train.device: %s: no such backend in this build", config_device_name(c->train.device));
+    ModelDims d;
+    model_dims_from_config(&d, c);
+    const int B = c->data.batch_size, L = c->data.seq_len;
+    Model m;
+    model_create(&m, &d, ops, B, L, c->train.recompute);
+    model_init_params(&m, (uint64_t)c->train.seed);
+    if (load_path)
+        load_params(&m, load_path);
+
+    Dataset *ds = c->data.path[0] ? dataset_open(c->data.path, "train") : NULL;
+    BatchSource src = {.seed = (uint64_t)c->train.seed, .L = L, .vocab = d.vocab};
+    if (ds)
+        src.sampler = sampler_create(ds, (uint64_t)c->train.seed, L, 1);
+    int32_t *tokens = xmalloc((size_t)B * (L + 1) * sizeof(int32_t));
+    batch_read(&src, 0, B, tokens);
+    model_set_batch(&m, tokens);
+
+    hid_t f = h5u_create(out_path);
+    const char *int_names[] = {"vocab_size", "n_layers", "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu",
+                               "chunk", "groups", "cema_ndim", "scale_emb", "share_emb", "batch", "seq_len"};
+    const int int_values[] = {d.vocab, d.n_layers, d.D, d.H, d.Z, d.V, d.F, d.swiglu, d.C, d.G, d.N, d.scale_emb,
+                              d.share_emb, B, L};
+    for (size_t i = 0; i < sizeof int_values / sizeof int_values[0]; i++)
+        write_attr_int(f, int_names[i], int_values[i]);
+    write_attr_double(f, "rope_base", c->model.rope_base);
+    write_attr_double(f, "norm_eps", c->model.norm_eps);
+    h5u_write(f, "tokens", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)B, (hsize_t)L + 1}, tokens);
+
+    float *host = xmalloc(m.n_elems * sizeof(float));
+    model_params_to_host(&m, host);
+    write_params(f, "params", &m, host);
+
+    /* logits first (a training forward overwrites them with their gradient) */
+    const size_t nlogits = (size_t)m.T * d.vocab;
+    float *dev = ops->alloc(nlogits * sizeof(float)), *logits = xmalloc(nlogits * sizeof(float));
+    model_forward(&m, 0.0f);
+    ops->act_to_f32(dev, m.logits, nlogits);
+    ops->download(logits, dev, nlogits * sizeof(float));
+    h5u_write(f, "logits", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 3,
+              (hsize_t[]){(hsize_t)B, (hsize_t)L, (hsize_t)d.vocab}, logits);
+
+    const double ntok = (double)B * L;
+    double *losses = xmalloc((size_t)(steps > 0 ? steps : 1) * sizeof(double));
+    double *lrs = xmalloc((size_t)(steps > 0 ? steps : 1) * sizeof(double));
+    for (int k = 0; k < (steps > 0 ? steps : 1); k++) {
+        model_zero_grads(&m);
+        double loss = model_forward(&m, (float)(1.0 / ntok)) / ntok;
+        model_backward(&m);
+        if (k == 0) {
+            h5u_write(f, "loss", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, NULL, &loss);
+            ops->download(host, m.grads, m.n_elems * sizeof(float));
+            write_params(f, "grads", &m, host);
+        }
+        if (steps == 0)
+            break;
+        losses[k] = loss;
+        lrs[k] = schedule_lr(c, k + 1);
+        optim_step(&m, c, k + 1, ops->sumsq(m.grads, m.n_elems));
+    }
+    if (steps > 0) {
+        h5u_write(f, "train/losses", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, losses);
+        h5u_write(f, "train/lr", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, lrs);
+        hid_t g = H5_CHECK(H5Gopen2(f, "train", H5P_DEFAULT));
+        write_attr_double(g, "beta1", c->optimizer.beta1);
+        write_attr_double(g, "beta2", c->optimizer.beta2);
+        write_attr_double(g, "eps", c->optimizer.eps);
+        write_attr_double(g, "weight_decay", c->optimizer.weight_decay);
+        write_attr_double(g, "grad_clip", c->optimizer.grad_clip);
+        H5_CHECK(H5Gclose(g));
+        model_params_to_host(&m, host);
+        write_params(f, "updated", &m, host);
+    }
+    H5_CHECK(H5Fclose(f));
+    ops->release(dev);
+    free(logits);
+    free(losses);
+    free(lrs);
+    free(host);
+    free(tokens);
+    if (src.sampler)
+        sampler_free(src.sampler);
+    if (ds)
+        dataset_close(ds);
+    model_free(&m);
+}

@@ -1,1 +1,0 @@
-const char *megatrain_version(void) { return "0.1.0"; }

@@ -1,0 +1,668 @@
+/* ops_harness.h: the harness shared by the tests of the ops interface (tests/test_ops_*.c).
+
+   An OpCase is one op at one size: named inputs and outputs, held on the host as double, and
+   forward/backward functions that call an Ops table on backend buffers. case_forward() uploads
+   the inputs in the backend's dtypes (act dtype or fp32) and brings the outputs back as double;
+   case_backward() feeds the outputs' upstream gradients and brings the input gradients back.
+   So one description of each op serves the finite-difference checks (cpu64), the fp32/fp64
+   comparison and the checks against reference formulas.
+
+   Every value is drawn uniformly from a stated range by a counter-based RNG keyed by (case,
+   argument) and rounded to fp32, so the fp32 and fp64 backends see identical inputs. Include this
+   file once per program, after tests/tap.h. */
+#ifndef MEGATRAIN_OPS_HARNESS_H
+#define MEGATRAIN_OPS_HARNESS_H
+
+#include "kernels/ops.h"
+#include "src/util.h"
+
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Storage of a value or gradient: the backend's act dtype, fp32, or a host double (a loss). */
+enum { ARG_ACT, ARG_F32, ARG_HOST };
+/* ARG_SAVED: an output that is a saved statistic (no upstream gradient, not in the loss);
+   ARG_OVERWRITE: the op overwrites this input's gradient instead of adding to it;
+   ARG_NOGRAD: the input's gradient is not asked for (NULL is passed). */
+enum { ARG_SAVED = 1, ARG_OVERWRITE = 2, ARG_NOGRAD = 4 };
+
+typedef struct {
+    const char *name;
+    size_t n;
+    int kind, gkind, flags;
+    double *val;      /* (n) inputs: set by the test; outputs: filled by forward */
+    double *grad;     /* (n) inputs: filled by backward; outputs: the upstream gradient R */
+    void *buf, *gbuf; /* backend buffers of val and grad while a case runs */
+} Arg;
+
+#define CASE_MAXARGS 8
+
+typedef struct OpCase {
+    char name[96];
+    int nin, nout;
+    Arg in[CASE_MAXARGS], out[CASE_MAXARGS];
+    void (*forward)(const Ops *o, struct OpCase *c);
+    void (*backward)(const Ops *o, struct OpCase *c);
+    /* exact fp64 value of a differentiable fp32 output (the states), from the inputs */
+    void (*exact)(struct OpCase *c, const char *out, double *dst);
+    int B, L, D, G, N, H, dz, dv, C, T, IC, OC, V, accumulate;
+    int64_t n0;
+    double eps, base, scale;
+    int32_t *ids;  /* (T) tokens or targets */
+    double *prior; /* matmul with accumulate: what out holds before forward */
+} OpCase;
+
+/* ---------------------------------------------------------------- values and buffers */
+
+static inline void fill_uniform(double *v, size_t n, uint64_t key, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(lo + (hi - lo) * rng_uniform(key, i));
+}
+
+static inline uint64_t case_key(const OpCase *c, const char *what)
+{
+    return rng_mix(rng_key(1234, c->name) ^ rng_key(99, what));
+}
+
+static inline size_t kind_size(const Ops *o, int kind)
+{
+    return kind == ARG_ACT ? o->act_size : kind == ARG_F32 ? sizeof(float) : sizeof(double);
+}
+
+static inline void *buf_alloc(const Ops *o, int kind, size_t n)
+{
+    return kind == ARG_HOST ? xcalloc(n, sizeof(double)) : o->alloc(n * kind_size(o, kind));
+}
+
+static inline void buf_free(const Ops *o, int kind, void *p)
+{
+    if (kind == ARG_HOST)
+        free(p);
+    else
+        o->release(p);
+}
+
+/* host double -> backend buffer of the given kind */
+static inline void buf_put(const Ops *o, int kind, void *dst, const double *src, size_t n)
+{
+    if (kind == ARG_HOST) {
+        memcpy(dst, src, n * sizeof(double));
+        return;
+    }
+    size_t es = kind_size(o, kind);
+    char *tmp = xmalloc(n * es);
+    for (size_t i = 0; i < n; i++)
+        if (es == sizeof(double))
+            ((double *)tmp)[i] = src[i];
+        else
+            ((float *)tmp)[i] = (float)src[i];
+    o->upload(dst, tmp, n * es);
+    free(tmp);
+}
+
+static inline void buf_get(const Ops *o, int kind, double *dst, const void *src, size_t n)
+{
+    if (kind == ARG_HOST) {
+        memcpy(dst, src, n * sizeof(double));
+        return;
+    }
+    size_t es = kind_size(o, kind);
+    char *tmp = xmalloc(n * es);
+    o->download(tmp, src, n * es);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = es == sizeof(double) ? ((double *)tmp)[i] : ((float *)tmp)[i];
+    free(tmp);
+}
+
+/* ---------------------------------------------------------------- describing a case */
+
+static inline Arg *case_arg(OpCase *c, int input, const char *name)
+{
+    Arg *list = input ? c->in : c->out;
+    int n = input ? c->nin : c->nout;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(list[i].name, name))
+            return &list[i];
+    return NULL;
+}
+
+/* Buffers by name for the forward/backward functions; NULL when the case has no such argument
+   (so optional arguments pass NULL). */
+#define IN(name) (case_arg(c, 1, name) ? case_arg(c, 1, name)->buf : NULL)
+#define DIN(name) (case_arg(c, 1, name) ? case_arg(c, 1, name)->gbuf : NULL)
+#define OUT(name) (case_arg(c, 0, name) ? case_arg(c, 0, name)->buf : NULL)
+#define DOUT(name) (case_arg(c, 0, name) ? case_arg(c, 0, name)->gbuf : NULL)
+/* host values by name */
+#define VAL(name) (case_arg(c, 1, name) ? case_arg(c, 1, name)->val : case_arg(c, 0, name)->val)
+
+static inline Arg *case_add(OpCase *c, int input, const char *name, size_t n, int kind, int gkind, int flags)
+{
+    Arg *a = input ? &c->in[c->nin++] : &c->out[c->nout++];
+    *a = (Arg){name, n, kind, gkind, flags, xcalloc(n, sizeof(double)), xcalloc(n, sizeof(double)), NULL, NULL};
+    return a;
+}
+
+/* An input with values uniform in [lo, hi): an activation (gradient in the act dtype), a
+   parameter (compute copy in the act dtype, fp32 gradient) or a state (fp32, gradient
+   overwritten). */
+static inline Arg *act_in(OpCase *c, const char *name, size_t n, double lo, double hi)
+{
+    Arg *a = case_add(c, 1, name, n, ARG_ACT, ARG_ACT, 0);
+    fill_uniform(a->val, n, case_key(c, name), lo, hi);
+    return a;
+}
+
+static inline Arg *param_in(OpCase *c, const char *name, size_t n, double lo, double hi)
+{
+    Arg *a = case_add(c, 1, name, n, ARG_ACT, ARG_F32, 0);
+    fill_uniform(a->val, n, case_key(c, name), lo, hi);
+    return a;
+}
+
+static inline Arg *state_in(OpCase *c, const char *name, size_t n, double lo, double hi)
+{
+    Arg *a = case_add(c, 1, name, n, ARG_F32, ARG_F32, ARG_OVERWRITE);
+    fill_uniform(a->val, n, case_key(c, name), lo, hi);
+    return a;
+}
+
+/* An output; unless saved, its upstream gradient R is uniform in [-1, 1). */
+static inline Arg *case_out(OpCase *c, const char *name, size_t n, int kind, int flags)
+{
+    Arg *a = case_add(c, 0, name, n, kind, kind, flags);
+    if (!(flags & ARG_SAVED))
+        fill_uniform(a->grad, n, case_key(c, a->name) ^ 0x5eed, -1, 1);
+    return a;
+}
+
+static inline OpCase *case_new(const char *name, void (*fwd)(const Ops *, OpCase *), void (*bwd)(const Ops *, OpCase *))
+{
+    OpCase *c = xcalloc(1, sizeof(OpCase));
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->forward = fwd;
+    c->backward = bwd;
+    return c;
+}
+
+static inline void case_free(OpCase *c)
+{
+    for (int i = 0; i < c->nin + c->nout; i++) {
+        Arg *a = i < c->nin ? &c->in[i] : &c->out[i - c->nin];
+        free(a->val);
+        free(a->grad);
+    }
+    free(c->ids);
+    free(c->prior);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- running a case */
+
+static inline void case_release(const Ops *o, OpCase *c)
+{
+    for (int i = 0; i < c->nin + c->nout; i++) {
+        Arg *a = i < c->nin ? &c->in[i] : &c->out[i - c->nin];
+        if (a->buf)
+            buf_free(o, a->kind, a->buf);
+        if (a->gbuf)
+            buf_free(o, a->gkind, a->gbuf);
+        a->buf = a->gbuf = NULL;
+    }
+}
+
+/* Uploads the inputs, runs forward and downloads the outputs; the buffers stay for backward
+   until case_release. */
+static inline void case_forward(const Ops *o, OpCase *c)
+{
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        a->buf = buf_alloc(o, a->kind, a->n);
+        buf_put(o, a->kind, a->buf, a->val, a->n);
+    }
+    for (int i = 0; i < c->nout; i++)
+        c->out[i].buf = buf_alloc(o, c->out[i].kind, c->out[i].n);
+    c->forward(o, c);
+    for (int i = 0; i < c->nout; i++)
+        buf_get(o, c->out[i].kind, c->out[i].val, c->out[i].buf, c->out[i].n);
+}
+
+/* Runs backward after case_forward and downloads the input gradients. With prefill, every input
+   gradient buffer first holds random values, subtracted afterwards unless the op overwrites
+   that gradient: an op that overwrites where it must add (or the reverse) fails the checks. */
+static inline void case_backward(const Ops *o, OpCase *c, int prefill)
+{
+    for (int i = 0; i < c->nout; i++) {
+        Arg *a = &c->out[i];
+        if (!(a->flags & ARG_SAVED)) {
+            a->gbuf = buf_alloc(o, a->gkind, a->n);
+            buf_put(o, a->gkind, a->gbuf, a->grad, a->n);
+        }
+    }
+    double *pre[CASE_MAXARGS] = {0};
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        if (a->flags & ARG_NOGRAD)
+            continue;
+        a->gbuf = buf_alloc(o, a->gkind, a->n);
+        if (prefill) {
+            pre[i] = xmalloc(a->n * sizeof(double));
+            fill_uniform(pre[i], a->n, case_key(c, a->name) ^ 0xf111, -1, 1);
+            buf_put(o, a->gkind, a->gbuf, pre[i], a->n);
+        }
+    }
+    c->backward(o, c);
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        if (a->flags & ARG_NOGRAD)
+            continue;
+        buf_get(o, a->gkind, a->grad, a->gbuf, a->n);
+        if (pre[i] && !(a->flags & ARG_OVERWRITE))
+            for (size_t j = 0; j < a->n; j++)
+                a->grad[j] -= pre[i][j];
+        free(pre[i]);
+    }
+}
+
+/* Forward and backward in one go, buffers released. */
+static inline void case_run(const Ops *o, OpCase *c, int prefill)
+{
+    case_forward(o, c);
+    case_backward(o, c, prefill);
+    case_release(o, c);
+}
+
+/* The scalar the gradients are of: f = sum over differentiable outputs of R * output, with fp32
+   outputs (the states) taken from c->exact so that fp32 rounding does not swamp the finite
+   differences. */
+static inline double case_loss(const Ops *o, OpCase *c)
+{
+    case_forward(o, c);
+    case_release(o, c);
+    double f = 0;
+    for (int i = 0; i < c->nout; i++) {
+        Arg *a = &c->out[i];
+        if (a->flags & ARG_SAVED)
+            continue;
+        double *v = a->val;
+        if (a->kind == ARG_F32) {
+            v = xmalloc(a->n * sizeof(double));
+            c->exact(c, a->name, v);
+        }
+        for (size_t j = 0; j < a->n; j++)
+            f += a->grad[j] * v[j];
+        if (v != a->val)
+            free(v);
+    }
+    return f;
+}
+
+/* ---------------------------------------------------------------- reference formulas (fp64) */
+
+static inline double ref_sigmoid(double x) { return 1 / (1 + exp(-x)); }
+
+/* TimestepNorm in closed form: the mean and population variance of every element of the group
+   at timesteps 0..t plus a prior of n0 timesteps (Dg elements each) with mean mu0, variance v0.
+   y, mean, rstd as the op's outputs; state (B, G, 2) the final [mean, var]. Any may be NULL. */
+static inline void ref_tsnorm(OpCase *c, double *y, double *mean, double *rstd, double *state)
+{
+    const int B = c->B, L = c->L, D = c->D, G = c->G, Dg = D / G;
+    const double *x = VAL("x"), *w = VAL("w"), *b = VAL("b");
+    const Arg *st = case_arg(c, 1, "state_in");
+    const double n0 = st ? c->n0 : 0;
+    for (int bi = 0; bi < B; bi++)
+        for (int g = 0; g < G; g++) {
+            double mu0 = st ? st->val[2 * (bi * G + g)] : 0, v0 = st ? st->val[2 * (bi * G + g) + 1] : 0;
+            double sum = n0 * Dg * mu0, sumsq = n0 * Dg * (v0 + mu0 * mu0), m = 0, v = 0;
+            for (int t = 0; t < L; t++) {
+                const double *xt = x + ((size_t)bi * L + t) * D + g * Dg;
+                for (int i = 0; i < Dg; i++) {
+                    sum += xt[i];
+                    sumsq += xt[i] * xt[i];
+                }
+                double cnt = (n0 + t + 1) * Dg;
+                m = sum / cnt;
+                v = sumsq / cnt - m * m;
+                double rs = 1 / sqrt(v + c->eps);
+                size_t s = ((size_t)bi * L + t) * G + g;
+                if (mean)
+                    mean[s] = m;
+                if (rstd)
+                    rstd[s] = rs;
+                for (int i = 0; y && i < Dg; i++)
+                    y[((size_t)bi * L + t) * D + g * Dg + i] = (xt[i] - m) * rs * (1 + w[g * Dg + i]) + b[g * Dg + i];
+            }
+            if (state) {
+                state[2 * (bi * G + g)] = m;
+                state[2 * (bi * G + g) + 1] = v;
+            }
+        }
+}
+
+/* CEMA in the convolution form of spec section 3: K[l] = Re(sum_k g p q^l), bias[l] =
+   Re(sum_k g q^(l+1) h0), y = K * u + bias + omega u; h_L = p sum_j q^(L-1-j) u_j + q^L h0.
+   Powers by cpow. y (B, L, D) and hL (B, D, N, 2) may be NULL. */
+static inline void ref_cema(OpCase *c, double *y, double *hL)
+{
+    const int B = c->B, L = c->L, D = c->D, N = c->N;
+    const double *u = VAL("u"), *al = VAL("alpha"), *de = VAL("delta"), *th = VAL("theta"), *ga = VAL("gamma"),
+                 *om = VAL("omega");
+    const Arg *h0a = case_arg(c, 1, "h0");
+    if (N > 64)
+        fail("ref_cema: N = %d > 64", N);
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < D; d++) {
+            double complex p[64], q[64], g[64], h0[64];
+            for (int k = 0; k < N; k++) {
+                size_t i = (size_t)d * N + k;
+                p[k] = ref_sigmoid(al[i]);
+                q[k] = (1 - creal(p[k]) * ref_sigmoid(de[i])) * cexp(I * (k + 1) * ref_sigmoid(th[d]) * 2 * M_PI / N);
+                g[k] = (ga[2 * i] + I * ga[2 * i + 1]) / sqrt(N);
+                size_t hk = (((size_t)b * D + d) * N + k) * 2;
+                h0[k] = h0a ? h0a->val[hk] + I * h0a->val[hk + 1] : 0;
+            }
+            for (int l = 0; y && l < L; l++) {
+                double acc = om[d] * u[((size_t)b * L + l) * D + d];
+                for (int k = 0; k < N; k++) {
+                    double complex s = g[k] * cpow(q[k], l + 1) * h0[k];
+                    for (int j = 0; j <= l; j++)
+                        s += g[k] * p[k] * cpow(q[k], l - j) * u[((size_t)b * L + j) * D + d];
+                    acc += creal(s);
+                }
+                y[((size_t)b * L + l) * D + d] = acc;
+            }
+            for (int k = 0; hL && k < N; k++) {
+                double complex h = cpow(q[k], L) * h0[k];
+                for (int j = 0; j < L; j++)
+                    h += p[k] * cpow(q[k], L - 1 - j) * u[((size_t)b * L + j) * D + d];
+                size_t hk = (((size_t)b * D + d) * N + k) * 2;
+                hL[hk] = creal(h);
+                hL[hk + 1] = cimag(h);
+            }
+        }
+}
+
+/* ---------------------------------------------------------------- the cases */
+
+static inline void silu_fwd(const Ops *o, OpCase *c) { o->silu_forward(OUT("y"), IN("x"), c->T); }
+static inline void silu_bwd(const Ops *o, OpCase *c) { o->silu_backward(DIN("x"), DOUT("y"), IN("x"), c->T); }
+static inline void swiglu_fwd(const Ops *o, OpCase *c) { o->swiglu_forward(OUT("y"), IN("a"), IN("b"), c->T); }
+static inline void swiglu_bwd(const Ops *o, OpCase *c)
+{
+    o->swiglu_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T);
+}
+static inline void mul_fwd(const Ops *o, OpCase *c) { o->mul_forward(OUT("y"), IN("a"), IN("b"), c->T); }
+static inline void mul_bwd(const Ops *o, OpCase *c)
+{
+    o->mul_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T);
+}
+
+/* which: "silu" (input x), "swiglu" or "mul" (inputs a, b), on n elements */
+static inline OpCase *elementwise_case(const char *which, int n)
+{
+    static const struct {
+        const char *name;
+        void (*fwd)(const Ops *, OpCase *), (*bwd)(const Ops *, OpCase *);
+    } ops[] = {{"silu", silu_fwd, silu_bwd}, {"swiglu", swiglu_fwd, swiglu_bwd}, {"mul", mul_fwd, mul_bwd}};
+    int w = 0;
+    while (strcmp(ops[w].name, which))
+        w++;
+    OpCase *c = case_new(which, ops[w].fwd, ops[w].bwd);
+    c->T = n;
+    act_in(c, w == 0 ? "x" : "a", n, -3, 3);
+    if (w > 0)
+        act_in(c, "b", n, -2, 2);
+    case_out(c, "y", n, ARG_ACT, 0);
+    return c;
+}
+
+static inline void embedding_fwd(const Ops *o, OpCase *c)
+{
+    o->embedding_forward(OUT("y"), c->ids, IN("table"), c->T, c->D, c->scale);
+}
+static inline void embedding_bwd(const Ops *o, OpCase *c)
+{
+    o->embedding_backward(DIN("table"), DOUT("y"), c->ids, c->T, c->D, c->scale);
+}
+
+/* tokens drawn from a vocabulary smaller than T, so rows repeat */
+static inline OpCase *embedding_case(int T, int D, int V)
+{
+    OpCase *c = case_new("embedding", embedding_fwd, embedding_bwd);
+    c->T = T, c->D = D, c->V = V, c->scale = 1.75;
+    c->ids = xmalloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++)
+        c->ids[t] = rng_u64(case_key(c, "tok"), t) % V;
+    param_in(c, "table", (size_t)V * D, -1, 1);
+    case_out(c, "y", (size_t)T * D, ARG_ACT, 0);
+    return c;
+}
+
+static inline void matmul_fwd(const Ops *o, OpCase *c)
+{
+    if (c->accumulate)
+        buf_put(o, ARG_ACT, OUT("y"), c->prior, (size_t)c->T * c->OC);
+    o->matmul_forward(OUT("y"), IN("inp"), IN("w"), IN("bias"), c->T, c->IC, c->OC, c->accumulate);
+}
+static inline void matmul_bwd(const Ops *o, OpCase *c)
+{
+    o->matmul_backward(DIN("inp"), DIN("w"), DIN("bias"), DOUT("y"), IN("inp"), IN("w"), c->T, c->IC, c->OC);
+}
+
+/* dinp: whether the input gradient is asked for (matmul_backward takes NULL) */
+static inline OpCase *matmul_case(int T, int IC, int OC, int bias, int accumulate, int dinp)
+{
+    char name[64];
+    snprintf(name, sizeof name, "matmul%s%s%s", bias ? " +bias" : "", accumulate ? " +accumulate" : "",
+             dinp ? "" : " (no dinp)");
+    OpCase *c = case_new(name, matmul_fwd, matmul_bwd);
+    c->T = T, c->IC = IC, c->OC = OC, c->accumulate = accumulate;
+    act_in(c, "inp", (size_t)T * IC, -1, 1)->flags |= dinp ? 0 : ARG_NOGRAD;
+    param_in(c, "w", (size_t)OC * IC, -1, 1);
+    if (bias)
+        param_in(c, "bias", OC, -1, 1);
+    case_out(c, "y", (size_t)T * OC, ARG_ACT, 0);
+    c->prior = xmalloc((size_t)T * OC * sizeof(double));
+    fill_uniform(c->prior, (size_t)T * OC, case_key(c, "prior"), -1, 1);
+    return c;
+}
+
+static inline void rmsnorm_fwd(const Ops *o, OpCase *c)
+{
+    o->rmsnorm_forward(OUT("y"), OUT("rrms"), IN("x"), IN("w"), c->T, c->D, c->eps);
+}
+static inline void rmsnorm_bwd(const Ops *o, OpCase *c)
+{
+    o->rmsnorm_backward(DIN("x"), DIN("w"), DOUT("y"), IN("x"), OUT("rrms"), IN("w"), c->T, c->D);
+}
+static inline void layernorm_fwd(const Ops *o, OpCase *c)
+{
+    o->layernorm_forward(OUT("y"), OUT("mean"), OUT("rstd"), IN("x"), IN("w"), IN("b"), c->T, c->D, c->eps);
+}
+static inline void layernorm_bwd(const Ops *o, OpCase *c)
+{
+    o->layernorm_backward(DIN("x"), DIN("w"), DIN("b"), DOUT("y"), IN("x"), OUT("mean"), OUT("rstd"), IN("w"), c->T,
+                          c->D);
+}
+
+/* x is offset from zero so the LayerNorm mean matters */
+static inline OpCase *norm_case(int layer, int T, int D)
+{
+    OpCase *c = case_new(layer ? "layernorm" : "rmsnorm", layer ? layernorm_fwd : rmsnorm_fwd,
+                         layer ? layernorm_bwd : rmsnorm_bwd);
+    c->T = T, c->D = D, c->eps = (float)1e-5; /* the value the op receives */
+    act_in(c, "x", (size_t)T * D, -0.5, 1.5);
+    param_in(c, "w", D, -0.5, 0.5);
+    if (layer)
+        param_in(c, "b", D, -0.5, 0.5);
+    case_out(c, "y", (size_t)T * D, ARG_ACT, 0);
+    if (layer) {
+        case_out(c, "mean", T, ARG_F32, ARG_SAVED);
+        case_out(c, "rstd", T, ARG_F32, ARG_SAVED);
+    } else {
+        case_out(c, "rrms", T, ARG_F32, ARG_SAVED);
+    }
+    return c;
+}
+
+static inline void tsnorm_fwd(const Ops *o, OpCase *c)
+{
+    o->tsnorm_forward(OUT("y"), OUT("mean"), OUT("rstd"), OUT("state_out"), IN("x"), IN("w"), IN("b"), IN("state_in"),
+                      c->n0, c->B, c->L, c->D, c->G, c->eps);
+}
+static inline void tsnorm_bwd(const Ops *o, OpCase *c)
+{
+    o->tsnorm_backward(DIN("x"), DIN("w"), DIN("b"), DIN("state_in"), DOUT("y"), DOUT("state_out"), IN("x"),
+                       OUT("mean"), OUT("rstd"), IN("w"), IN("state_in"), c->n0, c->B, c->L, c->D, c->G);
+}
+static inline void tsnorm_exact(OpCase *c, const char *out, double *dst) { ref_tsnorm(c, NULL, NULL, NULL, dst); }
+
+/* n0 > 0 gives a prior state_in (means in [-1, 1), variances in [0.5, 1.5)); with_out asks for
+   state_out. x is offset so the running mean is not near zero. */
+static inline OpCase *tsnorm_case(int B, int L, int D, int G, int64_t n0, int with_out)
+{
+    char name[64];
+    snprintf(name, sizeof name, "tsnorm B%d L%d D%d G%d n0=%lld%s", B, L, D, G, (long long)n0,
+             with_out ? " +state_out" : "");
+    OpCase *c = case_new(name, tsnorm_fwd, tsnorm_bwd);
+    c->B = B, c->L = L, c->D = D, c->G = G, c->n0 = n0, c->eps = (float)1e-5; /* the value the op receives */
+    c->exact = tsnorm_exact;
+    act_in(c, "x", (size_t)B * L * D, -0.5, 1.5);
+    param_in(c, "w", D, -0.5, 0.5);
+    param_in(c, "b", D, -0.5, 0.5);
+    if (n0 > 0) {
+        Arg *s = state_in(c, "state_in", (size_t)B * G * 2, -1, 1);
+        for (int i = 0; i < B * G; i++)
+            s->val[2 * i + 1] = (float)(1 + 0.5 * s->val[2 * i + 1]);
+    }
+    case_out(c, "y", (size_t)B * L * D, ARG_ACT, 0);
+    case_out(c, "mean", (size_t)B * L * G, ARG_F32, ARG_SAVED);
+    case_out(c, "rstd", (size_t)B * L * G, ARG_F32, ARG_SAVED);
+    if (with_out)
+        case_out(c, "state_out", (size_t)B * G * 2, ARG_F32, 0);
+    return c;
+}
+
+static inline CemaParams cema_params(OpCase *c)
+{
+    return (CemaParams){IN("alpha"), IN("delta"), IN("theta"), IN("gamma"), IN("omega")};
+}
+static inline void cema_fwd(const Ops *o, OpCase *c)
+{
+    o->cema_forward(OUT("y"), OUT("h_out"), IN("u"), cema_params(c), IN("h0"), c->B, c->L, c->D, c->N);
+}
+static inline void cema_bwd(const Ops *o, OpCase *c)
+{
+    CemaGrads g = {DIN("alpha"), DIN("delta"), DIN("theta"), DIN("gamma"), DIN("omega")};
+    o->cema_backward(DIN("u"), g, DIN("h0"), DOUT("y"), DOUT("h_out"), IN("u"), cema_params(c), IN("h0"), c->B, c->L,
+                     c->D, c->N);
+}
+static inline void cema_exact(OpCase *c, const char *out, double *dst) { ref_cema(c, NULL, dst); }
+
+static inline OpCase *cema_case(int B, int L, int D, int N, int with_h0, int with_hout)
+{
+    char name[64];
+    snprintf(name, sizeof name, "cema B%d L%d D%d N%d%s%s", B, L, D, N, with_h0 ? " +h0" : "",
+             with_hout ? " +h_out" : "");
+    OpCase *c = case_new(name, cema_fwd, cema_bwd);
+    c->B = B, c->L = L, c->D = D, c->N = N;
+    c->exact = cema_exact;
+    act_in(c, "u", (size_t)B * L * D, -1, 1);
+    param_in(c, "alpha", (size_t)D * N, -1, 1);
+    param_in(c, "delta", (size_t)D * N, -1, 1);
+    param_in(c, "theta", D, -2, 2);
+    param_in(c, "gamma", (size_t)D * N * 2, -1, 1);
+    param_in(c, "omega", D, -1, 1);
+    if (with_h0)
+        state_in(c, "h0", (size_t)B * D * N * 2, -1, 1);
+    case_out(c, "y", (size_t)B * L * D, ARG_ACT, 0);
+    if (with_hout)
+        case_out(c, "h_out", (size_t)B * D * N * 2, ARG_F32, 0);
+    return c;
+}
+
+static inline void qk_fwd(const Ops *o, OpCase *c)
+{
+    o->qk_forward(OUT("q"), OUT("k"), OUT("rstd"), IN("zs"), IN("gamma"), IN("beta"), c->B, c->L, c->H, c->dz, c->C,
+                  c->base, c->eps);
+}
+static inline void qk_bwd(const Ops *o, OpCase *c)
+{
+    o->qk_backward(DIN("zs"), DIN("gamma"), DIN("beta"), DOUT("q"), DOUT("k"), IN("zs"), OUT("rstd"), IN("gamma"), c->B,
+                   c->L, c->H, c->dz, c->C, c->base);
+}
+
+static inline OpCase *qk_case(int B, int L, int H, int dz, int C, double base)
+{
+    char name[64];
+    snprintf(name, sizeof name, "qk B%d L%d H%d dz%d C%d", B, L, H, dz, C);
+    OpCase *c = case_new(name, qk_fwd, qk_bwd);
+    size_t Z = (size_t)H * dz, T = (size_t)B * L;
+    c->B = B, c->L = L, c->H = H, c->dz = dz, c->C = C, c->base = base,
+    c->eps = (float)1e-5; /* the value the op receives */
+    act_in(c, "zs", T * Z, -1, 1);
+    param_in(c, "gamma", 2 * Z, -0.5, 0.5);
+    param_in(c, "beta", 2 * Z, -0.5, 0.5);
+    case_out(c, "q", T * Z, ARG_ACT, 0);
+    case_out(c, "k", T * Z, ARG_ACT, 0);
+    case_out(c, "rstd", T * H, ARG_F32, ARG_SAVED);
+    return c;
+}
+
+static inline void attention_fwd(const Ops *o, OpCase *c)
+{
+    o->attention_forward(OUT("o"), OUT("lse"), IN("q"), IN("k"), IN("v"), c->B, c->L, c->H, c->dz, c->dv, c->C);
+}
+static inline void attention_bwd(const Ops *o, OpCase *c)
+{
+    o->attention_backward(DIN("q"), DIN("k"), DIN("v"), DOUT("o"), IN("q"), IN("k"), IN("v"), OUT("o"), OUT("lse"),
+                          c->B, c->L, c->H, c->dz, c->dv, c->C);
+}
+
+static inline OpCase *attention_case(int B, int L, int H, int dz, int dv, int C)
+{
+    char name[64];
+    snprintf(name, sizeof name, "attention B%d L%d H%d dz%d dv%d C%d", B, L, H, dz, dv, C);
+    OpCase *c = case_new(name, attention_fwd, attention_bwd);
+    size_t T = (size_t)B * L;
+    c->B = B, c->L = L, c->H = H, c->dz = dz, c->dv = dv, c->C = C;
+    act_in(c, "q", T * H * dz, -1, 1);
+    act_in(c, "k", T * H * dz, -1, 1);
+    act_in(c, "v", T * H * dv, -1, 1);
+    case_out(c, "o", T * H * dv, ARG_ACT, 0);
+    case_out(c, "lse", (size_t)B * H * L, ARG_F32, ARG_SAVED);
+    return c;
+}
+
+static inline void crossentropy_fwd(const Ops *o, OpCase *c)
+{
+    double loss = o->crossentropy(IN("logits"), c->ids, c->T, c->V, 0);
+    buf_put(o, ARG_HOST, OUT("loss"), &loss, 1);
+}
+/* the gradient is written over a copy of the logits, scaled by the upstream gradient of the loss */
+static inline void crossentropy_bwd(const Ops *o, OpCase *c)
+{
+    size_t n = (size_t)c->T * c->V;
+    void *g = o->alloc(n * o->act_size);
+    o->copy(g, IN("logits"), n);
+    o->crossentropy(g, c->ids, c->T, c->V, (float)case_arg(c, 0, "loss")->grad[0]);
+    o->accumulate(DIN("logits"), g, n);
+    o->release(g);
+}
+
+/* every fourth target (from the second) is -1, ignored */
+static inline OpCase *crossentropy_case(int T, int V)
+{
+    OpCase *c = case_new("crossentropy", crossentropy_fwd, crossentropy_bwd);
+    c->T = T, c->V = V;
+    c->ids = xmalloc(T * sizeof(int32_t));
+    for (int t = 0; t < T; t++)
+        c->ids[t] = t % 4 == 1 ? -1 : (int32_t)(rng_u64(case_key(c, "targets"), t) % V);
+    act_in(c, "logits", (size_t)T * V, -3, 3);
+    case_out(c, "loss", 1, ARG_HOST, 0);
+    return c;
+}
+
+#endif

@@ -1,0 +1,99 @@
+# test_cli.sh: megatrain's command line and configuration: help, version, every config error
+# path (file:line, key, what was expected, exit 2, printed once under mpirun), --set and
+# --print-config round trips, presets.
+. "$top_srcdir/tests/tap.sh"
+mt="$top_builddir/megatrain"
+cd "$tap_tmp" || exit 1
+
+run "$mt" --help
+tap_ok $([ $rc -eq 0 ] && grep -q 'usage: megatrain RUN.yaml' out && echo 0 || echo 1) "--help prints the usage, exit 0"
+run "$mt" --version
+tap_ok $([ $rc -eq 0 ] && grep -q '^megatrain [0-9]' out && echo 0 || echo 1) "--version"
+run "$mt" --help-config
+tap_ok $([ $rc -eq 0 ] && grep -q 'seq_len' out && grep -q 'grad_clip' out && echo 0 || echo 1) "--help-config lists the keys"
+run "$mt"
+expect_fail 2 "no run file given" "no arguments: exit 2 with a message"
+run "$mt" run.yaml --frobnicate
+expect_fail 2 "unknown option '--frobnicate'" "unknown option: exit 2"
+run "$mt" missing.yaml
+expect_fail 2 "missing.yaml: cannot open the config file" "missing config file: exit 2"
+
+cat >good.yaml <<'Y'
+# a small valid run
+model:
+  vocab_size: 64
+  n_layers: 1
+  d_model: 32
+  n_heads: 2
+  z_dim: 16
+  v_dim: 32
+  ffn_dim: 48
+  chunk: 8
+  groups: 4
+data:
+  seq_len: 32
+  batch_size: 2
+train:
+  steps: 3
+Y
+run "$mt" good.yaml --print-config
+tap_ok $rc "--print-config on a valid file"
+cp out printed.yaml
+run "$mt" printed.yaml --print-config
+tap_ok $([ $rc -eq 0 ] && cmp -s out printed.yaml && echo 0 || echo 1) "--print-config output reads back to the same config"
+tap_ok $(/usr/bin/python3 -c 'import yaml,sys; d=yaml.safe_load(open("printed.yaml")); sys.exit(0 if d["model"]["norm_eps"]==1e-5 and d["data"]["seq_len"]==32 else 1)' 2>/dev/null; echo $?) "printed config is valid YAML for other readers (PyYAML)"
+
+run "$mt" good.yaml --set model.d_model=64 --set=optimizer.lr=3e-4 --print-config
+tap_ok $([ $rc -eq 0 ] && grep -q '  d_model: 64$' out && grep -q '  lr: 0.0003$' out && echo 0 || echo 1) "--set overrides keys (both spellings)"
+printf 'model: {preset: mega200M, vocab_size: 32000, chunk: 256}\ndata: {seq_len: 512}\n' >preset.yaml
+run "$mt" preset.yaml --print-config
+tap_ok $([ $rc -eq 0 ] && grep -q '  d_model: 1024$' out && grep -q '  chunk: 256$' out && grep -q '  n_layers: 12$' out && echo 0 || echo 1) "preset fills the dimensions, explicit keys win"
+
+# every kind of bad value: file:line, key, expectation, exit 2
+bad() { # bad LINE-TEXT EXPECTED-PATTERN DESCRIPTION (the YAML is good.yaml with one line appended)
+    cp good.yaml bad.yaml
+    printf '%s\n' "$1" >>bad.yaml
+    run "$mt" bad.yaml --print-config
+    expect_fail 2 "$2" "$3"
+}
+bad 'eval: {every: 2, frequency: 3}' "bad.yaml:17: unknown key 'eval.frequency' (keys of eval: every, batches)" "unknown key names file:line and the known keys"
+bad 'optimiser: {lr: 1}' "bad.yaml:17: unknown section 'optimiser'" "unknown section"
+bad 'log: {every: ten}' "bad.yaml:17: log.every: expected an integer in \[1, " "wrong type (integer)"
+bad 'optimizer: {lr: fast}' "bad.yaml:17: optimizer.lr: expected a number" "wrong type (number)"
+bad 'model: {scale_emb: maybe}' "bad.yaml:17: model.scale_emb: expected true or false" "wrong type (boolean)"
+bad 'log: {every: 0}' "log.every: expected an integer in \[1," "out of range"
+bad 'train: {device: tpu}' "train.device: expected one of cpu|cuda, got 'tpu'" "bad enum value"
+bad 'eval: {every: [1, 2]}' "bad.yaml:17: eval.every: expected an integer .*, got a list" "a list where a scalar belongs"
+bad 'train: {steps: 3, steps: 4}' "train.steps is set twice" "duplicate key"
+bad 'model: [oops' "bad.yaml:.*YAML syntax error" "YAML syntax error with line and column"
+bad 'model: {preset: mega9B}' "model.preset: unknown preset 'mega9B'" "unknown preset"
+
+# inconsistent values name the key and where it was set
+run "$mt" good.yaml --set data.seq_len=20 --print-config
+expect_fail 2 "--set data.seq_len=20: data.seq_len: 20 must be below model.chunk (8) or a multiple of it" "sequence length not a multiple of the chunk"
+run "$mt" good.yaml --set model.groups=5 --print-config
+expect_fail 2 "model.groups: 5 does not divide model.d_model (32)" "groups not dividing the width"
+run "$mt" good.yaml --set model.z_dim=6 --print-config
+expect_fail 2 "model.z_dim: 6 must be n_heads (2) times an even head width" "odd head width"
+run "$mt" good.yaml --set model.vocab_size=0 --print-config
+expect_fail 2 "model.vocab_size: needs a value when data.path is empty" "no vocabulary"
+run "$mt" good.yaml --set parallel.pp=2 --print-config
+expect_fail 2 "tp \* pp \* cp = 1 \* 2 \* 1 = 2 does not divide the 1 ranks" "layout not dividing the world size"
+run "$mt" good.yaml --set train.device=cuda --print-config
+if grep -q 'define HAVE_CUDA 1' "$top_builddir/autoconfig.h"; then tap_ok 0 "cuda accepted by a CUDA build"; else
+    expect_fail 2 "built without CUDA" "device cuda refused by a CPU-only build"; fi
+run "$mt" good.yaml --set nonsense --print-config
+expect_fail 2 "--set nonsense: expected section.key=value" "malformed --set"
+run "$mt" good.yaml --set model.width=3 --print-config
+expect_fail 2 "unknown key 'model.width'" "--set of an unknown key"
+run "$mt" good.yaml --set data.path=/nonexistent/dataset
+expect_fail 2 "/nonexistent/dataset" "missing dataset folder: exit 2 naming it"
+
+# under mpirun: one message, exit 2, nobody hangs
+run timeout 60 $MPIRUN -np 3 "$mt" good.yaml --set parallel.cp=2
+n=$(grep -c "does not divide the 3 ranks" err)
+tap_ok $([ $rc -eq 2 ] && [ "$n" -eq 1 ] && echo 0 || echo 1) "mpirun -np 3 with cp 2: printed once, exit 2 (got exit $rc, $n messages)"
+run timeout 60 $MPIRUN -np 2 "$mt" good.yaml --set data.path=/nonexistent/dataset
+n=$(grep -c "/nonexistent/dataset" err)
+tap_ok $([ $rc -eq 2 ] && [ "$n" -ge 1 ] && echo 0 || echo 1) "mpirun -np 2 with a missing dataset: exit 2 (got exit $rc)"
+tap_done

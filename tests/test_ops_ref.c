@@ -1,0 +1,321 @@
+/* test_ops_ref.c: the CPU ops' forward results against independent formulas written here in plain
+   double loops (TimestepNorm's closed form, CEMA's convolution form, naive chunked softmax
+   attention, RoPE's restart at chunk boundaries, ...), and AdamW against a double-precision
+   step written out.
+
+   Tolerances: outputs in the act dtype come from the fp64 build and differ from the formulas
+   only by rounding order, so they must agree to 1e-12 (CEMA's recurrence against powers by
+   cpow over a handful of steps: 1e-11). Values the interface stores in fp32 (saved statistics,
+   states) carry fp32 rounding, ~6e-8: 1e-6. */
+#include "tests/tap.h"
+#include "tests/ops_harness.h"
+
+#define TOL_F64 1e-12
+#define TOL_F32 1e-6
+
+/* compares output `name` of a case run forward on cpu64 with `ref` */
+static void check_out(OpCase *c, const char *name, const double *ref, double tol, const char *what)
+{
+    Arg *a = case_arg(c, 0, name);
+    double err = tap_relerr(a->val, ref, a->n);
+    tap_check(err < tol, "%s: %s %s (rel err %.1e)", c->name, name, what, err);
+}
+
+static double *zeros(size_t n) { return xcalloc(n, sizeof(double)); }
+
+static void test_elementwise(void)
+{
+    const char *ops[] = {"silu", "swiglu", "mul"};
+    for (int w = 0; w < 3; w++) {
+        OpCase *c = elementwise_case(ops[w], 50);
+        case_run(ops_cpu64(), c, 0);
+        double *ref = zeros(c->T);
+        for (int i = 0; i < c->T; i++) {
+            double a = w == 0 ? VAL("x")[i] : VAL("a")[i];
+            ref[i] = w == 0 ? a / (1 + exp(-a)) : w == 1 ? a / (1 + exp(-a)) * VAL("b")[i] : a * VAL("b")[i];
+        }
+        check_out(c, "y", ref, TOL_F64, "matches the formula");
+        free(ref);
+        case_free(c);
+    }
+}
+
+static void test_embedding(void)
+{
+    OpCase *c = embedding_case(11, 6, 5);
+    case_run(ops_cpu64(), c, 0);
+    double *ref = zeros((size_t)c->T * c->D);
+    for (int t = 0; t < c->T; t++)
+        for (int i = 0; i < c->D; i++)
+            ref[t * c->D + i] = VAL("table")[c->ids[t] * c->D + i] * c->scale;
+    check_out(c, "y", ref, TOL_F64, "is the scaled table row");
+    free(ref);
+    case_free(c);
+}
+
+static void test_matmul(int bias, int accumulate)
+{
+    OpCase *c = matmul_case(13, 9, 11, bias, accumulate, 1);
+    case_run(ops_cpu64(), c, 0);
+    double *ref = zeros((size_t)c->T * c->OC);
+    for (int t = 0; t < c->T; t++)
+        for (int j = 0; j < c->OC; j++) {
+            double s = (accumulate ? c->prior[t * c->OC + j] : 0) + (bias ? VAL("bias")[j] : 0);
+            for (int i = 0; i < c->IC; i++)
+                s += VAL("inp")[t * c->IC + i] * VAL("w")[j * c->IC + i];
+            ref[t * c->OC + j] = s;
+        }
+    check_out(c, "y", ref, TOL_F64, "= inp w^T (+ bias, + prior out)");
+    free(ref);
+    case_free(c);
+}
+
+static void test_norms(void)
+{
+    for (int layer = 0; layer < 2; layer++) {
+        OpCase *c = norm_case(layer, 7, 10);
+        case_run(ops_cpu64(), c, 0);
+        const int T = c->T, D = c->D;
+        double *y = zeros((size_t)T * D), *m = zeros(T), *r = zeros(T);
+        for (int t = 0; t < T; t++) {
+            const double *x = VAL("x") + t * D;
+            double mean = 0, sq = 0;
+            for (int i = 0; i < D; i++)
+                mean += x[i] / D;
+            for (int i = 0; i < D; i++)
+                sq += (x[i] - (layer ? mean : 0)) * (x[i] - (layer ? mean : 0)) / D;
+            m[t] = mean;
+            r[t] = 1 / sqrt(sq + c->eps);
+            for (int i = 0; i < D; i++)
+                y[t * D + i] = (x[i] - (layer ? mean : 0)) * r[t] * (1 + VAL("w")[i]) + (layer ? VAL("b")[i] : 0);
+        }
+        check_out(c, "y", y, TOL_F64, "matches the formula");
+        if (layer) {
+            check_out(c, "mean", m, TOL_F32, "saved");
+            check_out(c, "rstd", r, TOL_F32, "saved");
+        } else {
+            check_out(c, "rrms", r, TOL_F32, "saved");
+        }
+        free(y);
+        free(m);
+        free(r);
+        case_free(c);
+    }
+}
+
+static void test_tsnorm(int64_t n0)
+{
+    OpCase *c = tsnorm_case(3, 9, 12, 3, n0, 1);
+    case_run(ops_cpu64(), c, 0);
+    double *y = zeros((size_t)c->B * c->L * c->D), *m = zeros((size_t)c->B * c->L * c->G);
+    double *r = zeros((size_t)c->B * c->L * c->G), *st = zeros((size_t)c->B * c->G * 2);
+    ref_tsnorm(c, y, m, r, st);
+    check_out(c, "y", y, TOL_F64, "matches the closed form (population stats of all steps so far)");
+    check_out(c, "mean", m, TOL_F32, "saved = closed form");
+    check_out(c, "rstd", r, TOL_F32, "saved = closed form");
+    check_out(c, "state_out", st, TOL_F32, "= closed form at the last step");
+    free(y);
+    free(m);
+    free(r);
+    free(st);
+    case_free(c);
+}
+
+static void test_cema(int with_h0)
+{
+    OpCase *c = cema_case(2, 17, 5, 6, with_h0, 1);
+    case_run(ops_cpu64(), c, 0);
+    double *y = zeros((size_t)c->B * c->L * c->D), *h = zeros((size_t)c->B * c->D * c->N * 2);
+    ref_cema(c, y, h);
+    check_out(c, "y", y, 1e-11, "matches the convolution form");
+    check_out(c, "h_out", h, TOL_F32, "matches p sum q^(L-1-j) u_j + q^L h0");
+    free(y);
+    free(h);
+    case_free(c);
+}
+
+/* per-head RMS norm, affine and rotation written out; then the chunk restart: with the input of
+   the first chunk copied into the second, q and k of the two chunks agree */
+static void test_qk(void)
+{
+    OpCase *c = qk_case(2, 12, 3, 8, 4, 100);
+    const int B = c->B, L = c->L, H = c->H, dz = c->dz, C = c->C, Z = H * dz;
+    double *zs = VAL("zs");
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < C; l++)
+            memcpy(zs + ((size_t)b * L + l + C) * Z, zs + ((size_t)b * L + l) * Z, Z * sizeof(double));
+    case_run(ops_cpu64(), c, 0);
+    double *ref[2] = {zeros((size_t)B * L * Z), zeros((size_t)B * L * Z)};
+    for (int tok = 0; tok < B * L; tok++)
+        for (int h = 0; h < H; h++) {
+            const double *z = zs + (size_t)tok * Z + h * dz;
+            double ms = 0;
+            for (int j = 0; j < dz; j++)
+                ms += z[j] * z[j] / dz;
+            for (int row = 0; row < 2; row++) {
+                const double *g = VAL("gamma") + row * Z + h * dz, *be = VAL("beta") + row * Z + h * dz;
+                double *out = ref[row] + (size_t)tok * Z + h * dz;
+                for (int i = 0; i < dz / 2; i++) {
+                    double a = z[2 * i] / sqrt(ms + c->eps) * (1 + g[2 * i]) / sqrt(dz) + be[2 * i];
+                    double b = z[2 * i + 1] / sqrt(ms + c->eps) * (1 + g[2 * i + 1]) / sqrt(dz) + be[2 * i + 1];
+                    double ang = (tok % L % C) * pow(c->base, -2.0 * i / dz);
+                    out[2 * i] = a * cos(ang) - b * sin(ang);
+                    out[2 * i + 1] = a * sin(ang) + b * cos(ang);
+                }
+            }
+        }
+    check_out(c, "q", ref[0], TOL_F64, "= rope(rmsnorm(z) (1+gamma0)/sqrt(dz) + beta0)");
+    check_out(c, "k", ref[1], TOL_F64, "= rope(rmsnorm(z) (1+gamma1)/sqrt(dz) + beta1)");
+    double diff = 0;
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < C; l++)
+            for (int j = 0; j < Z; j++) {
+                size_t a = ((size_t)b * L + l) * Z + j, e = a + (size_t)C * Z;
+                diff = fmax(diff, fabs(VAL("q")[a] - VAL("q")[e]) + fabs(VAL("k")[a] - VAL("k")[e]));
+            }
+    tap_check(diff == 0, "%s: RoPE restarts at each chunk (q, k at l and l + C agree)", c->name);
+    free(ref[0]);
+    free(ref[1]);
+    case_free(c);
+}
+
+static void test_attention(int B, int L, int H, int dz, int dv, int C)
+{
+    OpCase *c = attention_case(B, L, H, dz, dv, C);
+    case_run(ops_cpu64(), c, 0);
+    const double *q = VAL("q"), *k = VAL("k"), *v = VAL("v");
+    double *o = zeros((size_t)B * L * H * dv), *lse = zeros((size_t)B * H * L), *s = zeros(C);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int l = 0; l < L; l++) {
+                int l0 = l / C * C; /* the chunk's first row; attend to l0..l */
+                double m = -INFINITY, sum = 0;
+                for (int j = l0; j <= l; j++) {
+                    s[j - l0] = 0;
+                    for (int e = 0; e < dz; e++)
+                        s[j - l0] +=
+                            q[(((size_t)b * L + l) * H + h) * dz + e] * k[(((size_t)b * L + j) * H + h) * dz + e];
+                    m = fmax(m, s[j - l0]);
+                }
+                for (int j = l0; j <= l; j++)
+                    sum += exp(s[j - l0] - m);
+                lse[((size_t)b * H + h) * L + l] = m + log(sum);
+                for (int j = l0; j <= l; j++)
+                    for (int e = 0; e < dv; e++)
+                        o[(((size_t)b * L + l) * H + h) * dv + e] +=
+                            exp(s[j - l0] - m) / sum * v[(((size_t)b * L + j) * H + h) * dv + e];
+            }
+    check_out(c, "o", o, TOL_F64, "matches naive chunked causal softmax attention");
+    check_out(c, "lse", lse, TOL_F32, "= log-sum-exp of each score row");
+    free(o);
+    free(lse);
+    free(s);
+    case_free(c);
+}
+
+static void test_crossentropy(void)
+{
+    OpCase *c = crossentropy_case(10, 7);
+    case_run(ops_cpu64(), c, 0);
+    const int T = c->T, V = c->V;
+    double loss = 0, *grad = zeros((size_t)T * V), r = case_arg(c, 0, "loss")->grad[0];
+    for (int t = 0; t < T; t++) {
+        if (c->ids[t] < 0)
+            continue;
+        const double *x = VAL("logits") + t * V;
+        double sum = 0;
+        for (int i = 0; i < V; i++)
+            sum += exp(x[i]);
+        loss += log(sum) - x[c->ids[t]];
+        for (int i = 0; i < V; i++)
+            grad[t * V + i] = r * (exp(x[i]) / sum - (i == c->ids[t]));
+    }
+    check_out(c, "loss", &loss, TOL_F64, "= sum of -log softmax[target], ignored targets skipped");
+    double err = tap_relerr(case_arg(c, 1, "logits")->grad, grad, (size_t)T * V);
+    tap_check(err < TOL_F64, "crossentropy: gradient = scale (softmax - onehot), 0 where ignored (rel err %.1e)", err);
+    free(grad);
+    case_free(c);
+}
+
+/* Two AdamW steps against torch.optim.AdamW's order written out in double, for both builds and
+   with param_act separate or (fp32 only) aliasing param. The kernel computes in double and
+   rounds to fp32 on store, as the reference does here: they agree to fp32 rounding (1e-6). */
+static void test_adamw(const Ops *o, int alias)
+{
+    enum { n = 37 };
+    const float lr = 0.01f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, scale = 0.5f;
+    float p[n], m[n] = {0}, v[n] = {0}, g[n];
+    double rp[n], rm[n] = {0}, rv[n] = {0};
+    void *act = alias ? (void *)p : o->alloc(n * o->act_size);
+    for (int i = 0; i < n; i++)
+        rp[i] = p[i] = (float)(2 * rng_uniform(7, i) - 1);
+    for (int step = 1; step <= 2; step++) {
+        for (int i = 0; i < n; i++) {
+            g[i] = (float)(2 * rng_uniform(8 + step, i) - 1);
+            double gi = (double)g[i] * scale;
+            rp[i] *= 1 - (double)lr * wd;
+            rm[i] = b1 * rm[i] + (1 - (double)b1) * gi;
+            rv[i] = b2 * rv[i] + (1 - (double)b2) * gi * gi;
+            double denom = sqrt(rv[i]) / sqrt(1 - pow(b2, step)) + eps;
+            rp[i] -= lr / (1 - pow(b1, step)) * rm[i] / denom;
+        }
+        o->adamw(p, act, g, m, v, n, lr, b1, b2, eps, wd, step, scale);
+    }
+    double got[n], gm[n], gv[n], ga[n];
+    for (int i = 0; i < n; i++) {
+        got[i] = p[i], gm[i] = m[i], gv[i] = v[i];
+        ga[i] = o->act_size == sizeof(double) ? ((double *)act)[i] : ((float *)act)[i];
+    }
+    double err = fmax(tap_relerr(got, rp, n), fmax(tap_relerr(gm, rm, n), tap_relerr(gv, rv, n)));
+    tap_check(err < TOL_F32, "adamw (%s%s): two steps match torch's AdamW in double (rel err %.1e)", o->name,
+              alias ? ", param_act aliases param" : "", err);
+    tap_check(tap_relerr(ga, got, n) == 0, "adamw (%s%s): param_act refreshed", o->name,
+              alias ? ", param_act aliases param" : "");
+    if (!alias)
+        o->release(act);
+}
+
+static void test_memory(const Ops *o)
+{
+    enum { n = 1000 };
+    float *x = o->alloc(n * sizeof(float)), back[n];
+    int zero = ((uintptr_t)x % 64) == 0;
+    for (int i = 0; i < n; i++)
+        zero = zero && x[i] == 0;
+    tap_check(zero, "%s: alloc is 64-byte aligned and zero-filled", o->name);
+    double ss = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = (float)rng_normal(5, i);
+        ss += (double)x[i] * x[i];
+    }
+    void *act = o->alloc(n * o->act_size);
+    o->f32_to_act(act, x, n);
+    o->act_to_f32(back, act, n);
+    tap_check(!memcmp(back, x, sizeof back), "%s: fp32 -> act -> fp32 round trip is exact", o->name);
+    tap_check(fabs(o->sumsq(x, n) - ss) < 1e-12 * ss, "%s: sumsq", o->name);
+    o->release(act);
+    o->release(x);
+}
+
+int main(void)
+{
+    test_elementwise();
+    test_embedding();
+    test_matmul(1, 1);
+    test_matmul(0, 0);
+    test_norms();
+    test_tsnorm(0);
+    test_tsnorm(5);
+    test_cema(0);
+    test_cema(1);
+    test_qk();
+    test_attention(2, 12, 2, 5, 3, 4);
+    test_attention(2, 6, 3, 4, 4, 8);
+    test_crossentropy();
+    test_adamw(ops_cpu(), 0);
+    test_adamw(ops_cpu(), 1);
+    test_adamw(ops_cpu64(), 0);
+    test_memory(ops_cpu());
+    test_memory(ops_cpu64());
+    return tap_done();
+}

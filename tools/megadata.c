@@ -1,0 +1,222 @@
+/* megadata.c: build, summarise and verify megatrain token datasets (format in doc/data.md). */
+#include "config.h"
+
+#include "data/build.h"
+#include "data/inspect.h"
+#include "src/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_main[] =
+    "usage: megadata COMMAND [ARGS]\n"
+    "\n"
+    "Build, summarise and verify megatrain token datasets: folders of HDF5 shard files\n"
+    "<split>-NNNNN.h5 (format in doc/data.md).\n"
+    "\n"
+    "commands:\n"
+    "  build OUT_DIR INPUT...   tokenize text files (or take raw token files) into shards\n"
+    "  info DIR                 summarise a dataset: splits, shards, tokens, vocabulary\n"
+    "  verify DIR               read every shard to the end and check it\n"
+    "\n"
+    "megadata COMMAND --help tells more; megadata --version gives the version.\n";
+
+static const char usage_build[] =
+    "usage: megadata build OUT_DIR INPUT... [options]\n"
+    "\n"
+    "Each input file is one document; folders are walked recursively in name order (files and\n"
+    "folders whose names start with '.' are skipped). Text is tokenized byte by byte (ids 0..255)\n"
+    "and every document is followed by the end-of-document id 256 (vocabulary 257). Raw token\n"
+    "files are little-endian uint16 or uint32 arrays, copied as they are.\n"
+    "About --val-fraction of the tokens, as whole documents chosen from the seed, form the val\n"
+    "split; with a single input file, its last --val-fraction of tokens do.\n"
+    "\n"
+    "options:\n"
+    "  --kind text|uint16|uint32  what the inputs hold (default text)\n"
+    "  --vocab N                  raw kinds: vocabulary size; every id must be below it\n"
+    "  --eod N                    raw kinds: the end-of-document id, if there is one\n"
+    "  --val-fraction F           share of tokens for validation, in [0, 1) (default 0.01)\n"
+    "  --shard-tokens N           tokens per shard file (default 134217728)\n"
+    "  --seed S                   seed for the choice of validation documents (default 1)\n"
+    "  --force                    replace the shards already in OUT_DIR\n"
+    "  --append                   add new shards after those already in OUT_DIR\n"
+    "OUT_DIR must be empty or new unless --force or --append is given.\n";
+
+static const char usage_info[] =
+    "usage: megadata info DIR\n"
+    "\n"
+    "Summarise the dataset in DIR from its metadata: tokenizer, vocabulary, end-of-document id,\n"
+    "and per split the shards, tokens, documents, bytes on disk and the fingerprint that\n"
+    "checkpoints record.\n";
+
+static const char usage_verify[] =
+    "usage: megadata verify DIR\n"
+    "\n"
+    "Read every shard in DIR to the end and check it: attributes present and consistent across\n"
+    "shards, every id below the vocabulary size, the checksum, increasing document offsets.\n"
+    "Prints a summary per split (with the unigram entropy of its tokens, in nats) and one line\n"
+    "per bad file; exits with status 2 when any file is bad.\n";
+
+static noreturn void bad_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bad_usage(const char *cmd, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    fail_input("%s (see megadata %s --help)", what, cmd);
+}
+
+static int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
+
+/* The value of option `name` at argv[*i] ("--name VALUE" or "--name=VALUE"), or NULL if argv[*i]
+   is another option. */
+static const char *opt_value(const char *cmd, int argc, char **argv, int *i, const char *name)
+{
+    size_t len = strlen(name);
+    if (strncmp(argv[*i], name, len) != 0)
+        return NULL;
+    if (argv[*i][len] == '=')
+        return argv[*i] + len + 1;
+    if (argv[*i][len] != '\0')
+        return NULL;
+    if (*i + 1 >= argc)
+        bad_usage(cmd, "%s needs a value", name);
+    return argv[++*i];
+}
+
+static int64_t parse_int(const char *cmd, const char *name, const char *text, int64_t min, int64_t max)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        bad_usage(cmd, "%s '%s': expected an integer in [%lld, %lld]", name, text, (long long)min, (long long)max);
+    return v;
+}
+
+static int cmd_build(int argc, char **argv)
+{
+    BuildOptions o = {.kind = BUILD_TEXT, .vocab = 0, .eod = -1, .val_fraction = 0.01,
+                      .shard_tokens = 134217728, .seed = 1};
+    char **inputs = xmalloc(argc * sizeof *inputs);
+    int ninputs = 0, options_done = 0;
+    const char *v, *vocab = NULL, *eod = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (options_done || argv[i][0] != '-' || strcmp(argv[i], "-") == 0) {
+            inputs[ninputs++] = argv[i];
+        } else if (is_help(argv[i])) {
+            fputs(usage_build, stdout);
+            exit(0);
+        } else if (strcmp(argv[i], "--") == 0) {
+            options_done = 1;
+        } else if ((v = opt_value("build", argc, argv, &i, "--kind"))) {
+            if (strcmp(v, "text") == 0)
+                o.kind = BUILD_TEXT;
+            else if (strcmp(v, "uint16") == 0)
+                o.kind = BUILD_UINT16;
+            else if (strcmp(v, "uint32") == 0)
+                o.kind = BUILD_UINT32;
+            else
+                bad_usage("build", "--kind '%s': expected text, uint16 or uint32", v);
+        } else if ((v = opt_value("build", argc, argv, &i, "--vocab"))) {
+            vocab = v;
+        } else if ((v = opt_value("build", argc, argv, &i, "--eod"))) {
+            eod = v;
+        } else if ((v = opt_value("build", argc, argv, &i, "--val-fraction"))) {
+            char *end;
+            o.val_fraction = strtod(v, &end);
+            if (end == v || *end || !(o.val_fraction >= 0 && o.val_fraction < 1))
+                bad_usage("build", "--val-fraction '%s': expected a number in [0, 1)", v);
+        } else if ((v = opt_value("build", argc, argv, &i, "--shard-tokens"))) {
+            o.shard_tokens = parse_int("build", "--shard-tokens", v, 1, INT64_MAX / 2);
+        } else if ((v = opt_value("build", argc, argv, &i, "--seed"))) {
+            o.seed = (uint64_t)parse_int("build", "--seed", v, 0, INT64_MAX);
+        } else if (strcmp(argv[i], "--force") == 0) {
+            o.force = 1;
+        } else if (strcmp(argv[i], "--append") == 0) {
+            o.append = 1;
+        } else {
+            bad_usage("build", "unknown option '%s'", argv[i]);
+        }
+    }
+    if (ninputs < 2)
+        bad_usage("build", "needs OUT_DIR and at least one INPUT");
+    if (o.force && o.append)
+        bad_usage("build", "--force and --append exclude each other");
+    if (o.kind == BUILD_TEXT && (vocab || eod))
+        bad_usage("build", "--vocab and --eod are for raw token files; text uses the byte tokenizer (vocabulary 257)");
+    if (o.kind != BUILD_TEXT && !vocab)
+        bad_usage("build", "--kind %s needs --vocab", o.kind == BUILD_UINT16 ? "uint16" : "uint32");
+    if (vocab)
+        o.vocab = (int)parse_int("build", "--vocab", vocab, 1, INT32_MAX);
+    if (eod)
+        o.eod = (int)parse_int("build", "--eod", eod, -1, o.vocab - 1);
+    o.out_dir = inputs[0];
+    o.inputs = inputs + 1;
+    o.ninputs = ninputs - 1;
+    BuildSplit st[2];
+    data_build(&o, st);
+    const char *unit = o.kind == BUILD_TEXT ? "documents" : "files";
+    printf("%s: train %d shards, %lld tokens, %lld %s; val %d shards, %lld tokens, %lld %s\n", o.out_dir,
+           st[0].shards, (long long)st[0].tokens, (long long)st[0].docs, unit, st[1].shards,
+           (long long)st[1].tokens, (long long)st[1].docs, unit);
+    free(inputs);
+    return 0;
+}
+
+/* info and verify take exactly one folder. */
+static const char *one_dir(const char *cmd, const char *usage, int argc, char **argv)
+{
+    const char *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (argv[i][0] == '-')
+            bad_usage(cmd, "unknown option '%s'", argv[i]);
+        if (dir)
+            bad_usage(cmd, "takes one folder, got '%s' and '%s'", dir, argv[i]);
+        dir = argv[i];
+    }
+    if (!dir)
+        bad_usage(cmd, "needs the dataset folder");
+    return dir;
+}
+
+int main(int argc, char **argv)
+{
+    util_set_progname("megadata");
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("megadata (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "build") == 0)
+        return cmd_build(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) {
+        data_info(one_dir("info", usage_info, argc - 1, argv + 1), stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "verify") == 0) {
+        const char *dir = one_dir("verify", usage_verify, argc - 1, argv + 1);
+        int bad = data_verify(dir, stdout, stderr);
+        if (bad)
+            fail_input("%s: %d bad shard file%s", dir, bad, bad == 1 ? "" : "s");
+        return 0;
+    }
+    fail_input("unknown command '%s' (see megadata --help)", cmd);
+}
