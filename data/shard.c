@@ -158,7 +158,8 @@ static void attr_str(const char *path, hid_t obj, const char *name, char *out, s
 static int64_t dataset_length(const char *path, hid_t dset, const char *name, int *width)
 {
     hid_t type = H5_CHECK_AT(path, H5Dget_type(dset)), space = H5_CHECK_AT(path, H5Dget_space(dset));
-    int ok = H5_CHECK_AT(path, H5Tget_class(type)) == H5T_INTEGER && H5_CHECK_AT(path, H5Tget_sign(type)) == H5T_SGN_NONE;
+    int ok =
+        H5_CHECK_AT(path, H5Tget_class(type)) == H5T_INTEGER && H5_CHECK_AT(path, H5Tget_sign(type)) == H5T_SGN_NONE;
     *width = (int)H5Tget_size(type);
     hsize_t dims[1] = {0};
     ok = ok && H5_CHECK_AT(path, H5Sget_simple_extent_ndims(space)) == 1;
@@ -192,8 +193,8 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
     m->eod = (int)eod;
     attr_str(path, file, "tokenizer", m->tokenizer, sizeof m->tokenizer);
     if (strcmp(m->tokenizer, TOKENIZER_BYTES) == 0 && (vocab != BYTES_VOCAB || eod != BYTES_EOD))
-        data_bad(path, "tokenizer 'bytes' needs vocab_size %d and eod_id %d, not %lld and %lld", BYTES_VOCAB,
-                 BYTES_EOD, (long long)vocab, (long long)eod);
+        data_bad(path, "tokenizer 'bytes' needs vocab_size %d and eod_id %d, not %lld and %lld", BYTES_VOCAB, BYTES_EOD,
+                 (long long)vocab, (long long)eod);
     attr_str(path, file, "split", text, sizeof text);
     if (strcmp(text, split) != 0)
         data_bad(path, "attribute 'split' is '%s' but the file name says '%s'", text, split);
@@ -208,8 +209,7 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
     if (m->width != 2 && m->width != 4)
         data_bad(path, "'tokens' holds %d-byte integers, expected uint16 or uint32", m->width);
     if (ntokens != m->ntokens)
-        data_bad(path, "attribute n_tokens is %lld but 'tokens' holds %lld", (long long)ntokens,
-                 (long long)m->ntokens);
+        data_bad(path, "attribute n_tokens is %lld but 'tokens' holds %lld", (long long)ntokens, (long long)m->ntokens);
     m->ndocs = -1;
     if (H5_CHECK_AT(path, H5Lexists(file, "doc_offsets", H5P_DEFAULT))) {
         int width;

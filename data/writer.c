@@ -69,17 +69,25 @@ static void writer_start_shard(ShardWriter *w)
     w->checksum = UTIL_FNV_INIT;
 }
 
-/* The extendible, chunked, Fletcher-32-checked 'tokens' dataset. Created at the first flush: a
-   shard that ends before its first chunk fills gets a chunk of its own size, not a mostly empty
-   full one. */
+/* Creation properties of both datasets: chunks of `chunk` elements, each with a Fletcher-32
+   checksum that every read verifies. */
+static hid_t writer_dcpl(const char *p, int64_t chunk)
+{
+    hsize_t dims[1] = {(hsize_t)(chunk > 0 ? chunk : 1)};
+    hid_t dcpl = H5_CHECK_AT(p, H5Pcreate(H5P_DATASET_CREATE));
+    H5_CHECK_AT(p, H5Pset_chunk(dcpl, 1, dims));
+    H5_CHECK_AT(p, H5Pset_fletcher32(dcpl));
+    return dcpl;
+}
+
+/* The extendible 'tokens' dataset. Created at the first flush: a shard that ends before its first
+   chunk fills gets a chunk of its own size, not a mostly empty full one. */
 static void writer_create_tokens(ShardWriter *w, int64_t chunk_tokens)
 {
     const char *p = w->tmp_path;
-    hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {(hsize_t)chunk_tokens};
+    hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED};
     hid_t space = H5_CHECK_AT(p, H5Screate_simple(1, dims, maxdims));
-    hid_t dcpl = H5_CHECK_AT(p, H5Pcreate(H5P_DATASET_CREATE));
-    H5_CHECK_AT(p, H5Pset_chunk(dcpl, 1, chunk));
-    H5_CHECK_AT(p, H5Pset_fletcher32(dcpl));
+    hid_t dcpl = writer_dcpl(p, chunk_tokens);
     hid_t type = w->width == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
     w->tokens = H5_CHECK_AT(p, H5Dcreate2(w->file, "tokens", type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     H5_CHECK_AT(p, H5Pclose(dcpl));
@@ -113,13 +121,16 @@ static void attr_write(const char *p, hid_t obj, const char *name, hid_t type, c
     H5_CHECK_AT(p, H5Sclose(space));
 }
 
-/* Variable-length UTF-8, as h5py writes a Python str. */
+/* Fixed-length UTF-8: stored in the checksummed object header. (A variable-length string, as
+   h5py writes a Python str, lives in the global heap, which has no checksum: HDF5 1.10 crashes on
+   some corruptions there.) */
 static void attr_write_str(const char *p, hid_t obj, const char *name, const char *value)
 {
     hid_t type = H5_CHECK_AT(p, H5Tcopy(H5T_C_S1));
-    H5_CHECK_AT(p, H5Tset_size(type, H5T_VARIABLE));
+    H5_CHECK_AT(p, H5Tset_size(type, strlen(value) ? strlen(value) : 1)); /* HDF5 has no empty type */
+    H5_CHECK_AT(p, H5Tset_strpad(type, H5T_STR_NULLPAD));
     H5_CHECK_AT(p, H5Tset_cset(type, H5T_CSET_UTF8));
-    attr_write(p, obj, name, type, &value);
+    attr_write(p, obj, name, type, value);
     H5_CHECK_AT(p, H5Tclose(type));
 }
 
@@ -136,11 +147,13 @@ static void writer_finish_shard(ShardWriter *w)
     if (w->track_docs) {
         hsize_t dims[1] = {(hsize_t)w->ndocs};
         hid_t space = H5_CHECK_AT(p, H5Screate_simple(1, dims, NULL));
-        hid_t d = H5_CHECK_AT(p, H5Dcreate2(w->file, "doc_offsets", H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                                         H5P_DEFAULT));
+        hid_t dcpl = writer_dcpl(p, w->ndocs < WRITER_CHUNK ? w->ndocs : WRITER_CHUNK);
+        hid_t d =
+            H5_CHECK_AT(p, H5Dcreate2(w->file, "doc_offsets", H5T_STD_U64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
         if (w->ndocs)
             H5_CHECK_AT(p, H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->docs));
         H5_CHECK_AT(p, H5Dclose(d));
+        H5_CHECK_AT(p, H5Pclose(dcpl));
         H5_CHECK_AT(p, H5Sclose(space));
     }
     attr_write_str(p, w->file, "format", SHARD_FORMAT);

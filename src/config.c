@@ -92,7 +92,7 @@ static const Key keys[] = {
     {"train", "recompute", KT_BOOL, OFF(train.recompute), "false", 0, 0, NULL,
      "keep only each block's input and recompute its activations in backward (long sequences)"},
     {"train", "threads", KT_INT, OFF(train.threads), "0", 0, 4096, NULL,
-     "CPU threads per rank (OpenMP); 0 keeps OMP_NUM_THREADS or the runtime's default"},
+     "CPU threads per rank (OpenMP); 0: OMP_NUM_THREADS when set, else the node's cores shared among its ranks"},
 
     {"log", "metrics", KT_STRING, OFF(log.metrics), "metrics.jsonl", 0, 0, NULL,
      "JSON Lines metrics file that rank 0 appends to (empty: none)"},
@@ -171,7 +171,7 @@ static const char *type_expectation(const Key *k, char *buf, size_t n)
         snprintf(buf, n, "an integer in [%.0f, %.0f]", k->min, k->max);
         break;
     case KT_FLOAT:
-        snprintf(buf, n, "a number in [%g, %g]", k->min, k->max);
+        snprintf(buf, n, "a number in [%.10g, %.10g]", k->min, k->max);
         break;
     case KT_BOOL:
         snprintf(buf, n, "true or false");

@@ -13,7 +13,7 @@
 #include <string.h>
 
 /* Every parameter as group/<name>; a tied head is written under both of its names. */
-static void write_params(hid_t f, const char *group, const Model *m, const float *host)
+static void write_params(hid_t f, const char *file, const char *group, const Model *m, const float *host)
 {
     for (int i = 0; i <= m->n_params; i++) {
         const ParamInfo *p = i < m->n_params ? &m->params_info[i] : model_param(m, "embed.weight");
@@ -24,7 +24,7 @@ static void write_params(hid_t f, const char *group, const Model *m, const float
         for (int k = 0; k < p->ndim; k++)
             shape[k] = (hsize_t)p->shape[k];
         char *path = xasprintf("%s/%s", group, name);
-        h5u_write(f, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, shape, host + p->offset);
+        h5u_write(f, file, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, shape, host + p->offset);
         free(path);
     }
 }
@@ -42,15 +42,19 @@ static void load_params(Model *m, const char *path)
         h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, host + p->offset, path);
         free(name);
     }
-    H5_CHECK(H5Fclose(f));
+    H5_CHECK_AT(path, H5Fclose(f));
     model_params_from_host(m, host);
     free(host);
 }
 
-static void write_attr_int(hid_t f, const char *name, int v) { h5u_attr_write(f, name, H5T_NATIVE_INT, H5T_STD_I32LE, &v); }
-static void write_attr_double(hid_t f, const char *name, double v)
+static void write_attr_int(hid_t f, const char *file, const char *name, int v)
 {
-    h5u_attr_write(f, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
+    h5u_attr_write(f, file, name, H5T_NATIVE_INT, H5T_STD_I32LE, &v);
+}
+
+static void write_attr_double(hid_t f, const char *file, const char *name, double v)
+{
+    h5u_attr_write(f, file, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
 }
 
 void dump_run(const Config *c, const char *out_path, const char *load_path, int steps)
@@ -81,14 +85,14 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
     const int int_values[] = {d.vocab, d.n_layers, d.D, d.H, d.Z, d.V, d.F, d.swiglu, d.C, d.G, d.N, d.scale_emb,
                               d.share_emb, B, L};
     for (size_t i = 0; i < sizeof int_values / sizeof int_values[0]; i++)
-        write_attr_int(f, int_names[i], int_values[i]);
-    write_attr_double(f, "rope_base", c->model.rope_base);
-    write_attr_double(f, "norm_eps", c->model.norm_eps);
-    h5u_write(f, "tokens", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)B, (hsize_t)L + 1}, tokens);
+        write_attr_int(f, out_path, int_names[i], int_values[i]);
+    write_attr_double(f, out_path, "rope_base", c->model.rope_base);
+    write_attr_double(f, out_path, "norm_eps", c->model.norm_eps);
+    h5u_write(f, out_path, "tokens", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)B, (hsize_t)L + 1}, tokens);
 
     float *host = xmalloc(m.n_elems * sizeof(float));
     model_params_to_host(&m, host);
-    write_params(f, "params", &m, host);
+    write_params(f, out_path, "params", &m, host);
 
     /* logits first (a training forward overwrites them with their gradient) */
     const size_t nlogits = (size_t)m.T * d.vocab;
@@ -96,7 +100,7 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
     model_forward(&m, 0.0f);
     ops->act_to_f32(dev, m.logits, nlogits);
     ops->download(logits, dev, nlogits * sizeof(float));
-    h5u_write(f, "logits", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 3,
+    h5u_write(f, out_path, "logits", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 3,
               (hsize_t[]){(hsize_t)B, (hsize_t)L, (hsize_t)d.vocab}, logits);
 
     const double ntok = (double)B * L;
@@ -107,9 +111,9 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
         double loss = model_forward(&m, (float)(1.0 / ntok)) / ntok;
         model_backward(&m);
         if (k == 0) {
-            h5u_write(f, "loss", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, NULL, &loss);
+            h5u_write(f, out_path, "loss", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, NULL, &loss);
             ops->download(host, m.grads, m.n_elems * sizeof(float));
-            write_params(f, "grads", &m, host);
+            write_params(f, out_path, "grads", &m, host);
         }
         if (steps == 0)
             break;
@@ -118,19 +122,19 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
         optim_step(&m, c, k + 1, ops->sumsq(m.grads, m.n_elems));
     }
     if (steps > 0) {
-        h5u_write(f, "train/losses", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, losses);
-        h5u_write(f, "train/lr", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, lrs);
-        hid_t g = H5_CHECK(H5Gopen2(f, "train", H5P_DEFAULT));
-        write_attr_double(g, "beta1", c->optimizer.beta1);
-        write_attr_double(g, "beta2", c->optimizer.beta2);
-        write_attr_double(g, "eps", c->optimizer.eps);
-        write_attr_double(g, "weight_decay", c->optimizer.weight_decay);
-        write_attr_double(g, "grad_clip", c->optimizer.grad_clip);
-        H5_CHECK(H5Gclose(g));
+        h5u_write(f, out_path, "train/losses", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, losses);
+        h5u_write(f, out_path, "train/lr", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, lrs);
+        hid_t g = H5_CHECK_AT(out_path, H5Gopen2(f, "train", H5P_DEFAULT));
+        write_attr_double(g, out_path, "beta1", c->optimizer.beta1);
+        write_attr_double(g, out_path, "beta2", c->optimizer.beta2);
+        write_attr_double(g, out_path, "eps", c->optimizer.eps);
+        write_attr_double(g, out_path, "weight_decay", c->optimizer.weight_decay);
+        write_attr_double(g, out_path, "grad_clip", c->optimizer.grad_clip);
+        H5_CHECK_AT(out_path, H5Gclose(g));
         model_params_to_host(&m, host);
-        write_params(f, "updated", &m, host);
+        write_params(f, out_path, "updated", &m, host);
     }
-    H5_CHECK(H5Fclose(f));
+    H5_CHECK_AT(out_path, H5Fclose(f));
     ops->release(dev);
     free(logits);
     free(losses);

@@ -1,13 +1,13 @@
 /* h5util.c: HDF5 helpers (see h5util.h). */
 #include "src/h5util.h"
 
-#include <string.h>
+#include "src/util.h"
 
-void h5u_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+#include <string.h>
 
 hid_t h5u_create(const char *path)
 {
-    h5u_quiet();
+    h5_init();
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         fail_input("%s: cannot create the HDF5 file (does its folder exist and is it writable?)", path);
@@ -16,7 +16,7 @@ hid_t h5u_create(const char *path)
 
 hid_t h5u_open(const char *path, int write)
 {
-    h5u_quiet();
+    h5_init();
     if (H5Fis_hdf5(path) <= 0) /* H5Fis_accessible needs HDF5 1.12 */
         fail_input("%s: not a readable HDF5 file", path);
     hid_t f = H5Fopen(path, write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -41,19 +41,19 @@ int h5u_exists(hid_t loc, const char *name)
     return H5Lexists(loc, name, H5P_DEFAULT) > 0;
 }
 
-void h5u_write(hid_t loc, const char *name, hid_t memtype, hid_t filetype, int ndim, const hsize_t *shape,
-               const void *data)
+void h5u_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid_t filetype, int ndim,
+               const hsize_t *shape, const void *data)
 {
-    hid_t lcpl = H5_CHECK(H5Pcreate(H5P_LINK_CREATE));
-    H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1));
-    hid_t space = H5_CHECK(ndim ? H5Screate_simple(ndim, shape, NULL) : H5Screate(H5S_SCALAR));
+    hid_t lcpl = H5_CHECK_AT(file, H5Pcreate(H5P_LINK_CREATE));
+    H5_CHECK_AT(file, H5Pset_create_intermediate_group(lcpl, 1));
+    hid_t space = H5_CHECK_AT(file, ndim ? H5Screate_simple(ndim, shape, NULL) : H5Screate(H5S_SCALAR));
     hid_t d = H5Dcreate2(loc, name, filetype, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
     if (d < 0)
-        fail("HDF5: cannot create dataset %s", name);
-    H5_CHECK(H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
-    H5_CHECK(H5Dclose(d));
-    H5_CHECK(H5Sclose(space));
-    H5_CHECK(H5Pclose(lcpl));
+        fail_input("%s: cannot create dataset %s", file, name);
+    H5_CHECK_AT(file, H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+    H5_CHECK_AT(file, H5Dclose(d));
+    H5_CHECK_AT(file, H5Sclose(space));
+    H5_CHECK_AT(file, H5Pclose(lcpl));
 }
 
 void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_t *shape, void *data,
@@ -64,12 +64,12 @@ void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_
     hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
     if (d < 0)
         fail_input("%s: cannot open dataset %s", file, name);
-    hid_t space = H5_CHECK(H5Dget_space(d));
-    int nd = H5_CHECK(H5Sget_simple_extent_ndims(space));
+    hid_t space = H5_CHECK_AT(file, H5Dget_space(d));
+    int nd = H5_CHECK_AT(file, H5Sget_simple_extent_ndims(space));
     hsize_t dims[16] = {0};
     if (nd > 16)
         fail_input("%s: dataset %s has %d dimensions", file, name, nd);
-    H5_CHECK(H5Sget_simple_extent_dims(space, dims, NULL));
+    H5_CHECK_AT(file, H5Sget_simple_extent_dims(space, dims, NULL));
     int same = nd == ndim;
     for (int i = 0; same && i < nd; i++)
         same = dims[i] == shape[i];
@@ -85,24 +85,25 @@ void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_
     }
     if (H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         fail_input("%s: cannot read dataset %s (corrupted or truncated file?)", file, name);
-    H5_CHECK(H5Sclose(space));
-    H5_CHECK(H5Dclose(d));
+    H5_CHECK_AT(file, H5Sclose(space));
+    H5_CHECK_AT(file, H5Dclose(d));
 }
 
-void h5u_attr_write(hid_t loc, const char *name, hid_t memtype, hid_t filetype, const void *value)
+void h5u_attr_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid_t filetype,
+                    const void *value)
 {
-    hid_t space = H5_CHECK(H5Screate(H5S_SCALAR));
-    hid_t a = H5_CHECK(H5Acreate2(loc, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT));
-    H5_CHECK(H5Awrite(a, memtype, value));
-    H5_CHECK(H5Aclose(a));
-    H5_CHECK(H5Sclose(space));
+    hid_t space = H5_CHECK_AT(file, H5Screate(H5S_SCALAR));
+    hid_t a = H5_CHECK_AT(file, H5Acreate2(loc, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT));
+    H5_CHECK_AT(file, H5Awrite(a, memtype, value));
+    H5_CHECK_AT(file, H5Aclose(a));
+    H5_CHECK_AT(file, H5Sclose(space));
 }
 
-void h5u_attr_write_string(hid_t loc, const char *name, const char *value)
+void h5u_attr_write_string(hid_t loc, const char *file, const char *name, const char *value)
 {
-    hid_t type = H5_CHECK(H5Tcopy(H5T_C_S1));
-    H5_CHECK(H5Tset_size(type, strlen(value) + 1));
-    H5_CHECK(H5Tset_strpad(type, H5T_STR_NULLTERM));
-    h5u_attr_write(loc, name, type, type, value);
-    H5_CHECK(H5Tclose(type));
+    hid_t type = H5_CHECK_AT(file, H5Tcopy(H5T_C_S1));
+    H5_CHECK_AT(file, H5Tset_size(type, strlen(value) + 1));
+    H5_CHECK_AT(file, H5Tset_strpad(type, H5T_STR_NULLTERM));
+    h5u_attr_write(loc, file, name, type, type, value);
+    H5_CHECK_AT(file, H5Tclose(type));
 }

@@ -1,12 +1,13 @@
 # src/: megatrain itself; libutil.a holds what every folder shares.
 noinst_LIBRARIES += src/libutil.a src/libsrc.a
-src_libutil_a_SOURCES = src/util.h src/util.c src/h5util.h src/h5util.c
+src_libutil_a_SOURCES = src/util.h src/util.c
 src_libsrc_a_SOURCES = \
   src/config.h src/config.c \
   src/model.h src/model.c \
   src/optim.h src/optim.c \
   src/metrics.h src/metrics.c \
   src/train.h src/train.c \
+  src/h5util.h src/h5util.c \
   src/dump.h src/dump.c
 
 bin_PROGRAMS += megatrain

@@ -5,5 +5,5 @@ include tests/ref/local.mk
 
 check_PROGRAMS += tests/test_model
 tests_test_model_SOURCES = tests/test_model.c
-TESTS += tests/test_model tests/test_cli.sh
-EXTRA_DIST += tests/test_cli.sh
+TESTS += tests/test_model tests/test_cli.sh tests/test_demo.sh
+EXTRA_DIST += tests/test_cli.sh tests/test_demo.sh

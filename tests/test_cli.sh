@@ -11,6 +11,10 @@ run "$mt" --version
 tap_ok $([ $rc -eq 0 ] && grep -q '^megatrain [0-9]' out && echo 0 || echo 1) "--version"
 run "$mt" --help-config
 tap_ok $([ $rc -eq 0 ] && grep -q 'seq_len' out && grep -q 'grad_clip' out && echo 0 || echo 1) "--help-config lists the keys"
+undocumented=$(awk '/^[a-z]+:$/ { sec = substr($1, 1, length($1) - 1); next }
+                    /^  [a-z_0-9]+ / { print sec "." $1 }' out |
+               while read -r k; do grep -q "\`$k\`" "$top_srcdir/doc/config.md" || echo "$k"; done)
+tap_ok $([ -z "$undocumented" ] && echo 0 || echo 1) "doc/config.md documents every key${undocumented:+ (missing: $undocumented)}"
 run "$mt"
 expect_fail 2 "no run file given" "no arguments: exit 2 with a message"
 run "$mt" run.yaml --frobnicate

@@ -3,7 +3,6 @@
    validation split holds whole documents; and every kind of broken shard (truncated, flipped
    bytes, missing or wrong attributes, ids >= vocab) is reported by file name with exit status 2
    -- never a crash, never HDF5's own error dump. Broken cases run in a child process. */
-#define _GNU_SOURCE /* nftw */
 #include "data/build.h"
 #include "data/dataset.h"
 #include "data/h5_check.h"
@@ -22,7 +21,7 @@
 #include <unistd.h>
 
 static char tmp[256] = "tests/tmp/test_data.XXXXXX"; /* this run's folder, removed at the end */
-static uint64_t key;                                  /* for the random inputs */
+static uint64_t key;                                 /* for the random inputs */
 
 static char *in_tmp(const char *name) { return xasprintf("%s/%s", tmp, name); }
 
@@ -53,17 +52,20 @@ static void copy_file(const char *from, const char *to)
     free(data);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) { return remove(path); }
 
 static void rm_tree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static BuildOptions build_options(const char *out, char **inputs, int ninputs)
 {
-    return (BuildOptions){.out_dir = out, .inputs = inputs, .ninputs = ninputs, .kind = BUILD_TEXT, .eod = -1,
-                          .val_fraction = 0, .shard_tokens = 1 << 20, .seed = 1};
+    return (BuildOptions){.out_dir = out,
+                          .inputs = inputs,
+                          .ninputs = ninputs,
+                          .kind = BUILD_TEXT,
+                          .eod = -1,
+                          .val_fraction = 0,
+                          .shard_tokens = 1 << 20,
+                          .seed = 1};
 }
 
 /* The whole stream of a split; *n gets its length. */
@@ -185,8 +187,10 @@ static void test_text_round_trip(void)
     data_build(&o, st);
     int64_t got_n;
     int32_t *got = read_split(out, "train", &got_n);
-    tap_check(got_n == n && same_u32(got, want, n), "text: the stream is the bytes of each file in name order, "
-                                                    "each followed by EOD 256 (%lld tokens)", (long long)n);
+    tap_check(got_n == n && same_u32(got, want, n),
+              "text: the stream is the bytes of each file in name order, "
+              "each followed by EOD 256 (%lld tokens)",
+              (long long)n);
     tap_check(st[0].docs == nfiles && st[0].shards == (int)((n + 96) / 97) && st[1].shards == 0,
               "text: %lld documents in %d shards of 97 tokens, no val shard", (long long)st[0].docs, st[0].shards);
     Dataset *ds = dataset_open(out, "train");
@@ -355,8 +359,10 @@ static void test_val_split(void)
                 whole = 0;
         }
         if (run == 0) {
-            tap_check(whole && it == nt && iv == nv, "val split: %d train + %d val whole documents are the %d inputs, "
-                                                     "in input order", nt, nv, na);
+            tap_check(whole && it == nt && iv == nv,
+                      "val split: %d train + %d val whole documents are the %d inputs, "
+                      "in input order",
+                      nt, nv, na);
             /* each document joins val only while it brings val closer to the target */
             tap_check(nv > 0 && llabs(vn - total / 5) <= longest / 2 + 1,
                       "val split: %lld of %lld tokens, within half a document of 20%%", (long long)vn,
@@ -426,8 +432,7 @@ static void test_bad_builds(void)
                "build: a raw file of odd length is refused");
     char *missing = in_tmp("no-such-file"), *in2[1] = {missing};
     o.inputs = in2;
-    expect_bad(child_run(child_build, &o), "no-such-file", "cannot read input",
-               "build: a missing input is named");
+    expect_bad(child_run(child_build, &o), "no-such-file", "cannot read input", "build: a missing input is named");
     /* an output folder that is not empty is not overwritten */
     mkdir(out, 0777);
     char *keep = in_tmp("bad-out/keep.txt");
@@ -577,6 +582,35 @@ static void test_broken_shards(void)
     free(dir);
 }
 
+/* doc_offsets that go backwards are reported by verify. */
+static void test_bad_doc_offsets(void)
+{
+    char *dir = in_tmp("docs-in"), *inputs[1] = {dir}, *out = in_tmp("docs-out");
+    mkdir(dir, 0777);
+    for (int d = 0; d < 3; d++) {
+        char *path = xasprintf("%s/%d.txt", dir, d);
+        write_file(path, "some text", 9);
+        free(path);
+    }
+    BuildOptions o = build_options(out, inputs, 1);
+    BuildSplit st[2];
+    data_build(&o, st);
+    char *shard = in_tmp("docs-out/train-00000.h5");
+    Child c = child_run(child_verify, out);
+    tap_check(c.status == 0, "doc_offsets: the intact shard verifies");
+    uint64_t backwards[3] = {0, 20, 10};
+    hid_t f = H5_CHECK_AT(shard, H5Fopen(shard, H5F_ACC_RDWR, H5P_DEFAULT));
+    hid_t d = H5_CHECK_AT(shard, H5Dopen2(f, "doc_offsets", H5P_DEFAULT));
+    H5_CHECK_AT(shard, H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, backwards));
+    H5_CHECK_AT(shard, H5Dclose(d));
+    H5_CHECK_AT(shard, H5Fclose(f));
+    expect_bad(child_run(child_verify, out), "train-00000.h5", "doc_offsets[2] = 10 is not increasing",
+               "doc_offsets that go backwards: verify names file and offset");
+    free(shard);
+    free(out);
+    free(dir);
+}
+
 /* Flip one byte at many places of a shard, and cut it at many lengths: verify either finds the
    damage (exit 2, naming the file) or it was harmless (exit 0), and never crashes. */
 static void test_corruption_sweep(void)
@@ -604,8 +638,8 @@ static void test_corruption_sweep(void)
         crashes += c.status != 0 && c.status != 2;
         cuts_found += c.status == 2 && strstr(c.err, "train-00000.h5") != NULL;
     }
-    tap_check(crashes == 0 && mute == 0 && found > 0,
-              "%d one-byte flips: %d found and named, %d harmless, no crash", nflip, found, harmless);
+    tap_check(crashes == 0 && mute == 0 && found > 0, "%d one-byte flips: %d found and named, %d harmless, no crash",
+              nflip, found, harmless);
     tap_check(crashes == 0 && cuts_found == ncut, "%d truncations: all found and named", ncut);
     rm_tree(dir);
     free(save);
@@ -629,6 +663,7 @@ int main(void)
     test_single_file_split();
     test_bad_builds();
     test_broken_shards();
+    test_bad_doc_offsets();
     test_corruption_sweep();
     rm_tree(tmp);
     return tap_done();

@@ -3,9 +3,9 @@
 
 #include "data/build.h"
 #include "data/inspect.h"
+#include "tools/cliopt.h"
 #include "src/util.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,36 +73,9 @@ static void bad_usage(const char *cmd, const char *fmt, ...)
 
 static int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
-/* The value of option `name` at argv[*i] ("--name VALUE" or "--name=VALUE"), or NULL if argv[*i]
-   is another option. */
-static const char *opt_value(const char *cmd, int argc, char **argv, int *i, const char *name)
-{
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len) != 0)
-        return NULL;
-    if (argv[*i][len] == '=')
-        return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0')
-        return NULL;
-    if (*i + 1 >= argc)
-        bad_usage(cmd, "%s needs a value", name);
-    return argv[++*i];
-}
-
-static int64_t parse_int(const char *cmd, const char *name, const char *text, int64_t min, int64_t max)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max)
-        bad_usage(cmd, "%s '%s': expected an integer in [%lld, %lld]", name, text, (long long)min, (long long)max);
-    return v;
-}
-
 static int cmd_build(int argc, char **argv)
 {
-    BuildOptions o = {.kind = BUILD_TEXT, .vocab = 0, .eod = -1, .val_fraction = 0.01,
-                      .shard_tokens = 134217728, .seed = 1};
+    BuildOptions o = {.kind = BUILD_TEXT, .eod = -1, .val_fraction = 0.01, .shard_tokens = 134217728, .seed = 1};
     char **inputs = xmalloc(argc * sizeof *inputs);
     int ninputs = 0, options_done = 0;
     const char *v, *vocab = NULL, *eod = NULL;
@@ -114,7 +87,7 @@ static int cmd_build(int argc, char **argv)
             exit(0);
         } else if (strcmp(argv[i], "--") == 0) {
             options_done = 1;
-        } else if ((v = opt_value("build", argc, argv, &i, "--kind"))) {
+        } else if ((v = cliopt_value(argc, argv, &i, "--kind", NULL))) {
             if (strcmp(v, "text") == 0)
                 o.kind = BUILD_TEXT;
             else if (strcmp(v, "uint16") == 0)
@@ -123,19 +96,19 @@ static int cmd_build(int argc, char **argv)
                 o.kind = BUILD_UINT32;
             else
                 bad_usage("build", "--kind '%s': expected text, uint16 or uint32", v);
-        } else if ((v = opt_value("build", argc, argv, &i, "--vocab"))) {
+        } else if ((v = cliopt_value(argc, argv, &i, "--vocab", NULL))) {
             vocab = v;
-        } else if ((v = opt_value("build", argc, argv, &i, "--eod"))) {
+        } else if ((v = cliopt_value(argc, argv, &i, "--eod", NULL))) {
             eod = v;
-        } else if ((v = opt_value("build", argc, argv, &i, "--val-fraction"))) {
+        } else if ((v = cliopt_value(argc, argv, &i, "--val-fraction", NULL))) {
             char *end;
             o.val_fraction = strtod(v, &end);
             if (end == v || *end || !(o.val_fraction >= 0 && o.val_fraction < 1))
                 bad_usage("build", "--val-fraction '%s': expected a number in [0, 1)", v);
-        } else if ((v = opt_value("build", argc, argv, &i, "--shard-tokens"))) {
-            o.shard_tokens = parse_int("build", "--shard-tokens", v, 1, INT64_MAX / 2);
-        } else if ((v = opt_value("build", argc, argv, &i, "--seed"))) {
-            o.seed = (uint64_t)parse_int("build", "--seed", v, 0, INT64_MAX);
+        } else if ((v = cliopt_value(argc, argv, &i, "--shard-tokens", NULL))) {
+            o.shard_tokens = cliopt_int("--shard-tokens", v, 1, INT64_MAX / 2);
+        } else if ((v = cliopt_value(argc, argv, &i, "--seed", NULL))) {
+            o.seed = (uint64_t)cliopt_int("--seed", v, 0, INT64_MAX);
         } else if (strcmp(argv[i], "--force") == 0) {
             o.force = 1;
         } else if (strcmp(argv[i], "--append") == 0) {
@@ -153,18 +126,18 @@ static int cmd_build(int argc, char **argv)
     if (o.kind != BUILD_TEXT && !vocab)
         bad_usage("build", "--kind %s needs --vocab", o.kind == BUILD_UINT16 ? "uint16" : "uint32");
     if (vocab)
-        o.vocab = (int)parse_int("build", "--vocab", vocab, 1, INT32_MAX);
+        o.vocab = (int)cliopt_int("--vocab", vocab, 1, INT32_MAX);
     if (eod)
-        o.eod = (int)parse_int("build", "--eod", eod, -1, o.vocab - 1);
+        o.eod = (int)cliopt_int("--eod", eod, -1, o.vocab - 1);
     o.out_dir = inputs[0];
     o.inputs = inputs + 1;
     o.ninputs = ninputs - 1;
     BuildSplit st[2];
     data_build(&o, st);
     const char *unit = o.kind == BUILD_TEXT ? "documents" : "files";
-    printf("%s: train %d shards, %lld tokens, %lld %s; val %d shards, %lld tokens, %lld %s\n", o.out_dir,
-           st[0].shards, (long long)st[0].tokens, (long long)st[0].docs, unit, st[1].shards,
-           (long long)st[1].tokens, (long long)st[1].docs, unit);
+    printf("%s: train %d shards, %lld tokens, %lld %s; val %d shards, %lld tokens, %lld %s\n", o.out_dir, st[0].shards,
+           (long long)st[0].tokens, (long long)st[0].docs, unit, st[1].shards, (long long)st[1].tokens,
+           (long long)st[1].docs, unit);
     free(inputs);
     return 0;
 }

@@ -1,20 +1,27 @@
 /* attention.cu: chunk-local causal softmax attention (spec section 5), scale 1, through strided
    batched cuBLASLt GEMMs over the chunks of one head: S = Q K^T (fp32), a fused causal softmax
-   that writes P (bf16, zero above the diagonal) and the log-sum-exp, O = P V. Backward recomputes
-   S and P from the saved log-sum-exp, then dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O))
-   (fused with that row sum), dQ += dS K, dK += dS^T Q. The C x C score and probability buffers are
-   scratch for at most ATTN_SCRATCH bytes of chunks at a time.
+   that writes P (bf16) and the log-sum-exp, O = P V. Backward recomputes S and P from the saved
+   log-sum-exp, then dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)) (fused with that row
+   sum), dQ += dS K, dK += dS^T Q. The C x C score and probability buffers are scratch for at most
+   ATTN_SCRATCH bytes of chunks at a time.
+
+   Causal blocks: a chunk's n rows are cut into nblk blocks of bs rows; query block i only sees key
+   blocks 0..i, so each GEMM runs per block over just that triangle (for nblk = 4, 10 of 16
+   blocks), and the softmax kernels touch only those blocks (zeros above the diagonal inside the
+   diagonal blocks).
 
    Column-major views (cuBLASLt): a chunk's rows of Q (n x dz, row stride Z) are the matrix
-   Q' (dz x n, ld Z); S' (n x n) holds S transposed, i.e. S row i is contiguous. */
+   Q' (dz x n, ld Z); S' (n x n) holds S transposed (rows are keys, columns queries), i.e. the
+   scores of one query are contiguous. */
 #include "kernels/cuda/cuda.cuh"
 
 #define ATTN_SCRATCH ((size_t)512 << 20) /* bytes of S (fp32) + P (bf16) per batch of chunks */
 #define ATTN_WARPS 8
+#define ATTN_BLOCK 512 /* causal block rows, when they divide the chunk */
 
 /* nb chunks of n rows of one head: chunk c starts at token t0 + c * st */
 typedef struct {
-    int nb, n, t0, st, h;
+    int nb, n, t0, st, h, nblk, bs;
     int B, L, H, dz, dv;
     float *S; /* (nb, n, n) */
     bf16 *P;  /* (nb, n, n) */
@@ -34,14 +41,18 @@ static void attn_gemm(const AttnGroup *g, int m, int n, int k, int ta, const voi
 /* token of row r of the group */
 __device__ __forceinline__ int attn_token(int r, int n, int t0, int st) { return t0 + r / n * st + r % n; }
 
-/* one warp per row: causal softmax of S row i (j <= i) into P, zeros above; lse per row */
-__global__ void attn_softmax_kernel(bf16 *P, float *lse, const float *S, int rows, int n, int t0, int st, int L,
-                                    int H, int h)
+/* the keys a query row's GEMMs read: up to the end of its causal block */
+__device__ __forceinline__ int attn_extent(int i, int bs) { return (i / bs + 1) * bs; }
+
+/* one warp per row: causal softmax of S row i (j <= i) into P, zeros above up to the end of the
+   block; lse per row */
+__global__ void attn_softmax_kernel(bf16 *P, float *lse, const float *S, int rows, int n, int bs, int t0, int st,
+                                    int L, int H, int h)
 {
     const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows)
         return;
-    const int i = r % n;
+    const int i = r % n, ext = attn_extent(i, bs);
     const float *s = S + (size_t)r * n;
     bf16 *p = P + (size_t)r * n;
     float m = -INFINITY;
@@ -53,7 +64,7 @@ __global__ void attn_softmax_kernel(bf16 *P, float *lse, const float *S, int row
         sum += __expf(s[j] - m);
     sum = warp_sum(sum);
     const float inv = 1.0f / sum;
-    for (int j = lane; j < n; j += 32)
+    for (int j = lane; j < ext; j += 32)
         p[j] = tobf(j <= i ? __expf(s[j] - m) * inv : 0.0f);
     if (lane == 0) {
         int tok = attn_token(r, n, t0, st);
@@ -61,22 +72,22 @@ __global__ void attn_softmax_kernel(bf16 *P, float *lse, const float *S, int row
     }
 }
 
-/* backward: P = exp(S - lse) recomputed (j <= i), zeros above */
-__global__ void attn_probs_kernel(bf16 *P, const float *S, const float *lse, int rows, int n, int t0, int st, int L,
-                                  int H, int h)
+/* backward: P = exp(S - lse) recomputed (j <= i), zeros above up to the end of the block */
+__global__ void attn_probs_kernel(bf16 *P, const float *S, const float *lse, int rows, int n, int bs, int t0, int st,
+                                  int L, int H, int h)
 {
     const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows)
         return;
-    const int i = r % n, tok = attn_token(r, n, t0, st);
+    const int i = r % n, ext = attn_extent(i, bs), tok = attn_token(r, n, t0, st);
     const float l = lse[((size_t)(tok / L) * H + h) * L + tok % L];
     const float *s = S + (size_t)r * n;
     bf16 *p = P + (size_t)r * n;
-    for (int j = lane; j < n; j += 32)
+    for (int j = lane; j < ext; j += 32)
         p[j] = tobf(j <= i ? __expf(s[j] - l) : 0.0f);
 }
 
-/* backward: dS = P (dP - sum_e dO O) over row i, written over P */
+/* backward: dS = P (dP - sum_e dO O) over row i (j <= i), written over P */
 __global__ void attn_dscores_kernel(bf16 *P, const float *dP, const bf16 *dO, const bf16 *O, int rows, int n, int t0,
                                     int st, int V, int dv, int h)
 {
@@ -109,6 +120,15 @@ static int attn_maxb(int c)
     return m < 1 ? 1 : m > 65535 ? 65535 : (int)m;
 }
 
+/* causal blocks of a chunk of n rows: 4 or 2 when they are ATTN_BLOCK-aligned and large */
+static int attn_nblk(int n)
+{
+    for (int b = 4; b > 1; b /= 2)
+        if (n % b == 0 && n / b >= ATTN_BLOCK / 2 && (n / b) % 64 == 0)
+            return b;
+    return 1;
+}
+
 /* Calls f(group) for every batch of chunks of head h that share a length and a stride: all
    B * L / c chunks when c divides L, else per sequence the whole chunks, then the tail. */
 template <class F> static void attn_groups(int B, int L, int C, int h, AttnGroup base, F f)
@@ -120,23 +140,27 @@ template <class F> static void attn_groups(int B, int L, int C, int h, AttnGroup
         for (int c0 = 0; c0 < per; c0 += maxb) {
             AttnGroup g = base;
             g.n = c, g.st = c, g.t0 = s * L + c0 * c, g.nb = per - c0 < maxb ? per - c0 : maxb;
+            g.nblk = attn_nblk(c), g.bs = c / g.nblk;
             f(&g);
         }
         if (tail) {
             AttnGroup g = base;
             g.n = tail, g.st = L, g.t0 = s * L + nfull * c, g.nb = 1;
+            g.nblk = attn_nblk(tail), g.bs = tail / g.nblk;
             f(&g);
         }
     }
 }
 
-/* S = Q K^T for the group into g->S */
+/* S' = K'^T Q' for the group into g->S, query block by block (keys up to the block's end) */
 static void attn_scores(const AttnGroup *g, const bf16 *q, const bf16 *k)
 {
-    const int Z = g->H * g->dz;
+    const int Z = g->H * g->dz, n = g->n, bs = g->bs;
     const size_t off = (size_t)g->t0 * Z + (size_t)g->h * g->dz;
-    attn_gemm(g, g->n, g->n, g->dz, 1, k + off, Z, (long long)g->st * Z, 0, q + off, Z, (long long)g->st * Z, g->S,
-              g->n, (long long)g->n * g->n, CUDA_R_32F, 0.0f);
+    const long long sz = (long long)g->st * Z, sp = (long long)n * n;
+    for (int i = 0; i < g->nblk; i++)
+        attn_gemm(g, (i + 1) * bs, bs, g->dz, 1, k + off, Z, sz, 0, q + off + (size_t)i * bs * Z, Z, sz,
+                  g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
 }
 
 static AttnGroup attn_base(int B, int L, int H, int dz, int dv, int C)
@@ -158,14 +182,17 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
     AttnGroup base = attn_base(B, L, H, dz, dv, C);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
-            const int rows = g->nb * g->n;
+            const int rows = g->nb * g->n, n = g->n, bs = g->bs;
             const size_t voff = (size_t)g->t0 * V + (size_t)h * dv;
+            const long long sv = (long long)g->st * V, sp = (long long)n * n;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_softmax_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(g->P, lse, g->S, rows, g->n, g->t0,
+            attn_softmax_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(g->P, lse, g->S, rows, n, bs, g->t0,
                                                                                   g->st, L, H, h);
             LAUNCH_CHECK();
-            attn_gemm(g, dv, g->n, g->n, 0, (const bf16 *)v + voff, V, (long long)g->st * V, 0, g->P, g->n,
-                      (long long)g->n * g->n, (bf16 *)o + voff, V, (long long)g->st * V, CUDA_R_16BF, 0.0f);
+            /* O' (query block i) = V' (keys to the block's end) P' */
+            for (int i = 0; i < g->nblk; i++)
+                attn_gemm(g, dv, bs, (i + 1) * bs, 0, (const bf16 *)v + voff, V, sv, 0, g->P + (size_t)i * bs * n, n,
+                          sp, (bf16 *)o + voff + (size_t)i * bs * V, V, sv, CUDA_R_16BF, 0.0f);
         });
 }
 
@@ -177,26 +204,35 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
     AttnGroup base = attn_base(B, L, H, dz, dv, C);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
-            const int rows = g->nb * g->n, n = g->n;
+            const int rows = g->nb * g->n, n = g->n, bs = g->bs, nblk = g->nblk;
             const size_t voff = (size_t)g->t0 * V + (size_t)h * dv, zoff = (size_t)g->t0 * Z + (size_t)h * dz;
             const long long sv = (long long)g->st * V, sz = (long long)g->st * Z, sp = (long long)n * n;
+            const bf16 *Q = (const bf16 *)q + zoff, *K = (const bf16 *)k + zoff, *Vv = (const bf16 *)v + voff;
+            const bf16 *dO = (const bf16 *)dout + voff;
+            bf16 *dQ = (bf16 *)dq + zoff, *dK = (bf16 *)dk + zoff, *dV = (bf16 *)dvalue + voff;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_probs_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(g->P, g->S, lse, rows, n, g->t0, g->st,
-                                                                                L, H, h);
+            attn_probs_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(g->P, g->S, lse, rows, n, bs, g->t0,
+                                                                                g->st, L, H, h);
             LAUNCH_CHECK();
-            /* dV' += dO' P'^T */
-            attn_gemm(g, dv, n, n, 0, (const bf16 *)dout + voff, V, sv, 1, g->P, n, sp, (bf16 *)dvalue + voff, V, sv,
-                      CUDA_R_16BF, 1.0f);
-            /* dP' = V'^T dO' (into S) */
-            attn_gemm(g, n, n, dv, 1, (const bf16 *)v + voff, V, sv, 0, (const bf16 *)dout + voff, V, sv, g->S, n,
-                      sp, CUDA_R_32F, 0.0f);
+            for (int j = 0; j < nblk; j++) {
+                /* dV' (key block j) += dO' (queries from the block on) P'^T */
+                const size_t pj = (size_t)j * bs * n + (size_t)j * bs;
+                attn_gemm(g, dv, bs, n - j * bs, 0, dO + (size_t)j * bs * V, V, sv, 1, g->P + pj, n, sp,
+                          dV + (size_t)j * bs * V, V, sv, CUDA_R_16BF, 1.0f);
+            }
+            for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
+                attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
+                          g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
             attn_dscores_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(
                 g->P, g->S, (const bf16 *)dout, (const bf16 *)o, rows, n, g->t0, g->st, V, dv, h);
             LAUNCH_CHECK();
-            /* dQ' += K' dS'; dK' += Q' dS'^T */
-            attn_gemm(g, dz, n, n, 0, (const bf16 *)k + zoff, Z, sz, 0, g->P, n, sp, (bf16 *)dq + zoff, Z, sz,
-                      CUDA_R_16BF, 1.0f);
-            attn_gemm(g, dz, n, n, 0, (const bf16 *)q + zoff, Z, sz, 1, g->P, n, sp, (bf16 *)dk + zoff, Z, sz,
-                      CUDA_R_16BF, 1.0f);
+            for (int i = 0; i < nblk; i++) /* dQ' (query block i) += K' dS' */
+                attn_gemm(g, dz, bs, (i + 1) * bs, 0, K, Z, sz, 0, g->P + (size_t)i * bs * n, n, sp,
+                          dQ + (size_t)i * bs * Z, Z, sz, CUDA_R_16BF, 1.0f);
+            for (int j = 0; j < nblk; j++) { /* dK' (key block j) += Q' (queries from the block on) dS'^T */
+                const size_t pj = (size_t)j * bs * n + (size_t)j * bs;
+                attn_gemm(g, dz, bs, n - j * bs, 0, Q + (size_t)j * bs * Z, Z, sz, 1, g->P + pj, n, sp,
+                          dK + (size_t)j * bs * Z, Z, sz, CUDA_R_16BF, 1.0f);
+            }
         });
 }

@@ -1,37 +1,41 @@
 /* cema.cu: complex EMA (spec section 3) as a chunked scan with the complex state in registers (no
-   FFT): per (b, d, k) the recurrence h_t = p u_t + q h_{t-1} is linear, so L is cut into segments
-   that run in parallel.
+   FFT). Per (b, d, k) the recurrence h_t = p u_t + q h_{t-1} is linear, so L is cut into P parts
+   that run in parallel: one thread owns one (b, channel d, state k, part), a block 16 channels x
+   16 states (N <= 16; unused states have zero coefficients), and the part's inputs go through
+   shared memory in tiles of CEMA_TILE steps, so all 16 state threads of a channel read one load.
 
-   Forward, segments of CEMA_SEG_F steps: (1) each segment's end state from a zero start; (2) one
-   thread per (b, d, k) chains them, h_end = q^len h_start + local end, from h0, giving each
-   segment's start state and h_out; (3) each segment re-runs from its start state and writes
-   y = Re(sum_k g h) + omega u. A thread holds one (b, d, segment) with all N <= 16 states.
+   Forward: (1) each part's end state from a zero start; (2) one thread per (b, d, k) chains the
+   few parts, h_end = q^len h_start + local end, from h0: each part's start state and h_out;
+   (3) each part re-runs from its start; per tile the 16 states' Re(g h_t) meet in shared memory
+   and y = omega u + their sum is written row by row.
 
-   Backward, segments of CEMA_SEG_B steps: the same two passes give every segment's start state;
-   the reverse carry of G_h (G_t = conj(g) dy_t + conj(q) G_{t+1}, from dh_out) is chained the same
-   way backwards, which also gives dh0; then each segment, per k, recomputes its states h_t into
-   registers, runs G backwards beside them and sums du, dp = sum u Re G, G_q = sum conj(h_{t-1}) G,
-   G_g = sum dy conj(h) (spec section 3's backward). Parameter sums go through shared memory per
-   block and partial rows per block to a last kernel that applies the chain rule to the raw
-   parameters. Coefficients, states and sums are fp32 throughout. */
+   Backward: the same two passes, also keeping every tile's local start state; the reverse carry
+   of G_h (G_t = conj(g) dy_t + conj(q) G_{t+1}, from dh_out) chained the same way backwards, which
+   also gives dh0; then each thread walks its part's tiles backwards: the tile's states h_t into
+   registers (from its start state), G backwards beside them, summing dp = sum u Re G,
+   G_q = sum conj(h_{t-1}) G, G_g = sum dy conj(h) and, through shared memory per tile,
+   du = omega dy + sum_k p Re G. A last kernel sums the parts and applies the chain rule to the raw
+   parameters. Coefficients, states and sums in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
-#define CEMA_NK 16     /* states per channel held in registers: N <= 16 */
-#define CEMA_SEG_F 128 /* forward segment */
-#define CEMA_SEG_B 32  /* backward segment: states of one k kept in registers */
-#define CEMA_BY 4      /* backward: segments per block row */
-#define CEMA_NSUM 5    /* per (d, k): dp, G_q (re, im), G_g (re, im) */
+#define CEMA_NK 16       /* state threads per channel: N <= 16 */
+#define CEMA_CH 16       /* channels per block */
+#define CEMA_THREADS (CEMA_NK * CEMA_CH)
+#define CEMA_TILE 32     /* steps per shared-memory tile */
+#define CEMA_NSUM 5      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
+#define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
+#define CEMA_WANT_THREADS 262144 /* enough parts to fill the GPU twice */
 #define TWO_PI_F 6.283185307179586f
 
 typedef struct {
     float p, s, r, th, qr, qi, gr, gi;
 } Coef;
 
-/* coefficients of (d, k); all zero for k >= N so padded states stay zero */
-__device__ __forceinline__ Coef cema_coef(CemaParams P, int d, int k, int N)
+/* coefficients of (d, k); all zero for k >= N or d >= D, so padded states stay zero */
+__device__ __forceinline__ Coef cema_coef(CemaParams P, int d, int k, int D, int N)
 {
     Coef c = {};
-    if (k >= N)
+    if (k >= N || d >= D)
         return c;
     const bf16 *alpha = (const bf16 *)P.alpha, *delta = (const bf16 *)P.delta, *theta = (const bf16 *)P.theta,
                *gamma = (const bf16 *)P.gamma;
@@ -60,57 +64,104 @@ __device__ __forceinline__ float2 cema_qpow(const Coef &c, int n)
     return make_float2(rn * cs, rn * sn);
 }
 
-__device__ __forceinline__ size_t seg_index(int b, int seg, int d, int k, int nseg, int D)
+__device__ __forceinline__ float2 cmul(float2 a, float2 b) { return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+
+/* The layout of a part's tiles: the block's (b, part), its first step and its tiles. */
+typedef struct {
+    int b, part, nparts, d, k, cl, t_begin, t_end, ntiles;
+} CemaThread;
+
+__device__ __forceinline__ CemaThread cema_thread(int L, int D, int part_len)
 {
-    return (((size_t)b * nseg + seg) * D + d) * CEMA_NK + k;
+    CemaThread w;
+    w.k = threadIdx.x % CEMA_NK;
+    w.cl = threadIdx.x / CEMA_NK;
+    w.d = blockIdx.x * CEMA_CH + w.cl;
+    w.part = blockIdx.y;
+    w.nparts = gridDim.y;
+    w.b = blockIdx.z;
+    w.t_begin = w.part * part_len;
+    w.t_end = min(L, w.t_begin + part_len);
+    w.ntiles = (w.t_end - w.t_begin + CEMA_TILE - 1) / CEMA_TILE;
+    return w;
 }
 
-/* (1) ends[b, seg, d, k] = the state at the segment's end from a zero start (grid: d, seg, b) */
-template <int SEG> __global__ void cema_seg_end_kernel(float2 *ends, const bf16 *u, CemaParams P, int L, int D, int N)
+/* per (b, part, d, k) */
+__device__ __forceinline__ size_t part_index(const CemaThread &w, int D)
 {
-    const int d = blockIdx.x * blockDim.x + threadIdx.x, seg = blockIdx.y, b = blockIdx.z, nseg = gridDim.y;
-    if (d >= D)
-        return;
-    float p[CEMA_NK], qr[CEMA_NK], qi[CEMA_NK], hr[CEMA_NK] = {}, hi[CEMA_NK] = {};
-#pragma unroll
-    for (int k = 0; k < CEMA_NK; k++) {
-        Coef c = cema_coef(P, d, k, N);
-        p[k] = c.p, qr[k] = c.qr, qi[k] = c.qi;
-    }
-    const int t0 = seg * SEG, t1 = min(L, t0 + SEG);
-    for (int t = t0; t < t1; t++) {
-        const float x = bf(u[((size_t)b * L + t) * D + d]);
-#pragma unroll
-        for (int k = 0; k < CEMA_NK; k++) {
-            float nr = fmaf(qr[k], hr[k], fmaf(-qi[k], hi[k], p[k] * x));
-            hi[k] = fmaf(qr[k], hi[k], qi[k] * hr[k]);
-            hr[k] = nr;
-        }
-    }
-#pragma unroll
-    for (int k = 0; k < CEMA_NK; k++)
-        ends[seg_index(b, seg, d, k, nseg, D)] = make_float2(hr[k], hi[k]);
+    return (((size_t)w.b * w.nparts + w.part) * D + w.d) * CEMA_NK + w.k;
 }
 
-/* (2) one thread per (b, d, k): replaces each segment's end by its start state, from h0; the
-   final state to h_out */
-template <int SEG>
-__global__ void cema_seg_chain_kernel(float2 *ends, float *h_out, const float *h0, CemaParams P, int B, int L, int D,
-                                      int N, int nseg)
+/* Stages a tile (CEMA_TILE steps x CEMA_CH channels) of x, starting at step t0, in two steps: the
+   global loads into registers (issued early), then the store to shared memory. Zero beyond L or D. */
+__device__ __forceinline__ void tile_load(float *r, const bf16 *x, int b, int t0, int L, int D)
+{
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, d = blockIdx.x * CEMA_CH + e % CEMA_CH;
+        r[i] = t0 + t < L && d < D ? bf(x[((size_t)b * L + t0 + t) * D + d]) : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void tile_store(float (*s)[CEMA_CH], const float *r)
+{
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int e = threadIdx.x + i * CEMA_THREADS;
+        s[e / CEMA_CH][e % CEMA_CH] = r[i];
+    }
+}
+
+/* (1) each part's end state from a zero start into ends (B, P, D, NK); with tiles != NULL also the
+   local state before each tile, tiles (B, P, tiles per part, D, NK) */
+__global__ void __launch_bounds__(CEMA_THREADS)
+    cema_part_end_kernel(float2 *ends, float2 *tiles, const bf16 *u, CemaParams P, int L, int D, int N, int part_len)
+{
+    __shared__ float su[CEMA_TILE][CEMA_CH];
+    const CemaThread w = cema_thread(L, D, part_len);
+    const Coef c = cema_coef(P, w.d, w.k, D, N);
+    const int tpp = part_len / CEMA_TILE;
+    float hr = 0, hi = 0, ru[2];
+    tile_load(ru, u, w.b, w.t_begin, L, D);
+    for (int j = 0; j < w.ntiles; j++) {
+        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
+        if (tiles && w.d < D)
+            tiles[((((size_t)w.b * w.nparts + w.part) * tpp + j) * D + w.d) * CEMA_NK + w.k] = make_float2(hr, hi);
+        __syncthreads();
+        tile_store(su, ru);
+        __syncthreads();
+        if (j + 1 < w.ntiles)
+            tile_load(ru, u, w.b, t0 + CEMA_TILE, L, D);
+#pragma unroll
+        for (int t = 0; t < CEMA_TILE; t++)
+            if (t < n) {
+                const float x = su[t][w.cl], nr = fmaf(c.qr, hr, fmaf(-c.qi, hi, c.p * x));
+                hi = fmaf(c.qr, hi, c.qi * hr);
+                hr = nr;
+            }
+    }
+    if (w.d < D)
+        ends[part_index(w, D)] = make_float2(hr, hi);
+}
+
+/* (2) one thread per (b, d, k): replaces each part's end by its start state, from h0; the final
+   state to h_out */
+__global__ void cema_part_chain_kernel(float2 *ends, float *h_out, const float *h0, CemaParams P, int B, int L, int D,
+                                       int N, int nparts, int part_len)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B * D * CEMA_NK)
         return;
     const int k = i % CEMA_NK, d = i / CEMA_NK % D, b = i / CEMA_NK / D;
-    const Coef c = cema_coef(P, d, k, N);
-    const float2 qs = cema_qpow(c, SEG), ql = cema_qpow(c, L - (nseg - 1) * SEG);
+    const Coef c = cema_coef(P, d, k, D, N);
+    const float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
     const size_t hk = (((size_t)b * D + d) * N + k) * 2;
     float2 h = h0 && k < N ? make_float2(h0[hk], h0[hk + 1]) : make_float2(0.0f, 0.0f);
-    for (int seg = 0; seg < nseg; seg++) {
-        const size_t at = seg_index(b, seg, d, k, nseg, D);
-        const float2 e = ends[at], q = seg == nseg - 1 ? ql : qs;
+    for (int part = 0; part < nparts; part++) {
+        const size_t at = (((size_t)b * nparts + part) * D + d) * CEMA_NK + k;
+        const float2 e = ends[at], hq = cmul(part == nparts - 1 ? ql : qs, h);
         ends[at] = h;
-        h = make_float2(q.x * h.x - q.y * h.y + e.x, q.x * h.y + q.y * h.x + e.y);
+        h = make_float2(hq.x + e.x, hq.y + e.y);
     }
     if (h_out && k < N) {
         h_out[hk] = h.x;
@@ -118,35 +169,49 @@ __global__ void cema_seg_chain_kernel(float2 *ends, float *h_out, const float *h
     }
 }
 
-/* (3) y = Re(sum_k g h_t) + omega u_t from each segment's start state */
-template <int SEG>
-__global__ void cema_seg_out_kernel(bf16 *y, const float2 *starts, const bf16 *u, CemaParams P, int L, int D, int N)
+/* (3) y = omega u + Re(sum_k g h_t), from each part's start state */
+__global__ void __launch_bounds__(CEMA_THREADS)
+    cema_part_out_kernel(bf16 *y, const float2 *starts, const bf16 *u, CemaParams P, int L, int D, int N,
+                         int part_len)
 {
-    const int d = blockIdx.x * blockDim.x + threadIdx.x, seg = blockIdx.y, b = blockIdx.z, nseg = gridDim.y;
-    if (d >= D)
-        return;
-    float p[CEMA_NK], qr[CEMA_NK], qi[CEMA_NK], gr[CEMA_NK], gi[CEMA_NK], hr[CEMA_NK], hi[CEMA_NK];
-#pragma unroll
-    for (int k = 0; k < CEMA_NK; k++) {
-        Coef c = cema_coef(P, d, k, N);
-        p[k] = c.p, qr[k] = c.qr, qi[k] = c.qi, gr[k] = c.gr, gi[k] = c.gi;
-        float2 h = starts[seg_index(b, seg, d, k, nseg, D)];
-        hr[k] = h.x, hi[k] = h.y;
+    __shared__ float su[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED], som[CEMA_CH];
+    const CemaThread w = cema_thread(L, D, part_len);
+    const Coef c = cema_coef(P, w.d, w.k, D, N);
+    if (threadIdx.x < CEMA_CH) {
+        const int d = blockIdx.x * CEMA_CH + threadIdx.x;
+        som[threadIdx.x] = d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
     }
-    const float om = bf(((const bf16 *)P.omega)[d]);
-    const int t0 = seg * SEG, t1 = min(L, t0 + SEG);
-    for (int t = t0; t < t1; t++) {
-        const size_t at = ((size_t)b * L + t) * D + d;
-        const float x = bf(u[at]);
-        float acc = om * x;
+    float2 h = w.d < D ? starts[part_index(w, D)] : make_float2(0.0f, 0.0f);
+    float hr = h.x, hi = h.y, ru[2];
+    tile_load(ru, u, w.b, w.t_begin, L, D);
+    for (int j = 0; j < w.ntiles; j++) {
+        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
+        __syncthreads();
+        tile_store(su, ru);
+        __syncthreads();
+        if (j + 1 < w.ntiles)
+            tile_load(ru, u, w.b, t0 + CEMA_TILE, L, D);
 #pragma unroll
-        for (int k = 0; k < CEMA_NK; k++) {
-            float nr = fmaf(qr[k], hr[k], fmaf(-qi[k], hi[k], p[k] * x));
-            hi[k] = fmaf(qr[k], hi[k], qi[k] * hr[k]);
-            hr[k] = nr;
-            acc = fmaf(gr[k], hr[k], fmaf(-gi[k], hi[k], acc));
+        for (int t = 0; t < CEMA_TILE; t++)
+            if (t < n) {
+                const float x = su[t][w.cl], nr = fmaf(c.qr, hr, fmaf(-c.qi, hi, c.p * x));
+                hi = fmaf(c.qr, hi, c.qi * hr);
+                hr = nr;
+                red[t][w.k * (CEMA_CH + 1) + w.cl] = fmaf(c.gr, hr, -c.gi * hi);
+            }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, cl = e % CEMA_CH;
+            const int d = blockIdx.x * CEMA_CH + cl;
+            if (t < n && d < D) {
+                float s = som[cl] * su[t][cl];
+#pragma unroll
+                for (int k = 0; k < CEMA_NK; k++)
+                    s += red[t][k * (CEMA_CH + 1) + cl];
+                y[((size_t)w.b * L + t0 + t) * D + d] = tobf(s);
+            }
         }
-        y[at] = tobf(acc);
     }
 }
 
@@ -156,15 +221,24 @@ static void cema_check(int N)
         fail("cema: N = %d states per channel (the CUDA kernels hold at most %d)", N, CEMA_NK);
 }
 
-/* passes (1) and (2): every segment's start state into starts (B, nseg, D, NK) */
-template <int SEG>
-static void cema_starts(float2 *starts, float *h_out, const bf16 *u, CemaParams P, const float *h0, int B, int L,
-                        int D, int N, int nseg)
+/* parts of a whole number of tiles, enough of them for about CEMA_WANT_THREADS threads */
+static int cema_part_len(int B, int L, int D)
 {
-    cema_seg_end_kernel<SEG><<<dim3(ceil_div(D, 64), nseg, B), 64>>>(starts, u, P, L, D, N);
+    const long tiles = (L + CEMA_TILE - 1) / CEMA_TILE, threads = (long)B * D * CEMA_NK;
+    long parts = (CEMA_WANT_THREADS + threads - 1) / threads;
+    parts = parts < 1 ? 1 : parts > tiles ? tiles : parts;
+    return (int)((tiles + parts - 1) / parts) * CEMA_TILE;
+}
+
+/* passes (1) and (2): every part's start state into starts (B, P, D, NK) */
+static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 *u, CemaParams P, const float *h0,
+                        int B, int L, int D, int N, int nparts, int part_len)
+{
+    cema_part_end_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS>>>(starts, tiles, u, P, L, D, N,
+                                                                                 part_len);
     LAUNCH_CHECK();
-    cema_seg_chain_kernel<SEG><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(starts, h_out, h0, P, B, L, D, N,
-                                                                                 nseg);
+    cema_part_chain_kernel<<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(starts, h_out, h0, P, B, L, D, N, nparts,
+                                                                             part_len);
     LAUNCH_CHECK();
 }
 
@@ -172,63 +246,63 @@ void cuda_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const
                        int N)
 {
     cema_check(N);
-    const int nseg = (L + CEMA_SEG_F - 1) / CEMA_SEG_F;
-    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_A, (size_t)B * nseg * D * CEMA_NK * sizeof(float2));
-    cema_starts<CEMA_SEG_F>(starts, h_out, (const bf16 *)u, p, h0, B, L, D, N, nseg);
-    cema_seg_out_kernel<CEMA_SEG_F><<<dim3(ceil_div(D, 64), nseg, B), 64>>>((bf16 *)y, starts, (const bf16 *)u, p, L,
-                                                                            D, N);
+    const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
+    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, (size_t)B * nparts * D * CEMA_NK * sizeof(float2));
+    cema_starts(starts, NULL, h_out, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
+    cema_part_out_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS>>>((bf16 *)y, starts, (const bf16 *)u,
+                                                                                 p, L, D, N, part_len);
     LAUNCH_CHECK();
 }
 
 /* ---- backward ---- */
 
-/* (1') the carry a segment passes to the one before it, conj(q) G_{t0}, from a zero carry */
-template <int SEG>
-__global__ void cema_seg_gend_kernel(float2 *gends, const bf16 *dy, CemaParams P, int L, int D, int N)
+/* (1') the carry a part passes to the one before it, conj(q) G_{t_begin}, from a zero carry at its
+   end (tiles walked backwards) */
+__global__ void __launch_bounds__(CEMA_THREADS)
+    cema_part_gend_kernel(float2 *gends, const bf16 *dy, CemaParams P, int L, int D, int N, int part_len)
 {
-    const int d = blockIdx.x * blockDim.x + threadIdx.x, seg = blockIdx.y, b = blockIdx.z, nseg = gridDim.y;
-    if (d >= D)
-        return;
-    float qr[CEMA_NK], qi[CEMA_NK], gr[CEMA_NK], gi[CEMA_NK], cr[CEMA_NK] = {}, ci[CEMA_NK] = {};
+    __shared__ float sg[CEMA_TILE][CEMA_CH];
+    const CemaThread w = cema_thread(L, D, part_len);
+    const Coef c = cema_coef(P, w.d, w.k, D, N);
+    float cr = 0, ci = 0, rg[2];
+    tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
+    for (int j = w.ntiles - 1; j >= 0; j--) {
+        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
+        __syncthreads();
+        tile_store(sg, rg);
+        __syncthreads();
+        if (j > 0)
+            tile_load(rg, dy, w.b, t0 - CEMA_TILE, L, D);
 #pragma unroll
-    for (int k = 0; k < CEMA_NK; k++) {
-        Coef c = cema_coef(P, d, k, N);
-        qr[k] = c.qr, qi[k] = c.qi, gr[k] = c.gr, gi[k] = c.gi;
+        for (int t = CEMA_TILE - 1; t >= 0; t--)
+            if (t < n) {
+                const float g = sg[t][w.cl], Gr = fmaf(c.gr, g, cr), Gi = fmaf(-c.gi, g, ci);
+                cr = fmaf(c.qr, Gr, c.qi * Gi);
+                ci = fmaf(c.qr, Gi, -c.qi * Gr);
+            }
     }
-    const int t0 = seg * SEG, t1 = min(L, t0 + SEG);
-    for (int t = t1 - 1; t >= t0; t--) {
-        const float g = bf(dy[((size_t)b * L + t) * D + d]);
-#pragma unroll
-        for (int k = 0; k < CEMA_NK; k++) {
-            float Gr = fmaf(gr[k], g, cr[k]), Gi = fmaf(-gi[k], g, ci[k]);
-            cr[k] = fmaf(qr[k], Gr, qi[k] * Gi);
-            ci[k] = fmaf(qr[k], Gi, -qi[k] * Gr);
-        }
-    }
-#pragma unroll
-    for (int k = 0; k < CEMA_NK; k++)
-        gends[seg_index(b, seg, d, k, nseg, D)] = make_float2(cr[k], ci[k]);
+    if (w.d < D)
+        gends[part_index(w, D)] = make_float2(cr, ci);
 }
 
-/* (2') one thread per (b, d, k), from the last segment back: each entry becomes the carry entering
-   its segment's last step (dh_out for the last); what leaves segment 0 is dh0 */
-template <int SEG>
-__global__ void cema_seg_gchain_kernel(float2 *gends, float *dh0, const float *dh_out, CemaParams P, int B, int L,
-                                       int D, int N, int nseg)
+/* (2') one thread per (b, d, k), from the last part back: each entry becomes the carry entering
+   its part's last step (dh_out for the last); what leaves part 0 is dh0 */
+__global__ void cema_part_gchain_kernel(float2 *gends, float *dh0, const float *dh_out, CemaParams P, int B, int L,
+                                        int D, int N, int nparts, int part_len)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= B * D * CEMA_NK)
         return;
     const int k = i % CEMA_NK, d = i / CEMA_NK % D, b = i / CEMA_NK / D;
-    const Coef c = cema_coef(P, d, k, N);
-    const float2 qs = cema_qpow(c, SEG), ql = cema_qpow(c, L - (nseg - 1) * SEG);
+    const Coef c = cema_coef(P, d, k, D, N);
+    const float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
     const size_t hk = (((size_t)b * D + d) * N + k) * 2;
     float2 C = dh_out && k < N ? make_float2(dh_out[hk], dh_out[hk + 1]) : make_float2(0.0f, 0.0f);
-    for (int seg = nseg - 1; seg >= 0; seg--) {
-        const size_t at = seg_index(b, seg, d, k, nseg, D);
-        const float2 e = gends[at], q = seg == nseg - 1 ? ql : qs;
+    for (int part = nparts - 1; part >= 0; part--) {
+        const size_t at = (((size_t)b * nparts + part) * D + d) * CEMA_NK + k;
+        const float2 e = gends[at], q = part == nparts - 1 ? ql : qs;
         gends[at] = C;
-        C = make_float2(q.x * C.x + q.y * C.y + e.x, q.x * C.y - q.y * C.x + e.y); /* conj(q^n) C + e */
+        C = make_float2(q.x * C.x + q.y * C.y + e.x, q.x * C.y - q.y * C.x + e.y); /* conj(q^len) C + e */
     }
     if (dh0 && k < N) {
         dh0[hk] = C.x;
@@ -236,94 +310,95 @@ __global__ void cema_seg_gchain_kernel(float2 *gends, float *dh0, const float *d
     }
 }
 
-/* (3') per (b, d, segment), k by k: states h_t into registers, then G backwards beside them.
-   Block (32 channels, CEMA_BY segment rows); block row y handles segments
-   seg0 + y + CEMA_BY * j, j < per. Sums: part[(b, group), d] = [k][dp, Gq re, Gq im, Gg re, Gg im],
-   then sum u dy (omega) last: CEMA_NK * CEMA_NSUM + 1 floats. */
-#define CEMA_PART (CEMA_NK * CEMA_NSUM + 1)
-__global__ void __launch_bounds__(32 * CEMA_BY)
-    cema_seg_back_kernel(bf16 *du, float *part, const float2 *starts, const float2 *carries, const bf16 *u,
-                         const bf16 *dy, CemaParams P, int L, int D, int N, int nseg, int per)
+/* (3') per (b, d, k, part), tiles backwards: h_t of the tile into registers from its start state,
+   then G backwards beside them. Sums per thread into sums (B, P, D, NK, CEMA_NSUM) and
+   sum u dy per channel into som (B, P, D); du += omega dy + sum_k p Re G. */
+__global__ void __launch_bounds__(CEMA_THREADS, 2)
+    cema_part_back_kernel(bf16 *du, float *sums, float *somega, const float2 *starts, const float2 *tiles,
+                          const float2 *carries, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
+                          int part_len)
 {
-    __shared__ float su[CEMA_SEG_B][32 * CEMA_BY], sdy[CEMA_SEG_B][32 * CEMA_BY];
-    __shared__ float sums[CEMA_PART][32];
-    const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx, d = blockIdx.x * 32 + tx, b = blockIdx.z;
-    for (int i = tid; i < CEMA_PART * 32; i += 32 * CEMA_BY)
-        sums[i / 32][i % 32] = 0.0f;
-    __syncthreads();
-    const float om = d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
-    float domega = 0;
-    for (int j = 0; j < per; j++) {
-        const int seg = blockIdx.y * per * CEMA_BY + j * CEMA_BY + ty;
-        if (d >= D || seg >= nseg)
-            continue;
-        const int t0 = seg * CEMA_SEG_B, n = min(CEMA_SEG_B, L - t0);
-        float dus[CEMA_SEG_B];
-#pragma unroll
-        for (int t = 0; t < CEMA_SEG_B; t++) {
-            float x = 0, g = 0;
-            if (t < n) {
-                const size_t at = ((size_t)b * L + t0 + t) * D + d;
-                x = bf(u[at]);
-                g = bf(dy[at]);
-            }
-            su[t][tid] = x;
-            sdy[t][tid] = g;
-            dus[t] = om * g;
-            domega += x * g;
+    __shared__ float su[CEMA_TILE][CEMA_CH], sg[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED], som[CEMA_CH];
+    const CemaThread w = cema_thread(L, D, part_len);
+    const Coef c = cema_coef(P, w.d, w.k, D, N);
+    const int tpp = part_len / CEMA_TILE, ocl = threadIdx.x % CEMA_CH; /* the channel this thread writes */
+    const float om = blockIdx.x * CEMA_CH + ocl < D ? bf(((const bf16 *)P.omega)[blockIdx.x * CEMA_CH + ocl]) : 0.0f;
+    if (threadIdx.x < CEMA_CH)
+        som[threadIdx.x] = 0.0f;
+    const size_t at = part_index(w, D);
+    const float2 S = w.d < D ? starts[at] : make_float2(0.0f, 0.0f), cin = w.d < D ? carries[at] : S;
+    float cr = cin.x, ci = cin.y, dp = 0, gqr = 0, gqi = 0, ggr = 0, ggi = 0, om_acc = 0, ru[2], rg[2];
+    tile_load(ru, u, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
+    tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
+    for (int j = w.ntiles - 1; j >= 0; j--) {
+        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
+        __syncthreads();
+        tile_store(su, ru);
+        tile_store(sg, rg);
+        __syncthreads();
+        if (j > 0) {
+            tile_load(ru, u, w.b, t0 - CEMA_TILE, L, D);
+            tile_load(rg, dy, w.b, t0 - CEMA_TILE, L, D);
         }
-        for (int k = 0; k < N; k++) {
-            const Coef c = cema_coef(P, d, k, N);
-            const float2 h0 = starts[seg_index(b, seg, d, k, nseg, D)], cin = carries[seg_index(b, seg, d, k, nseg, D)];
-            float hr[CEMA_SEG_B], hi[CEMA_SEG_B];
-            float pr = h0.x, pi = h0.y;
+        /* the tile's start state: its local start plus q^(steps before it) times the part's start */
+        float2 hs = make_float2(0.0f, 0.0f);
+        if (w.d < D) {
+            const float2 loc = tiles[((((size_t)w.b * w.nparts + w.part) * tpp + j) * D + w.d) * CEMA_NK + w.k];
+            const float2 carry = cmul(cema_qpow(c, j * CEMA_TILE), S);
+            hs = make_float2(loc.x + carry.x, loc.y + carry.y);
+        }
+        float hr[CEMA_TILE], hi[CEMA_TILE], pr = hs.x, pi = hs.y;
 #pragma unroll
-            for (int t = 0; t < CEMA_SEG_B; t++) {
-                const float x = su[t][tid];
-                hr[t] = fmaf(c.qr, pr, fmaf(-c.qi, pi, c.p * x));
-                hi[t] = fmaf(c.qr, pi, c.qi * pr);
-                pr = hr[t], pi = hi[t];
-            }
-            float cr = cin.x, ci = cin.y, dp = 0, gqr = 0, gqi = 0, ggr = 0, ggi = 0;
+        for (int t = 0; t < CEMA_TILE; t++) {
+            hr[t] = fmaf(c.qr, pr, fmaf(-c.qi, pi, c.p * su[t][w.cl]));
+            hi[t] = fmaf(c.qr, pi, c.qi * pr);
+            pr = hr[t], pi = hi[t];
+        }
 #pragma unroll
-            for (int t = CEMA_SEG_B - 1; t >= 0; t--) {
-                if (t >= n)
-                    continue;
-                const float g = sdy[t][tid], x = su[t][tid];
+        for (int t = CEMA_TILE - 1; t >= 0; t--)
+            if (t < n) {
+                const float g = sg[t][w.cl], x = su[t][w.cl];
                 const float Gr = fmaf(c.gr, g, cr), Gi = fmaf(-c.gi, g, ci);
-                const float hpr = t > 0 ? hr[t - 1] : h0.x, hpi = t > 0 ? hi[t - 1] : h0.y;
-                dus[t] = fmaf(c.p, Gr, dus[t]);
+                const float hpr = t > 0 ? hr[t - 1] : hs.x, hpi = t > 0 ? hi[t - 1] : hs.y;
+                red[t][w.k * (CEMA_CH + 1) + w.cl] = c.p * Gr;
                 dp = fmaf(x, Gr, dp);
-                gqr += hpr * Gr + hpi * Gi; /* conj(h_{t-1}) G_t */
-                gqi += hpr * Gi - hpi * Gr;
+                gqr = fmaf(hpr, Gr, fmaf(hpi, Gi, gqr)); /* conj(h_{t-1}) G_t */
+                gqi = fmaf(hpr, Gi, fmaf(-hpi, Gr, gqi));
                 ggr = fmaf(g, hr[t], ggr); /* dy_t conj(h_t) */
                 ggi = fmaf(-g, hi[t], ggi);
                 cr = fmaf(c.qr, Gr, c.qi * Gi); /* conj(q) G_t */
                 ci = fmaf(c.qr, Gi, -c.qi * Gr);
             }
-            atomicAdd(&sums[k * CEMA_NSUM + 0][tx], dp);
-            atomicAdd(&sums[k * CEMA_NSUM + 1][tx], gqr);
-            atomicAdd(&sums[k * CEMA_NSUM + 2][tx], gqi);
-            atomicAdd(&sums[k * CEMA_NSUM + 3][tx], ggr);
-            atomicAdd(&sums[k * CEMA_NSUM + 4][tx], ggi);
-        }
+        __syncthreads();
 #pragma unroll
-        for (int t = 0; t < CEMA_SEG_B; t++)
-            if (t < n) {
-                const size_t at = ((size_t)b * L + t0 + t) * D + d;
-                du[at] = tobf(bf(du[at]) + dus[t]);
+        for (int i = 0; i < 2; i++) {
+            const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, d = blockIdx.x * CEMA_CH + ocl;
+            if (t < n && d < D) {
+                const float g = sg[t][ocl];
+                float s = om * g;
+#pragma unroll
+                for (int k = 0; k < CEMA_NK; k++)
+                    s += red[t][k * (CEMA_CH + 1) + ocl];
+                om_acc = fmaf(su[t][ocl], g, om_acc);
+                const size_t a = ((size_t)w.b * L + t0 + t) * D + d;
+                du[a] = tobf(bf(du[a]) + s);
             }
+        }
     }
-    atomicAdd(&sums[CEMA_PART - 1][tx], domega);
+    atomicAdd(&som[ocl], om_acc);
+    if (w.d < D) {
+        float *s = sums + at * CEMA_NSUM;
+        s[0] = dp, s[1] = gqr, s[2] = gqi, s[3] = ggr, s[4] = ggi;
+    }
     __syncthreads();
-    if (d < D)
-        for (int i = ty; i < CEMA_PART; i += CEMA_BY)
-            part[(((size_t)b * gridDim.y + blockIdx.y) * D + d) * CEMA_PART + i] = sums[i][tx];
+    if (threadIdx.x < CEMA_CH && blockIdx.x * CEMA_CH + threadIdx.x < D)
+        somega[((size_t)w.b * w.nparts + w.part) * D + blockIdx.x * CEMA_CH + threadIdx.x] = som[threadIdx.x];
 }
 
-/* the chain rule from (p, G_q, G_g) to the raw parameters, summing the partial rows; one thread
+/* the chain rule from (p, G_q, G_g) to the raw parameters, summing the rows (b, part); one thread
    per channel */
-__global__ void cema_param_kernel(CemaGrads g, const float *part, int rows, CemaParams P, int D, int N)
+__global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *somega, int rows, CemaParams P, int D,
+                                  int N)
 {
     const int d = blockIdx.x * blockDim.x + threadIdx.x;
     if (d >= D)
@@ -331,13 +406,13 @@ __global__ void cema_param_kernel(CemaGrads g, const float *part, int rows, Cema
     const float st = 1.0f / (1.0f + expf(-bf(((const bf16 *)P.theta)[d]))), gs = rsqrtf((float)N);
     float dth = 0, dom = 0;
     for (int r = 0; r < rows; r++)
-        dom += part[((size_t)r * D + d) * CEMA_PART + CEMA_PART - 1];
+        dom += somega[(size_t)r * D + d];
     for (int k = 0; k < N; k++) {
         float s[CEMA_NSUM] = {};
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < CEMA_NSUM; j++)
-                s[j] += part[((size_t)r * D + d) * CEMA_PART + k * CEMA_NSUM + j];
-        const Coef c = cema_coef(P, d, k, N);
+                s[j] += sums[(((size_t)r * D + d) * CEMA_NK + k) * CEMA_NSUM + j];
+        const Coef c = cema_coef(P, d, k, D, N);
         float sn, cs;
         sincosf(c.th, &sn, &cs);
         const float dr = s[1] * cs + s[2] * sn;          /* Re(G_q e^{-i th}) */
@@ -358,22 +433,24 @@ void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const
                         CemaParams p, const float *h0, int B, int L, int D, int N)
 {
     cema_check(N);
-    const int nseg = (L + CEMA_SEG_B - 1) / CEMA_SEG_B;
-    const size_t states = (size_t)B * nseg * D * CEMA_NK * sizeof(float2);
-    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_A, states);
-    float2 *carries = (float2 *)cuda_scratch(SCRATCH_STATE_B, states);
-    cema_starts<CEMA_SEG_B>(starts, NULL, (const bf16 *)u, p, h0, B, L, D, N, nseg);
-    cema_seg_gend_kernel<CEMA_SEG_B><<<dim3(ceil_div(D, 64), nseg, B), 64>>>(carries, (const bf16 *)dy, p, L, D, N);
+    const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
+    const size_t per_part = (size_t)B * nparts * D * CEMA_NK;
+    const dim3 grid(ceil_div(D, CEMA_CH), nparts, B);
+    float2 *tiles = (float2 *)cuda_scratch(SCRATCH_STATE_A, per_part * (part_len / CEMA_TILE) * sizeof(float2));
+    /* one buffer: part starts, part carries, then the sums (CEMA_NSUM per state, one per channel) */
+    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, per_part * (2 * sizeof(float2) + CEMA_NSUM * sizeof(float)) +
+                                                                 (size_t)B * nparts * D * sizeof(float));
+    float2 *carries = starts + per_part;
+    float *sums = (float *)(carries + per_part), *somega = sums + per_part * CEMA_NSUM;
+    cema_starts(starts, tiles, NULL, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
+    cema_part_gend_kernel<<<grid, CEMA_THREADS>>>(carries, (const bf16 *)dy, p, L, D, N, part_len);
     LAUNCH_CHECK();
-    cema_seg_gchain_kernel<CEMA_SEG_B><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(carries, dh0, dh_out, p, B,
-                                                                                         L, D, N, nseg);
+    cema_part_gchain_kernel<<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(carries, dh0, dh_out, p, B, L, D, N,
+                                                                              nparts, part_len);
     LAUNCH_CHECK();
-    /* about 32 segment groups per (b, channel block): enough blocks, few partial rows */
-    const int per = (nseg + 32 * CEMA_BY - 1) / (32 * CEMA_BY), groups = (nseg + per * CEMA_BY - 1) / (per * CEMA_BY);
-    float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)B * groups * D * CEMA_PART * sizeof(float));
-    cema_seg_back_kernel<<<dim3(ceil_div(D, 32), groups, B), dim3(32, CEMA_BY)>>>(
-        (bf16 *)du, part, starts, carries, (const bf16 *)u, (const bf16 *)dy, p, L, D, N, nseg, per);
+    cema_part_back_kernel<<<grid, CEMA_THREADS>>>((bf16 *)du, sums, somega, starts, tiles, carries, (const bf16 *)u,
+                                                  (const bf16 *)dy, p, L, D, N, part_len);
     LAUNCH_CHECK();
-    cema_param_kernel<<<ceil_div(D, 64), 64>>>(g, part, B * groups, p, D, N);
+    cema_param_kernel<<<ceil_div(D, 64), 64>>>(g, sums, somega, B * nparts, p, D, N);
     LAUNCH_CHECK();
 }

@@ -46,7 +46,7 @@ __global__ void crossentropy_kernel(bf16 *logits, float *losses, int *bad, const
     if (threadIdx.x % 32 == 0)
         sh[threadIdx.x / 32] = M;
     __syncthreads();
-    M = threadIdx.x < blockDim.x / 32 ? sh[threadIdx.x] : -INFINITY;
+    M = threadIdx.x % 32 < blockDim.x / 32 ? sh[threadIdx.x % 32] : -INFINITY;
     M = warp_max(M);
     const float total = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - M), sh);
     const float lse = M + logf(total);

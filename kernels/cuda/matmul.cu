@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define LT_WORKSPACE (32u << 20) /* what NVIDIA suggests for Hopper */
-#define LT_CACHE 256
+#define LT_CACHE 1024
 
 typedef struct {
     int m, n, k, transa, transb, lda, ldb, ldd, batch, has_bias, align_a, align_b, align_d;

@@ -88,8 +88,9 @@ static size_t scratch_bytes[SCRATCH_SLOTS];
 void *cuda_scratch(ScratchSlot slot, size_t bytes)
 {
     if (bytes > scratch_bytes[slot]) {
-        if (scratch_ptr[slot]) {
-            CUDA_CHECK(cudaFree(scratch_ptr[slot])); /* synchronises: only while sizes still grow */
+        if (scratch_ptr[slot]) { /* queued kernels may still use it: only while sizes still grow */
+            CUDA_CHECK(cudaDeviceSynchronize());
+            CUDA_CHECK(cudaFree(scratch_ptr[slot]));
             cuda_track(-(ptrdiff_t)scratch_bytes[slot]);
         }
         bytes = (bytes + 4095) & ~(size_t)4095;

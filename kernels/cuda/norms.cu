@@ -147,10 +147,10 @@ typedef struct {
     int vec, j, threads;
 } RowShape;
 
-static RowShape row_shape(int D, const void *a, const void *b, const void *c)
+static RowShape row_shape(int D, const void *a, const void *b, const void *c, const void *d)
 {
     RowShape s;
-    s.vec = D % 8 == 0 && aligned16(a, b, c) ? 8 : 1;
+    s.vec = D % 8 == 0 && aligned16(a, b, c, d) ? 8 : 1;
     int nv = D / s.vec;
     s.threads = nv < ROW_THREADS ? (nv + 31) / 32 * 32 : ROW_THREADS;
     s.j = (nv + s.threads - 1) / s.threads;
@@ -178,7 +178,7 @@ static int row_blocks(int T, int max) { return T < max ? T : max; }
 
 void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps)
 {
-    RowShape s = row_shape(D, y, x, NULL);
+    RowShape s = row_shape(D, y, x, w, NULL);
     ROW_LAUNCH(rmsnorm_forward_kernel, row_blocks(T, ROW_BLOCKS_FWD), s, (bf16 *)y, rrms, (const bf16 *)x,
                (const bf16 *)w, T, D, eps);
 }
@@ -186,7 +186,7 @@ void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, in
 void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
                            int T, int D)
 {
-    RowShape s = row_shape(D, dx, dy, x);
+    RowShape s = row_shape(D, dx, dy, x, w);
     int nb = row_blocks(T, ROW_BLOCKS);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * D * sizeof(float));
     ROW_LAUNCH(rmsnorm_backward_kernel, nb, s, (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, rrms,
@@ -197,7 +197,7 @@ void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, c
 void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                             int D, float eps)
 {
-    RowShape s = row_shape(D, y, x, NULL);
+    RowShape s = row_shape(D, y, x, w, b);
     ROW_LAUNCH(layernorm_forward_kernel, row_blocks(T, ROW_BLOCKS_FWD), s, (bf16 *)y, mean, rstd, (const bf16 *)x,
                (const bf16 *)w, (const bf16 *)b, T, D, eps);
 }
@@ -205,7 +205,7 @@ void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, co
 void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                              const float *rstd, const void *w, int T, int D)
 {
-    RowShape s = row_shape(D, dx, dy, x);
+    RowShape s = row_shape(D, dx, dy, x, w);
     int nb = row_blocks(T, ROW_BLOCKS);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
     ROW_LAUNCH(layernorm_backward_kernel, nb, s, (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, mean, rstd,

@@ -1,59 +1,56 @@
-/* tsnorm.cu: timestep normalisation (spec section 4) as segmented scans, since one (b, group)
-   column is a sequential recurrence over L but there are few columns. L is cut into segments of
-   TSN_SEG timesteps; a warp owns one (b, group, segment) and its lanes the group's channels.
+/* tsnorm.cu: timestep normalisation (spec section 4). The running statistics of a (b, group)
+   column are a sequential recurrence over L, but what it consumes per step is only the group's
+   mean and variance at that step, so the work splits into wide passes over the data and narrow
+   scans over per-step statistics:
 
-   Forward: (A) each segment's own statistics (mean and population variance of all its elements,
-   by the same per-timestep update as the reference); (B) one thread per (b, group) merges them in
-   order, starting from the prior state, giving every segment's incoming state and the final one;
-   (C) each segment re-runs its timesteps from that state and writes y, mean, rstd.
+   Forward: (1) one thread per (b, t, group): the group's mean ux and population variance gv;
+   (2) segments of TSN_SEG steps summarise their steps (the reference's per-step update from an
+   empty state); (3) one thread per (b, group) merges the segments in order from the prior state,
+   giving each segment's incoming state and state_out; (4) each segment re-runs its steps: mean_t,
+   rstd_t; (5) y = (x - mean_t) rstd_t (1 + w) + b over the whole (T, D), 8 channels per thread.
 
-   Backward: the reverse carry (U, W) = (dl/dmean_t, dl/dvar_t) is affine in the carry of the next
-   step: (U, W)_{t-1} = [[c1, -2 c1 c2 delta], [0, c1]] (U, W)_t + v_t. (A) each segment composes its
-   steps' maps; (B) one thread per (b, group) runs the composed maps from the last segment back,
-   giving every segment's incoming carry and dstate_in; (C) each segment re-runs its steps from
-   that carry and writes dx and per-segment sums of dw, db. All in fp32. */
+   Backward: the reverse carry (U, W) = (dl/dmean_t, dl/dvar_t) is affine in the next step's:
+   (U, W)_{t-1} = [[c1, -2 c1 c2 delta], [0, c1]] (U, W)_t + v_t. (1) per (b, t, group): ux,
+   ds = sum dy (1+w)(x - mean_t), db = sum dy (1+w); (2) each segment composes its steps' maps;
+   (3) one thread per (b, group) runs the composed maps from the last segment back: each
+   segment's incoming carry, and dstate_in; (4) each segment re-runs its steps from that carry,
+   leaving per step the two coefficients of dx = dy rstd (1+w) + alpha + beta x; (5) one pass
+   over (T, D) adds dx and sums dw, db per block (then over blocks). All in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
 #define TSN_SEG 64
-#define TSN_CH 4 /* channels per lane: Dg <= 128 */
-#define TSN_WARPS 4
+#define TSN_ROWS 512 /* blocks of the (T, D) backward pass: rows of partial sums */
 
-/* one warp's (b, group, segment); segments of a timestep range are adjacent in g */
-typedef struct {
-    int b, g, seg, t0, t1;
-} TsnWarp;
+/* ---- per (b, t, group) statistics ---- */
 
-__device__ __forceinline__ int tsn_warp(TsnWarp *w, int B, int L, int G, int nseg)
+/* sum of x and of (x - m)^2 over the group's Dg channels at row */
+template <int VEC> __device__ __forceinline__ float2 group_mean_var(const bf16 *row, int Dg)
 {
-    int id = blockIdx.x * TSN_WARPS + threadIdx.x / 32;
-    if (id >= B * nseg * G)
-        return 0;
-    w->g = id % G;
-    w->seg = id / G % nseg;
-    w->b = id / G / nseg;
-    w->t0 = w->seg * TSN_SEG;
-    w->t1 = min(L, w->t0 + TSN_SEG);
-    return 1;
+    float s = 0, v = 0, x[VEC];
+    for (int c = 0; c < Dg; c += VEC) {
+        load_bf<VEC>(x, row + c);
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            s += x[e];
+    }
+    const float m = s / Dg;
+    for (int c = 0; c < Dg; c += VEC) {
+        load_bf<VEC>(x, row + c);
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            v += (x[e] - m) * (x[e] - m);
+    }
+    return make_float2(m, v / Dg);
 }
 
-/* the group's mean ux and population variance gv at one timestep; xv gets the lane's channels */
-__device__ __forceinline__ void tsn_group_stats(float *xv, const bf16 *row, int Dg, float *ux, float *gv)
+/* forward (1): stats (B, L, G) = (ux, gv) */
+template <int VEC> __global__ void tsn_stats_kernel(float2 *stats, const bf16 *x, size_t rows, int D, int G)
 {
-    const int lane = threadIdx.x % 32;
-    float s = 0;
-#pragma unroll
-    for (int i = 0; i < TSN_CH; i++) {
-        int c = lane + 32 * i;
-        xv[i] = c < Dg ? bf(row[c]) : 0.0f;
-        s += xv[i];
-    }
-    float m = warp_sum(s) / Dg, v = 0;
-#pragma unroll
-    for (int i = 0; i < TSN_CH; i++)
-        if (lane + 32 * i < Dg)
-            v += (xv[i] - m) * (xv[i] - m);
-    *ux = m;
-    *gv = warp_sum(v) / Dg;
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= rows * G)
+        return;
+    const int Dg = D / G, g = i % G;
+    stats[i] = group_mean_var<VEC>(x + i / G * D + (size_t)g * Dg, Dg);
 }
 
 /* the running update of spec section 4 with c2 = 1/n */
@@ -64,258 +61,350 @@ __device__ __forceinline__ void tsn_step(float *mu, float *var, float ux, float 
     *var = c1 * *var + c2 * gv + c1 * c2 * d * d;
 }
 
-/* (A) stats: (B, G, nseg) float2 = (mean, var) of each segment alone */
-__global__ void tsnorm_seg_stats_kernel(float2 *stats, const bf16 *x, int B, int L, int D, int G, int nseg)
+/* one thread per (b, segment, group), g fastest */
+typedef struct {
+    int b, seg, g, t0, t1;
+} TsnSeg;
+
+__device__ __forceinline__ int tsn_seg(TsnSeg *s, int B, int L, int G, int nseg)
 {
-    TsnWarp w;
-    if (!tsn_warp(&w, B, L, G, nseg))
-        return;
-    const int Dg = D / G;
-    float mu = 0, var = 0, xv[TSN_CH];
-    for (int t = w.t0; t < w.t1; t++) {
-        float ux, gv;
-        tsn_group_stats(xv, x + ((size_t)w.b * L + t) * D + (size_t)w.g * Dg, Dg, &ux, &gv);
-        tsn_step(&mu, &var, ux, gv, 1.0f / (float)(t - w.t0 + 1));
-    }
-    if (threadIdx.x % 32 == 0)
-        stats[((size_t)w.b * G + w.g) * nseg + w.seg] = make_float2(mu, var);
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * nseg * G)
+        return 0;
+    s->g = i % G;
+    s->seg = i / G % nseg;
+    s->b = i / G / nseg;
+    s->t0 = s->seg * TSN_SEG;
+    s->t1 = min(L, s->t0 + TSN_SEG);
+    return 1;
 }
 
-/* (B) merge in order from the prior (n0 steps of state_in), replacing each segment's stats by the
-   state before it; the final state to state_out */
-__global__ void tsnorm_seg_scan_kernel(float2 *stats, float *state_out, const float *state_in, int64_t n0, int B,
-                                       int L, int G, int nseg)
+/* forward (2): segs (B, nseg, G) = (mean, var) of each segment's steps alone */
+__global__ void tsn_seg_stats_kernel(float2 *segs, const float2 *stats, int B, int L, int G, int nseg)
 {
-    int s = blockIdx.x * blockDim.x + threadIdx.x;
-    if (s >= B * G)
+    TsnSeg s;
+    if (!tsn_seg(&s, B, L, G, nseg))
         return;
+    float mu = 0, var = 0;
+#pragma unroll 8
+    for (int t = s.t0; t < s.t1; t++) {
+        const float2 st = stats[((size_t)s.b * L + t) * G + s.g];
+        tsn_step(&mu, &var, st.x, st.y, 1.0f / (float)(t - s.t0 + 1));
+    }
+    segs[((size_t)s.b * nseg + s.seg) * G + s.g] = make_float2(mu, var);
+}
+
+/* forward (3): merged in order from the prior (n0 steps of state_in): each segment's summary is
+   replaced by the state before it; the final state to state_out */
+__global__ void tsn_seg_chain_kernel(float2 *segs, float *state_out, const float *state_in, int64_t n0, int B, int L,
+                                     int G, int nseg)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * G)
+        return;
+    const int b = i / G, g = i % G;
     double n = (double)n0;
-    float mu = n0 ? state_in[2 * s] : 0.0f, var = n0 ? state_in[2 * s + 1] : 0.0f;
+    float mu = n0 ? state_in[2 * i] : 0.0f, var = n0 ? state_in[2 * i + 1] : 0.0f;
     for (int seg = 0; seg < nseg; seg++) {
-        float2 st = stats[(size_t)s * nseg + seg];
-        stats[(size_t)s * nseg + seg] = make_float2(mu, var);
-        double len = min(TSN_SEG, L - seg * TSN_SEG);
-        float f = (float)(len / (n + len)), d = st.x - mu;
+        float2 *at = &segs[((size_t)b * nseg + seg) * G + g];
+        const float2 st = *at;
+        *at = make_float2(mu, var);
+        const double len = min(TSN_SEG, L - seg * TSN_SEG);
+        const float f = (float)(len / (n + len)), d = st.x - mu;
         mu += d * f;
         var = var * (1.0f - f) + st.y * f + d * d * f * (1.0f - f);
         n += len;
     }
     if (state_out) {
-        state_out[2 * s] = mu;
-        state_out[2 * s + 1] = var;
+        state_out[2 * i] = mu;
+        state_out[2 * i + 1] = var;
     }
 }
 
-/* (C) re-run each segment from its incoming state: y, mean, rstd */
-__global__ void tsnorm_seg_apply_kernel(bf16 *y, float *mean, float *rstd, const float2 *start, const bf16 *x,
-                                        const bf16 *w, const bf16 *bias, int64_t n0, int B, int L, int D, int G,
-                                        int nseg, float eps)
+/* forward (4): each segment's steps from its incoming state: mean, rstd (B, L, G) */
+__global__ void tsn_seg_apply_kernel(float *mean, float *rstd, const float2 *segs, const float2 *stats, int64_t n0,
+                                     int B, int L, int G, int nseg, float eps)
 {
-    TsnWarp wp;
-    if (!tsn_warp(&wp, B, L, G, nseg))
+    TsnSeg s;
+    if (!tsn_seg(&s, B, L, G, nseg))
         return;
-    const int Dg = D / G, lane = threadIdx.x % 32;
-    float sc[TSN_CH], sh[TSN_CH], xv[TSN_CH];
-#pragma unroll
-    for (int i = 0; i < TSN_CH; i++) {
-        int c = lane + 32 * i;
-        sc[i] = c < Dg ? 1.0f + bf(w[wp.g * Dg + c]) : 0.0f;
-        sh[i] = c < Dg ? bf(bias[wp.g * Dg + c]) : 0.0f;
+    const float2 st0 = segs[((size_t)s.b * nseg + s.seg) * G + s.g];
+    float mu = st0.x, var = st0.y;
+#pragma unroll 8
+    for (int t = s.t0; t < s.t1; t++) {
+        const size_t i = ((size_t)s.b * L + t) * G + s.g;
+        const float2 st = stats[i];
+        tsn_step(&mu, &var, st.x, st.y, (float)(1.0 / (double)(n0 + t + 1)));
+        mean[i] = mu;
+        rstd[i] = rsqrtf(var + eps);
     }
-    float2 st = start[((size_t)wp.b * G + wp.g) * nseg + wp.seg];
-    float mu = st.x, var = st.y;
-    for (int t = wp.t0; t < wp.t1; t++) {
-        const size_t off = ((size_t)wp.b * L + t) * D + (size_t)wp.g * Dg, sg = ((size_t)wp.b * L + t) * G + wp.g;
-        float ux, gv;
-        tsn_group_stats(xv, x + off, Dg, &ux, &gv);
-        tsn_step(&mu, &var, ux, gv, (float)(1.0 / (double)(n0 + t + 1)));
-        float r = rsqrtf(var + eps);
-        if (lane == 0) {
-            mean[sg] = mu;
-            rstd[sg] = r;
-        }
+}
+
+/* forward (5): y = (x - mean) rstd (1 + w) + b, VEC channels (of one group) per thread */
+template <int VEC>
+__global__ void tsn_normalize_kernel(bf16 *y, const bf16 *x, const float *mean, const float *rstd, const bf16 *w,
+                                     const bf16 *bias, size_t rows, int D, int G)
+{
+    const size_t nv = rows * (D / VEC);
+    const int Dg = D / G;
+    for (size_t v = blockIdx.x * (size_t)blockDim.x + threadIdx.x; v < nv; v += (size_t)gridDim.x * blockDim.x) {
+        const size_t bt = v / (D / VEC);
+        const int c = (int)(v % (D / VEC)) * VEC;
+        const size_t sg = bt * G + c / Dg;
+        const float mu = mean[sg], r = rstd[sg];
+        float xv[VEC], wv[VEC], bv[VEC];
+        load_bf<VEC>(xv, x + bt * D + c);
+        load_bf<VEC>(wv, w + c);
+        load_bf<VEC>(bv, bias + c);
 #pragma unroll
-        for (int i = 0; i < TSN_CH; i++)
-            if (lane + 32 * i < Dg)
-                y[off + lane + 32 * i] = tobf((xv[i] - mu) * r * sc[i] + sh[i]);
+        for (int e = 0; e < VEC; e++)
+            xv[e] = (xv[e] - mu) * r * (1.0f + wv[e]) + bv[e];
+        store_bf<VEC>(y + bt * D + c, xv);
     }
 }
 
 static int tsn_nseg(int L) { return (L + TSN_SEG - 1) / TSN_SEG; }
 
-static void tsn_check(int D, int G)
+/* 8 channels per thread when they always fall in one group and rows are 16-byte aligned */
+static int tsn_vec(int D, int G, const void *a, const void *b, const void *c, const void *d)
 {
-    if (D % G || D / G > 32 * TSN_CH)
-        fail("tsnorm: groups of D/G = %d/%d channels (at most %d, and G must divide D)", D, G, 32 * TSN_CH);
+    if (D % G)
+        fail("tsnorm: G = %d groups do not divide D = %d", G, D);
+    return (D / G) % 8 == 0 && aligned16(a, b, c, d) ? 8 : 1;
 }
 
 void cuda_tsnorm_forward(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
                          const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps)
 {
-    tsn_check(D, G);
     n0 = state_in ? n0 : 0;
-    const int nseg = tsn_nseg(L), warps = B * G * nseg;
-    float2 *stats = (float2 *)cuda_scratch(SCRATCH_STATE_A, (size_t)B * G * nseg * sizeof(float2));
-    tsnorm_seg_stats_kernel<<<ceil_div(warps, TSN_WARPS), 32 * TSN_WARPS>>>(stats, (const bf16 *)x, B, L, D, G,
-                                                                             nseg);
+    const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, y, x, w, b);
+    const size_t rows = (size_t)B * L, cells = rows * G;
+    float2 *stats = (float2 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float2));
+    float2 *segs = stats + cells;
+    if (vec == 8)
+        tsn_stats_kernel<8><<<ceil_div(cells, 256), 256>>>(stats, (const bf16 *)x, rows, D, G);
+    else
+        tsn_stats_kernel<1><<<ceil_div(cells, 256), 256>>>(stats, (const bf16 *)x, rows, D, G);
     LAUNCH_CHECK();
-    tsnorm_seg_scan_kernel<<<ceil_div(B * G, 64), 64>>>(stats, state_out, state_in, n0, B, L, G, nseg);
+    const unsigned sb = ceil_div((size_t)B * nseg * G, 128);
+    tsn_seg_stats_kernel<<<sb, 128>>>(segs, stats, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsnorm_seg_apply_kernel<<<ceil_div(warps, TSN_WARPS), 32 * TSN_WARPS>>>(
-        (bf16 *)y, mean, rstd, stats, (const bf16 *)x, (const bf16 *)w, (const bf16 *)b, n0, B, L, D, G, nseg, eps);
+    tsn_seg_chain_kernel<<<ceil_div(B * G, 64), 64>>>(segs, state_out, state_in, n0, B, L, G, nseg);
+    LAUNCH_CHECK();
+    tsn_seg_apply_kernel<<<sb, 128>>>(mean, rstd, segs, stats, n0, B, L, G, nseg, eps);
+    LAUNCH_CHECK();
+    if (vec == 8)
+        tsn_normalize_kernel<8><<<grid_for(rows * D / 8, 256), 256>>>((bf16 *)y, (const bf16 *)x, mean, rstd,
+                                                                      (const bf16 *)w, (const bf16 *)b, rows, D, G);
+    else
+        tsn_normalize_kernel<1><<<grid_for(rows * D, 256), 256>>>((bf16 *)y, (const bf16 *)x, mean, rstd,
+                                                                  (const bf16 *)w, (const bf16 *)b, rows, D, G);
     LAUNCH_CHECK();
 }
 
 /* ---- backward ---- */
 
-/* What one reverse step needs, from its timestep's row: the lane's x and dy, the group mean ux,
-   ds = sum dy (1+w)(x - mu_t), db = sum dy (1+w); the constants of the step. */
-typedef struct {
-    float xv[TSN_CH], gv[TSN_CH];
-    float ux, ds, dbt, r, c1, c2, delta;
-} TsnBack;
-
-/* the constants and sums of step t of group g (warp-wide) */
-__device__ __forceinline__ void tsn_back_load(TsnBack *s, const bf16 *x, const bf16 *dy, const float *sc,
-                                              const float *mean, const float *rstd, const float *state_in,
-                                              int64_t n0, int b, int g, int t, int L, int D, int G)
+/* backward (1): bst (B, L, G) = (ux, ds, db, -) */
+template <int VEC>
+__global__ void tsn_back_stats_kernel(float4 *bst, const bf16 *x, const bf16 *dy, const bf16 *w, const float *mean,
+                                      size_t rows, int D, int G)
 {
-    const int Dg = D / G, lane = threadIdx.x % 32;
-    const size_t off = ((size_t)b * L + t) * D + (size_t)g * Dg, sg = ((size_t)b * L + t) * G + g;
-    const float mu = mean[sg];
-    float sx = 0, ds = 0, db = 0;
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= rows * G)
+        return;
+    const int Dg = D / G, g = i % G;
+    const size_t off = i / G * D + (size_t)g * Dg;
+    const float mu = mean[i];
+    float sx = 0, ds = 0, db = 0, xv[VEC], gv[VEC], wv[VEC];
+    for (int c = 0; c < Dg; c += VEC) {
+        load_bf<VEC>(xv, x + off + c);
+        load_bf<VEC>(gv, dy + off + c);
+        load_bf<VEC>(wv, w + g * Dg + c);
 #pragma unroll
-    for (int i = 0; i < TSN_CH; i++) {
-        int c = lane + 32 * i;
-        s->xv[i] = c < Dg ? bf(x[off + c]) : 0.0f;
-        s->gv[i] = c < Dg ? bf(dy[off + c]) : 0.0f;
-        sx += s->xv[i];
-        ds += s->gv[i] * sc[i] * (s->xv[i] - mu);
-        db += s->gv[i] * sc[i];
+        for (int e = 0; e < VEC; e++) {
+            const float gw = gv[e] * (1.0f + wv[e]);
+            sx += xv[e];
+            ds += gw * (xv[e] - mu);
+            db += gw;
+        }
     }
-    s->ux = warp_sum(sx) / Dg;
-    s->ds = warp_sum(ds);
-    s->dbt = warp_sum(db);
-    s->r = rstd[sg];
-    s->c2 = (float)(1.0 / (double)(n0 + t + 1));
-    s->c1 = 1.0f - s->c2;
-    const float mu_prev = t > 0 ? mean[sg - G] : n0 ? state_in[2 * ((size_t)b * G + g)] : 0.0f;
-    s->delta = s->ux - mu_prev;
+    bst[i] = make_float4(sx / Dg, ds, db, 0.0f);
 }
 
-/* (A) maps: (B, G, nseg) float4 = (a, bb, p, q): the segment takes the carry (U, W) entering its
-   last step to ([[a, bb], [0, a]] (U, W) + (p, q)) leaving its first step */
-__global__ void tsnorm_seg_map_kernel(float4 *maps, const bf16 *x, const bf16 *dy, const bf16 *w, const float *mean,
-                                      const float *rstd, const float *state_in, int64_t n0, int B, int L, int D,
-                                      int G, int nseg)
+/* the constants of reverse step t of (b, g): c1, c2, delta = ux - mean_{t-1} */
+__device__ __forceinline__ void tsn_back_consts(float *c1, float *c2, float *delta, float ux, const float *mean,
+                                                const float *state_in, int64_t n0, int b, int g, int t, int L, int G)
 {
-    TsnWarp wp;
-    if (!tsn_warp(&wp, B, L, G, nseg))
+    *c2 = (float)(1.0 / (double)(n0 + t + 1));
+    *c1 = 1.0f - *c2;
+    const float mu_prev = t > 0 ? mean[((size_t)b * L + t - 1) * G + g] : n0 ? state_in[2 * ((size_t)b * G + g)] : 0.0f;
+    *delta = ux - mu_prev;
+}
+
+/* backward (2): maps (B, nseg, G) = (a, bb, p, q): the segment takes the carry (U, W) entering its
+   last step to [[a, bb], [0, a]] (U, W) + (p, q) leaving its first step */
+__global__ void tsn_back_map_kernel(float4 *maps, const float4 *bst, const float *mean, const float *rstd,
+                                    const float *state_in, int64_t n0, int B, int L, int G, int nseg)
+{
+    TsnSeg s;
+    if (!tsn_seg(&s, B, L, G, nseg))
         return;
-    const int Dg = D / G, lane = threadIdx.x % 32;
-    float sc[TSN_CH];
-#pragma unroll
-    for (int i = 0; i < TSN_CH; i++)
-        sc[i] = lane + 32 * i < Dg ? 1.0f + bf(w[wp.g * Dg + lane + 32 * i]) : 0.0f;
     float a = 1, bb = 0, p = 0, q = 0;
-    for (int t = wp.t1 - 1; t >= wp.t0; t--) {
-        TsnBack s;
-        tsn_back_load(&s, x, dy, sc, mean, rstd, state_in, n0, wp.b, wp.g, t, L, D, G);
-        const float beta = -2.0f * s.c1 * s.c2 * s.delta, e = 0.5f * s.r * s.r * s.r * s.ds, f = s.r * s.dbt;
-        const float np = s.c1 * p + beta * q - s.c1 * f - beta * e, nq = s.c1 * q - s.c1 * e;
-        bb = s.c1 * bb + beta * a;
-        a = s.c1 * a;
+#pragma unroll 4
+    for (int t = s.t1 - 1; t >= s.t0; t--) {
+        const size_t i = ((size_t)s.b * L + t) * G + s.g;
+        const float4 v = bst[i];
+        const float r = rstd[i];
+        float c1, c2, delta;
+        tsn_back_consts(&c1, &c2, &delta, v.x, mean, state_in, n0, s.b, s.g, t, L, G);
+        const float beta = -2.0f * c1 * c2 * delta, e = 0.5f * r * r * r * v.y, f = r * v.z;
+        const float np = c1 * p + beta * q - c1 * f - beta * e, nq = c1 * q - c1 * e;
+        bb = c1 * bb + beta * a;
+        a = c1 * a;
         p = np;
         q = nq;
     }
-    if (lane == 0)
-        maps[((size_t)wp.b * G + wp.g) * nseg + wp.seg] = make_float4(a, bb, p, q);
+    maps[((size_t)s.b * nseg + s.seg) * G + s.g] = make_float4(a, bb, p, q);
 }
 
-/* (B) from the last segment back: each map is replaced by the carry entering its segment (x, y);
+/* backward (3): from the last segment back, each map replaced by the carry entering its segment;
    the carry leaving segment 0 is dstate_in */
-__global__ void tsnorm_seg_carry_kernel(float4 *maps, float *dstate_in, const float *dstate_out, int B, int G,
-                                        int nseg)
+__global__ void tsn_back_chain_kernel(float4 *maps, float *dstate_in, const float *dstate_out, int B, int G, int nseg)
 {
-    int s = blockIdx.x * blockDim.x + threadIdx.x;
-    if (s >= B * G)
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * G)
         return;
-    float U = dstate_out ? dstate_out[2 * s] : 0.0f, W = dstate_out ? dstate_out[2 * s + 1] : 0.0f;
+    const int b = i / G, g = i % G;
+    float U = dstate_out ? dstate_out[2 * i] : 0.0f, W = dstate_out ? dstate_out[2 * i + 1] : 0.0f;
     for (int seg = nseg - 1; seg >= 0; seg--) {
-        float4 m = maps[(size_t)s * nseg + seg];
-        maps[(size_t)s * nseg + seg] = make_float4(U, W, 0, 0);
-        float nU = m.x * U + m.y * W + m.z;
+        float4 *at = &maps[((size_t)b * nseg + seg) * G + g];
+        const float4 m = *at;
+        *at = make_float4(U, W, 0, 0);
+        const float nU = m.x * U + m.y * W + m.z;
         W = m.x * W + m.w;
         U = nU;
     }
     if (dstate_in) {
-        dstate_in[2 * s] = U;
-        dstate_in[2 * s + 1] = W;
+        dstate_in[2 * i] = U;
+        dstate_in[2 * i + 1] = W;
     }
 }
 
-/* (C) re-run each segment's steps from its carry: dx (added), per-segment sums of dw, db into
-   part (B * nseg rows of [dw (D) | db (D)]) */
-__global__ void tsnorm_seg_back_kernel(bf16 *dx, float *part, const float4 *carry, const bf16 *x, const bf16 *dy,
-                                       const bf16 *w, const float *mean, const float *rstd, const float *state_in,
-                                       int64_t n0, int B, int L, int D, int G, int nseg)
+/* backward (4): each segment's steps from its carry; bst[i] becomes (alpha, beta, -, -) with
+   dx_c += dy_c rstd (1 + w_c) + alpha + beta x_c */
+__global__ void tsn_back_coef_kernel(float4 *bst, const float4 *carry, const float *mean, const float *rstd,
+                                     const float *state_in, int64_t n0, int B, int L, int D, int G, int nseg)
 {
-    TsnWarp wp;
-    if (!tsn_warp(&wp, B, L, G, nseg))
+    TsnSeg s;
+    if (!tsn_seg(&s, B, L, G, nseg))
         return;
-    const int Dg = D / G, lane = threadIdx.x % 32;
-    float sc[TSN_CH], dw[TSN_CH] = {}, db[TSN_CH] = {};
-#pragma unroll
-    for (int i = 0; i < TSN_CH; i++)
-        sc[i] = lane + 32 * i < Dg ? 1.0f + bf(w[wp.g * Dg + lane + 32 * i]) : 0.0f;
-    float4 cin = carry[((size_t)wp.b * G + wp.g) * nseg + wp.seg];
+    const float Dg = (float)(D / G);
+    const float4 cin = carry[((size_t)s.b * nseg + s.seg) * G + s.g];
     float U = cin.x, W = cin.y;
-    for (int t = wp.t1 - 1; t >= wp.t0; t--) {
-        TsnBack s;
-        tsn_back_load(&s, x, dy, sc, mean, rstd, state_in, n0, wp.b, wp.g, t, L, D, G);
-        const float mu = mean[((size_t)wp.b * L + t) * G + wp.g];
-        const float du = U - s.r * s.dbt, dv = W - 0.5f * s.r * s.r * s.r * s.ds;
-        const float dux = s.c2 * du + 2.0f * s.c1 * s.c2 * dv * s.delta, dgv = s.c2 * dv;
-        const size_t off = ((size_t)wp.b * L + t) * D + (size_t)wp.g * Dg;
-#pragma unroll
-        for (int i = 0; i < TSN_CH; i++) {
-            int c = lane + 32 * i;
-            if (c < Dg) {
-                float g = bf(dx[off + c]) + s.gv[i] * s.r * sc[i] + (dux + 2.0f * dgv * (s.xv[i] - s.ux)) / Dg;
-                dx[off + c] = tobf(g);
-                dw[i] += s.gv[i] * (s.xv[i] - mu) * s.r;
-                db[i] += s.gv[i];
-            }
-        }
-        U = s.c1 * du - 2.0f * s.c1 * s.c2 * dv * s.delta;
-        W = s.c1 * dv;
+#pragma unroll 4
+    for (int t = s.t1 - 1; t >= s.t0; t--) {
+        const size_t i = ((size_t)s.b * L + t) * G + s.g;
+        const float4 v = bst[i];
+        const float r = rstd[i];
+        float c1, c2, delta;
+        tsn_back_consts(&c1, &c2, &delta, v.x, mean, state_in, n0, s.b, s.g, t, L, G);
+        const float du = U - r * v.z, dv = W - 0.5f * r * r * r * v.y;
+        const float dux = c2 * du + 2.0f * c1 * c2 * dv * delta, dgv = c2 * dv;
+        bst[i] = make_float4((dux - 2.0f * dgv * v.x) / Dg, 2.0f * dgv / Dg, 0.0f, 0.0f);
+        U = c1 * du - 2.0f * c1 * c2 * dv * delta;
+        W = c1 * dv;
     }
-    float *row = part + ((size_t)wp.b * nseg + wp.seg) * 2 * D;
+}
+
+/* backward (5): dx += dy rstd (1 + w) + alpha + beta x over rows, each thread J groups of VEC
+   columns (one group's); per block sums of dw = dy (x - mean) rstd and db = dy into part rows
+   [dw (D) | db (D)] */
+template <int VEC, int J>
+__global__ void tsn_back_apply_kernel(bf16 *dx, float *part, const bf16 *dy, const bf16 *x, const bf16 *w,
+                                      const float *mean, const float *rstd, const float4 *coef, size_t rows, int D,
+                                      int G)
+{
+    const int Dg = D / G;
+    float dw[J][VEC] = {}, db[J][VEC] = {}, wv[J][VEC];
 #pragma unroll
-    for (int i = 0; i < TSN_CH; i++)
-        if (lane + 32 * i < Dg) {
-            row[wp.g * Dg + lane + 32 * i] = dw[i];
-            row[D + wp.g * Dg + lane + 32 * i] = db[i];
+    for (int j = 0; j < J; j++) {
+        const int c = (j * blockDim.x + threadIdx.x) * VEC;
+        if (c < D)
+            load_bf<VEC>(wv[j], w + c);
+    }
+    for (size_t bt = blockIdx.x; bt < rows; bt += gridDim.x) {
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            const int c = (j * blockDim.x + threadIdx.x) * VEC;
+            if (c >= D)
+                continue;
+            const size_t sg = bt * G + c / Dg, off = bt * D + c;
+            const float mu = mean[sg], r = rstd[sg];
+            const float4 k = coef[sg];
+            float xv[VEC], gv[VEC], o[VEC];
+            load_bf<VEC>(xv, x + off);
+            load_bf<VEC>(gv, dy + off);
+            load_bf<VEC>(o, dx + off);
+#pragma unroll
+            for (int e = 0; e < VEC; e++) {
+                o[e] += gv[e] * r * (1.0f + wv[j][e]) + k.x + k.y * xv[e];
+                dw[j][e] += gv[e] * (xv[e] - mu) * r;
+                db[j][e] += gv[e];
+            }
+            store_bf<VEC>(dx + off, o);
         }
+    }
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int c = (j * blockDim.x + threadIdx.x) * VEC;
+        if (c < D)
+#pragma unroll
+            for (int e = 0; e < VEC; e++) {
+                part[(size_t)blockIdx.x * 2 * D + c + e] = dw[j][e];
+                part[(size_t)blockIdx.x * 2 * D + D + c + e] = db[j][e];
+            }
+    }
 }
 
 void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
                           const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
                           int64_t n0, int B, int L, int D, int G)
 {
-    tsn_check(D, G);
     n0 = state_in ? n0 : 0;
-    const int nseg = tsn_nseg(L), warps = B * G * nseg, blocks = ceil_div(warps, TSN_WARPS);
-    float4 *maps = (float4 *)cuda_scratch(SCRATCH_STATE_A, (size_t)B * G * nseg * sizeof(float4));
-    float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)B * nseg * 2 * D * sizeof(float));
-    tsnorm_seg_map_kernel<<<blocks, 32 * TSN_WARPS>>>(maps, (const bf16 *)x, (const bf16 *)dy, (const bf16 *)w, mean,
-                                                      rstd, state_in, n0, B, L, D, G, nseg);
+    const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, dx, dy, x, w);
+    const size_t rows = (size_t)B * L, cells = rows * G;
+    float4 *bst = (float4 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float4));
+    float4 *maps = bst + cells;
+    if (vec == 8)
+        tsn_back_stats_kernel<8><<<ceil_div(cells, 256), 256>>>(bst, (const bf16 *)x, (const bf16 *)dy,
+                                                                (const bf16 *)w, mean, rows, D, G);
+    else
+        tsn_back_stats_kernel<1><<<ceil_div(cells, 256), 256>>>(bst, (const bf16 *)x, (const bf16 *)dy,
+                                                                (const bf16 *)w, mean, rows, D, G);
     LAUNCH_CHECK();
-    tsnorm_seg_carry_kernel<<<ceil_div(B * G, 64), 64>>>(maps, dstate_in, dstate_out, B, G, nseg);
+    const unsigned sb = ceil_div((size_t)B * nseg * G, 128);
+    tsn_back_map_kernel<<<sb, 128>>>(maps, bst, mean, rstd, state_in, n0, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsnorm_seg_back_kernel<<<blocks, 32 * TSN_WARPS>>>((bf16 *)dx, part, maps, (const bf16 *)x, (const bf16 *)dy,
-                                                       (const bf16 *)w, mean, rstd, state_in, n0, B, L, D, G, nseg);
+    tsn_back_chain_kernel<<<ceil_div(B * G, 64), 64>>>(maps, dstate_in, dstate_out, B, G, nseg);
     LAUNCH_CHECK();
-    cuda_add_partials(dw, part, B * nseg, D, 2 * (size_t)D);
-    cuda_add_partials(db, part + D, B * nseg, D, 2 * (size_t)D);
+    tsn_back_coef_kernel<<<sb, 128>>>(bst, maps, mean, rstd, state_in, n0, B, L, D, G, nseg);
+    LAUNCH_CHECK();
+
+    /* (T, D) pass: threads cover a row in J <= 4 groups of VEC columns */
+    const int nv = D / vec, threads = nv < 256 ? (nv + 31) / 32 * 32 : 256, J = (nv + threads - 1) / threads;
+    const int nb = rows < TSN_ROWS ? (int)rows : TSN_ROWS;
+    if (J > 4)
+        fail("tsnorm: D = %d is too wide for the backward kernel (at most %d)", D, 1024 * vec);
+    float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
+#define TSN_APPLY(V, JJ)                                                                                       \
+    tsn_back_apply_kernel<V, JJ><<<nb, threads>>>((bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x,         \
+                                                  (const bf16 *)w, mean, rstd, bst, rows, D, G)
+    if (vec == 8)
+        J == 1 ? TSN_APPLY(8, 1) : J == 2 ? TSN_APPLY(8, 2) : TSN_APPLY(8, 4);
+    else
+        J == 1 ? TSN_APPLY(1, 1) : J == 2 ? TSN_APPLY(1, 2) : TSN_APPLY(1, 4);
+#undef TSN_APPLY
+    LAUNCH_CHECK();
+    cuda_add_partials(dw, part, nb, D, 2 * (size_t)D);
+    cuda_add_partials(db, part + D, nb, D, 2 * (size_t)D);
 }

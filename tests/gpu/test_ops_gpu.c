@@ -1,0 +1,402 @@
+/* test_ops_gpu.c: every op of the CUDA backend (bf16 activations, fp32 statistics, states and
+   parameter gradients) against the fp32 CPU reference (ops_cpu) on the same random inputs, forward
+   outputs, saved statistics and every input gradient; then the memory ops, AdamW and the sum of
+   squares on their own.
+
+   The op cases are tests/ops_harness.h's, at sizes that take the kernels' real paths (vector and
+   scalar loads, several blocks and segments, partial chunks and segments, model-sized heads).
+   Inputs that the interface holds in the act dtype are rounded to bf16 first, so both backends
+   see identical values. The GPU's gradient buffers start out holding random values of the
+   gradient's own size (subtracted afterwards unless the op overwrites), so accumulate-versus-
+   overwrite slips fail too.
+
+   Tolerances, relative and norm-wise:
+   - bf16 results (activations and their gradients), 1e-2: a bf16 rounding is at most 2^-9
+     (2e-3) relative, about 1e-3 in norm for random data; an op rounds its output once, and a few
+     ops round one intermediate too (attention's P and dS, prefilled gradients re-rounded after
+     the add), so correct kernels land at 1e-3 to 4e-3, while a wrong index, term or sign gives
+     errors of order 1.
+   - fp32 results (saved statistics, states, parameter gradients, the loss), 1e-4: both sides
+     compute in fp32 or better from identical inputs, but the GPU sums in other orders and scans
+     long sequences in pieces (segments, then a chained pass), with the recurrences of CEMA and
+     TimestepNorm carrying fp32 rounding over up to 4096 steps; correct kernels land between
+     1e-8 and 2e-5 (the largest: Q/K affine gradients summed over 2148 tokens), a wrong term
+     far above. */
+#include "tests/tap.h"
+#include "tests/ops_harness.h"
+
+#include <mpi.h>
+#include <stdint.h>
+
+#define TOL_BF16 1e-2
+#define TOL_F32 1e-4
+
+static const Ops *cpu, *gpu;
+
+/* ---- bf16 on the host (round to nearest even) ---- */
+
+static uint16_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+static double bf16_value(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void round_bf16(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = bf16_value(bf16_bits((float)v[i]));
+}
+
+/* host doubles <-> a backend buffer of the given kind, bf16 activations included */
+static void put(const Ops *o, int kind, void *dst, const double *src, size_t n)
+{
+    if (kind != ARG_ACT || o->act != DTYPE_BF16) {
+        buf_put(o, kind, dst, src, n);
+        return;
+    }
+    uint16_t *tmp = xmalloc(n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = bf16_bits((float)src[i]);
+    o->upload(dst, tmp, n * sizeof(uint16_t));
+    free(tmp);
+}
+
+static void get(const Ops *o, int kind, double *dst, const void *src, size_t n)
+{
+    if (kind != ARG_ACT || o->act != DTYPE_BF16) {
+        buf_get(o, kind, dst, src, n);
+        return;
+    }
+    uint16_t *tmp = xmalloc(n * sizeof(uint16_t));
+    o->download(tmp, src, n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++)
+        dst[i] = bf16_value(tmp[i]);
+    free(tmp);
+}
+
+/* the harness's matmul forward seeds `out` through its fp32/fp64-only buf_put */
+static void matmul_fwd_any(const Ops *o, OpCase *c)
+{
+    if (c->accumulate)
+        put(o, ARG_ACT, OUT("y"), c->prior, (size_t)c->T * c->OC);
+    o->matmul_forward(OUT("y"), IN("inp"), IN("w"), IN("bias"), c->T, c->IC, c->OC, c->accumulate);
+}
+
+/* Forward and backward of c on o. pre[i]: what input i's gradient buffer holds before backward
+   (NULL: zeros); it is subtracted afterwards unless the op overwrites that gradient. Token ids
+   travel to the device for the run. */
+static void run(const Ops *o, OpCase *c, double **pre)
+{
+    int32_t *host_ids = c->ids;
+    if (o->on_device && host_ids) {
+        c->ids = o->alloc((size_t)c->T * sizeof(int32_t));
+        o->upload(c->ids, host_ids, (size_t)c->T * sizeof(int32_t));
+    }
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        a->buf = buf_alloc(o, a->kind, a->n);
+        put(o, a->kind, a->buf, a->val, a->n);
+    }
+    for (int i = 0; i < c->nout; i++)
+        c->out[i].buf = buf_alloc(o, c->out[i].kind, c->out[i].n);
+    c->forward(o, c);
+    for (int i = 0; i < c->nout; i++) {
+        Arg *a = &c->out[i];
+        get(o, a->kind, a->val, a->buf, a->n);
+        if (!(a->flags & ARG_SAVED)) {
+            a->gbuf = buf_alloc(o, a->gkind, a->n);
+            put(o, a->gkind, a->gbuf, a->grad, a->n);
+        }
+    }
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        if (a->flags & ARG_NOGRAD)
+            continue;
+        a->gbuf = buf_alloc(o, a->gkind, a->n);
+        if (pre && pre[i])
+            put(o, a->gkind, a->gbuf, pre[i], a->n);
+    }
+    c->backward(o, c);
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        if (a->flags & ARG_NOGRAD)
+            continue;
+        get(o, a->gkind, a->grad, a->gbuf, a->n);
+        if (pre && pre[i] && !(a->flags & ARG_OVERWRITE))
+            for (size_t j = 0; j < a->n; j++)
+                a->grad[j] -= pre[i][j];
+    }
+    case_release(o, c);
+    if (c->ids != host_ids) {
+        o->release(c->ids);
+        c->ids = host_ids;
+    }
+}
+
+static double *dup(const double *v, size_t n)
+{
+    double *d = xmalloc(n * sizeof(double));
+    memcpy(d, v, n * sizeof(double));
+    return d;
+}
+
+static double rms(const double *v, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += v[i] * v[i];
+    return n ? sqrt(s / n) : 0;
+}
+
+/* Runs c on the CPU and the GPU and compares every output and input gradient; frees c. */
+static void check(OpCase *c)
+{
+    if (c->forward == matmul_fwd)
+        c->forward = matmul_fwd_any;
+    for (int i = 0; i < c->nin; i++)
+        if (c->in[i].kind == ARG_ACT)
+            round_bf16(c->in[i].val, c->in[i].n);
+    for (int i = 0; i < c->nout; i++)
+        if (c->out[i].gkind == ARG_ACT)
+            round_bf16(c->out[i].grad, c->out[i].n);
+    if (c->prior)
+        round_bf16(c->prior, (size_t)c->T * c->OC);
+
+    run(cpu, c, NULL);
+    double *ref_out[CASE_MAXARGS], *ref_grad[CASE_MAXARGS] = {0}, *pre[CASE_MAXARGS] = {0};
+    for (int i = 0; i < c->nout; i++)
+        ref_out[i] = dup(c->out[i].val, c->out[i].n);
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        if (a->flags & ARG_NOGRAD)
+            continue;
+        ref_grad[i] = dup(a->grad, a->n);
+        pre[i] = xmalloc(a->n * sizeof(double));
+        fill_uniform(pre[i], a->n, case_key(c, a->name) ^ 0x9e3779b9, -1, 1);
+        double s = rms(ref_grad[i], a->n);
+        for (size_t j = 0; j < a->n; j++)
+            pre[i][j] *= s;
+        if (a->gkind == ARG_ACT)
+            round_bf16(pre[i], a->n);
+    }
+    run(gpu, c, pre);
+    for (int i = 0; i < c->nout; i++) {
+        Arg *a = &c->out[i];
+        double tol = a->kind == ARG_ACT ? TOL_BF16 : TOL_F32, err = tap_relerr(a->val, ref_out[i], a->n);
+        tap_check(err < tol, "%s: %s matches the CPU (rel err %.1e, tol %.0e)", c->name, a->name, err, tol);
+        free(ref_out[i]);
+    }
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        if (a->flags & ARG_NOGRAD)
+            continue;
+        double tol = a->gkind == ARG_ACT ? TOL_BF16 : TOL_F32, err = tap_relerr(a->grad, ref_grad[i], a->n);
+        tap_check(err < tol, "%s: d%s matches the CPU (rel err %.1e, tol %.0e)", c->name, a->name, err, tol);
+        free(ref_grad[i]);
+        free(pre[i]);
+    }
+    case_free(c);
+}
+
+/* ---- the memory ops, AdamW and the sum of squares ---- */
+
+static void test_memory(void)
+{
+    const size_t n = 1000003; /* odd: the vector kernels' tails */
+    float *x = xmalloc(n * sizeof(float)), *back = xmalloc(n * sizeof(float));
+    double *a = xmalloc(n * sizeof(double)), *b = xmalloc(n * sizeof(double)), *got = xmalloc(n * sizeof(double));
+    fill_uniform(a, n, 11, -3, 3);
+    fill_uniform(b, n, 12, -3, 3);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)a[i];
+    float *dx = gpu->alloc(n * sizeof(float));
+    void *act = gpu->alloc(n * gpu->act_size), *act2 = gpu->alloc(n * gpu->act_size);
+    gpu->upload(dx, x, n * sizeof(float));
+    gpu->f32_to_act(act, dx, n);
+    gpu->act_to_f32(dx, act, n);
+    gpu->download(back, dx, n * sizeof(float));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += back[i] != (float)bf16_value(bf16_bits(x[i]));
+    tap_check(bad == 0, "f32_to_act then act_to_f32 rounds to nearest bf16 (%zu mismatches)", bad);
+
+    round_bf16(a, n);
+    round_bf16(b, n);
+    put(gpu, ARG_ACT, act, a, n);
+    put(gpu, ARG_ACT, act2, b, n);
+    gpu->accumulate(act, act2, n);
+    get(gpu, ARG_ACT, got, act, n);
+    for (size_t i = 0; i < n; i++)
+        a[i] += b[i];
+    double err = tap_relerr(got, a, n);
+    tap_check(err < TOL_BF16, "accumulate: dst += src (rel err %.1e)", err);
+    gpu->copy(act2, act, n);
+    get(gpu, ARG_ACT, a, act2, n);
+    tap_check(!memcmp(a, got, n * sizeof(double)), "copy copies");
+    gpu->zero(act2, n * gpu->act_size);
+    get(gpu, ARG_ACT, a, act2, n);
+    tap_check(rms(a, n) == 0, "zero zeroes");
+    tap_check(gpu->peak_memory && gpu->peak_memory() >= n * (sizeof(float) + 2 * gpu->act_size),
+              "peak_memory counts what was allocated (%zu bytes)", gpu->peak_memory ? gpu->peak_memory() : 0);
+    gpu->release(dx);
+    gpu->release(act);
+    gpu->release(act2);
+    free(x);
+    free(back);
+    free(a);
+    free(b);
+    free(got);
+}
+
+/* three AdamW steps from the same state on both backends: master weights and moments agree to fp32
+   rounding (the CPU computes in double), the compute copy is the bf16 rounding of the master */
+static void test_adamw(void)
+{
+    const size_t n = 300007;
+    float *h[4], *ref[4], *got[4]; /* param, grad, m, v */
+    const double lo[4] = {-1, -1, -0.01, 0}, hi[4] = {1, 1, 0.01, 0.001};
+    double *tmp = xmalloc(n * sizeof(double));
+    float *dev[4];
+    for (int k = 0; k < 4; k++) {
+        h[k] = xmalloc(n * sizeof(float));
+        ref[k] = xmalloc(n * sizeof(float));
+        got[k] = xmalloc(n * sizeof(float));
+        fill_uniform(tmp, n, 100 + k, lo[k], hi[k]);
+        for (size_t i = 0; i < n; i++)
+            h[k][i] = ref[k][i] = (float)tmp[i];
+        dev[k] = gpu->alloc(n * sizeof(float));
+        gpu->upload(dev[k], h[k], n * sizeof(float));
+    }
+    void *act = gpu->alloc(n * gpu->act_size);
+    for (int step = 1; step <= 3; step++) {
+        cpu->adamw(ref[0], ref[0], ref[1], ref[2], ref[3], n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
+        gpu->adamw(dev[0], act, dev[1], dev[2], dev[3], n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
+    }
+    const char *names[4] = {"parameters", "", "first moments", "second moments"};
+    for (int k = 0; k < 4; k += k == 0 ? 2 : 1) {
+        gpu->download(got[k], dev[k], n * sizeof(float));
+        double *r = xmalloc(n * sizeof(double));
+        for (size_t i = 0; i < n; i++) {
+            tmp[i] = got[k][i];
+            r[i] = ref[k][i];
+        }
+        double err = tap_relerr(tmp, r, n);
+        tap_check(err < 1e-6, "adamw: %s match the CPU after 3 steps (rel err %.1e)", names[k], err);
+        free(r);
+    }
+    get(gpu, ARG_ACT, tmp, act, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += tmp[i] != bf16_value(bf16_bits(got[0][i]));
+    tap_check(bad == 0, "adamw: the bf16 compute copy is the rounded master weight (%zu mismatches)", bad);
+    for (int k = 0; k < 4; k++) {
+        gpu->release(dev[k]);
+        free(h[k]);
+        free(ref[k]);
+        free(got[k]);
+    }
+    gpu->release(act);
+    free(tmp);
+}
+
+static void test_sumsq(void)
+{
+    const size_t n = 3000017;
+    double *v = xmalloc(n * sizeof(double)), want = 0;
+    float *f = xmalloc(n * sizeof(float));
+    fill_uniform(v, n, 7, -2, 2);
+    for (size_t i = 0; i < n; i++) {
+        f[i] = (float)v[i];
+        want += (double)f[i] * f[i];
+    }
+    float *d = gpu->alloc(n * sizeof(float));
+    gpu->upload(d, f, n * sizeof(float));
+    double got = gpu->sumsq(d, n);
+    /* fp64 sums of exact fp64 squares: only the order differs */
+    tap_check(fabs(got - want) <= 1e-12 * want, "sumsq: %.17g = %.17g", got, want);
+    gpu->release(d);
+    free(v);
+    free(f);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    cpu = ops_cpu();
+    gpu = ops_cuda();
+    if (!gpu) {
+        printf("1..0 # SKIP no CUDA device\n");
+        MPI_Finalize();
+        return 0;
+    }
+    test_memory();
+    test_adamw();
+    test_sumsq();
+
+    const char *ew[] = {"silu", "swiglu", "mul"};
+    for (int i = 0; i < 3; i++) {
+        check(elementwise_case(ew[i], (1 << 20) + 3));
+        check(elementwise_case(ew[i], 37));
+    }
+    check(embedding_case(4096, 512, 1000));
+    check(embedding_case(300, 100, 40)); /* D not a multiple of 8: scalar path */
+
+    check(matmul_case(512, 256, 384, 1, 0, 1));
+    check(matmul_case(512, 256, 384, 0, 1, 1));
+    check(matmul_case(1024, 512, 256, 1, 1, 0));
+    check(matmul_case(37, 9, 11, 1, 1, 1)); /* odd sizes and leading dims */
+
+    for (int layer = 0; layer < 2; layer++) {
+        check(norm_case(layer, 1024, 1024));
+        check(norm_case(layer, 300, 2048));
+        check(norm_case(layer, 65, 6144)); /* several column groups per thread */
+        check(norm_case(layer, 33, 36));   /* scalar path */
+    }
+
+    /* groups of 32 (the presets), 48 and 4 channels; fresh and with a prior; several segments, a
+       partial last one, and fewer steps than one segment */
+    check(tsnorm_case(2, 300, 256, 8, 0, 0));
+    check(tsnorm_case(2, 1000, 128, 4, 700, 1));
+    check(tsnorm_case(1, 77, 96, 2, 5, 1));
+    check(tsnorm_case(3, 5, 12, 3, 0, 1));
+    check(tsnorm_case(1, 4096, 64, 2, 0, 1));
+
+    /* N = 16 (the presets) and fewer; with and without incoming and outgoing states; partial last
+       tiles; a long sequence; parts of one and of many tiles */
+    check(cema_case(2, 1000, 64, 16, 1, 1));
+    check(cema_case(1, 77, 5, 5, 1, 1));
+    check(cema_case(2, 300, 33, 16, 0, 0));
+    check(cema_case(1, 4096, 32, 16, 1, 1));
+    check(cema_case(2, 1000, 4096, 16, 1, 1)); /* wide: parts of several tiles */
+    check(cema_case(4, 200, 4096, 16, 0, 1));  /* wider: one part per sequence */
+
+    check(qk_case(2, 300, 2, 64, 128, 10000));
+    check(qk_case(1, 2148, 1, 256, 2048, 10000)); /* the presets' head and chunk, positions to 2047 */
+    check(qk_case(2, 50, 3, 8, 16, 100));
+
+    /* several chunks and heads; one chunk shorter than C; a ragged last chunk; the presets' head
+       shapes scaled down */
+    check(attention_case(2, 512, 2, 32, 64, 128));
+    check(attention_case(1, 100, 1, 16, 24, 128));
+    check(attention_case(2, 300, 2, 16, 32, 128));
+    check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 causal blocks per chunk */
+    check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk: 4 causal blocks */
+
+    check(crossentropy_case(257, 1000));
+    check(crossentropy_case(64, 32000));
+    check(crossentropy_case(31, 37)); /* vocabulary not a multiple of 8 */
+
+    int rc = tap_done();
+    MPI_Finalize();
+    return rc;
+}

@@ -1,0 +1,541 @@
+/* megabench.c: training-step throughput of one configuration on one device.
+
+       megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]
+
+   Builds the model of RUN.yaml (one rank, random tokens, parameters filled with the init's
+   scales), runs warm-up steps, then N timed optimizer steps (forward, backward, gradient norm,
+   AdamW, as megatrain does), and prints tokens/s, achieved model TFLOP/s and MFU, peak device
+   memory, and one more step's time per op, each against its floor (the larger of its bytes over
+   the memory bandwidth and its FLOPs over the matching peak rate). Per-op times come from CUDA
+   events around every op (a wrapping Ops table) on the CUDA backend, from the host clock on the
+   CPU. */
+#include "autoconfig.h"
+#include "kernels/ops.h"
+#include "src/config.h"
+#include "src/model.h"
+#include "src/optim.h"
+#include "src/train.h"
+#include "src/util.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef HAVE_CUDA
+#include <cuda_runtime.h>
+#define CUDA_CHECK(call)                                                                                       \
+    do {                                                                                                       \
+        cudaError_t err_ = (call);                                                                             \
+        if (err_ != cudaSuccess)                                                                               \
+            fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(err_));                        \
+    } while (0)
+#endif
+
+/* Datasheet ceilings of one H100/H200 SXM (dense bf16 tensor cores, fp32 CUDA cores, H200 HBM3e):
+   the floors below use them; MFU uses log.peak_tflops when set, else PEAK_BF16. */
+#define PEAK_BF16 989e12
+#define PEAK_FP32 67e12
+#define PEAK_BW 4.8e12
+
+static const char usage[] =
+    "usage: megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]\n"
+    "Times N training steps (default 5, after 2 warm-up steps) of RUN.yaml's model on one device with\n"
+    "random tokens and prints tokens/s, model TFLOP/s, MFU, peak memory and the time per op.\n";
+
+/* ---------------------------------------------------------------- per-op timing */
+
+/* one op kind (with the shape for matmuls): calls, time, bytes and FLOPs summed */
+typedef struct {
+    char label[64];
+    int calls;
+    double ms, bytes, flops, floor_ms;
+} OpStat;
+
+#define MAX_STATS 128
+#define MAX_MARKS 16384
+
+static const Ops *base; /* the backend being timed */
+static OpStat stats[MAX_STATS];
+static int n_stats;
+static struct {
+    int stat;
+    double t0, t1; /* host clock */
+#ifdef HAVE_CUDA
+    cudaEvent_t e0, e1;
+#endif
+} marks[MAX_MARKS];
+static int n_marks;
+#ifdef HAVE_CUDA
+static int use_events;
+#endif
+
+static int stat_find(const char *label)
+{
+    for (int i = 0; i < n_stats; i++)
+        if (!strcmp(stats[i].label, label))
+            return i;
+    if (n_stats == MAX_STATS)
+        fail("megabench: more than %d op kinds", MAX_STATS);
+    snprintf(stats[n_stats].label, sizeof stats[n_stats].label, "%s", label);
+    return n_stats++;
+}
+
+/* Before an op: its label, minimum bytes moved, FLOPs and the FLOP rate it runs at. */
+static void mark_begin(const char *label, double bytes, double flops, double peak)
+{
+    if (n_marks == MAX_MARKS)
+        fail("megabench: more than %d timed ops in one step", MAX_MARKS);
+    int s = stat_find(label);
+    stats[s].calls++;
+    stats[s].bytes += bytes;
+    stats[s].flops += flops;
+    stats[s].floor_ms += 1e3 * fmax(bytes / PEAK_BW, flops / peak);
+    marks[n_marks].stat = s;
+#ifdef HAVE_CUDA
+    if (use_events) {
+        CUDA_CHECK(cudaEventRecord(marks[n_marks].e0, 0));
+        return;
+    }
+#endif
+    marks[n_marks].t0 = util_now();
+}
+
+static void mark_end(void)
+{
+#ifdef HAVE_CUDA
+    if (use_events) {
+        CUDA_CHECK(cudaEventRecord(marks[n_marks++].e1, 0));
+        return;
+    }
+#endif
+    base->sync();
+    marks[n_marks++].t1 = util_now();
+}
+
+/* after the step: the marks' times into their stats */
+static void marks_collect(void)
+{
+    base->sync();
+    for (int i = 0; i < n_marks; i++) {
+        double ms = 1e3 * (marks[i].t1 - marks[i].t0);
+#ifdef HAVE_CUDA
+        if (use_events) {
+            float f;
+            CUDA_CHECK(cudaEventElapsedTime(&f, marks[i].e0, marks[i].e1));
+            ms = f;
+        }
+#endif
+        stats[marks[i].stat].ms += ms;
+    }
+    n_marks = 0;
+}
+
+/* every op wrapped: TIMED(label, bytes, flops, peak, call) */
+#define TIMED(label, bytes, flops, peak, call)                                                                 \
+    do {                                                                                                       \
+        mark_begin(label, (double)(bytes), (double)(flops), peak);                                             \
+        call;                                                                                                  \
+        mark_end();                                                                                            \
+    } while (0)
+#define AS ((double)base->act_size)
+
+static void t_zero(void *p, size_t bytes) { TIMED("zero", bytes, 0, PEAK_BF16, base->zero(p, bytes)); }
+static void t_copy(void *d, const void *s, size_t n) { TIMED("copy", 2 * n * AS, 0, PEAK_BF16, base->copy(d, s, n)); }
+static void t_accumulate(void *d, const void *s, size_t n)
+{
+    TIMED("accumulate", 3 * n * AS, 0, PEAK_BF16, base->accumulate(d, s, n));
+}
+static void t_silu_forward(void *o, const void *i, size_t n)
+{
+    TIMED("silu_forward", 2 * n * AS, 0, PEAK_BF16, base->silu_forward(o, i, n));
+}
+static void t_silu_backward(void *di, const void *dout, const void *i, size_t n)
+{
+    TIMED("silu_backward", 4 * n * AS, 0, PEAK_BF16, base->silu_backward(di, dout, i, n));
+}
+static void t_swiglu_forward(void *o, const void *a, const void *b, size_t n)
+{
+    TIMED("swiglu_forward", 3 * n * AS, 0, PEAK_BF16, base->swiglu_forward(o, a, b, n));
+}
+static void t_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+{
+    TIMED("swiglu_backward", 7 * n * AS, 0, PEAK_BF16, base->swiglu_backward(da, db, dout, a, b, n));
+}
+static void t_mul_forward(void *o, const void *a, const void *b, size_t n)
+{
+    TIMED("mul_forward", 3 * n * AS, 0, PEAK_BF16, base->mul_forward(o, a, b, n));
+}
+static void t_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+{
+    TIMED("mul_backward", 7 * n * AS, 0, PEAK_BF16, base->mul_backward(da, db, dout, a, b, n));
+}
+static void t_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale)
+{
+    TIMED("embedding_forward", 2.0 * T * D * AS, 0, PEAK_BF16, base->embedding_forward(out, tok, table, T, D, scale));
+}
+static void t_embedding_backward(float *dt, const void *dout, const int32_t *tok, int T, int D, float scale)
+{
+    TIMED("embedding_backward", (double)T * D * (AS + 8), 0, PEAK_BF16,
+          base->embedding_backward(dt, dout, tok, T, D, scale));
+}
+static void t_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
+                             int acc)
+{
+    char label[64];
+    snprintf(label, sizeof label, "matmul_forward %dx%d", IC, OC);
+    TIMED(label, ((double)T * IC + (double)OC * IC + (acc ? 2.0 : 1.0) * T * OC) * AS, 2.0 * T * IC * OC, PEAK_BF16,
+          base->matmul_forward(out, inp, w, bias, T, IC, OC, acc));
+}
+static void t_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
+                              int T, int IC, int OC)
+{
+    char label[64];
+    snprintf(label, sizeof label, "matmul_backward %dx%d", IC, OC);
+    double bytes = ((double)T * OC + (double)T * IC + (double)OC * IC) * AS + 8.0 * OC * IC +
+                   (dinp ? 2.0 * T * IC * AS : 0);
+    TIMED(label, bytes, (dinp ? 4.0 : 2.0) * T * IC * OC, PEAK_BF16,
+          base->matmul_backward(dinp, dw, dbias, dout, inp, w, T, IC, OC));
+}
+static void t_rmsnorm_forward(void *y, float *r, const void *x, const void *w, int T, int D, float eps)
+{
+    TIMED("rmsnorm_forward", 2.0 * T * D * AS, 0, PEAK_BF16, base->rmsnorm_forward(y, r, x, w, T, D, eps));
+}
+static void t_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *r, const void *w,
+                               int T, int D)
+{
+    TIMED("rmsnorm_backward", 4.0 * T * D * AS, 0, PEAK_BF16, base->rmsnorm_backward(dx, dw, dy, x, r, w, T, D));
+}
+static void t_layernorm_forward(void *y, float *m, float *r, const void *x, const void *w, const void *b, int T,
+                                int D, float eps)
+{
+    TIMED("layernorm_forward", 2.0 * T * D * AS, 0, PEAK_BF16, base->layernorm_forward(y, m, r, x, w, b, T, D, eps));
+}
+static void t_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *m,
+                                 const float *r, const void *w, int T, int D)
+{
+    TIMED("layernorm_backward", 4.0 * T * D * AS, 0, PEAK_BF16,
+          base->layernorm_backward(dx, dw, db, dy, x, m, r, w, T, D));
+}
+static void t_tsnorm_forward(void *y, float *mean, float *rstd, float *so, const void *x, const void *w,
+                             const void *b, const float *si, int64_t n0, int B, int L, int D, int G, float eps)
+{
+    TIMED("tsnorm_forward", 2.0 * B * L * D * AS + 8.0 * B * L * G, 0, PEAK_BF16,
+          base->tsnorm_forward(y, mean, rstd, so, x, w, b, si, n0, B, L, D, G, eps));
+}
+static void t_tsnorm_backward(void *dx, float *dw, float *db, float *dsi, const void *dy, const float *dso,
+                              const void *x, const float *mean, const float *rstd, const void *w, const float *si,
+                              int64_t n0, int B, int L, int D, int G)
+{
+    TIMED("tsnorm_backward", 4.0 * B * L * D * AS + 8.0 * B * L * G, 0, PEAK_BF16,
+          base->tsnorm_backward(dx, dw, db, dsi, dy, dso, x, mean, rstd, w, si, n0, B, L, D, G));
+}
+/* CEMA's floor counts the recurrence's fp32 FLOPs (complex multiply-add per step and state:
+   forward 8 for h plus 4 for y, twice in backward plus the reverse carry and its sums ~ 24) */
+static void t_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
+                           int N)
+{
+    TIMED("cema_forward", 2.0 * B * L * D * AS, 12.0 * B * L * D * N, PEAK_FP32,
+          base->cema_forward(y, h_out, u, p, h0, B, L, D, N));
+}
+static void t_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
+                            CemaParams p, const float *h0, int B, int L, int D, int N)
+{
+    TIMED("cema_backward", 4.0 * B * L * D * AS, 40.0 * B * L * D * N, PEAK_FP32,
+          base->cema_backward(du, g, dh0, dy, dh_out, u, p, h0, B, L, D, N));
+}
+static void t_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gm, const void *bt, int B, int L,
+                         int H, int dz, int C, float base_, float eps)
+{
+    TIMED("qk_forward", 3.0 * B * L * H * dz * AS, 0, PEAK_BF16,
+          base->qk_forward(q, k, rstd, zs, gm, bt, B, L, H, dz, C, base_, eps));
+}
+static void t_qk_backward(void *dzs, float *dg, float *db, void *dq, void *dk, const void *zs, const float *rstd,
+                          const void *gm, int B, int L, int H, int dz, int C, float base_)
+{
+    TIMED("qk_backward", 5.0 * B * L * H * dz * AS, 0, PEAK_BF16,
+          base->qk_backward(dzs, dg, db, dq, dk, zs, rstd, gm, B, L, H, dz, C, base_));
+}
+/* attention FLOPs as model_flops_per_token counts them: the causal half of each chunk */
+static double attn_flops(int B, int L, int H, int dz, int dv, int C)
+{
+    double c = C < L ? C : L;
+    return 2.0 * B * L * H * (dz + dv) * (c + 1) / 2;
+}
+static void t_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L,
+                                int H, int dz, int dv, int C)
+{
+    TIMED("attention_forward", (double)B * L * H * (2.0 * dz + 2.0 * dv) * AS, attn_flops(B, L, H, dz, dv, C),
+          PEAK_BF16, base->attention_forward(o, lse, q, k, v, B, L, H, dz, dv, C));
+}
+static void t_attention_backward(void *dq, void *dk, void *dvv, const void *dout, const void *q, const void *k,
+                                 const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
+                                 int C)
+{
+    TIMED("attention_backward", (double)B * L * H * (6.0 * dz + 5.0 * dv) * AS,
+          2 * attn_flops(B, L, H, dz, dv, C), PEAK_BF16,
+          base->attention_backward(dq, dk, dvv, dout, q, k, v, o, lse, B, L, H, dz, dv, C));
+}
+static double t_crossentropy(void *logits, const int32_t *targets, int T, int V, float gs)
+{
+    double r;
+    TIMED("crossentropy", 2.0 * T * V * AS, 0, PEAK_BF16, r = base->crossentropy(logits, targets, T, V, gs));
+    return r;
+}
+static double t_sumsq(const float *x, size_t n)
+{
+    double r;
+    TIMED("sumsq", 4.0 * n, 0, PEAK_BF16, r = base->sumsq(x, n));
+    return r;
+}
+static void t_adamw(float *p, void *pa, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                    float eps, float wd, int step, float gs)
+{
+    TIMED("adamw", n * (28.0 + AS), 0, PEAK_BF16, base->adamw(p, pa, g, m, v, n, lr, b1, b2, eps, wd, step, gs));
+}
+
+static Ops timed_ops(const Ops *o)
+{
+    Ops t = *o;
+    t.zero = t_zero, t.copy = t_copy, t.accumulate = t_accumulate;
+    t.silu_forward = t_silu_forward, t.silu_backward = t_silu_backward;
+    t.swiglu_forward = t_swiglu_forward, t.swiglu_backward = t_swiglu_backward;
+    t.mul_forward = t_mul_forward, t.mul_backward = t_mul_backward;
+    t.embedding_forward = t_embedding_forward, t.embedding_backward = t_embedding_backward;
+    t.matmul_forward = t_matmul_forward, t.matmul_backward = t_matmul_backward;
+    t.rmsnorm_forward = t_rmsnorm_forward, t.rmsnorm_backward = t_rmsnorm_backward;
+    t.layernorm_forward = t_layernorm_forward, t.layernorm_backward = t_layernorm_backward;
+    t.tsnorm_forward = t_tsnorm_forward, t.tsnorm_backward = t_tsnorm_backward;
+    t.cema_forward = t_cema_forward, t.cema_backward = t_cema_backward;
+    t.qk_forward = t_qk_forward, t.qk_backward = t_qk_backward;
+    t.attention_forward = t_attention_forward, t.attention_backward = t_attention_backward;
+    t.crossentropy = t_crossentropy, t.sumsq = t_sumsq, t.adamw = t_adamw;
+    return t;
+}
+
+/* ---------------------------------------------------------------- the run */
+
+/* Parameters with the init's scales, fast: uniform values of the init's standard deviation
+   (normal and truncated inits), CEMA angles spread over the init's range, zeros where the init
+   has zeros. Speed does not depend on the exact distribution; the exact init draws one normal
+   per element on one thread, too slow for a billion parameters. */
+static void fast_init(Model *m, uint64_t seed)
+{
+    float *h = xmalloc(m->n_elems * sizeof(float));
+    for (int i = 0; i < m->n_params; i++) {
+        const ParamInfo *p = &m->params_info[i];
+        float *out = h + p->offset;
+        const uint64_t key = rng_key(seed, p->name);
+        const double D = (double)p->shape[0];
+#pragma omp parallel for
+        for (size_t j = 0; j < p->numel; j++) {
+            double u = rng_uniform(key, j);
+            switch (p->init) {
+            case INIT_ZERO:
+                out[j] = 0;
+                break;
+            case INIT_NORMAL:
+            case INIT_TRUNCATED:
+                out[j] = (float)((2 * u - 1) * sqrt(3.0) * p->std);
+                break;
+            case INIT_CEMA_THETA: { /* sigmoid(theta) in (1/D, 1) */
+                double f = exp(-u * log(D));
+                out[j] = (float)log(f / (1 - f + 1e-7));
+                break;
+            }
+            case INIT_CEMA_GAMMA:
+                out[j] = j % 2 ? 0.0f : (float)((2 * u - 1) * sqrt(3.0));
+                break;
+            }
+        }
+    }
+    model_params_from_host(m, h);
+    m->ops->zero(m->adam_m, m->n_elems * sizeof(float));
+    m->ops->zero(m->adam_v, m->n_elems * sizeof(float));
+    free(h);
+}
+
+typedef struct {
+    Model *m;
+    const Config *c;
+    BatchSource *src;
+    int32_t *tokens;
+    int micro;
+} Bench;
+
+/* one optimizer step as megatrain takes it; returns the mean loss */
+static double bench_step(Bench *b, int64_t step)
+{
+    Model *m = b->m;
+    const float grad_scale = 1.0f / ((float)m->T * (float)b->micro);
+    double loss = 0;
+    model_zero_grads(m);
+    for (int k = 0; k < b->micro; k++) {
+        batch_read(b->src, (step * b->micro + k) * (int64_t)m->B, m->B, b->tokens);
+        model_set_batch(m, b->tokens);
+        loss += model_forward(m, grad_scale);
+        model_backward(m);
+    }
+    optim_step(m, b->c, step, m->ops->sumsq(m->grads, m->n_elems));
+    m->ops->sync();
+    return loss / ((double)m->T * b->micro);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_stat(const void *a, const void *b)
+{
+    double x = ((const OpStat *)a)->ms, y = ((const OpStat *)b)->ms;
+    return x > y ? -1 : x < y;
+}
+
+static long parse_count(const char *flag, const char *v)
+{
+    char *end;
+    long k = v ? strtol(v, &end, 10) : -1;
+    if (!v || *end || k < 0 || k > 100000)
+        fail_input("%s: expected a number of steps from 0 to 100000, got '%s'", flag, v ? v : "");
+    return k;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    util_set_progname("megabench");
+    const char *yaml = NULL;
+    int steps = 5, warmup = 2;
+    Config c;
+    config_defaults(&c);
+    const char *sets[256];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            MPI_Finalize();
+            return 0;
+        } else if (!strcmp(argv[i], "--set")) {
+            if (i + 1 >= argc || nsets == 256)
+                fail_input("--set needs section.key=value");
+            sets[nsets++] = argv[++i];
+        } else if (!strcmp(argv[i], "--steps")) {
+            steps = (int)parse_count("--steps", i + 1 < argc ? argv[++i] : NULL);
+        } else if (!strcmp(argv[i], "--warmup")) {
+            warmup = (int)parse_count("--warmup", i + 1 < argc ? argv[++i] : NULL);
+        } else if (argv[i][0] == '-') {
+            fail_input("unknown option '%s' (see megabench --help)", argv[i]);
+        } else if (!yaml) {
+            yaml = argv[i];
+        } else {
+            fail_input("unexpected argument '%s' (see megabench --help)", argv[i]);
+        }
+    }
+    if (!yaml)
+        fail_input("no run file given (%s)", usage);
+    if (steps < 1)
+        fail_input("--steps: at least one timed step");
+    config_load_yaml(&c, yaml);
+    for (int i = 0; i < nsets; i++)
+        config_set(&c, sets[i]);
+    if (!c.model.vocab_size)
+        c.model.vocab_size = 32000; /* random tokens: a LLaMA-sized vocabulary unless set */
+#ifdef HAVE_CUDA
+    const int cuda_built = 1;
+#else
+    const int cuda_built = 0;
+#endif
+    config_finish(&c, 1, 0, cuda_built);
+    base = ops_get(config_device_name(c.train.device));
+    if (!base)
+        fail_input("train.device: %s: no such backend in this build, or no device", config_device_name(c.train.device));
+    if (c.train.threads > 0)
+        omp_set_num_threads(c.train.threads);
+
+    ModelDims d;
+    model_dims_from_config(&d, &c);
+    const int micro = c.parallel.micro_batches, B = c.data.batch_size / micro, L = c.data.seq_len;
+    Model m;
+    model_create(&m, &d, base, B, L, c.train.recompute);
+    fast_init(&m, (uint64_t)c.train.seed);
+    BatchSource src = {.sampler = NULL, .seed = (uint64_t)c.train.seed, .L = L, .vocab = d.vocab};
+    Bench b = {&m, &c, &src, xmalloc((size_t)B * (L + 1) * sizeof(int32_t)), micro};
+
+    const double tokens = (double)B * L * micro, flops_token = model_flops_per_token(&d, L);
+    const double peak = c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : PEAK_BF16;
+    const double params = (double)model_param_count(&d), mm = params - (d.share_emb ? 0.0 : (double)d.vocab * d.D);
+    const double cc = d.C < L ? d.C : L;
+    printf("megabench: %s on %s: %d layers, D=%d, H=%d, Z=%d, V=%d, F=%d (%s), C=%d, G=%d, N=%d, vocab %d\n",
+           c.model.preset[0] ? c.model.preset : "explicit dims", base->name, d.n_layers, d.D, d.H, d.Z, d.V, d.F,
+           d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
+    printf("  batch %d x %d tokens (%d micro-batches of %d), recompute %s; %.4g parameters\n", B * micro, L, micro,
+           B, c.train.recompute ? "on" : "off", params);
+    printf("  model FLOPs/token = 6 x %.4g (parameters in matmuls) + 6 x layers x (Z + V) x (c + 1) / 2"
+           " (attention, c = %g) = %.4g\n",
+           mm, cc, flops_token);
+
+    double loss = 0, first = NAN;
+    for (int s = 1; s <= warmup; s++) {
+        loss = bench_step(&b, s);
+        first = s == 1 ? loss : first;
+    }
+    double *t = xmalloc((size_t)steps * sizeof(double));
+    for (int s = 0; s < steps; s++) {
+        double t0 = util_now();
+        loss = bench_step(&b, warmup + 1 + s);
+        t[s] = util_now() - t0;
+    }
+    qsort(t, (size_t)steps, sizeof(double), cmp_double);
+    const double step_s = t[steps / 2], tflops = flops_token * tokens / step_s / 1e12;
+    const double mem = base->peak_memory ? (double)base->peak_memory() / 1073741824.0 : 0;
+    printf("  step time: median %.1f ms of %d (min %.1f, max %.1f); loss %.4f at the first step, %.4f at the last\n",
+           1e3 * step_s, steps, 1e3 * t[0], 1e3 * t[steps - 1], first, loss);
+    printf("  tokens/s %.0f; model TFLOP/s %.1f; MFU %.1f%% of %.0f TFLOP/s; peak memory %.2f GiB\n",
+           tokens / step_s, tflops, 100 * tflops * 1e12 / peak, peak / 1e12, mem);
+
+    /* one more step through the timing wrapper */
+    Ops timed = timed_ops(base);
+#ifdef HAVE_CUDA
+    use_events = base->on_device;
+    if (use_events)
+        for (int i = 0; i < MAX_MARKS; i++) {
+            CUDA_CHECK(cudaEventCreate(&marks[i].e0));
+            CUDA_CHECK(cudaEventCreate(&marks[i].e1));
+        }
+#endif
+    m.ops = &timed;
+    double t0 = util_now();
+    bench_step(&b, warmup + steps + 1);
+    marks_collect();
+    const double timed_ms = 1e3 * (util_now() - t0);
+    m.ops = base;
+    qsort(stats, (size_t)n_stats, sizeof stats[0], cmp_stat);
+    double sum_ms = 0, sum_floor = 0;
+    for (int i = 0; i < n_stats; i++) {
+        sum_ms += stats[i].ms;
+        sum_floor += stats[i].floor_ms;
+    }
+    printf("  time per op (one step, %.1f ms wall with the events, %.1f ms inside ops; floor = max(bytes / %.1f TB/s,"
+           " FLOPs / peak), peak %.0f TFLOP/s bf16, %.0f fp32 for CEMA):\n",
+           timed_ms, sum_ms, PEAK_BW / 1e12, PEAK_BF16 / 1e12, PEAK_FP32 / 1e12);
+    printf("  %-28s %6s %10s %6s %10s %7s %9s %8s\n", "op", "calls", "ms", "%", "floor ms", "x floor", "TFLOP/s",
+           "GB/s");
+    for (int i = 0; i < n_stats; i++) {
+        const OpStat *s = &stats[i];
+        printf("  %-28s %6d %10.2f %6.1f %10.2f %7.1f %9.1f %8.0f\n", s->label, s->calls, s->ms, 100 * s->ms / sum_ms,
+               s->floor_ms, s->floor_ms > 0 ? s->ms / s->floor_ms : 0, s->flops / s->ms / 1e9,
+               s->bytes / s->ms / 1e6);
+    }
+    printf("  %-28s %6s %10.2f %6.1f %10.2f %7.1f\n", "total", "", sum_ms, 100.0, sum_floor, sum_ms / sum_floor);
+    printf("megabench: %s L=%d B=%d recompute=%d: %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%%, %.2f GiB\n",
+           c.model.preset[0] ? c.model.preset : "explicit", L, B * micro, c.train.recompute, tokens / step_s, tflops,
+           100 * tflops * 1e12 / peak, mem);
+    free(t);
+    free(b.tokens);
+    model_free(&m);
+    MPI_Finalize();
+    return 0;
+}
