@@ -1,5 +1,5 @@
 /* megadata.c: build, summarise and verify megatrain token datasets (format in doc/data.md). */
-#include "config.h"
+#include "autoconfig.h"
 
 #include "data/build.h"
 #include "data/inspect.h"

@@ -139,6 +139,26 @@ static char *log2_axis(double lo, double hi)
     return xasprintf("set logscale x 2\nset xrange [%g:%g]\n", lo / 1.25, hi * 1.25);
 }
 
+/* "set logscale y" over [lo, hi] with room, tics at 1, 2 and 5 times powers of ten (gnuplot labels
+   only powers of ten, which a narrow range may not hold) */
+static char *log10_axis(double lo, double hi)
+{
+    lo /= 1.5;
+    hi *= 1.5;
+    char *tics = xstrdup("");
+    for (double decade = pow(10, floor(log10(lo))); decade <= hi; decade *= 10)
+        for (int m = 1; m <= 5; m += m == 1 ? 1 : 3) {
+            if (m * decade < lo || m * decade > hi)
+                continue;
+            char *t = xasprintf("%s%s%g", tics, *tics ? ", " : "", m * decade);
+            free(tics);
+            tics = t;
+        }
+    char *s = xasprintf("set logscale y\nset yrange [%g:%g]\nset ytics (%s)\n", lo, hi, tics);
+    free(tics);
+    return s;
+}
+
 static void loss_figure(const char *dir, const RunLog *runs, int nruns)
 {
     Figure g;
@@ -209,12 +229,14 @@ static void throughput_figure(const char *dir, const ScalingTable *t)
         fig_item(&g, b, "1:3", style, NULL);
         free(title);
     }
-    char *settings = g.nitems ? log2_axis(lo, hi) : xstrdup("");
-    char *all = xasprintf("%sset logscale y\nset yrange [%g:%g]\n", settings, ylo / 1.5, yhi * 1.5);
+    char *xaxis = g.nitems ? log2_axis(lo, hi) : xstrdup("");
+    char *yaxis = g.nitems ? log10_axis(ylo, yhi) : xstrdup("");
+    char *settings = xasprintf("%s%s", xaxis, yaxis);
     fig_end(&g, "Throughput against ranks (dashed: linear scaling from the fewest ranks)", "ranks (GPUs)",
-            "tokens/s", all);
+            "tokens/s", settings);
+    free(xaxis);
+    free(yaxis);
     free(settings);
-    free(all);
 }
 
 /* MFU against sequence length, one series per model size and rank count. */
