@@ -1,1 +1,3 @@
-# doc/
+# doc/: the documentation.
+EXTRA_DIST += doc/config.md doc/data.md doc/metrics.md doc/model.md doc/model-check.md \
+  doc/scaling.md doc/slurm.md

@@ -50,11 +50,14 @@ void metrics_open(Metrics *mt, const Config *c, const char *config_path, const T
                          MPI_COMM_WORLD));
     if (t->rank != 0 || !c->log.metrics[0])
         return;
-    mt->f = fopen(c->log.metrics, "a");
+    mt->f = fopen(c->log.metrics, "a+");
     if (!mt->f)
         fail_input("%s: cannot open the metrics log (log.metrics) for appending: %s", c->log.metrics,
                    strerror(errno));
     FILE *f = mt->f;
+    /* a job killed mid-write leaves a cut line: start the header on a line of its own */
+    if (fseek(f, -1, SEEK_END) == 0 && fgetc(f) != '\n')
+        fputc('\n', f);
     char stamp[64];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));

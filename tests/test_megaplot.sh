@@ -125,6 +125,7 @@ bad '["type","step"]' "bad.jsonl:3:1: malformed record: expected a JSON object" 
 bad '' "bad.jsonl:3:1: malformed record: expected a JSON object" "an empty line"
 bad '{"type":"step","step":2,"tokens":1024,"loss":1} x' "bad.jsonl:3:49: malformed record: expected the end of the line" "text after the object"
 bad '{"type":"eval","step":2,"tokens":1024,"val_loss":1,"val_ppl":1e}' "bad.jsonl:3:64: malformed record: expected digits in the exponent" "bad number"
+bad '{"type":"note","text":"\u12G4"}' "bad.jsonl:3:24: malformed record: expected a valid escape" "bad escape in a string"
 sed -n 2p "$data/run-1gpu.jsonl" >nohead.jsonl
 run "$mp" nohead.jsonl
 expect_fail 2 "nohead.jsonl:1: step record before the first header record" "step before any header"

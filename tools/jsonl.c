@@ -3,6 +3,7 @@
 
 #include "src/util.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,11 +49,9 @@ static int hex4(const char *p, unsigned *v)
 {
     *v = 0;
     for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0)
+        if (!isxdigit((unsigned char)p[i]))
             return 0;
-        *v = *v * 16 + (unsigned)d;
+        *v = *v * 16 + (unsigned)(strchr("0123456789abcdef", tolower((unsigned char)p[i])) - "0123456789abcdef");
     }
     return 1;
 }

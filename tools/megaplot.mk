@@ -13,5 +13,3 @@ EXTRA_DIST += tests/test_megaplot.sh tests/test_sweep.sh tests/test_slurm.sh \
   tests/fake-slurm/fake-megatrain \
   tests/data/metrics/README.md tests/data/metrics/run-1gpu.jsonl tests/data/metrics/run-2gpu.jsonl \
   tests/data/metrics/run-4gpu.jsonl tests/data/metrics/resumed.jsonl tests/data/metrics/malformed.jsonl
-# their documentation (doc/local.mk lists no files yet)
-EXTRA_DIST += doc/scaling.md doc/slurm.md

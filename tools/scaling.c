@@ -14,7 +14,10 @@ static int same_config(const Segment *a, const Segment *b)
 }
 
 /* The per-step values that are averaged, in the order of ScalingRow's mean fields. */
-enum { MEAN_STEP_MS, MEAN_TOKENS_PER_S, MEAN_TFLOPS, MEAN_MFU, MEAN_COMPUTE_MS, MEAN_COMM, NMEANS = MEAN_COMM + COMM_KINDS };
+enum {
+    MEAN_STEP_MS, MEAN_TOKENS_PER_S, MEAN_TFLOPS, MEAN_MFU, MEAN_COMPUTE_MS, MEAN_COMM,
+    NMEANS = MEAN_COMM + COMM_KINDS
+};
 
 static void step_values(const StepRecord *s, double v[NMEANS])
 {

@@ -3,4 +3,4 @@
 # .py tests run under $(PYTHON_REF), the python3 that has torch, numpy and h5py.
 TESTS += tests/test_ref_selfcheck.py tests/test_reference.py
 EXTRA_DIST += tests/ref/megalodon_ref.py tests/ref/tap.py \
-  tests/test_ref_selfcheck.py tests/test_reference.py doc/model-check.md
+  tests/test_ref_selfcheck.py tests/test_reference.py
