@@ -69,6 +69,10 @@ typedef struct Ops {
     void (*mul_forward)(void *out, const void *a, const void *b, size_t n);
     void (*mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
 
+    /* ---- tensor-parallel layout: between n blocks (n, T, w) and rows (T, n * w) (pure copies) ---- */
+    void (*join_columns)(void *dst, const void *src, int n, int T, int w);
+    void (*split_columns)(void *dst, const void *src, int n, int T, int w);
+
     /* ---- embedding: out (T, D) = table[tok] * scale; table (vocab, D) ---- */
     void (*embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
     void (*embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);

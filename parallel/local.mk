@@ -1,5 +1,14 @@
-# parallel/: the process grid and communication.
+# parallel/: the process grid, communication over MPI or NCCL, the sharded optimizer and the
+# pipeline schedule.
 noinst_LIBRARIES += parallel/libparallel.a
 parallel_libparallel_a_SOURCES = \
   parallel/mpi_check.h \
-  parallel/topo.h parallel/topo.c
+  parallel/topo.h parallel/topo.c \
+  parallel/comm.h parallel/comm.c \
+  parallel/zero.h parallel/zero.c \
+  parallel/pipeline.h parallel/pipeline.c
+if HAVE_CUDA
+parallel_libparallel_a_SOURCES += parallel/comm_nccl.c
+parallel_libparallel_a_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
+endif
+EXTRA_DIST += parallel/comm_nccl.c

@@ -8,10 +8,12 @@ int topo_rank_of(const Topo *t, int dp_rank, int pp_rank, int cp_rank, int tp_ra
     return ((dp_rank * t->pp + pp_rank) * t->cp + cp_rank) * t->tp + tp_rank;
 }
 
-void topo_init(Topo *t, int tp, int pp, int cp)
+void topo_init(Topo *t, MPI_Comm base, int tp, int pp, int cp)
 {
-    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &t->world));
-    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &t->rank));
+    MPI_CHECK(MPI_Comm_dup(base, &t->world_comm));
+    MPI_Comm w = t->world_comm;
+    MPI_CHECK(MPI_Comm_size(w, &t->world));
+    MPI_CHECK(MPI_Comm_rank(w, &t->rank));
     t->tp = tp;
     t->pp = pp;
     t->cp = cp;
@@ -24,18 +26,21 @@ void topo_init(Topo *t, int tp, int pp, int cp)
     t->pp_rank = r % pp;
     t->dp_rank = r / pp;
     /* colour = the coordinates that stay fixed; key = the one that varies */
-    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, t->dp_rank, t->pp_rank, t->cp_rank, 0), t->tp_rank,
+    MPI_CHECK(MPI_Comm_split(w, topo_rank_of(t, t->dp_rank, t->pp_rank, t->cp_rank, 0), t->tp_rank,
                              &t->tp_comm));
-    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, t->dp_rank, t->pp_rank, 0, t->tp_rank), t->cp_rank,
+    MPI_CHECK(MPI_Comm_split(w, topo_rank_of(t, t->dp_rank, t->pp_rank, 0, t->tp_rank), t->cp_rank,
                              &t->cp_comm));
-    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, t->dp_rank, 0, t->cp_rank, t->tp_rank), t->pp_rank,
+    MPI_CHECK(MPI_Comm_split(w, topo_rank_of(t, t->dp_rank, 0, t->cp_rank, t->tp_rank), t->pp_rank,
                              &t->pp_comm));
-    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, 0, t->pp_rank, t->cp_rank, t->tp_rank), t->dp_rank,
+    MPI_CHECK(MPI_Comm_split(w, topo_rank_of(t, 0, t->pp_rank, t->cp_rank, t->tp_rank), t->dp_rank,
                              &t->dp_comm));
-    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, topo_rank_of(t, 0, t->pp_rank, 0, t->tp_rank),
+    MPI_CHECK(MPI_Comm_split(w, topo_rank_of(t, 0, t->pp_rank, 0, t->tp_rank),
                              t->dp_rank * cp + t->cp_rank, &t->dpcp_comm));
+    int end_stage = t->pp > 1 && (t->pp_rank == 0 || t->pp_rank == t->pp - 1);
+    MPI_CHECK(MPI_Comm_split(w, end_stage ? topo_rank_of(t, t->dp_rank, 0, t->cp_rank, t->tp_rank) : MPI_UNDEFINED,
+                             t->pp_rank, &t->emb_comm));
     MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, t->rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_split_type(w, MPI_COMM_TYPE_SHARED, t->rank, MPI_INFO_NULL, &node));
     MPI_CHECK(MPI_Comm_rank(node, &t->local_rank));
     MPI_CHECK(MPI_Comm_size(node, &t->local_size));
     MPI_CHECK(MPI_Comm_free(&node));
@@ -43,7 +48,8 @@ void topo_init(Topo *t, int tp, int pp, int cp)
 
 void topo_free(Topo *t)
 {
-    MPI_Comm *c[] = {&t->tp_comm, &t->cp_comm, &t->pp_comm, &t->dp_comm, &t->dpcp_comm};
-    for (int i = 0; i < 5; i++)
-        MPI_Comm_free(c[i]);
+    MPI_Comm *c[] = {&t->tp_comm, &t->cp_comm, &t->pp_comm, &t->dp_comm, &t->dpcp_comm, &t->emb_comm, &t->world_comm};
+    for (int i = 0; i < 7; i++)
+        if (*c[i] != MPI_COMM_NULL)
+            MPI_Comm_free(c[i]);
 }

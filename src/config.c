@@ -453,10 +453,7 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
     REQUIRE(c->model.v_dim % H == 0, "model.v_dim", "%d is not a multiple of model.n_heads (%d)", c->model.v_dim,
             H);
 
-    int per = tp * pp * cp;
-    REQUIRE(world % per == 0, "parallel.tp",
-            "tp * pp * cp = %d * %d * %d = %d does not divide the %d ranks of this job", tp, pp, cp, per, world);
-    int dp = world / per;
+    /* the layout must fit the model, then the job */
     REQUIRE(H % tp == 0, "parallel.tp", "%d does not divide model.n_heads (%d)", tp, H);
     REQUIRE(D % tp == 0 && c->model.groups % tp == 0, "parallel.tp",
             "%d must divide model.d_model (%d) and model.groups (%d)", tp, D, c->model.groups);
@@ -474,6 +471,10 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
                 "%d split over parallel.cp = %d ranks gives pieces of %d tokens, not a whole number of "
                 "model.chunk (%d) chunks",
                 L, cp, Lloc, C);
+    int per = tp * pp * cp, dp = world / per;
+    const char *layout_key = tp > 1 ? "parallel.tp" : pp > 1 ? "parallel.pp" : "parallel.cp";
+    REQUIRE(world % per == 0, layout_key, "tp * pp * cp = %d * %d * %d = %d does not divide the %d ranks of this job", tp,
+            pp, cp, per, world);
     REQUIRE(c->data.batch_size % (dp * c->parallel.micro_batches) == 0, "data.batch_size",
             "%d is not a multiple of data-parallel ranks (%d) x parallel.micro_batches (%d)", c->data.batch_size, dp,
             c->parallel.micro_batches);

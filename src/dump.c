@@ -3,9 +3,9 @@
 
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "parallel/topo.h"
 #include "src/h5util.h"
 #include "src/model.h"
-#include "src/optim.h"
 #include "src/train.h"
 #include "src/util.h"
 
@@ -59,70 +59,65 @@ static void write_attr_double(hid_t f, const char *file, const char *name, doubl
 
 void dump_run(const Config *c, const char *out_path, const char *load_path, int steps)
 {
-    const Ops *ops = ops_get(config_device_name(c->train.device));
-    if (!ops)
-        fail_input("train.device: %s: no such backend in this build", config_device_name(c->train.device));
-    ModelDims d;
-    model_dims_from_config(&d, c);
-    const int B = c->data.batch_size, L = c->data.seq_len;
-    Model m;
-    model_create(&m, &d, ops, B, L, c->train.recompute);
-    model_init_params(&m, (uint64_t)c->train.seed);
-    if (load_path)
-        load_params(&m, load_path);
-
+    /* the single-rank trainer: the same step code as training */
+    Topo t;
+    topo_init(&t, MPI_COMM_SELF, 1, 1, 1);
     Dataset *ds = c->data.path[0] ? dataset_open(c->data.path, "train") : NULL;
-    BatchSource src = {.seed = (uint64_t)c->train.seed, .L = L, .vocab = d.vocab};
-    if (ds)
-        src.sampler = sampler_create(ds, (uint64_t)c->train.seed, L, 1);
-    int32_t *tokens = xmalloc((size_t)B * (L + 1) * sizeof(int32_t));
-    batch_read(&src, 0, B, tokens);
-    model_set_batch(&m, tokens);
+    Trainer tr;
+    trainer_init(&tr, c, &t, ds);
+    Model *m = &tr.m;
+    const Ops *ops = tr.ops;
+    const ModelDims *d = &tr.dims;
+    const int B = c->data.batch_size, L = c->data.seq_len;
+    if (load_path)
+        load_params(m, load_path);
 
     hid_t f = h5u_create(out_path);
     const char *int_names[] = {"vocab_size", "n_layers", "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu",
                                "chunk", "groups", "cema_ndim", "scale_emb", "share_emb", "batch", "seq_len"};
-    const int int_values[] = {d.vocab, d.n_layers, d.D, d.H, d.Z, d.V, d.F, d.swiglu, d.C, d.G, d.N, d.scale_emb,
-                              d.share_emb, B, L};
+    const int int_values[] = {d->vocab, d->n_layers, d->D, d->H, d->Z, d->V, d->F, d->swiglu, d->C, d->G, d->N,
+                              d->scale_emb, d->share_emb, B, L};
     for (size_t i = 0; i < sizeof int_values / sizeof int_values[0]; i++)
         write_attr_int(f, out_path, int_names[i], int_values[i]);
     write_attr_double(f, out_path, "rope_base", c->model.rope_base);
     write_attr_double(f, out_path, "norm_eps", c->model.norm_eps);
-    h5u_write(f, out_path, "tokens", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)B, (hsize_t)L + 1}, tokens);
+    int32_t *tokens = xmalloc((size_t)B * (L + 1) * sizeof(int32_t));
+    batch_read(&tr.src, 0, B, 0, L, tokens);
+    h5u_write(f, out_path, "tokens", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)B, (hsize_t)L + 1},
+              tokens);
 
-    float *host = xmalloc(m.n_elems * sizeof(float));
-    model_params_to_host(&m, host);
-    write_params(f, out_path, "params", &m, host);
+    float *host = xmalloc(m->n_elems * sizeof(float));
+    model_params_to_host(m, host);
+    write_params(f, out_path, "params", m, host);
 
     /* logits first (a training forward overwrites them with their gradient) */
-    const size_t nlogits = (size_t)m.T * d.vocab;
+    const size_t nlogits = (size_t)m->T * d->vocab;
     float *dev = ops->alloc(nlogits * sizeof(float)), *logits = xmalloc(nlogits * sizeof(float));
-    model_forward(&m, 0.0f);
-    ops->act_to_f32(dev, m.logits, nlogits);
+    model_set_batch(m, 0, tokens);
+    model_forward(m, 0, 0.0f);
+    ops->act_to_f32(dev, m->slots[0].logits, nlogits);
     ops->download(logits, dev, nlogits * sizeof(float));
     h5u_write(f, out_path, "logits", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 3,
-              (hsize_t[]){(hsize_t)B, (hsize_t)L, (hsize_t)d.vocab}, logits);
+              (hsize_t[]){(hsize_t)B, (hsize_t)L, (hsize_t)d->vocab}, logits);
 
-    const double ntok = (double)B * L;
     double *losses = xmalloc((size_t)(steps > 0 ? steps : 1) * sizeof(double));
     double *lrs = xmalloc((size_t)(steps > 0 ? steps : 1) * sizeof(double));
     for (int k = 0; k < (steps > 0 ? steps : 1); k++) {
-        model_zero_grads(&m);
-        double loss = model_forward(&m, (float)(1.0 / ntok)) / ntok;
-        model_backward(&m);
+        tr.cursor = 0; /* the same batch every step */
+        double loss = trainer_forward_backward(&tr), norm;
         if (k == 0) {
             h5u_write(f, out_path, "loss", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 0, NULL, &loss);
-            ops->download(host, m.grads, m.n_elems * sizeof(float));
-            write_params(f, out_path, "grads", &m, host);
+            ops->download(host, m->grads, m->n_elems * sizeof(float));
+            write_params(f, out_path, "grads", m, host);
         }
         if (steps == 0)
             break;
         losses[k] = loss;
-        lrs[k] = schedule_lr(c, k + 1);
-        optim_step(&m, c, k + 1, ops->sumsq(m.grads, m.n_elems));
+        trainer_update(&tr, &norm, &lrs[k]);
     }
     if (steps > 0) {
-        h5u_write(f, out_path, "train/losses", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, losses);
+        h5u_write(f, out_path, "train/losses", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps},
+                  losses);
         h5u_write(f, out_path, "train/lr", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 1, (hsize_t[]){(hsize_t)steps}, lrs);
         hid_t g = H5_CHECK_AT(out_path, H5Gopen2(f, "train", H5P_DEFAULT));
         write_attr_double(g, out_path, "beta1", c->optimizer.beta1);
@@ -131,8 +126,8 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
         write_attr_double(g, out_path, "weight_decay", c->optimizer.weight_decay);
         write_attr_double(g, out_path, "grad_clip", c->optimizer.grad_clip);
         H5_CHECK_AT(out_path, H5Gclose(g));
-        model_params_to_host(&m, host);
-        write_params(f, out_path, "updated", &m, host);
+        model_params_to_host(m, host);
+        write_params(f, out_path, "updated", m, host);
     }
     H5_CHECK_AT(out_path, H5Fclose(f));
     ops->release(dev);
@@ -141,9 +136,8 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
     free(lrs);
     free(host);
     free(tokens);
-    if (src.sampler)
-        sampler_free(src.sampler);
+    trainer_free(&tr);
     if (ds)
         dataset_close(ds);
-    model_free(&m);
+    topo_free(&t);
 }

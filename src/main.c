@@ -164,7 +164,7 @@ int main(int argc, char **argv)
         dump_run(&c, a.out, a.load, a.steps);
     } else {
         Topo t;
-        topo_init(&t, c.parallel.tp, c.parallel.pp, c.parallel.cp);
+        topo_init(&t, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);
         train_run(&c, a.yaml, &t, train, val);
         topo_free(&t);
     }

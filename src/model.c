@@ -1,5 +1,5 @@
 /* model.c: parameter table and initialisation, buffer layout (one allocation), and the MEGALODON
-   forward and backward over the ops interface (spec sections 1-6). */
+   forward and backward over the ops interface (spec sections 1-7, 12), for one rank's part. */
 #include "src/model.h"
 
 #include "src/util.h"
@@ -29,11 +29,23 @@ void model_dims_from_config(ModelDims *d, const Config *c)
     };
 }
 
+ModelPart model_part(const ModelDims *d, int tp, int tp_rank, int pp, int pp_rank)
+{
+    int base = d->n_layers / pp, extra = d->n_layers % pp;
+    int layer0 = pp_rank * base + (pp_rank < extra ? pp_rank : extra);
+    return (ModelPart){.tp = tp,
+                       .tp_rank = tp_rank,
+                       .layer0 = layer0,
+                       .n_layers = base + (pp_rank < extra),
+                       .first = pp_rank == 0,
+                       .last = pp_rank == pp - 1};
+}
+
 /* ---- parameter table ---- */
 
 typedef struct {
     ParamInfo *p;
-    int n, cap;
+    int n, cap, tp;
     size_t elems;
 } Table;
 
@@ -45,8 +57,11 @@ static size_t table_add(Table *t, const char *name, int ndim, const int64_t *sha
     ParamInfo info = {.ndim = ndim, .split = split, .init = init, .std = std, .clip = clip, .offset = t->elems};
     snprintf(info.name, PARAM_NAME, "%s", name);
     info.numel = 1;
-    for (int i = 0; i < ndim; i++)
-        info.numel *= (size_t)(info.shape[i] = shape[i]);
+    for (int i = 0; i < ndim; i++) {
+        info.shape[i] = shape[i];
+        info.local[i] = i == split ? shape[i] / t->tp : shape[i];
+        info.numel *= (size_t)info.local[i];
+    }
     if (t->p)
         t->p[t->n] = info;
     t->n++;
@@ -62,17 +77,22 @@ static size_t table_add(Table *t, const char *name, int ndim, const int64_t *sha
 /* linear weight (out, in): N(0, 1/(3 fan_in)) (Kaiming-normal with a = sqrt(5)) */
 static double linear_std(int64_t fan_in) { return 1.0 / sqrt(3.0 * (double)fan_in); }
 
-/* Names, shapes and splits of spec section 16; fills m->blocks and the global offsets. */
+/* Names, global shapes and splits of spec section 16 for this part; fills m->blocks and the
+   global offsets. */
 static void build_table(Model *m, Table *t)
 {
     const ModelDims *d = &m->d;
+    const ModelPart *part = &m->part;
     const int64_t D = d->D, N = d->N, Z = d->Z, V = d->V, F = d->F, vocab = d->vocab;
     const double emb_std = 1.0 / sqrt((double)D);
     char name[PARAM_NAME];
 #define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
-    m->embed = ADD(t, "embed.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
-    for (int l = 0; l < d->n_layers; l++) {
-        BlockParams *b = &m->blocks[l];
+    m->embed = m->out = m->final_w = m->final_b = (size_t)-1;
+    if (part->first || (part->last && d->share_emb))
+        m->embed = ADD(t, "embed.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+    for (int i = 0; i < part->n_layers; i++) {
+        const int l = part->layer0 + i;
+        BlockParams *b = &m->blocks[i];
         b->tsn_w = ADD(t, NAME("layers.%d.mega.timenorm.weight", l), 0, INIT_ZERO, 0, 0, D);
         b->tsn_b = ADD(t, NAME("layers.%d.mega.timenorm.bias", l), 0, INIT_ZERO, 0, 0, D);
         b->alpha = ADD(t, NAME("layers.%d.mega.cema.alpha", l), 0, INIT_NORMAL, 0.2, 0, D, N, 1);
@@ -99,10 +119,26 @@ static void build_table(Model *m, Table *t)
             b->w3 = ADD(t, NAME("layers.%d.nffn.fc3.weight", l), 0, INIT_NORMAL, linear_std(D), 0, F, D);
         b->w2 = ADD(t, NAME("layers.%d.nffn.fc2.weight", l), 1, INIT_NORMAL, linear_std(F), 0, D, F);
     }
-    m->final_w = ADD(t, "output.final_norm.weight", 0, INIT_ZERO, 0, 0, D);
-    m->final_b = ADD(t, "output.final_norm.bias", 0, INIT_ZERO, 0, 0, D);
-    m->out = d->share_emb ? m->embed : ADD(t, "output.output.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+    if (part->last) {
+        m->final_w = ADD(t, "output.final_norm.weight", 0, INIT_ZERO, 0, 0, D);
+        m->final_b = ADD(t, "output.final_norm.bias", 0, INIT_ZERO, 0, 0, D);
+        m->out = d->share_emb ? m->embed
+                              : ADD(t, "output.output.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+    }
 #undef NAME
+}
+
+int model_table(const ModelDims *d, const ModelPart *part, ParamInfo **out)
+{
+    Model m = {.d = *d, .part = *part};
+    m.blocks = xcalloc((size_t)part->n_layers, sizeof *m.blocks);
+    Table t = {.tp = part->tp};
+    build_table(&m, &t); /* count */
+    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = part->tp};
+    build_table(&m, &t);
+    free(m.blocks);
+    *out = t.p;
+    return t.n;
 }
 
 int64_t model_param_count(const ModelDims *d)
@@ -134,6 +170,22 @@ const ParamInfo *model_param(const Model *m, const char *name)
     return NULL;
 }
 
+int64_t param_global_index(const ParamInfo *p, int tp_rank, int64_t i)
+{
+    int64_t g = 0, rest = i;
+    for (int k = 0; k < p->ndim; k++) {
+        int64_t inner = 1;
+        for (int j = k + 1; j < p->ndim; j++)
+            inner *= p->local[j];
+        int64_t c = rest / inner;
+        rest %= inner;
+        if (k == p->split)
+            c += (int64_t)tp_rank * p->local[k];
+        g = g * p->shape[k] + c;
+    }
+    return g;
+}
+
 /* ---- buffers: measured in a first pass, carved from one allocation in the second ---- */
 
 typedef struct {
@@ -151,96 +203,128 @@ static void *carve(Arena *a, size_t bytes)
 static void layout(Model *m, Arena *a)
 {
     const ModelDims *d = &m->d;
-    const size_t T = (size_t)m->T, D = d->D, Z = d->Z, V = d->V, F = d->F, G = d->G, H = d->H, as = m->ops->act_size;
-    const size_t f4 = sizeof(float), nl = (size_t)d->n_layers;
+    const size_t T = (size_t)m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl, Gl = m->Gl,
+                 Hl = m->Hl, as = m->ops->act_size, f4 = sizeof(float), nl = (size_t)m->part.n_layers;
+    const int tp1 = m->part.tp == 1;
 #define ACT(n) carve(a, (n) * as)
 #define F32(n) ((float *)carve(a, (n) * f4))
-    m->params = F32(m->n_elems);
-    m->params_act = m->ops->act == DTYPE_F32 ? (void *)m->params : ACT(m->n_elems);
-    m->grads = F32(m->n_elems);
-    m->adam_m = F32(m->n_elems);
-    m->adam_v = F32(m->n_elems);
-    m->tokens = (int32_t *)carve(a, T * sizeof(int32_t));
-    m->targets = (int32_t *)carve(a, T * sizeof(int32_t));
-    for (size_t l = 0; l <= nl; l++)
-        m->x[l] = ACT(T * D);
-    for (size_t l = 0; l < nl; l++) {
-        BlockActs *s = &m->acts[l];
-        if (m->recompute && l > 0) {
-            *s = m->acts[0];
-            continue;
+    m->params = F32(m->n_padded);
+    m->params_act = m->ops->act == DTYPE_F32 ? (void *)m->params : ACT(m->n_padded);
+    m->grads = F32(m->n_padded);
+    BlockActs shared = {0};
+    for (int si = 0; si < m->n_slots; si++) {
+        ModelSlot *sl = &m->slots[si];
+        sl->tokens = (int32_t *)carve(a, T * sizeof(int32_t));
+        sl->targets = (int32_t *)carve(a, T * sizeof(int32_t));
+        for (size_t l = 0; l <= nl; l++)
+            sl->x[l] = ACT(T * Dl);
+        for (size_t l = 0; l < nl; l++) {
+            BlockActs *s = &sl->acts[l];
+            if (m->recompute && (si > 0 || l > 0)) {
+                *s = shared;
+                continue;
+            }
+            s->xhat = ACT(T * Dl);
+            s->xhat_full = tp1 ? s->xhat : ACT(T * D);
+            s->tsn_mean = F32(T * Gl);
+            s->tsn_rstd = F32(T * Gl);
+            s->cema = ACT(T * Dl);
+            s->cema_full = tp1 ? s->cema : ACT(T * D);
+            s->m = ACT(T * D);
+            s->rms = F32(T);
+            s->zs = ACT(T * Zl);
+            s->qk_rstd = F32(T * Hl);
+            s->q = ACT(T * Zl);
+            s->k = ACT(T * Zl);
+            s->av = ACT(T * Vl);
+            s->vv = ACT(T * Vl);
+            s->ar = ACT(T * Vl);
+            s->r = ACT(T * Vl);
+            s->o = ACT(T * Vl);
+            s->lse = F32(T * Hl);
+            s->ro = ACT(T * Vl);
+            s->yhat = ACT(T * Dl);
+            s->yhat_full = tp1 ? s->yhat : ACT(T * D);
+            s->ln_mean = F32(T);
+            s->ln_rstd = F32(T);
+            s->u = ACT(T * D);
+            s->a1 = ACT(T * Fl);
+            s->a3 = d->swiglu ? ACT(T * Fl) : NULL;
+            s->p = ACT(T * Fl);
+            shared = *s;
         }
-        s->xhat = ACT(T * D);
-        s->tsn_mean = F32(T * G);
-        s->tsn_rstd = F32(T * G);
-        s->cema = ACT(T * D);
-        s->m = ACT(T * D);
-        s->rms = F32(T);
-        s->zs = ACT(T * Z);
-        s->qk_rstd = F32(T * H);
-        s->q = ACT(T * Z);
-        s->k = ACT(T * Z);
-        s->av = ACT(T * V);
-        s->vv = ACT(T * V);
-        s->ar = ACT(T * V);
-        s->r = ACT(T * V);
-        s->o = ACT(T * V);
-        s->lse = F32(T * H);
-        s->ro = ACT(T * V);
-        s->yhat = ACT(T * D);
-        s->ln_mean = F32(T);
-        s->ln_rstd = F32(T);
-        s->u = ACT(T * D);
-        s->a1 = ACT(T * F);
-        s->a3 = d->swiglu ? ACT(T * F) : NULL;
-        s->p = ACT(T * F);
+        if (m->part.last) {
+            sl->xf = ACT(T * Dl);
+            sl->f_mean = F32(T * Gl);
+            sl->f_rstd = F32(T * Gl);
+            sl->logits = ACT(T * (size_t)d->vocab);
+        }
+        size_t states = (nl + 1) * m->state_elems;
+        sl->state_in = F32(states);
+        sl->state_out = F32(states);
+        sl->dstate_in = F32(states);
+        sl->dstate_out = F32(states);
     }
-    m->xf = ACT(T * D);
-    m->f_mean = F32(T * G);
-    m->f_rstd = F32(T * G);
-    m->logits = ACT(T * (size_t)d->vocab);
     BlockGrads *g = &m->g;
-    void **td[] = {&g->dxhat, &g->dcema, &g->dm, &g->dyhat, &g->du, &g->dxf, &m->dx, &m->dy};
-    for (size_t i = 0; i < sizeof td / sizeof td[0]; i++)
-        *td[i] = ACT(T * D);
+    void **tdl[] = {&g->dxhat, &g->dcema, &g->dyhat, &g->dxf, &m->dx, &m->dy};
+    for (size_t i = 0; i < sizeof tdl / sizeof tdl[0]; i++)
+        *tdl[i] = ACT(T * Dl);
+    g->dxhat_full = tp1 ? g->dxhat : ACT(T * D);
+    g->dcema_full = tp1 ? g->dcema : ACT(T * D);
+    g->dyhat_full = tp1 ? g->dyhat : ACT(T * D);
+    g->dm = ACT(T * D);
+    g->du = ACT(T * D);
     void **tz[] = {&g->dzs, &g->dq, &g->dk};
     for (size_t i = 0; i < 3; i++)
-        *tz[i] = ACT(T * Z);
+        *tz[i] = ACT(T * Zl);
     void **tv[] = {&g->dvv, &g->dav, &g->dr, &g->dar, &g->do_, &g->dro};
     for (size_t i = 0; i < 6; i++)
-        *tv[i] = ACT(T * V);
-    g->da1 = ACT(T * F);
-    g->da3 = d->swiglu ? ACT(T * F) : NULL;
-    g->dp = ACT(T * F);
-    size_t states = (nl + 1) * m->state_elems;
-    m->state_in = F32(states);
-    m->state_out = F32(states);
-    m->dstate_in = F32(states);
-    m->dstate_out = F32(states);
+        *tv[i] = ACT(T * Vl);
+    g->da1 = ACT(T * Fl);
+    g->da3 = d->swiglu ? ACT(T * Fl) : NULL;
+    g->dp = ACT(T * Fl);
+    m->blocks_buf = tp1 ? NULL : ACT(T * D);
+    m->rs_buf = tp1 ? NULL : ACT(T * Dl);
 #undef ACT
 #undef F32
 }
 
-void model_create(Model *m, const ModelDims *d, const Ops *ops, int B, int L, int recompute)
+void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
+                  int n_slots, size_t pad_to)
 {
     memset(m, 0, sizeof *m);
     m->d = *d;
+    m->part = *part;
+    const int tp = part->tp;
+    m->Dl = d->D / tp;
+    m->Gl = d->G / tp;
+    m->Zl = d->Z / tp;
+    m->Vl = d->V / tp;
+    m->Fl = d->F / tp;
+    m->Hl = d->H / tp;
     m->ops = ops;
     m->B = B;
     m->L = L;
     m->T = B * L;
     m->recompute = recompute;
-    m->blocks = xcalloc((size_t)d->n_layers, sizeof *m->blocks);
-    Table t = {0};
+    m->n_slots = n_slots;
+    m->shared_slot = m->shared_layer = -1;
+    m->blocks = xcalloc((size_t)part->n_layers, sizeof *m->blocks);
+    Table t = {.tp = tp};
     build_table(m, &t); /* count */
-    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n};
+    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = tp};
     build_table(m, &t);
     m->params_info = t.p;
     m->n_params = t.n;
     m->n_elems = t.elems;
-    m->state_elems = (size_t)B * d->G * 2 + (size_t)B * d->D * d->N * 2;
-    m->x = xcalloc((size_t)d->n_layers + 1, sizeof *m->x);
-    m->acts = xcalloc((size_t)d->n_layers, sizeof *m->acts);
+    pad_to = pad_to ? pad_to : 1;
+    m->n_padded = (t.elems + pad_to - 1) / pad_to * pad_to;
+    m->state_elems = (size_t)B * m->Gl * 2 + (size_t)B * m->Dl * d->N * 2;
+    m->slots = xcalloc((size_t)n_slots, sizeof *m->slots);
+    for (int s = 0; s < n_slots; s++) {
+        m->slots[s].x = xcalloc((size_t)part->n_layers + 1, sizeof(void *));
+        m->slots[s].acts = xcalloc((size_t)part->n_layers, sizeof(BlockActs));
+    }
     Arena a = {0};
     layout(m, &a);
     a = (Arena){.base = ops->alloc(a.used)};
@@ -250,10 +334,13 @@ void model_create(Model *m, const ModelDims *d, const Ops *ops, int B, int L, in
 void model_free(Model *m)
 {
     m->ops->release(m->params); /* the arena starts with the parameters */
+    for (int s = 0; s < m->n_slots; s++) {
+        free(m->slots[s].x);
+        free(m->slots[s].acts);
+    }
+    free(m->slots);
     free(m->blocks);
     free(m->params_info);
-    free(m->x);
-    free(m->acts);
     memset(m, 0, sizeof *m);
 }
 
@@ -268,47 +355,49 @@ static double truncated_normal(uint64_t key, uint64_t index, double std, double 
     }
 }
 
-static void init_param(const ParamInfo *p, uint64_t seed, float *out)
+/* f_j = D^(-j/D), j = 1..D, permuted over channels (Fisher-Yates from the key): channel c gets
+   f_(perm[c] + 1) */
+static int64_t *theta_permutation(uint64_t key, int64_t D)
+{
+    int64_t *perm = xmalloc((size_t)D * sizeof *perm);
+    for (int64_t i = 0; i < D; i++)
+        perm[i] = i;
+    for (int64_t i = D - 1; i > 0; i--) {
+        int64_t j = (int64_t)(rng_u64(key, (uint64_t)i) % (uint64_t)(i + 1)), tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    return perm;
+}
+
+static void init_param(const Model *m, const ParamInfo *p, uint64_t seed, float *out)
 {
     uint64_t key = rng_key(seed, p->name);
-    switch (p->init) {
-    case INIT_ZERO:
-        memset(out, 0, p->numel * sizeof(float));
-        break;
-    case INIT_NORMAL:
-        for (size_t i = 0; i < p->numel; i++)
-            out[i] = (float)(p->std * rng_normal(key, i));
-        break;
-    case INIT_TRUNCATED:
-        for (size_t i = 0; i < p->numel; i++)
-            out[i] = (float)truncated_normal(key, i, p->std, p->clip);
-        break;
-    case INIT_CEMA_THETA: {
-        /* f_j = D^(-j/D), j = 1..D, permuted over channels (Fisher-Yates from the key), stored as
-           logit(f) so that sigmoid(theta) = f */
-        int64_t D = p->shape[0];
-        int64_t *perm = xmalloc((size_t)D * sizeof *perm);
-        for (int64_t i = 0; i < D; i++)
-            perm[i] = i;
-        for (int64_t i = D - 1; i > 0; i--) {
-            int64_t j = (int64_t)(rng_u64(key, (uint64_t)i) % (uint64_t)(i + 1)), tmp = perm[i];
-            perm[i] = perm[j];
-            perm[j] = tmp;
+    int64_t *perm = p->init == INIT_CEMA_THETA ? theta_permutation(key, p->shape[0]) : NULL;
+    for (size_t i = 0; i < p->numel; i++) {
+        uint64_t g = (uint64_t)param_global_index(p, m->part.tp_rank, (int64_t)i);
+        double v = 0;
+        switch (p->init) {
+        case INIT_ZERO:
+            break;
+        case INIT_NORMAL:
+            v = p->std * rng_normal(key, g);
+            break;
+        case INIT_TRUNCATED:
+            v = truncated_normal(key, g, p->std, p->clip);
+            break;
+        case INIT_CEMA_THETA: { /* stored as logit(f) so that sigmoid(theta) = f */
+            double D = (double)p->shape[0], f = exp(-(double)(perm[g] + 1) * log(D) / D);
+            v = log(f / (1.0 - f));
+            break;
         }
-        for (int64_t c = 0; c < D; c++) {
-            double f = exp(-(double)(perm[c] + 1) * log((double)D) / (double)D);
-            out[c] = (float)log(f / (1.0 - f));
+        case INIT_CEMA_GAMMA: /* (D, N, 2): real parts N(0, 1), imaginary parts 0 */
+            v = g % 2 ? 0.0 : p->std * rng_normal(key, g / 2);
+            break;
         }
-        free(perm);
-        break;
+        out[i] = (float)v;
     }
-    case INIT_CEMA_GAMMA:
-        for (size_t i = 0; i < p->numel; i += 2) {
-            out[i] = (float)(p->std * rng_normal(key, i / 2));
-            out[i + 1] = 0.0f;
-        }
-        break;
-    }
+    free(perm);
 }
 
 void model_params_from_host(Model *m, const float *host)
@@ -326,16 +415,14 @@ void model_init_params(Model *m, uint64_t seed)
 {
     float *host = xmalloc(m->n_elems * sizeof(float));
     for (int i = 0; i < m->n_params; i++)
-        init_param(&m->params_info[i], seed, host + m->params_info[i].offset);
+        init_param(m, &m->params_info[i], seed, host + m->params_info[i].offset);
     model_params_from_host(m, host);
     free(host);
-    m->ops->zero(m->adam_m, m->n_elems * sizeof(float));
-    m->ops->zero(m->adam_v, m->n_elems * sizeof(float));
 }
 
 /* ---- forward and backward ---- */
 
-void model_set_batch(Model *m, const int32_t *tokens)
+void model_set_batch(Model *m, int slot, const int32_t *tokens)
 {
     int32_t *in = xmalloc((size_t)m->T * sizeof(int32_t)), *tg = xmalloc((size_t)m->T * sizeof(int32_t));
     for (int b = 0; b < m->B; b++)
@@ -343,165 +430,291 @@ void model_set_batch(Model *m, const int32_t *tokens)
             in[b * m->L + l] = tokens[(size_t)b * (m->L + 1) + l];
             tg[b * m->L + l] = tokens[(size_t)b * (m->L + 1) + l + 1];
         }
-    m->ops->upload(m->tokens, in, (size_t)m->T * sizeof(int32_t));
-    m->ops->upload(m->targets, tg, (size_t)m->T * sizeof(int32_t));
+    m->ops->upload(m->slots[slot].tokens, in, (size_t)m->T * sizeof(int32_t));
+    m->ops->upload(m->slots[slot].targets, tg, (size_t)m->T * sizeof(int32_t));
     free(in);
     free(tg);
 }
 
-/* compute copy / gradient of the parameter at element offset o */
+void *model_stage_input(Model *m, int slot) { return m->slots[slot].x[0]; }
+const void *model_stage_output(const Model *m, int slot) { return m->slots[slot].x[m->part.n_layers]; }
+void *model_output_grad(Model *m) { return m->dy; }
+const void *model_input_grad(const Model *m) { return m->dy; }
+
+/* compute copy / gradient of the parameter at element offset o, plus k more elements */
 #define P(o) ((const void *)((const char *)m->params_act + (o) * m->ops->act_size))
+#define PK(o, k) ((const void *)((const char *)m->params_act + ((o) + (k)) * m->ops->act_size))
 #define GR(o) (m->grads + (o))
 
-/* state slots: block l (or n_layers for the final norm): TimestepNorm part, then CEMA part */
-static float *slot(const Model *m, float *base, int l) { return base + (size_t)l * m->state_elems; }
-static float *slot_h(const Model *m, float *base, int l) { return slot(m, base, l) + (size_t)m->B * m->d.G * 2; }
+/* state slots: block i (or n_layers for the final norm): TimestepNorm part, then CEMA part */
+static float *st(const Model *m, float *base, int i) { return base + (size_t)i * m->state_elems; }
+static float *st_h(const Model *m, float *base, int i) { return st(m, base, i) + (size_t)m->B * m->Gl * 2; }
+
+/* Chunk-parallel exchange of state slot i (the model exchanges when cp_comm is set): forward
+   states go to the next piece, their gradients to the previous one. Tags keep layers apart. */
+enum { TAG_STATE = 0, TAG_DSTATE = 1 << 16 };
+
+static void state_recv(Model *m, ModelSlot *sl, int i)
+{
+    if (m->cp_comm && m->pos0 > 0)
+        comm_recv(m->cp_comm, st(m, sl->state_in, i), m->state_elems, COMM_F32, m->cp_comm->rank - 1,
+                  TAG_STATE + m->part.layer0 + i);
+}
+
+static void state_send(Model *m, ModelSlot *sl, int i)
+{
+    if (m->cp_comm && m->want_state_out)
+        comm_send(m->cp_comm, st(m, sl->state_out, i), m->state_elems, COMM_F32, m->cp_comm->rank + 1,
+                  TAG_STATE + m->part.layer0 + i);
+}
+
+static void dstate_recv(Model *m, ModelSlot *sl, int i)
+{
+    if (m->cp_comm && m->want_state_out)
+        comm_recv(m->cp_comm, st(m, sl->dstate_out, i), m->state_elems, COMM_F32, m->cp_comm->rank + 1,
+                  TAG_DSTATE + m->part.layer0 + i);
+}
+
+static void dstate_send(Model *m, ModelSlot *sl, int i)
+{
+    if (m->cp_comm && m->pos0 > 0)
+        comm_send(m->cp_comm, st(m, sl->dstate_in, i), m->state_elems, COMM_F32, m->cp_comm->rank - 1,
+                  TAG_DSTATE + m->part.layer0 + i);
+}
+
+/* ---- tensor parallelism (spec section 7); each helper is a plain op when tp = 1 ---- */
+
+/* full (T, D) = the tp ranks' (T, Dl) pieces side by side */
+static void tp_gather(Model *m, void *full, const void *piece)
+{
+    if (m->part.tp == 1)
+        return; /* full aliases piece */
+    const size_t n = (size_t)m->T * m->Dl;
+    comm_allgather(m->tp_comm, piece, m->blocks_buf, n, comm_type_of(m->ops->act));
+    m->ops->join_columns(full, m->blocks_buf, m->part.tp, m->T, m->Dl);
+}
+
+/* piece (T, Dl) += this rank's columns of the sum over tp ranks of full (T, D) */
+static void tp_reduce_scatter_add(Model *m, void *piece, const void *full)
+{
+    if (m->part.tp == 1)
+        return; /* full aliases piece: the contributions are already there */
+    m->ops->split_columns(m->blocks_buf, full, m->part.tp, m->T, m->Dl);
+    comm_reduce_scatter(m->tp_comm, m->blocks_buf, m->rs_buf, (size_t)m->T * m->Dl, comm_type_of(m->ops->act));
+    m->ops->accumulate(piece, m->rs_buf, (size_t)m->T * m->Dl);
+}
+
+/* Row-parallel projection out (T, Dl) += sum over tp of inp (T, IC) w^T, w: (D, IC) local. */
+static void row_parallel_forward(Model *m, void *out, const void *inp, size_t w, int IC)
+{
+    const Ops *ops = m->ops;
+    if (m->part.tp == 1)
+        return ops->matmul_forward(out, inp, P(w), NULL, m->T, IC, m->d.D, 1);
+    const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
+    for (int j = 0; j < m->part.tp; j++) /* block j: the output columns rank j keeps */
+        ops->matmul_forward((char *)m->blocks_buf + j * blk * as, inp, PK(w, (size_t)j * m->Dl * IC), NULL, m->T, IC,
+                            m->Dl, 0);
+    comm_reduce_scatter(m->tp_comm, m->blocks_buf, m->rs_buf, blk, comm_type_of(ops->act));
+    ops->accumulate(out, m->rs_buf, blk);
+}
+
+static void row_parallel_backward(Model *m, void *dinp, size_t w, const void *dout, const void *inp, int IC)
+{
+    const Ops *ops = m->ops;
+    if (m->part.tp == 1)
+        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D);
+    const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
+    comm_allgather(m->tp_comm, dout, m->blocks_buf, blk, comm_type_of(ops->act));
+    for (int j = 0; j < m->part.tp; j++)
+        ops->matmul_backward(dinp, GR(w) + (size_t)j * m->Dl * IC, NULL, (char *)m->blocks_buf + j * blk * as, inp,
+                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl);
+}
 
 static CemaParams cema_params(const Model *m, const BlockParams *b)
 {
     return (CemaParams){P(b->alpha), P(b->delta), P(b->theta), P(b->gamma), P(b->omega)};
 }
 
-static void block_forward(Model *m, int l)
+/* recomputing: rerun for backward (no state exchange, states already in place) */
+static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
 {
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
-    const BlockParams *b = &m->blocks[l];
-    BlockActs *s = &m->acts[l];
-    const int B = m->B, L = m->L, T = m->T, D = d->D, Z = d->Z, V = d->V, F = d->F;
-    const size_t TD = (size_t)T * D, TV = (size_t)T * V, TF = (size_t)T * F;
-    const void *x = m->x[l];
-    void *y = m->x[l + 1];
+    const BlockParams *b = &m->blocks[i];
+    BlockActs *s = &sl->acts[i];
+    const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
+    const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
+    const void *x = sl->x[i];
+    void *y = sl->x[i + 1];
     const int has_in = m->pos0 > 0;
+    float *state_out = m->want_state_out && !recomputing ? st(m, sl->state_out, i) : NULL;
+    if (!recomputing)
+        state_recv(m, sl, i);
 
     /* attention sub-layer (spec section 2, steps 1-11) */
-    ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, m->want_state_out ? slot(m, m->state_out, l) : NULL, x,
-                        P(b->tsn_w), P(b->tsn_b), has_in ? slot(m, m->state_in, l) : NULL, m->pos0, B, L, D, d->G,
-                        d->eps);
-    ops->cema_forward(s->cema, m->want_state_out ? slot_h(m, m->state_out, l) : NULL, s->xhat, cema_params(m, b),
-                      has_in ? slot_h(m, m->state_in, l) : NULL, B, L, D, d->N);
-    ops->rmsnorm_forward(s->m, s->rms, s->cema, P(b->rms_w), T, D, d->eps);
-    ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), T, D, Z, 0);
-    ops->qk_forward(s->q, s->k, s->qk_rstd, s->zs, P(b->qk_gamma), P(b->qk_beta), B, L, d->H, Z / d->H, d->C,
+    ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, state_out, x, P(b->tsn_w), P(b->tsn_b),
+                        has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, d->eps);
+    ops->cema_forward(s->cema, state_out ? st_h(m, sl->state_out, i) : NULL, s->xhat, cema_params(m, b),
+                      has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N);
+    if (!recomputing)
+        state_send(m, sl, i);
+    tp_gather(m, s->cema_full, s->cema);
+    tp_gather(m, s->xhat_full, s->xhat);
+    ops->rmsnorm_forward(s->m, s->rms, s->cema_full, P(b->rms_w), T, D, d->eps);
+    ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), T, D, Zl, 0);
+    ops->qk_forward(s->q, s->k, s->qk_rstd, s->zs, P(b->qk_gamma), P(b->qk_beta), B, L, m->Hl, d->Z / d->H, d->C,
                     d->rope_base, d->eps);
-    ops->matmul_forward(s->av, s->xhat, P(b->wv), P(b->bv), T, D, V, 0); /* value from the TimestepNorm output */
+    ops->matmul_forward(s->av, s->xhat_full, P(b->wv), P(b->bv), T, D, Vl, 0); /* value from the TimestepNorm */
     ops->silu_forward(s->vv, s->av, TV);
-    ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), T, D, V, 0);
+    ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), T, D, Vl, 0);
     ops->silu_forward(s->r, s->ar, TV);
-    ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, d->H, Z / d->H, V / d->H, d->C);
+    ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H, d->C);
     ops->mul_forward(s->ro, s->r, s->o, TV);
-    ops->copy(s->yhat, x, TD); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
-    ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, D, 1);
-    ops->matmul_forward(s->yhat, s->ro, P(b->wh2), NULL, T, V, D, 1);
+    ops->copy(s->yhat, x, TDl); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
+    ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, Dl, 1);
+    row_parallel_forward(m, s->yhat, s->ro, b->wh2, Vl);
 
     /* FFN sub-layer (steps 12-14): normalises yhat, but the residual is the block input x */
-    ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat, P(b->ln_w), P(b->ln_b), T, D, d->eps);
-    ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, T, D, F, 0);
+    tp_gather(m, s->yhat_full, s->yhat);
+    ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat_full, P(b->ln_w), P(b->ln_b), T, D, d->eps);
+    ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, T, D, Fl, 0);
     if (d->swiglu) {
-        ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, T, D, F, 0);
+        ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, T, D, Fl, 0);
         ops->swiglu_forward(s->p, s->a1, s->a3, TF);
     } else {
         ops->silu_forward(s->p, s->a1, TF);
     }
-    ops->copy(y, x, TD);
-    ops->matmul_forward(y, s->p, P(b->w2), NULL, T, F, D, 1);
+    if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
+        return;
+    ops->copy(y, x, TDl);
+    row_parallel_forward(m, y, s->p, b->w2, Fl);
 }
 
 /* dy: gradient of the block's output; dx (zeroed by the caller) receives the input's. */
-static void block_backward(Model *m, int l, const void *dy, void *dx)
+static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void *dx)
 {
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
-    const BlockParams *b = &m->blocks[l];
-    const BlockActs *s = &m->acts[l];
+    const BlockParams *b = &m->blocks[i];
+    const BlockActs *s = &sl->acts[i];
     const BlockGrads *g = &m->g;
-    const int B = m->B, L = m->L, T = m->T, D = d->D, Z = d->Z, V = d->V, F = d->F;
-    const size_t as = ops->act_size, TD = (size_t)T * D, TZ = (size_t)T * Z, TV = (size_t)T * V,
-                 TF = (size_t)T * F;
-    const void *x = m->x[l];
+    const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
+    const size_t as = ops->act_size, TD = (size_t)T * D, TDl = (size_t)T * Dl, TZ = (size_t)T * Zl,
+                 TV = (size_t)T * Vl, TF = (size_t)T * Fl;
+    const void *x = sl->x[i];
     const int has_in = m->pos0 > 0;
-    void *zero_list[] = {g->dp, g->da1, g->da3, g->du, g->dyhat, g->dm, g->dro, g->dr, g->do_, g->dq, g->dk,
-                         g->dvv, g->dar, g->dav, g->dxhat, g->dzs, g->dcema};
-    size_t zero_size[] = {TF, TF, TF, TD, TD, TD, TV, TV, TV, TZ, TZ, TV, TV, TV, TD, TZ, TD};
-    for (size_t i = 0; i < sizeof zero_list / sizeof zero_list[0]; i++)
-        if (zero_list[i])
-            ops->zero(zero_list[i], zero_size[i] * as);
+    void *zero_list[] = {g->dp,  g->da1, g->da3, g->du,  g->dyhat, g->dyhat_full, g->dm,  g->dro,     g->dr,
+                         g->do_, g->dq,  g->dk,  g->dvv, g->dar,   g->dav,        g->dxhat, g->dxhat_full, g->dzs,
+                         g->dcema, g->dcema_full};
+    size_t zero_size[] = {TF, TF, TF, TD, TDl, TD, TD, TV, TV, TV, TZ, TZ, TV, TV, TV, TDl, TD, TZ, TDl, TD};
+    for (size_t k = 0; k < sizeof zero_list / sizeof zero_list[0]; k++)
+        if (zero_list[k])
+            ops->zero(zero_list[k], zero_size[k] * as);
 
-    /* FFN: y = x + p W2^T */
-    ops->accumulate(dx, dy, TD);
-    ops->matmul_backward(g->dp, GR(b->w2), NULL, dy, s->p, P(b->w2), T, F, D);
+    /* FFN: y = x + p W2^T (row-parallel) */
+    ops->accumulate(dx, dy, TDl);
+    row_parallel_backward(m, g->dp, b->w2, dy, s->p, Fl);
     if (d->swiglu) {
         ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF);
-        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, F);
+        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl);
     } else {
         ops->silu_backward(g->da1, g->dp, s->a1, TF);
     }
-    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, F);
-    ops->layernorm_backward(g->dyhat, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat, s->ln_mean, s->ln_rstd, P(b->ln_w),
-                            T, D);
+    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl);
+    /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
+    ops->layernorm_backward(g->dyhat_full, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat_full, s->ln_mean, s->ln_rstd,
+                            P(b->ln_w), T, D);
+    tp_reduce_scatter_add(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
-    ops->accumulate(dx, g->dyhat, TD);
-    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, D);
-    ops->matmul_backward(g->dro, GR(b->wh2), NULL, g->dyhat, s->ro, P(b->wh2), T, V, D);
+    ops->accumulate(dx, g->dyhat, TDl);
+    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl);
+    row_parallel_backward(m, g->dro, b->wh2, g->dyhat, s->ro, Vl);
     ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV);
-    ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, d->H, Z / d->H,
-                            V / d->H, d->C);
+    ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
+                            d->V / d->H, d->C);
     ops->silu_backward(g->dar, g->dr, s->ar, TV);
-    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, V);
+    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl);
     ops->silu_backward(g->dav, g->dvv, s->av, TV);
-    ops->matmul_backward(g->dxhat, GR(b->wv), GR(b->bv), g->dav, s->xhat, P(b->wv), T, D, V);
+    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl);
     ops->qk_backward(g->dzs, GR(b->qk_gamma), GR(b->qk_beta), g->dq, g->dk, s->zs, s->qk_rstd, P(b->qk_gamma), B, L,
-                     d->H, Z / d->H, d->C, d->rope_base);
-    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Z);
-    ops->rmsnorm_backward(g->dcema, GR(b->rms_w), g->dm, s->cema, s->rms, P(b->rms_w), T, D);
+                     m->Hl, d->Z / d->H, d->C, d->rope_base);
+    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl);
+    /* dm is a partial sum over tp ranks; RMSNorm's backward is linear in it */
+    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D);
+    tp_reduce_scatter_add(m, g->dcema, g->dcema_full);
+    tp_reduce_scatter_add(m, g->dxhat, g->dxhat_full);
+    dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
-    ops->cema_backward(g->dxhat, cg, has_in ? slot_h(m, m->dstate_in, l) : NULL, g->dcema,
-                       m->want_state_out ? slot_h(m, m->dstate_out, l) : NULL, s->xhat, cema_params(m, b),
-                       has_in ? slot_h(m, m->state_in, l) : NULL, B, L, D, d->N);
-    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), has_in ? slot(m, m->dstate_in, l) : NULL, g->dxhat,
-                         m->want_state_out ? slot(m, m->dstate_out, l) : NULL, x, s->tsn_mean, s->tsn_rstd,
-                         P(b->tsn_w), has_in ? slot(m, m->state_in, l) : NULL, m->pos0, B, L, D, d->G);
+    ops->cema_backward(g->dxhat, cg, has_in ? st_h(m, sl->dstate_in, i) : NULL, g->dcema,
+                       m->want_state_out ? st_h(m, sl->dstate_out, i) : NULL, s->xhat, cema_params(m, b),
+                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N);
+    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), has_in ? st(m, sl->dstate_in, i) : NULL, g->dxhat,
+                         m->want_state_out ? st(m, sl->dstate_out, i) : NULL, x, s->tsn_mean, s->tsn_rstd,
+                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl);
+    dstate_send(m, sl, i);
 }
 
-double model_forward(Model *m, float grad_scale)
+double model_forward(Model *m, int slot, float grad_scale)
 {
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
-    const int nl = d->n_layers, has_in = m->pos0 > 0;
-    ops->embedding_forward(m->x[0], m->tokens, P(m->embed), m->T, d->D, d->scale_emb ? sqrtf((float)d->D) : 1.0f);
-    for (int l = 0; l < nl; l++)
-        block_forward(m, l);
-    ops->tsnorm_forward(m->xf, m->f_mean, m->f_rstd, m->want_state_out ? slot(m, m->state_out, nl) : NULL, m->x[nl],
-                        P(m->final_w), P(m->final_b), has_in ? slot(m, m->state_in, nl) : NULL, m->pos0, m->B, m->L,
-                        d->D, d->G, d->eps);
-    ops->matmul_forward(m->logits, m->xf, P(m->out), NULL, m->T, d->D, d->vocab, 0);
-    m->loss_sum = ops->crossentropy(m->logits, m->targets, m->T, d->vocab, grad_scale);
-    return m->loss_sum;
+    ModelSlot *sl = &m->slots[slot];
+    const int nl = m->part.n_layers, has_in = m->pos0 > 0;
+    if (m->part.first)
+        ops->embedding_forward(sl->x[0], sl->tokens, P(m->embed), m->T, m->Dl,
+                               d->scale_emb ? sqrtf((float)d->D) : 1.0f);
+    for (int i = 0; i < nl; i++)
+        block_forward(m, sl, i, 0);
+    if (m->recompute)
+        m->shared_slot = slot, m->shared_layer = nl - 1;
+    sl->loss_sum = 0;
+    if (!m->part.last)
+        return 0;
+    float *state_out = m->want_state_out ? st(m, sl->state_out, nl) : NULL;
+    state_recv(m, sl, nl);
+    ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, state_out, sl->x[nl], P(m->final_w), P(m->final_b),
+                        has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L, m->Dl, m->Gl, d->eps);
+    state_send(m, sl, nl);
+    /* head: each tp rank's features give a partial sum of the logits */
+    ops->matmul_forward(sl->logits, sl->xf, P(m->out), NULL, m->T, m->Dl, d->vocab, 0);
+    if (m->part.tp > 1)
+        comm_allreduce(m->tp_comm, sl->logits, (size_t)m->T * d->vocab, comm_type_of(ops->act));
+    sl->loss_sum = ops->crossentropy(sl->logits, sl->targets, m->T, d->vocab, grad_scale);
+    return sl->loss_sum;
 }
 
-void model_backward(Model *m)
+void model_backward(Model *m, int slot)
 {
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
-    const int nl = d->n_layers, has_in = m->pos0 > 0;
-    const size_t TD = (size_t)m->T * d->D, as = ops->act_size;
-    ops->zero(m->g.dxf, TD * as);
-    ops->matmul_backward(m->g.dxf, GR(m->out), NULL, m->logits, m->xf, P(m->out), m->T, d->D, d->vocab);
-    ops->zero(m->dy, TD * as);
-    ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), has_in ? slot(m, m->dstate_in, nl) : NULL, m->g.dxf,
-                         m->want_state_out ? slot(m, m->dstate_out, nl) : NULL, m->x[nl], m->f_mean, m->f_rstd,
-                         P(m->final_w), has_in ? slot(m, m->state_in, nl) : NULL, m->pos0, m->B, m->L, d->D, d->G);
-    for (int l = nl - 1; l >= 0; l--) {
-        if (m->recompute && l < nl - 1) /* the last block's activations are still there */
-            block_forward(m, l);
-        ops->zero(m->dx, TD * as);
-        block_backward(m, l, m->dy, m->dx);
+    ModelSlot *sl = &m->slots[slot];
+    const int nl = m->part.n_layers, has_in = m->pos0 > 0;
+    const size_t TDl = (size_t)m->T * m->Dl, as = ops->act_size;
+    if (m->part.last) {
+        ops->zero(m->g.dxf, TDl * as);
+        ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab);
+        ops->zero(m->dy, TDl * as);
+        dstate_recv(m, sl, nl);
+        ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), has_in ? st(m, sl->dstate_in, nl) : NULL,
+                             m->g.dxf, m->want_state_out ? st(m, sl->dstate_out, nl) : NULL, sl->x[nl], sl->f_mean,
+                             sl->f_rstd, P(m->final_w), has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L,
+                             m->Dl, m->Gl);
+        dstate_send(m, sl, nl);
+    }
+    for (int i = nl - 1; i >= 0; i--) {
+        if (m->recompute && !(m->shared_slot == slot && m->shared_layer == i))
+            block_forward(m, sl, i, 1);
+        m->shared_slot = -1;
+        ops->zero(m->dx, TDl * as);
+        block_backward(m, sl, i, m->dy, m->dx);
         void *t = m->dx;
         m->dx = m->dy;
         m->dy = t;
     }
-    ops->embedding_backward(GR(m->embed), m->dy, m->tokens, m->T, d->D, d->scale_emb ? sqrtf((float)d->D) : 1.0f);
+    if (m->part.first)
+        ops->embedding_backward(GR(m->embed), m->dy, sl->tokens, m->T, m->Dl,
+                                d->scale_emb ? sqrtf((float)d->D) : 1.0f);
 }
 
-void model_zero_grads(Model *m) { m->ops->zero(m->grads, m->n_elems * sizeof(float)); }
+void model_zero_grads(Model *m) { m->ops->zero(m->grads, m->n_padded * sizeof(float)); }

@@ -1,16 +1,28 @@
-/* model.h: the MEGALODON graph (spec sections 1-2), written once over the ops interface.
-   Parameters live in one fp32 master buffer carved by a table of (name, global shape, split);
-   gradients and AdamW moments mirror it; activations are allocated once at start-up.
+/* model.h: the MEGALODON graph (spec sections 1-2), written once over the ops interface, for any
+   part of the model a rank holds under the 4-D layout.
 
-   A Model instance computes one piece of B sequences of L tokens. For chunk parallelism a piece
-   may be the continuation of an earlier one: then pos0 > 0 tokens come before it and every
-   TimestepNorm and CEMA starts from the state in state_in; each piece leaves its final states in
-   state_out and, in backward, takes their gradients in dstate_out and gives the gradients of its
-   incoming states in dstate_in (spec section 12). */
+   Parameters live in one fp32 master buffer carved by a table of (name, global shape, split);
+   gradients mirror it. Activations live in slots, one per micro-batch in flight (pipeline
+   parallelism keeps several), all allocated once at start-up.
+
+   A rank's part (ModelPart) is a tensor-parallel shard of a pipeline stage: D, G, Z, V, F and
+   the heads are split tp ways as in spec section 7 (residual stream sharded on features; CEMA
+   output, TimestepNorm output and the attention output gathered to full width where a full-width
+   consumer needs them; W_h2 and W_2 row-parallel with a reduce-scatter); the stage holds blocks
+   [layer0, layer0 + n_layers) and, on the first stage, the embedding, on the last, the final
+   norm, the head and the loss.
+
+   A slot computes B sequences of L tokens. Under chunk parallelism they are a piece of longer
+   sequences: pos0 > 0 tokens come before it and every TimestepNorm and CEMA starts from the state
+   of the previous piece (state_in); the piece leaves its final states in state_out, takes their
+   gradients in dstate_out and gives its incoming states' gradients in dstate_in (spec section
+   12). With cp_comm set, the model exchanges them with its chunk-parallel neighbours itself,
+   block by block, so the ranks run as a wavefront. */
 #ifndef MEGATRAIN_MODEL_H
 #define MEGATRAIN_MODEL_H
 
 #include "kernels/ops.h"
+#include "parallel/comm.h"
 #include "src/config.h"
 
 #include <stddef.h>
@@ -21,6 +33,12 @@ typedef struct {
     int swiglu, scale_emb, share_emb;
     float rope_base, eps;
 } ModelDims;
+
+typedef struct {
+    int tp, tp_rank;        /* tensor-parallel shard */
+    int layer0, n_layers;   /* this stage's blocks */
+    int first, last;        /* the stage holds the embedding / the final norm, head and loss */
+} ModelPart;
 
 typedef enum {
     INIT_ZERO,       /* biases, norm weights, Q/K affine */
@@ -34,59 +52,81 @@ typedef enum {
 #define PARAM_MAXDIM 3
 
 typedef struct {
-    char name[PARAM_NAME];            /* spec section 16 */
+    char name[PARAM_NAME];        /* spec section 16 */
     int ndim;
-    int64_t shape[PARAM_MAXDIM];      /* global shape */
-    int split;                        /* dimension split under tensor parallelism, -1: replicated */
+    int64_t shape[PARAM_MAXDIM];  /* global shape */
+    int64_t local[PARAM_MAXDIM];  /* this rank's shard: shape[split] / tp */
+    int split;                    /* dimension split under tensor parallelism, -1: replicated */
     InitKind init;
     double std, clip;
-    size_t offset, numel;             /* in this rank's buffers */
+    size_t offset, numel;         /* the shard's place and size in this rank's buffers */
 } ParamInfo;
 
-/* Offsets (in elements) of one block's parameters in the parameter buffer. */
+/* Offsets (in elements) of one block's parameters in the parameter buffer; local shapes. */
 typedef struct {
-    size_t tsn_w, tsn_b;                          /* (D) */
-    size_t alpha, delta, theta, gamma, omega;     /* (D,N) (D,N) (D) (D,N,2) (D) */
-    size_t rms_w;                                 /* (D) */
-    size_t wz, bz, qk_gamma, qk_beta;             /* (Z,D) (Z) (2,Z) (2,Z) */
-    size_t wv, bv, wr, br;                        /* (V,D) (V) (V,D) (V) */
-    size_t wh1, bh1, wh2;                         /* (D,D) (D) (D,V) */
-    size_t ln_w, ln_b;                            /* (D) */
-    size_t w1, w3, w2;                            /* (F,D) (F,D, swiglu only) (D,F) */
+    size_t tsn_w, tsn_b;                          /* (Dl) */
+    size_t alpha, delta, theta, gamma, omega;     /* (Dl,N) (Dl,N) (Dl) (Dl,N,2) (Dl) */
+    size_t rms_w;                                 /* (D) replicated */
+    size_t wz, bz, qk_gamma, qk_beta;             /* (Zl,D) (Zl) (2,Zl) (2,Zl) */
+    size_t wv, bv, wr, br;                        /* (Vl,D) (Vl) (Vl,D) (Vl) */
+    size_t wh1, bh1, wh2;                         /* (Dl,D) (Dl) (D,Vl) */
+    size_t ln_w, ln_b;                            /* (D) replicated */
+    size_t w1, w3, w2;                            /* (Fl,D) (Fl,D, swiglu only) (D,Fl) */
 } BlockParams;
 
-/* What one block saves for its backward. */
+/* What one block saves for its backward (Dl = D/tp etc. are this rank's widths). */
 typedef struct {
-    void *xhat;              /* (T, D) TimestepNorm output */
-    float *tsn_mean, *tsn_rstd; /* (B, L, G) */
-    void *cema;              /* (T, D) CEMA output */
+    void *xhat;              /* (T, Dl) TimestepNorm output */
+    void *xhat_full;         /* (T, D) gathered (aliases xhat when tp = 1) */
+    float *tsn_mean, *tsn_rstd; /* (B, L, Gl) */
+    void *cema;              /* (T, Dl) CEMA output */
+    void *cema_full;         /* (T, D) gathered (aliases cema when tp = 1) */
     void *m;                 /* (T, D) RMSNorm output */
     float *rms;              /* (T) */
-    void *zs;                /* (T, Z) shared projection */
-    float *qk_rstd;          /* (T, H) */
-    void *q, *k;             /* (T, Z) after norm, affine, RoPE */
-    void *av, *vv;           /* (T, V) value pre-activation and value */
-    void *ar, *r;            /* (T, V) gate pre-activation and gate */
-    void *o;                 /* (T, V) attention output */
-    float *lse;              /* (B, H, L) */
-    void *ro;                /* (T, V) r * o */
-    void *yhat;              /* (T, D) attention sub-layer output plus residual */
+    void *zs;                /* (T, Zl) shared projection */
+    float *qk_rstd;          /* (T, Hl) */
+    void *q, *k;             /* (T, Zl) after norm, affine, RoPE */
+    void *av, *vv;           /* (T, Vl) value pre-activation and value */
+    void *ar, *r;            /* (T, Vl) gate pre-activation and gate */
+    void *o;                 /* (T, Vl) attention output */
+    float *lse;              /* (B, Hl, L) */
+    void *ro;                /* (T, Vl) r * o */
+    void *yhat;              /* (T, Dl) attention sub-layer output plus residual */
+    void *yhat_full;         /* (T, D) gathered (aliases yhat when tp = 1) */
     float *ln_mean, *ln_rstd; /* (T) */
     void *u;                 /* (T, D) LayerNorm output */
-    void *a1, *a3, *p;       /* (T, F) FFN: W1 branch, W3 branch (swiglu), product */
+    void *a1, *a3, *p;       /* (T, Fl) FFN: W1 branch, W3 branch (swiglu), product */
 } BlockActs;
 
-/* Gradient scratch shared by all blocks in backward. */
+/* Gradient scratch shared by all blocks and slots in backward. */
 typedef struct {
-    void *dxhat, *dcema, *dm, *dyhat, *du;   /* (T, D) */
-    void *dzs, *dq, *dk;                     /* (T, Z) */
-    void *dvv, *dav, *dr, *dar, *do_, *dro; /* (T, V) */
-    void *da1, *da3, *dp;                    /* (T, F) */
-    void *dxf;                               /* (T, D) final norm output */
+    void *dxhat, *dcema, *dyhat;             /* (T, Dl) */
+    void *dxhat_full, *dcema_full, *dyhat_full; /* (T, D) partial sums over tp (alias when tp = 1) */
+    void *dm, *du;                           /* (T, D) partial sums over tp */
+    void *dzs, *dq, *dk;                     /* (T, Zl) */
+    void *dvv, *dav, *dr, *dar, *do_, *dro;  /* (T, Vl) */
+    void *da1, *da3, *dp;                    /* (T, Fl) */
+    void *dxf;                               /* (T, Dl) final norm output */
 } BlockGrads;
+
+/* One micro-batch's activations. */
+typedef struct {
+    int32_t *tokens, *targets; /* (T) */
+    void **x;                  /* (n_layers + 1) x (T, Dl) residual stream at each block's input */
+    BlockActs *acts;           /* (n_layers); with recompute all alias one shared set */
+    void *xf;                  /* (T, Dl) final TimestepNorm output (last stage) */
+    float *f_mean, *f_rstd;    /* (B, L, Gl) */
+    void *logits;              /* (T, vocab); d(loss)/d(logits) after a training forward */
+    /* chunk-boundary states, one slot per block and one for the final norm:
+       [TimestepNorm (B, Gl, 2) | CEMA h (B, Dl, N, 2)] fp32 */
+    float *state_in, *state_out, *dstate_in, *dstate_out; /* (n_layers + 1) x state_elems */
+    double loss_sum;           /* of the last forward (last stage) */
+} ModelSlot;
 
 typedef struct {
     ModelDims d;
+    ModelPart part;
+    int Dl, Gl, Zl, Vl, Fl, Hl; /* this rank's widths */
     const Ops *ops;
     int B, L, T; /* sequences, tokens per sequence, B*L */
     int recompute;
@@ -94,56 +134,71 @@ typedef struct {
     ParamInfo *params_info;
     int n_params;
     size_t n_elems;          /* parameter elements on this rank */
-    BlockParams *blocks;     /* (n_layers) */
-    size_t embed, out, final_w, final_b; /* out == embed when share_emb */
+    size_t n_padded;         /* n_elems rounded up for optimizer sharding (model_create's pad_to) */
+    BlockParams *blocks;     /* (part.n_layers) */
+    size_t embed, out, final_w, final_b; /* out == embed when share_emb; (size_t)-1 if not here */
 
-    float *params;      /* (n_elems) fp32 master */
-    void *params_act;   /* (n_elems) compute copy, aliases params when the act dtype is fp32 */
-    float *grads;       /* (n_elems) */
-    float *adam_m, *adam_v; /* (n_elems) */
+    float *params;      /* (n_padded) fp32 master */
+    void *params_act;   /* (n_padded) compute copy, aliases params when the act dtype is fp32 */
+    float *grads;       /* (n_padded) */
 
-    int32_t *tokens, *targets; /* (T) */
-    void **x;                  /* (n_layers + 1) x (T, D) residual stream at each block's input */
-    BlockActs *acts;           /* (n_layers); all alias one set when recompute */
-    void *xf;                  /* (T, D) final TimestepNorm output */
-    float *f_mean, *f_rstd;    /* (B, L, G) */
-    void *logits;              /* (T, vocab); holds d(loss)/d(logits) after a training forward */
+    ModelSlot *slots;
+    int n_slots;
+    int shared_slot, shared_layer; /* whose block activations the recompute set holds */
     BlockGrads g;
-    void *dx, *dy;             /* (T, D) residual gradient, ping-pong */
+    void *dx, *dy;             /* (T, Dl) residual gradient, ping-pong */
+    void *blocks_buf;          /* (tp, T, Dl) tensor-parallel partial sums / gathers */
+    void *rs_buf;              /* (T, Dl) a reduce-scatter's result */
 
-    /* chunk-boundary states, one slot per block and one for the final norm:
-       [TimestepNorm (B, G, 2) | CEMA h (B, D, N, 2)] fp32 */
+    /* chunk parallelism: set by the caller */
     int64_t pos0;           /* tokens of the sequence before this piece; > 0: states come in */
-    int want_state_out;     /* compute the final states (a next piece exists) */
-    size_t state_elems;     /* floats per slot */
-    float *state_in, *state_out, *dstate_in, *dstate_out; /* (n_layers + 1) x state_elems */
-
-    double loss_sum;        /* of the last forward */
+    int want_state_out;     /* a next piece exists: compute the final states (and their gradients come) */
+    size_t state_elems;     /* floats per state slot */
+    Comm *tp_comm;          /* tensor-parallel group (NULL when tp = 1) */
+    Comm *cp_comm;          /* chunk-parallel neighbours exchange states (NULL: the caller does) */
 } Model;
 
 void model_dims_from_config(ModelDims *d, const Config *c);
+/* The whole model on one rank, or the part of rank (tp_rank, pp_rank) of a tp x pp layout:
+   blocks are split over stages as evenly as possible, earlier stages taking the extra ones. */
+ModelPart model_part(const ModelDims *d, int tp, int tp_rank, int pp, int pp_rank);
 /* Number of parameters of the whole model and FLOPs per token of one training step
    (6 x matmul parameters + attention score/value products; see doc/model.md). */
 int64_t model_param_count(const ModelDims *d);
 double model_flops_per_token(const ModelDims *d, int seq_len);
 
-/* Lay out parameters, allocate every buffer once. */
-void model_create(Model *m, const ModelDims *d, const Ops *ops, int B, int L, int recompute);
+/* Lay out this part's parameters and allocate every buffer once: n_slots micro-batch slots;
+   parameter buffers padded to a multiple of pad_to elements (optimizer sharding). */
+void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
+                  int n_slots, size_t pad_to);
 void model_free(Model *m);
-/* Initialise parameters (spec sections 3 and 6) from the seed; depends on nothing else. */
+/* Initialise parameters (spec sections 3 and 6); a value depends on (seed, name, global index)
+   only, so every layout starts from the same model. */
 void model_init_params(Model *m, uint64_t seed);
-/* Parameter I/O through host fp32 arrays in table order. */
+/* Parameter I/O through host fp32 arrays in table order (n_elems). */
 void model_params_to_host(const Model *m, float *host);
 void model_params_from_host(Model *m, const float *host);
 const ParamInfo *model_param(const Model *m, const char *name);
+/* Global row-major index of element i of tensor-parallel shard tp_rank of parameter p. */
+int64_t param_global_index(const ParamInfo *p, int tp_rank, int64_t i);
+/* The parameter table of any part (names, global and local shapes, offsets), without building
+   the model; returns the number of parameters, *out allocated. */
+int model_table(const ModelDims *d, const ModelPart *part, ParamInfo **out);
 
 /* tokens: host (B, L + 1); inputs are columns 0..L-1, targets 1..L. */
-void model_set_batch(Model *m, const int32_t *tokens);
-/* Forward; returns the summed cross-entropy of the piece's tokens. grad_scale != 0 prepares
-   backward with d(loss)/d(logits) = grad_scale * d(sum)/d(logits). */
-double model_forward(Model *m, float grad_scale);
-/* Backward of the last forward; accumulates into m->grads (zero them per step). */
-void model_backward(Model *m);
+void model_set_batch(Model *m, int slot, const int32_t *tokens);
+/* Forward of one slot; on the last stage returns the summed cross-entropy of its tokens (else
+   0). grad_scale != 0 prepares backward with d(loss)/d(logits) = grad_scale * d(sum)/d(logits).
+   A stage other than the first reads its input from model_stage_input. */
+double model_forward(Model *m, int slot, float grad_scale);
+/* Backward of that slot's last forward; accumulates into m->grads (zero them per step). A stage
+   other than the last takes the gradient of its output from model_output_grad. */
+void model_backward(Model *m, int slot);
 void model_zero_grads(Model *m);
+
+void *model_stage_input(Model *m, int slot);         /* (T, Dl) */
+const void *model_stage_output(const Model *m, int slot); /* (T, Dl) */
+void *model_output_grad(Model *m);                   /* (T, Dl): fill before backward */
+const void *model_input_grad(const Model *m);        /* (T, Dl): valid after backward */
 
 #endif

@@ -1,4 +1,4 @@
-/* optim.c: schedule, clipping and AdamW (see optim.h). */
+/* optim.c: schedule and clipping (see optim.h). */
 #include "src/optim.h"
 
 #include <math.h>
@@ -21,16 +21,8 @@ double schedule_lr(const Config *c, int64_t step)
     }
 }
 
-double optim_step(Model *m, const Config *c, int64_t step, double grad_sumsq)
+double clip_scale(const Config *c, double norm)
 {
-    double norm = sqrt(grad_sumsq), scale = 1.0;
-    if (c->optimizer.grad_clip > 0) {
-        double coef = c->optimizer.grad_clip / (norm + 1e-6);
-        if (coef < 1.0)
-            scale = coef;
-    }
-    m->ops->adamw(m->params, m->params_act, m->grads, m->adam_m, m->adam_v, m->n_elems, (float)schedule_lr(c, step),
-                  (float)c->optimizer.beta1, (float)c->optimizer.beta2, (float)c->optimizer.eps,
-                  (float)c->optimizer.weight_decay, (int)step, (float)scale);
-    return norm;
+    double coef = c->optimizer.grad_clip / (norm + 1e-6);
+    return c->optimizer.grad_clip > 0 && coef < 1.0 ? coef : 1.0;
 }

@@ -1,10 +1,10 @@
-/* train.c: the training loop (see train.h). */
+/* train.c: the 4-D parallel trainer and the training loop (see train.h). */
 #include "src/train.h"
 
 #include "kernels/ops.h"
 #include "parallel/mpi_check.h"
+#include "parallel/pipeline.h"
 #include "src/metrics.h"
-#include "src/model.h"
 #include "src/optim.h"
 #include "src/util.h"
 
@@ -14,37 +14,299 @@
 #include <stdlib.h>
 #include <string.h>
 
-void batch_read(BatchSource *src, int64_t first, int nrows, int32_t *out)
+void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols, int32_t *out)
 {
     if (src->sampler) {
-        sampler_read(src->sampler, first, 0, nrows, 0, src->L, out);
+        sampler_read(src->sampler, first, 0, nrows, col0, ncols, out);
         return;
     }
     uint64_t key = rng_key(src->seed, "random-tokens");
     const int64_t w = src->L + 1;
     for (int r = 0; r < nrows; r++)
-        for (int64_t j = 0; j < w; j++)
-            out[r * w + j] = (int32_t)(rng_u64(key, (uint64_t)((first + r) * w + j)) % (uint64_t)src->vocab);
+        for (int j = 0; j <= ncols; j++)
+            out[r * (ncols + 1) + j] =
+                (int32_t)(rng_u64(key, (uint64_t)((first + r) * w + col0 + j)) % (uint64_t)src->vocab);
 }
 
-/* Mean validation loss over eval.batches global batches of the val split (in order). */
-static double evaluate(Model *m, const Config *c, const Topo *t, Dataset *val, int32_t *tokens)
+/* ---- set-up ---- */
+
+/* a Comm over an axis: NCCL for device buffers, MPI for host ones */
+static void comm_over(Comm *c, const Ops *ops, MPI_Comm axis)
 {
+    if (ops->on_device)
+        comm_init_nccl(c, axis);
+    else
+        comm_init_mpi(c, axis);
+}
+
+void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->c = c;
+    tr->t = t;
+    tr->ops = ops_get(config_device_name(c->train.device));
+    if (!tr->ops)
+        fail_input("train.device: %s: no such backend in this build", config_device_name(c->train.device));
+    const Ops *ops = tr->ops;
+    model_dims_from_config(&tr->dims, c);
+    comm_over(&tr->tp, ops, t->tp_comm);
+    comm_over(&tr->cp, ops, t->cp_comm);
+    comm_over(&tr->pp, ops, t->pp_comm);
+    comm_over(&tr->dpcp, ops, t->dpcp_comm);
+    comm_init_mpi(&tr->world, t->world_comm); /* host scalars: losses, norms */
+    if ((tr->emb_live = t->emb_comm != MPI_COMM_NULL && c->model.share_emb))
+        comm_over(&tr->emb, ops, t->emb_comm);
+
+    const int B = c->data.batch_size, L = c->data.seq_len, micro = c->parallel.micro_batches;
+    tr->rows = B / t->dp;
+    tr->mb_rows = tr->rows / micro;
+    tr->Lloc = L / t->cp;
+    ModelPart part = model_part(&tr->dims, t->tp, t->tp_rank, t->pp, t->pp_rank);
+    int slots = pipeline_slots(t->pp_rank, t->pp, micro);
+    Model *m = &tr->m;
+    model_create(m, &tr->dims, &part, ops, tr->mb_rows, tr->Lloc, c->train.recompute, slots,
+                 (size_t)tr->dpcp.size);
+    model_init_params(m, (uint64_t)c->train.seed);
+    m->tp_comm = &tr->tp;
+    m->cp_comm = &tr->cp;
+    m->pos0 = (int64_t)t->cp_rank * tr->Lloc;
+    m->want_state_out = t->cp_rank < t->cp - 1;
+    zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
+
+    tr->src = (BatchSource){.seed = (uint64_t)c->train.seed, .L = L, .vocab = tr->dims.vocab};
+    if (train)
+        tr->src.sampler = sampler_create(train, (uint64_t)c->train.seed, L, 1);
+    tr->tokens = xmalloc((size_t)tr->mb_rows * (tr->Lloc + 1) * sizeof(int32_t));
+    if (t->pp > 1) {
+        tr->fwd_send = xcalloc((size_t)micro, sizeof(void *));
+        tr->bwd_send = xcalloc((size_t)micro, sizeof(void *));
+        const size_t bytes = (size_t)m->T * m->Dl * ops->act_size;
+        for (int k = 0; k < micro; k++) {
+            tr->fwd_send[k] = part.last ? NULL : ops->alloc(bytes);
+            tr->bwd_send[k] = part.first ? NULL : ops->alloc(bytes);
+        }
+    }
+    tr->grad_scale = 1.0f / ((float)B * (float)L);
+}
+
+void trainer_free(Trainer *tr)
+{
+    if (tr->fwd_send)
+        for (int k = 0; k < tr->c->parallel.micro_batches; k++) {
+            if (tr->fwd_send[k])
+                tr->ops->release(tr->fwd_send[k]);
+            if (tr->bwd_send[k])
+                tr->ops->release(tr->bwd_send[k]);
+        }
+    free(tr->fwd_send);
+    free(tr->bwd_send);
+    free(tr->tokens);
+    if (tr->src.sampler)
+        sampler_free(tr->src.sampler);
+    zero_free(&tr->zero);
+    model_free(&tr->m);
+    Comm *cs[] = {&tr->tp, &tr->cp, &tr->pp, &tr->dpcp, &tr->world};
+    for (int i = 0; i < 5; i++)
+        comm_free(cs[i]);
+    if (tr->emb_live)
+        comm_free(&tr->emb);
+}
+
+/* ---- one micro-batch through this stage (callbacks of the pipeline schedule) ---- */
+
+typedef struct {
+    Trainer *tr;
+    BatchSource *src;
+    int64_t first; /* the global batch's first sample */
+    float grad_scale; /* 0: evaluation, no backward */
+} StepCtx;
+
+static void micro_forward(void *ctx, int k)
+{
+    StepCtx *x = ctx;
+    Trainer *tr = x->tr;
+    Model *m = &tr->m;
+    const Topo *t = tr->t;
+    const int slot = k % m->n_slots;
+    const size_t n = (size_t)m->T * m->Dl;
+    const CommType at = comm_type_of(tr->ops->act);
+    batch_read(x->src, x->first + (int64_t)t->dp_rank * tr->rows + (int64_t)k * tr->mb_rows, tr->mb_rows,
+               t->cp_rank * tr->Lloc, tr->Lloc, tr->tokens);
+    model_set_batch(m, slot, tr->tokens);
+    if (!m->part.first)
+        comm_recv(&tr->pp, model_stage_input(m, slot), n, at, t->pp_rank - 1, k);
+    tr->loss += model_forward(m, slot, x->grad_scale);
+    if (!m->part.last) {
+        tr->ops->copy(tr->fwd_send[k], model_stage_output(m, slot), n);
+        comm_send(&tr->pp, tr->fwd_send[k], n, at, t->pp_rank + 1, k);
+    }
+}
+
+static void micro_backward(void *ctx, int k)
+{
+    StepCtx *x = ctx;
+    Trainer *tr = x->tr;
+    Model *m = &tr->m;
+    const int pp_rank = tr->t->pp_rank;
+    const size_t n = (size_t)m->T * m->Dl;
+    const CommType at = comm_type_of(tr->ops->act);
+    if (!m->part.last)
+        comm_recv(&tr->pp, model_output_grad(m), n, at, pp_rank + 1, k);
+    model_backward(m, k % m->n_slots);
+    if (!m->part.first) {
+        tr->ops->copy(tr->bwd_send[k], model_input_grad(m), n);
+        comm_send(&tr->pp, tr->bwd_send[k], n, at, pp_rank - 1, k);
+    }
+}
+
+/* Losses live on the last stage, once per tp group: sum them over the job. */
+static double job_loss(Trainer *tr)
+{
+    double loss = tr->m.part.last && tr->t->tp_rank == 0 ? tr->loss : 0.0;
+    comm_allreduce(&tr->world, &loss, 1, COMM_F64);
+    return loss;
+}
+
+/* Sum of squares of the gradient shard this rank updates, counting each parameter once over the
+   job: tensor-parallel replicas (split -1) on tp rank 0 only, a tied embedding on the first stage. */
+static double grad_sumsq(Trainer *tr)
+{
+    const Model *m = &tr->m;
+    const Zero *z = &tr->zero;
+    double s = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const ParamInfo *p = &m->params_info[i];
+        if ((p->split < 0 && tr->t->tp_rank > 0) || (p->offset == m->embed && !m->part.first))
+            continue;
+        size_t lo = p->offset > z->lo ? p->offset : z->lo;
+        size_t hi = p->offset + p->numel < z->lo + z->shard ? p->offset + p->numel : z->lo + z->shard;
+        if (lo < hi)
+            s += tr->ops->sumsq(z->grad + (lo - z->lo), hi - lo);
+    }
+    comm_allreduce(&tr->world, &s, 1, COMM_F64);
+    return s;
+}
+
+double trainer_forward_backward(Trainer *tr)
+{
+    const Config *c = tr->c;
+    const Topo *t = tr->t;
+    model_zero_grads(&tr->m);
+    tr->loss = 0;
+    StepCtx x = {.tr = tr, .src = &tr->src, .first = tr->cursor, .grad_scale = tr->grad_scale};
+    PipelineSteps steps = {.ctx = &x, .forward = micro_forward, .backward = micro_backward};
+    pipeline_1f1b(t->pp_rank, t->pp, c->parallel.micro_batches, &steps);
+    comm_wait(&tr->pp);
+    comm_wait(&tr->cp);
+    tr->cursor += c->data.batch_size;
+    return job_loss(tr) / ((double)c->data.batch_size * c->data.seq_len);
+}
+
+void trainer_update(Trainer *tr, double *grad_norm, double *lr)
+{
+    const Config *c = tr->c;
+    const Topo *t = tr->t;
+    Model *m = &tr->m;
+    tr->step++;
+    /* gradients: tensor-parallel replicas hold partial sums; a tied embedding has a part on the
+       first and on the last stage; then the data-parallel sum lands in this rank's shard */
+    if (t->tp > 1)
+        for (int i = 0; i < m->n_params; i++)
+            if (m->params_info[i].split < 0)
+                comm_allreduce(&tr->tp, m->grads + m->params_info[i].offset, m->params_info[i].numel, COMM_F32);
+    if (tr->emb_live) {
+        const ParamInfo *e = model_param(m, "embed.weight");
+        comm_allreduce(&tr->emb, m->grads + e->offset, e->numel, COMM_F32);
+    }
+    zero_reduce(&tr->zero, m->grads);
+    *grad_norm = sqrt(grad_sumsq(tr));
+    *lr = schedule_lr(c, tr->step);
+    zero_step(&tr->zero, m->params, m->params_act, (float)*lr, (float)c->optimizer.beta1, (float)c->optimizer.beta2,
+              (float)c->optimizer.eps, (float)c->optimizer.weight_decay, (int)tr->step,
+              (float)clip_scale(c, *grad_norm));
+    tr->ops->sync();
+}
+
+double trainer_step(Trainer *tr, double *grad_norm, double *lr)
+{
+    double loss = trainer_forward_backward(tr);
+    trainer_update(tr, grad_norm, lr);
+    return loss;
+}
+
+double trainer_eval(Trainer *tr, Dataset *val)
+{
+    const Config *c = tr->c;
     Sampler *s = sampler_create(val, (uint64_t)c->train.seed, c->data.seq_len, 0);
     BatchSource src = {.sampler = s, .L = c->data.seq_len};
-    const int B = c->data.batch_size, rows = B / t->dp;
-    double sum = 0;
-    for (int e = 0; e < c->eval.batches; e++)
-        for (int r = 0; r < rows; r += m->B) {
-            /* unshuffled: sample k is window k mod W, so a small split just repeats */
-            batch_read(&src, (int64_t)e * B + (int64_t)t->dp_rank * rows + r, m->B, tokens);
-            model_set_batch(m, tokens);
-            sum += model_forward(m, 0.0f);
-        }
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE, MPI_SUM, t->dpcp_comm));
+    StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f};
+    tr->loss = 0;
+    for (int e = 0; e < c->eval.batches; e++) {
+        /* unshuffled: sample k is window k mod W, so a small split just repeats */
+        x.first = (int64_t)e * c->data.batch_size;
+        for (int k = 0; k < c->parallel.micro_batches; k++)
+            micro_forward(&x, k);
+        comm_wait(&tr->pp);
+        comm_wait(&tr->cp);
+    }
     sampler_free(s);
-    return sum / ((double)c->eval.batches * B * c->data.seq_len);
+    return job_loss(tr) / ((double)c->eval.batches * c->data.batch_size * c->data.seq_len);
 }
+
+/* ---- gathering whole parameters on rank 0 ---- */
+
+void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, const int64_t *shape, int ndim,
+                                                  const float *data),
+                        void *ctx)
+{
+    const Topo *t = tr->t;
+    const Model *m = &tr->m;
+    float *host = NULL;
+    if (t->dp_rank == 0 && t->cp_rank == 0) { /* the holders of each stage's shards (all replicas agree) */
+        host = xmalloc(m->n_elems * sizeof(float));
+        model_params_to_host(m, host);
+    }
+    for (int s = 0; s < t->pp; s++) {
+        ModelPart part = model_part(&tr->dims, t->tp, 0, t->pp, s);
+        ParamInfo *table;
+        int n = model_table(&tr->dims, &part, &table);
+        for (int i = 0; i < n; i++) {
+            const ParamInfo *p = &table[i];
+            if (s > 0 && !strcmp(p->name, "embed.weight"))
+                continue; /* the tied head: gathered with stage 0 */
+            size_t global = 1;
+            for (int k = 0; k < p->ndim; k++)
+                global *= (size_t)p->shape[k];
+            float *full = t->rank == 0 ? xmalloc(global * sizeof(float)) : NULL, *piece = NULL;
+            int ranks = p->split < 0 ? 1 : t->tp;
+            if (t->rank == 0)
+                piece = xmalloc(p->numel * sizeof(float));
+            for (int j = 0; j < ranks; j++) {
+                int src = topo_rank_of(t, 0, s, 0, j);
+                if (t->rank == src && src != 0)
+                    MPI_CHECK(MPI_Send(host + model_param(m, p->name)->offset, (int)p->numel, MPI_FLOAT, 0, i,
+                                       t->world_comm));
+                if (t->rank == 0) {
+                    if (src == 0)
+                        memcpy(piece, host + model_param(m, p->name)->offset, p->numel * sizeof(float));
+                    else
+                        MPI_CHECK(MPI_Recv(piece, (int)p->numel, MPI_FLOAT, src, i, t->world_comm,
+                                           MPI_STATUS_IGNORE));
+                    for (size_t e = 0; e < p->numel; e++)
+                        full[param_global_index(p, j, (int64_t)e)] = piece[e];
+                }
+            }
+            if (t->rank == 0)
+                take(ctx, p->name, p->shape, p->ndim, full);
+            free(full);
+            free(piece);
+        }
+        free(table);
+    }
+    free(host);
+}
+
+/* ---- the training loop ---- */
 
 void train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
 {
@@ -58,59 +320,23 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
     }
     if (threads > 0)
         omp_set_num_threads(threads);
-    const Ops *ops = ops_get(config_device_name(c->train.device));
-    if (!ops)
-        fail_input("train.device: %s: no such backend in this build", config_device_name(c->train.device));
-    ModelDims dims;
-    model_dims_from_config(&dims, c);
-    const int B = c->data.batch_size, L = c->data.seq_len, micro = c->parallel.micro_batches;
-    const int rows = B / t->dp, mb_rows = rows / micro; /* this rank's sequences per step, per micro-batch */
-    Model m;
-    model_create(&m, &dims, ops, mb_rows, L, c->train.recompute);
-    model_init_params(&m, (uint64_t)c->train.seed);
-
-    BatchSource src = {.seed = (uint64_t)c->train.seed, .L = L, .vocab = dims.vocab};
-    if (train)
-        src.sampler = sampler_create(train, (uint64_t)c->train.seed, L, 1);
-    int32_t *tokens = xmalloc((size_t)mb_rows * (L + 1) * sizeof(int32_t));
-    float *host_grads = ops->on_device ? xmalloc(m.n_elems * sizeof(float)) : NULL;
-
+    Trainer tr;
+    trainer_init(&tr, c, t, train);
+    const ModelDims *dims = &tr.dims;
+    const int B = c->data.batch_size, L = c->data.seq_len;
     Metrics mt;
-    double flops_token = model_flops_per_token(&dims, L);
-    metrics_open(&mt, c, config_path, t, model_param_count(&dims), flops_token);
+    double flops_token = model_flops_per_token(dims, L);
+    metrics_open(&mt, c, config_path, t, model_param_count(dims), flops_token);
     log_info("megatrain: %lld parameters, %d layers, D=%d, %s on %s (%d threads per rank); %d ranks (dp %d, tp %d, "
              "pp %d, cp %d); batch %d x %d tokens, %lld steps",
-             (long long)model_param_count(&dims), dims.n_layers, dims.D, config_precision_name(c->train.precision),
-             ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L, (long long)c->train.steps);
-
-    const float grad_scale = 1.0f / ((float)B * (float)L);
-    int64_t cursor = 0; /* samples drawn so far (the data cursor) */
+             (long long)model_param_count(dims), dims->n_layers, dims->D, config_precision_name(c->train.precision),
+             tr.ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L,
+             (long long)c->train.steps);
     for (int64_t step = 1; step <= c->train.steps; step++) {
-        double t0 = util_now(), loss = 0;
-        model_zero_grads(&m);
-        for (int k = 0; k < micro; k++) {
-            batch_read(&src, cursor + (int64_t)t->dp_rank * rows + (int64_t)k * mb_rows, mb_rows, tokens);
-            model_set_batch(&m, tokens);
-            loss += model_forward(&m, grad_scale);
-            model_backward(&m);
-        }
-        cursor += B;
-        /* data parallel: sum the gradients of all replicas (each already scaled by 1/(B L)) */
-        if (t->dp * t->cp > 1) {
-            float *g = m.grads;
-            if (host_grads)
-                ops->download(g = host_grads, m.grads, m.n_elems * sizeof(float));
-            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, g, (int)m.n_elems, MPI_FLOAT, MPI_SUM, t->dpcp_comm));
-            if (host_grads)
-                ops->upload(m.grads, g, m.n_elems * sizeof(float));
-        }
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, t->dpcp_comm));
-        loss /= (double)B * L;
+        double t0 = util_now(), gnorm, lr;
+        double loss = trainer_step(&tr, &gnorm, &lr);
         if (!isfinite(loss))
             fail("step %lld: the loss is not finite (%g); stopping", (long long)step, loss);
-        double lr = schedule_lr(c, step);
-        double gnorm = optim_step(&m, c, step, ops->sumsq(m.grads, m.n_elems));
-        ops->sync();
         StepStats st = {.step = step,
                         .steps = c->train.steps,
                         .tokens = step * (int64_t)B * L,
@@ -122,12 +348,8 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
                         .step_flops = flops_token * B * L};
         metrics_step(&mt, &st);
         if (val && c->eval.every > 0 && (step % c->eval.every == 0 || step == c->train.steps))
-            metrics_eval(&mt, step, st.tokens, evaluate(&m, c, t, val, tokens));
+            metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val));
     }
     metrics_close(&mt);
-    if (src.sampler)
-        sampler_free(src.sampler);
-    free(tokens);
-    free(host_grads);
-    model_free(&m);
+    trainer_free(&tr);
 }

@@ -1,12 +1,16 @@
-/* train.h: the training loop (data, forward/backward over micro-batches, gradient reduction,
-   clipping, AdamW, evaluation, metrics) and the batch source it shares with `megatrain dump`. */
+/* train.h: one optimizer step of the 4-D parallel trainer (data: micro-batches and the pipeline
+   schedule, forward and backward with tensor- and chunk-parallel exchanges, gradient reduction,
+   clipping, sharded AdamW), evaluation, and the training loop with its metrics. */
 #ifndef MEGATRAIN_TRAIN_H
 #define MEGATRAIN_TRAIN_H
 
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "parallel/comm.h"
 #include "parallel/topo.h"
+#include "parallel/zero.h"
 #include "src/config.h"
+#include "src/model.h"
 
 #include <stdint.h>
 
@@ -18,8 +22,44 @@ typedef struct {
     int L, vocab;
 } BatchSource;
 
-/* Samples first .. first + nrows - 1 of the run, all L + 1 columns: out (nrows, L + 1). */
-void batch_read(BatchSource *src, int64_t first, int nrows, int32_t *out);
+/* Samples first .. first + nrows - 1 of the run, columns col0 .. col0 + ncols (ncols + 1 tokens:
+   inputs and the shifted targets): out (nrows, ncols + 1). */
+void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols, int32_t *out);
+
+typedef struct {
+    const Config *c;
+    const Topo *t;
+    const Ops *ops;
+    ModelDims dims;
+    Model m;
+    Comm tp, cp, pp, dpcp, world; /* this rank's groups (tp/cp/pp of size 1 when unused) */
+    Comm emb;                     /* first and last stage, for a tied embedding; emb_live */
+    int emb_live;
+    Zero zero;
+    BatchSource src;
+    int rows, mb_rows, Lloc;      /* sequences per step and per micro-batch on this rank; its piece */
+    int32_t *tokens;              /* host (mb_rows, Lloc + 1) */
+    void **fwd_send, **bwd_send;  /* per micro-batch stage-boundary buffers (T, Dl) */
+    int64_t cursor;               /* samples drawn so far (the data cursor) */
+    float grad_scale;
+    double loss;                  /* this step's loss sum on this rank */
+    int64_t step;                 /* optimizer steps taken */
+} Trainer;
+
+void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train);
+void trainer_free(Trainer *tr);
+/* One optimizer step; returns the mean loss of the global batch (on every rank). */
+double trainer_step(Trainer *tr, double *grad_norm, double *lr);
+/* Its two halves: the gradients of the global batch at the data cursor (which advances), with the
+   mean loss; then their reduction, clipping and the sharded AdamW update. */
+double trainer_forward_backward(Trainer *tr);
+void trainer_update(Trainer *tr, double *grad_norm, double *lr);
+/* Mean loss over eval.batches global batches of val (in order), on every rank. */
+double trainer_eval(Trainer *tr, Dataset *val);
+/* Collective: every parameter of the model, whole (global shape), handed to take() on rank 0 of
+   the job, stage by stage in table order. */
+void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, const int64_t *shape, int ndim,
+                                                  const float *data), void *ctx);
 
 /* Train as configured on the grid t; train/val may be NULL (random tokens / no evaluation). */
 void train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val);

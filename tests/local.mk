@@ -3,7 +3,8 @@ EXTRA_DIST += tests/tap.h tests/tap.sh
 include tests/ops.mk
 include tests/ref/local.mk
 
-check_PROGRAMS += tests/test_model
+check_PROGRAMS += tests/test_model tests/test_parallel
 tests_test_model_SOURCES = tests/test_model.c
-TESTS += tests/test_model tests/test_cli.sh tests/test_demo.sh
-EXTRA_DIST += tests/test_cli.sh tests/test_demo.sh
+tests_test_parallel_SOURCES = tests/test_parallel.c
+TESTS += tests/test_model tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh
+EXTRA_DIST += tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh

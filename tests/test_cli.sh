@@ -81,8 +81,14 @@ run "$mt" good.yaml --set model.z_dim=6 --print-config
 expect_fail 2 "model.z_dim: 6 must be n_heads (2) times an even head width" "odd head width"
 run "$mt" good.yaml --set model.vocab_size=0 --print-config
 expect_fail 2 "model.vocab_size: needs a value when data.path is empty" "no vocabulary"
-run "$mt" good.yaml --set parallel.pp=2 --print-config
-expect_fail 2 "tp \* pp \* cp = 1 \* 2 \* 1 = 2 does not divide the 1 ranks" "layout not dividing the world size"
+run "$mt" good.yaml --set parallel.cp=2 --print-config
+expect_fail 2 "parallel.cp: tp \* pp \* cp = 1 \* 1 \* 2 = 2 does not divide the 1 ranks" "layout not dividing the world size"
+run "$mt" good.yaml --set parallel.tp=4 --print-config
+expect_fail 2 "parallel.tp: 4 does not divide model.n_heads (2)" "tp not dividing the heads"
+run "$mt" good.yaml --set parallel.pp=2 --set model.n_layers=1 --print-config
+expect_fail 2 "parallel.pp: 2 stages for 1 layers" "more pipeline stages than layers"
+run timeout 60 $MPIRUN -np 2 "$mt" good.yaml --set parallel.cp=2 --set data.seq_len=24 --print-config
+expect_fail 2 "pieces of 12 tokens, not a whole number of model.chunk (8) chunks" "a chunk-parallel piece not a whole number of chunks"
 run "$mt" good.yaml --set train.device=cuda --print-config
 if grep -q 'define HAVE_CUDA 1' "$top_builddir/autoconfig.h"; then tap_ok 0 "cuda accepted by a CUDA build"; else
     expect_fail 2 "built without CUDA" "device cuda refused by a CPU-only build"; fi

@@ -41,6 +41,13 @@ static void random_tokens(int32_t *t, size_t n, int vocab, uint64_t seed)
         t[i] = (int32_t)(rng_u64(seed, i) % (uint64_t)vocab);
 }
 
+/* the whole model on one rank, one slot */
+static void create(Model *m, const ModelDims *d, const Ops *ops, int B, int L, int recompute)
+{
+    ModelPart part = model_part(d, 1, 0, 1, 0);
+    model_create(m, d, &part, ops, B, L, recompute, 1, 1);
+}
+
 static double act_get(const Model *m, const void *buf, size_t i)
 {
     return m->ops->act == DTYPE_F64 ? ((const double *)buf)[i] : ((const float *)buf)[i];
@@ -51,7 +58,7 @@ static void test_table(void)
     for (int sw = 0; sw < 2; sw++) {
         ModelDims d = tiny(sw);
         Model m;
-        model_create(&m, &d, ops_cpu(), 2, 8, 0);
+        create(&m, &d, ops_cpu(), 2, 8, 0);
         int unique = 1;
         for (int i = 0; i < m.n_params; i++)
             for (int j = i + 1; j < m.n_params; j++)
@@ -87,16 +94,16 @@ static void test_gradcheck(int swiglu)
     ModelDims d = tiny(swiglu);
     const int B = 2, L = 12; /* three attention chunks of 4 */
     Model m;
-    model_create(&m, &d, ops_cpu64(), B, L, swiglu /* recompute path on one of the two */);
+    create(&m, &d, ops_cpu64(), B, L, swiglu /* recompute path on one of the two */);
     model_init_params(&m, 11);
     perturb_params(&m, 99 + swiglu);
     int32_t tok[2 * 13];
     random_tokens(tok, sizeof tok / sizeof tok[0], d.vocab, 5);
-    model_set_batch(&m, tok);
+    model_set_batch(&m, 0, tok);
     const double ntok = B * L;
     model_zero_grads(&m);
-    model_forward(&m, (float)(1.0 / ntok));
-    model_backward(&m);
+    model_forward(&m, 0, (float)(1.0 / ntok));
+    model_backward(&m, 0);
     double *pa = m.params_act;
     const double h = 1e-5;
     double worst = 0;
@@ -108,9 +115,9 @@ static void test_gradcheck(int swiglu)
             size_t e = p->offset + rng_u64(1234 + i, k) % p->numel;
             double keep = pa[e];
             pa[e] = keep + h;
-            double lp = model_forward(&m, 0) / ntok;
+            double lp = model_forward(&m, 0, 0) / ntok;
             pa[e] = keep - h;
-            double lm = model_forward(&m, 0) / ntok;
+            double lm = model_forward(&m, 0, 0) / ntok;
             pa[e] = keep;
             num[k] = (lp - lm) / (2 * h);
             ana[k] = m.grads[e];
@@ -139,9 +146,10 @@ static void test_split(const Ops *ops, double tol)
     ModelDims d = tiny(1);
     const int B = 2, L1 = 8, L = 2 * L1;
     Model whole, p1, p2;
-    model_create(&whole, &d, ops, B, L, 0);
-    model_create(&p1, &d, ops, B, L1, 0);
-    model_create(&p2, &d, ops, B, L1, 0);
+    create(&whole, &d, ops, B, L, 0);
+    create(&p1, &d, ops, B, L1, 0);
+    create(&p2, &d, ops, B, L1, 0);
+    ModelSlot *sw = &whole.slots[0], *s1 = &p1.slots[0], *s2 = &p2.slots[0];
     Model *ms[3] = {&whole, &p1, &p2};
     for (int i = 0; i < 3; i++) {
         model_init_params(ms[i], 21);
@@ -154,39 +162,40 @@ static void test_split(const Ops *ops, double tol)
         memcpy(t1 + b * (L1 + 1), tok + b * (L + 1), (L1 + 1) * sizeof(int32_t));
         memcpy(t2 + b * (L1 + 1), tok + b * (L + 1) + L1, (L1 + 1) * sizeof(int32_t));
     }
-    model_set_batch(&whole, tok);
-    model_set_batch(&p1, t1);
-    model_set_batch(&p2, t2);
+    model_set_batch(&whole, 0, tok);
+    model_set_batch(&p1, 0, t1);
+    model_set_batch(&p2, 0, t2);
     const float gs = 1.0f / (float)(B * L);
-    double lw = model_forward(&whole, 0), l1, l2;
+    double lw = model_forward(&whole, 0, 0), l1, l2;
     /* logits of the whole run, before the training forward overwrites them */
     size_t V = (size_t)d.vocab, nl = (size_t)B * L * V;
     double *logits_whole = xmalloc(nl * sizeof(double)), *logits_split = xmalloc(nl * sizeof(double));
     for (size_t i = 0; i < nl; i++)
-        logits_whole[i] = act_get(&whole, whole.logits, i);
+        logits_whole[i] = act_get(&whole, sw->logits, i);
     p1.want_state_out = 1;
-    l1 = model_forward(&p1, 0);
+    l1 = model_forward(&p1, 0, 0);
     p2.pos0 = L1;
-    copy_states(p2.state_in, p1.state_out, &p1);
-    l2 = model_forward(&p2, 0);
+    copy_states(s2->state_in, s1->state_out, &p1);
+    l2 = model_forward(&p2, 0, 0);
     for (int b = 0; b < B; b++)
         for (int l = 0; l < L; l++)
             for (size_t v = 0; v < V; v++) {
                 const Model *p = l < L1 ? &p1 : &p2;
-                logits_split[((size_t)b * L + l) * V + v] = act_get(p, p->logits, ((size_t)b * L1 + l % L1) * V + v);
+                logits_split[((size_t)b * L + l) * V + v] =
+                    act_get(p, p->slots[0].logits, ((size_t)b * L1 + l % L1) * V + v);
             }
     double e = tap_relerr(logits_split, logits_whole, nl);
     tap_check(e < tol, "%s: split logits match the whole sequence (relative error %.2e)", ops->name, e);
     tap_check(fabs(l1 + l2 - lw) <= tol * fabs(lw), "%s: split loss %.9g matches %.9g", ops->name, l1 + l2, lw);
 
     /* backward: whole; then piece 2, whose state gradients feed piece 1 */
-    model_forward(&whole, gs);
-    model_backward(&whole);
-    model_forward(&p1, gs);
-    model_forward(&p2, gs);
-    model_backward(&p2);
-    copy_states(p1.dstate_out, p2.dstate_in, &p2);
-    model_backward(&p1);
+    model_forward(&whole, 0, gs);
+    model_backward(&whole, 0);
+    model_forward(&p1, 0, gs);
+    model_forward(&p2, 0, gs);
+    model_backward(&p2, 0);
+    copy_states(s1->dstate_out, s2->dstate_in, &p2);
+    model_backward(&p1, 0);
     double *gw = xmalloc(whole.n_elems * sizeof(double)), *gsum = xmalloc(whole.n_elems * sizeof(double));
     for (size_t i = 0; i < whole.n_elems; i++) {
         gw[i] = whole.grads[i];
@@ -206,16 +215,16 @@ static void test_split(const Ops *ops, double tol)
                                 2 * p2.state_elems + 2, 2 * p2.state_elems + 3};   /* final norm */
         double num[11], ana[11];
         for (int k = 0; k < 11; k++) {
-            float *s = p2.state_in + picks[k], keep = *s;
+            float *s = s2->state_in + picks[k], keep = *s;
             *s = keep + 1e-3f;
             float up = *s;
-            double lp = model_forward(&p2, 0);
+            double lp = model_forward(&p2, 0, 0);
             *s = keep - 1e-3f;
             float dn = *s;
-            double lm = model_forward(&p2, 0);
+            double lm = model_forward(&p2, 0, 0);
             *s = keep;
             num[k] = (lp - lm) * gs / ((double)up - dn);
-            ana[k] = p2.dstate_in[picks[k]];
+            ana[k] = s2->dstate_in[picks[k]];
         }
         /* central differences with h = 1e-3 on fp32 states: truncation ~h^2 relative */
         e = tap_relerr(ana, num, 11);
@@ -232,8 +241,8 @@ static void test_init_layout_free(void)
 {
     ModelDims d = tiny(0);
     Model a, b;
-    model_create(&a, &d, ops_cpu(), 1, 4, 0);
-    model_create(&b, &d, ops_cpu64(), 3, 8, 1);
+    create(&a, &d, ops_cpu(), 1, 4, 0);
+    create(&b, &d, ops_cpu64(), 3, 8, 1);
     model_init_params(&a, 5);
     model_init_params(&b, 5);
     float *ha = xmalloc(a.n_elems * sizeof(float)), *hb = xmalloc(b.n_elems * sizeof(float));
@@ -244,6 +253,23 @@ static void test_init_layout_free(void)
     model_init_params(&b, 6);
     model_params_to_host(&b, hb);
     tap_check(memcmp(ha, hb, a.n_elems * sizeof(float)) != 0, "another seed gives other parameters");
+    /* a tensor-parallel shard of the second stage initialises to its slice of the whole model */
+    Model s;
+    ModelPart part = model_part(&d, 2, 1, 2, 1);
+    model_create(&s, &d, &part, ops_cpu(), 1, 4, 0, 1, 1);
+    model_init_params(&s, 5);
+    float *hs = xmalloc(s.n_elems * sizeof(float));
+    model_params_to_host(&s, hs);
+    int same = 1, n = 0;
+    for (int i = 0; i < s.n_params; i++) {
+        const ParamInfo *p = &s.params_info[i], *w = model_param(&a, p->name);
+        same &= w != NULL;
+        for (size_t e = 0; w && e < p->numel; e++, n++)
+            same &= hs[p->offset + e] == ha[w->offset + param_global_index(p, 1, (int64_t)e)];
+    }
+    tap_check(same && n > 0, "a tp=2 shard of pipeline stage 2/2 initialises to its slice (%d values)", n);
+    free(hs);
+    model_free(&s);
     free(ha);
     free(hb);
     model_free(&a);

@@ -75,6 +75,9 @@ void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, c
 void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n);
 void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
 
+void CPU(join_columns)(void *dst, const void *src, int n, int T, int w);
+void CPU(split_columns)(void *dst, const void *src, int n, int T, int w);
+
 void CPU(embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
 void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
 

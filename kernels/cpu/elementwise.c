@@ -1,5 +1,5 @@
-/* elementwise.c: copy, accumulate, SiLU, SwiGLU gate and product, forward and backward (n
-   elements; backward adds into the input gradients). */
+/* elementwise.c: copy, accumulate, the tensor-parallel column layouts, SiLU, SwiGLU gate and
+   product, forward and backward (n elements; backward adds into the input gradients). */
 #include "kernels/cpu/cpu.h"
 
 #include <string.h>
@@ -14,6 +14,23 @@ void CPU(accumulate)(void *dst, const void *src, size_t n)
     for (size_t i = 0; i < n; i++)
         d[i] += s[i];
 }
+
+/* Copy between n blocks (n, T, w) and rows (T, n w); to_rows picks the direction. */
+static void move_columns(real *rows, real *blocks, int n, int T, int w, int to_rows)
+{
+#pragma omp parallel for collapse(2)
+    for (int j = 0; j < n; j++)
+        for (int t = 0; t < T; t++) {
+            real *r = rows + ((size_t)t * n + j) * w, *b = blocks + ((size_t)j * T + t) * w;
+            if (to_rows)
+                memcpy(r, b, (size_t)w * sizeof(real));
+            else
+                memcpy(b, r, (size_t)w * sizeof(real));
+        }
+}
+
+void CPU(join_columns)(void *dst, const void *src, int n, int T, int w) { move_columns(dst, (real *)src, n, T, w, 1); }
+void CPU(split_columns)(void *dst, const void *src, int n, int T, int w) { move_columns((real *)src, dst, n, T, w, 0); }
 
 /* d silu(x) / dx with s = sigmoid(x) */
 static inline real silu_grad(real x, real s) { return s * (1 + x * (1 - s)); }
