@@ -47,16 +47,18 @@ void comm_init_mpi(Comm *c, MPI_Comm comm)
     MPI_CHECK(MPI_Comm_size(c->mpi, &c->size));
 }
 
+static void wait_impl(Comm *c);
+
 void comm_free(Comm *c)
 {
-    comm_wait(c);
+    wait_impl(c);
     if (c->device)
         nccl_free(c);
     free(c->pending);
     MPI_CHECK(MPI_Comm_free(&c->mpi));
 }
 
-void comm_allreduce(Comm *c, void *buf, size_t n, CommType t)
+static void allreduce_impl(Comm *c, void *buf, size_t n, CommType t)
 {
     if (c->size == 1)
         return;
@@ -68,7 +70,7 @@ void comm_allreduce(Comm *c, void *buf, size_t n, CommType t)
     }
 }
 
-void comm_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommType t)
+static void reduce_scatter_impl(Comm *c, const void *send, void *recv, size_t n, CommType t)
 {
     if (c->device)
         return nccl_reduce_scatter(c, send, recv, n, t);
@@ -82,7 +84,7 @@ void comm_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommTy
     MPI_CHECK(MPI_Reduce_scatter_block(send, recv, (int)n, mpi_type(t), MPI_SUM, c->mpi));
 }
 
-void comm_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t)
+static void allgather_impl(Comm *c, const void *send, void *recv, size_t n, CommType t)
 {
     if (c->device)
         return nccl_allgather(c, send, recv, n, t);
@@ -97,7 +99,7 @@ void comm_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t)
     MPI_CHECK(MPI_Allgather(s, (int)n, mpi_type(t), recv, (int)n, mpi_type(t), c->mpi));
 }
 
-void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root)
+static void broadcast_impl(Comm *c, void *buf, size_t n, CommType t, int root)
 {
     if (c->size == 1)
         return;
@@ -109,7 +111,7 @@ void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root)
     }
 }
 
-void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag)
+static void send_impl(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag)
 {
     if (c->device)
         return nccl_send(c, buf, n, t, peer);
@@ -124,7 +126,7 @@ void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag
     MPI_CHECK(MPI_Isend(buf, (int)n, mpi_type(t), peer, tag, c->mpi, &c->pending[c->npending++]));
 }
 
-void comm_recv(Comm *c, void *buf, size_t n, CommType t, int peer, int tag)
+static void recv_impl(Comm *c, void *buf, size_t n, CommType t, int peer, int tag)
 {
     if (c->device)
         return nccl_recv(c, buf, n, t, peer);
@@ -133,7 +135,7 @@ void comm_recv(Comm *c, void *buf, size_t n, CommType t, int peer, int tag)
     MPI_CHECK(MPI_Recv(buf, (int)n, mpi_type(t), peer, tag, c->mpi, MPI_STATUS_IGNORE));
 }
 
-void comm_wait(Comm *c)
+static void wait_impl(Comm *c)
 {
     if (c->device)
         return nccl_wait(c);
@@ -160,3 +162,31 @@ void nccl_recv(Comm *c, void *buf, size_t n, CommType t, int peer) { UNREACHABLE
 void nccl_wait(Comm *c) { UNREACHABLE; }
 void nccl_free(Comm *c) { UNREACHABLE; }
 #endif
+
+/* ---- the public calls, timed (the metrics report communication time per axis) ---- */
+#define TIMED(call)                                                                                  \
+    do {                                                                                             \
+        double t0_ = util_now();                                                                     \
+        call;                                                                                        \
+        c->busy_s += util_now() - t0_;                                                               \
+    } while (0)
+
+void comm_allreduce(Comm *c, void *buf, size_t n, CommType t) { TIMED(allreduce_impl(c, buf, n, t)); }
+void comm_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommType t)
+{
+    TIMED(reduce_scatter_impl(c, send, recv, n, t));
+}
+void comm_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t)
+{
+    TIMED(allgather_impl(c, send, recv, n, t));
+}
+void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root) { TIMED(broadcast_impl(c, buf, n, t, root)); }
+void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag)
+{
+    TIMED(send_impl(c, buf, n, t, peer, tag));
+}
+void comm_recv(Comm *c, void *buf, size_t n, CommType t, int peer, int tag)
+{
+    TIMED(recv_impl(c, buf, n, t, peer, tag));
+}
+void comm_wait(Comm *c) { TIMED(wait_impl(c)); }

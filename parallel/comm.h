@@ -21,6 +21,7 @@ typedef struct {
     void *stream; /* cudaStream_t of the communication */
     MPI_Request *pending; /* MPI sends not yet waited for (grows to a step's worth, then stays) */
     int npending, cap;
+    double busy_s;        /* wall time spent in this Comm's calls (host side; for NCCL, issue time) */
 } Comm;
 
 /* The act dtype's CommType (activations travel in it). */

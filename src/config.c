@@ -94,6 +94,18 @@ static const Key keys[] = {
     {"train", "threads", KT_INT, OFF(train.threads), "0", 0, 4096, NULL,
      "CPU threads per rank (OpenMP); 0: OMP_NUM_THREADS when set, else the node's cores shared among its ranks"},
 
+    {"checkpoint", "dir", KT_STRING, OFF(checkpoint.dir), "", 0, 0, NULL,
+     "folder of this run's checkpoints (one subfolder per step); empty: no checkpoints"},
+    {"checkpoint", "every", KT_INT, OFF(checkpoint.every), "0", 0, 1 << 30, NULL,
+     "save every N steps (0: only at the end and on SIGTERM/SIGUSR1)"},
+    {"checkpoint", "keep_last", KT_INT, OFF(checkpoint.keep_last), "3", 1, 1 << 30, NULL,
+     "keep the newest N checkpoints"},
+    {"checkpoint", "keep_every", KT_INT, OFF(checkpoint.keep_every), "0", 0, 1 << 30, NULL,
+     "also keep every checkpoint whose step is a multiple of N (0: none)"},
+    {"checkpoint", "resume", KT_STRING, OFF(checkpoint.resume), "auto", 0, 0, NULL,
+     "auto: continue from the newest good checkpoint in checkpoint.dir; never: start afresh; or the "
+     "path of a checkpoint folder (written under any layout) to start from"},
+
     {"log", "metrics", KT_STRING, OFF(log.metrics), "metrics.jsonl", 0, 0, NULL,
      "JSON Lines metrics file that rank 0 appends to (empty: none)"},
     {"log", "every", KT_INT, OFF(log.every), "10", 1, 1 << 30, NULL, "print a progress line every N steps"},
@@ -108,7 +120,7 @@ static const Key keys[] = {
 
 #define NKEYS (sizeof keys / sizeof keys[0])
 
-static const char *sections[] = {"model", "parallel", "data", "optimizer", "schedule", "train", "log", "eval"};
+static const char *sections[] = {"model", "parallel", "data", "optimizer", "schedule", "train", "checkpoint", "log", "eval"};
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
 /* where each key was last set ("" = default) */
@@ -327,7 +339,7 @@ void config_load_yaml(Config *c, const char *path)
             size_t sline = sk->start_mark.line + 1;
             if (sk->type != YAML_SCALAR_NODE || !section_known(scalar_of(sk)))
                 fail_input_all("%s:%zu: unknown section '%s' (expected one of: model, parallel, data, optimizer, "
-                               "schedule, train, log, eval)",
+                               "schedule, train, checkpoint, log, eval)",
                                path, sline, sk->type == YAML_SCALAR_NODE ? scalar_of(sk) : "?");
             const char *section = scalar_of(sk);
             if (sv->type == YAML_SCALAR_NODE && sv->data.scalar.length == 0)
@@ -377,7 +389,7 @@ void config_set(Config *c, const char *assignment)
     key[nk] = '\0';
     if (!section_known(section))
         fail_input_all("--set %s: unknown section '%s' (expected one of: model, parallel, data, optimizer, "
-                       "schedule, train, log, eval)",
+                       "schedule, train, checkpoint, log, eval)",
                        assignment, section);
     if (!key_find(section, key, &index)) {
         char *known = section_keys(section);

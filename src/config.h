@@ -47,6 +47,11 @@ typedef struct {
         int recompute, threads;
     } train;
     struct {
+        char dir[CONFIG_STR];
+        int every, keep_last, keep_every;
+        char resume[CONFIG_STR];
+    } checkpoint;
+    struct {
         char metrics[CONFIG_STR];
         int every;
         double peak_tflops;

@@ -18,10 +18,10 @@ hid_t h5u_open(const char *path, int write)
 {
     h5_init();
     if (H5Fis_hdf5(path) <= 0) /* H5Fis_accessible needs HDF5 1.12 */
-        fail_input("%s: not a readable HDF5 file", path);
+        data_bad(path, "not a readable HDF5 file");
     hid_t f = H5Fopen(path, write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        fail_input("%s: cannot open the HDF5 file (corrupted or truncated?)", path);
+        data_bad(path, "cannot open the HDF5 file (corrupted or truncated?)");
     return f;
 }
 
@@ -60,15 +60,15 @@ void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_
               const char *file)
 {
     if (!h5u_exists(loc, name))
-        fail_input("%s: dataset %s is missing", file, name);
+        data_bad(file, "dataset %s is missing", name);
     hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
     if (d < 0)
-        fail_input("%s: cannot open dataset %s", file, name);
+        data_bad(file, "cannot open dataset %s", name);
     hid_t space = H5_CHECK_AT(file, H5Dget_space(d));
     int nd = H5_CHECK_AT(file, H5Sget_simple_extent_ndims(space));
     hsize_t dims[16] = {0};
     if (nd > 16)
-        fail_input("%s: dataset %s has %d dimensions", file, name, nd);
+        data_bad(file, "dataset %s has %d dimensions", name, nd);
     H5_CHECK_AT(file, H5Sget_simple_extent_dims(space, dims, NULL));
     int same = nd == ndim;
     for (int i = 0; same && i < nd; i++)
@@ -81,10 +81,10 @@ void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_
         for (int i = 0; i < nd; i++)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? ", " : "",
                      (unsigned long long)dims[i]);
-        fail_input("%s: dataset %s has shape (%s), expected (%s)", file, name, got, want);
+        data_bad(file, "dataset %s has shape (%s), expected (%s)", name, got, want);
     }
     if (H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        fail_input("%s: cannot read dataset %s (corrupted or truncated file?)", file, name);
+        data_bad(file, "cannot read dataset %s (corrupted or truncated file?)", name);
     H5_CHECK_AT(file, H5Sclose(space));
     H5_CHECK_AT(file, H5Dclose(d));
 }
@@ -106,4 +106,73 @@ void h5u_attr_write_string(hid_t loc, const char *file, const char *name, const 
     H5_CHECK_AT(file, H5Tset_strpad(type, H5T_STR_NULLTERM));
     h5u_attr_write(loc, file, name, type, type, value);
     H5_CHECK_AT(file, H5Tclose(type));
+}
+
+void h5u_attr_write_i64s(hid_t loc, const char *file, const char *name, int n, const int64_t *values)
+{
+    hsize_t dims = (hsize_t)n;
+    hid_t space = H5_CHECK_AT(file, H5Screate_simple(1, &dims, NULL));
+    hid_t a = H5_CHECK_AT(file, H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT));
+    H5_CHECK_AT(file, H5Awrite(a, H5T_NATIVE_INT64, values));
+    H5_CHECK_AT(file, H5Aclose(a));
+    H5_CHECK_AT(file, H5Sclose(space));
+}
+
+/* open attribute `name` of loc holding `n` values (n = 0: a scalar) */
+static hid_t attr_open(hid_t loc, const char *file, const char *name, int n)
+{
+    if (H5Aexists(loc, name) <= 0)
+        data_bad(file, "attribute %s is missing", name);
+    hid_t a = H5_CHECK_AT(file, H5Aopen(loc, name, H5P_DEFAULT));
+    hid_t space = H5_CHECK_AT(file, H5Aget_space(a));
+    hssize_t count = H5_CHECK_AT(file, H5Sget_simple_extent_npoints(space));
+    H5_CHECK_AT(file, H5Sclose(space));
+    if (count != (n ? n : 1))
+        data_bad(file, "attribute %s holds %lld values, expected %d", name, (long long)count, n ? n : 1);
+    return a;
+}
+
+int64_t h5u_attr_i64(hid_t loc, const char *file, const char *name)
+{
+    int64_t v;
+    h5u_attr_i64s(loc, file, name, 0, &v);
+    return v;
+}
+
+void h5u_attr_i64s(hid_t loc, const char *file, const char *name, int n, int64_t *values)
+{
+    hid_t a = attr_open(loc, file, name, n);
+    hid_t type = H5_CHECK_AT(file, H5Aget_type(a));
+    if (H5Tget_class(type) != H5T_INTEGER)
+        data_bad(file, "attribute %s is not an integer", name);
+    H5_CHECK_AT(file, H5Aread(a, H5T_NATIVE_INT64, values));
+    H5_CHECK_AT(file, H5Tclose(type));
+    H5_CHECK_AT(file, H5Aclose(a));
+}
+
+double h5u_attr_f64(hid_t loc, const char *file, const char *name)
+{
+    hid_t a = attr_open(loc, file, name, 0);
+    hid_t type = H5_CHECK_AT(file, H5Aget_type(a));
+    if (H5Tget_class(type) != H5T_FLOAT && H5Tget_class(type) != H5T_INTEGER)
+        data_bad(file, "attribute %s is not a number", name);
+    double v;
+    H5_CHECK_AT(file, H5Aread(a, H5T_NATIVE_DOUBLE, &v));
+    H5_CHECK_AT(file, H5Tclose(type));
+    H5_CHECK_AT(file, H5Aclose(a));
+    return v;
+}
+
+char *h5u_attr_string(hid_t loc, const char *file, const char *name)
+{
+    hid_t a = attr_open(loc, file, name, 0);
+    hid_t type = H5_CHECK_AT(file, H5Aget_type(a));
+    if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0)
+        data_bad(file, "attribute %s is not a fixed-length string", name);
+    size_t n = H5Tget_size(type);
+    char *s = xcalloc(n + 1, 1);
+    H5_CHECK_AT(file, H5Aread(a, type, s));
+    H5_CHECK_AT(file, H5Tclose(type));
+    H5_CHECK_AT(file, H5Aclose(a));
+    return s;
 }

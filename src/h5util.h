@@ -1,12 +1,15 @@
 /* h5util.h: whole-dataset and attribute I/O with shape checks for megatrain's own HDF5 files
    (dumps, checkpoints), on top of the data layer's H5_CHECK_AT (data/h5_check.h): every failure
-   names the file and what was expected, exit 2 for bad files. Serial HDF5 API only. */
+   names the file and what was expected and goes through data_bad, so it stops the job with exit
+   code 2, or, inside data_try, returns there (a checkpoint loader falls back to an older one).
+   Serial HDF5 API only. */
 #ifndef MEGATRAIN_H5UTIL_H
 #define MEGATRAIN_H5UTIL_H
 
 #include "data/h5_check.h"
 
 #include <hdf5.h>
+#include <stdint.h>
 
 /* Create (truncate) a file for writing; fail_input naming the path if impossible. */
 hid_t h5u_create(const char *path);
@@ -26,5 +29,12 @@ void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_
 void h5u_attr_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid_t filetype,
                     const void *value);
 void h5u_attr_write_string(hid_t loc, const char *file, const char *name, const char *value);
+void h5u_attr_write_i64s(hid_t loc, const char *file, const char *name, int n, const int64_t *values);
+/* Attributes back; missing or of the wrong kind: data_bad. */
+int64_t h5u_attr_i64(hid_t loc, const char *file, const char *name);
+double h5u_attr_f64(hid_t loc, const char *file, const char *name);
+char *h5u_attr_string(hid_t loc, const char *file, const char *name); /* heap string */
+/* An int64 array attribute of exactly n values. */
+void h5u_attr_i64s(hid_t loc, const char *file, const char *name, int n, int64_t *values);
 
 #endif

@@ -8,6 +8,7 @@ src_libsrc_a_SOURCES = \
   src/metrics.h src/metrics.c \
   src/train.h src/train.c \
   src/h5util.h src/h5util.c \
+  src/ckpt.h src/ckpt.c \
   src/dump.h src/dump.c
 
 bin_PROGRAMS += megatrain

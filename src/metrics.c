@@ -112,7 +112,18 @@ void metrics_step(Metrics *mt, const StepStats *s)
             fprintf(f, ",\"%s\":", names[i]);
             json_number(f, values[i]);
         }
-        fputs("}\n", f);
+        const char *axes[] = {"dp", "tp", "pp", "cp"};
+        double comm = 0;
+        for (int i = 0; i < 4; i++)
+            comm += s->comm_s[i];
+        fputs(",\"compute_ms\":", f);
+        json_number(f, (s->step_s - comm) * 1e3);
+        fputs(",\"comm_ms\":{", f);
+        for (int i = 0; i < 4; i++) {
+            fprintf(f, "%s\"%s\":", i ? "," : "", axes[i]);
+            json_number(f, s->comm_s[i] * 1e3);
+        }
+        fputs("}}\n", f);
         fflush(f);
     }
     if (s->step % mt->every == 0 || s->step == s->steps || s->step == 1) {

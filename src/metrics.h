@@ -23,6 +23,8 @@ typedef struct {
     double step_s;     /* wall time of the step */
     double step_flops; /* model FLOPs of the step, whole job */
     double mem_gb;     /* peak device memory per rank, 0 if not measured */
+    double comm_s[4];  /* rank 0's time in communication per axis: dp (the dp x cp gradient
+                          group), tp, pp, cp; waits for a neighbour included */
 } StepStats;
 
 /* Collective over MPI_COMM_WORLD (gathers host names). Rank 0 opens the log for appending and

@@ -4,6 +4,7 @@
 #include "kernels/ops.h"
 #include "parallel/mpi_check.h"
 #include "parallel/pipeline.h"
+#include "src/ckpt.h"
 #include "src/metrics.h"
 #include "src/optim.h"
 #include "src/util.h"
@@ -11,6 +12,7 @@
 #include <math.h>
 #include <omp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,8 +76,10 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
 
     tr->src = (BatchSource){.seed = (uint64_t)c->train.seed, .L = L, .vocab = tr->dims.vocab};
-    if (train)
+    if (train) {
         tr->src.sampler = sampler_create(train, (uint64_t)c->train.seed, L, 1);
+        tr->data_fingerprint = dataset_fingerprint(train);
+    }
     tr->tokens = xmalloc((size_t)tr->mb_rows * (tr->Lloc + 1) * sizeof(int32_t));
     if (t->pp > 1) {
         tr->fwd_send = xcalloc((size_t)micro, sizeof(void *));
@@ -308,6 +312,20 @@ void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, c
 
 /* ---- the training loop ---- */
 
+static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGUSR1 (Slurm's warning before the time limit) */
+static void on_signal(int sig) { stop_signal = sig; }
+
+/* Where to resume from: checkpoint.resume is auto (the run's folder), never, or a path. */
+static void resume(Trainer *tr, const Config *c)
+{
+    const char *r = c->checkpoint.resume;
+    if (!strcmp(r, "never") || (!strcmp(r, "auto") && !c->checkpoint.dir[0]))
+        return;
+    const char *from = strcmp(r, "auto") ? r : c->checkpoint.dir;
+    if (!ckpt_resume(tr, from) && strcmp(r, "auto"))
+        fail_input_all("%s: checkpoint.resume: %s holds no checkpoint", config_origin("checkpoint.resume"), r);
+}
+
 void train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
 {
     /* threads: the config's, else OMP_NUM_THREADS, else this node's cores shared among its ranks
@@ -322,19 +340,31 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
         omp_set_num_threads(threads);
     Trainer tr;
     trainer_init(&tr, c, t, train);
+    resume(&tr, c);
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+
     const ModelDims *dims = &tr.dims;
     const int B = c->data.batch_size, L = c->data.seq_len;
+    const char *dir = c->checkpoint.dir[0] ? c->checkpoint.dir : NULL;
     Metrics mt;
     double flops_token = model_flops_per_token(dims, L);
     metrics_open(&mt, c, config_path, t, model_param_count(dims), flops_token);
     log_info("megatrain: %lld parameters, %d layers, D=%d, %s on %s (%d threads per rank); %d ranks (dp %d, tp %d, "
-             "pp %d, cp %d); batch %d x %d tokens, %lld steps",
+             "pp %d, cp %d); batch %d x %d tokens, steps %lld to %lld",
              (long long)model_param_count(dims), dims->n_layers, dims->D, config_precision_name(c->train.precision),
              tr.ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L,
-             (long long)c->train.steps);
-    for (int64_t step = 1; step <= c->train.steps; step++) {
+             (long long)tr.step + 1, (long long)c->train.steps);
+    while (tr.step < c->train.steps) {
+        Comm *axes[4] = {&tr.dpcp, &tr.tp, &tr.pp, &tr.cp};
+        double busy[4];
+        for (int i = 0; i < 4; i++)
+            busy[i] = axes[i]->busy_s;
         double t0 = util_now(), gnorm, lr;
         double loss = trainer_step(&tr, &gnorm, &lr);
+        const int64_t step = tr.step;
         if (!isfinite(loss))
             fail("step %lld: the loss is not finite (%g); stopping", (long long)step, loss);
         StepStats st = {.step = step,
@@ -346,9 +376,21 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
                         .grad_norm = gnorm,
                         .step_s = util_now() - t0,
                         .step_flops = flops_token * B * L};
+        for (int i = 0; i < 4; i++)
+            st.comm_s[i] = axes[i]->busy_s - busy[i];
         metrics_step(&mt, &st);
         if (val && c->eval.every > 0 && (step % c->eval.every == 0 || step == c->train.steps))
             metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val));
+        /* every rank must agree to stop at the same step */
+        int stop = stop_signal;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, t->world_comm));
+        if (dir && (stop || step == c->train.steps || (c->checkpoint.every > 0 && step % c->checkpoint.every == 0)))
+            ckpt_save(&tr, dir);
+        if (stop) {
+            log_info("signal %d: stopping after step %lld%s", stop, (long long)step,
+                     dir ? " and its checkpoint" : " (no checkpoint.dir: nothing saved)");
+            break;
+        }
     }
     metrics_close(&mt);
     trainer_free(&tr);

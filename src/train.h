@@ -44,6 +44,7 @@ typedef struct {
     float grad_scale;
     double loss;                  /* this step's loss sum on this rank */
     int64_t step;                 /* optimizer steps taken */
+    uint64_t data_fingerprint;    /* of the training split (0: random tokens) */
 } Trainer;
 
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train);
