@@ -24,7 +24,8 @@
 #define CEMA_TILE 32     /* steps per shared-memory tile */
 #define CEMA_NSUM 5      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
 #define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
-#define CEMA_WANT_THREADS 262144 /* enough parts to fill the GPU twice */
+#define CEMA_WANT_THREADS (1 << 20) /* enough parts for many waves of blocks */
+#define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
 #define TWO_PI_F 6.283185307179586f
 
 typedef struct {
@@ -157,11 +158,20 @@ __global__ void cema_part_chain_kernel(float2 *ends, float *h_out, const float *
     const float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
     const size_t hk = (((size_t)b * D + d) * N + k) * 2;
     float2 h = h0 && k < N ? make_float2(h0[hk], h0[hk + 1]) : make_float2(0.0f, 0.0f);
-    for (int part = 0; part < nparts; part++) {
-        const size_t at = (((size_t)b * nparts + part) * D + d) * CEMA_NK + k;
-        const float2 e = ends[at], hq = cmul(part == nparts - 1 ? ql : qs, h);
-        ends[at] = h;
-        h = make_float2(hq.x + e.x, hq.y + e.y);
+    for (int p0 = 0; p0 < nparts; p0 += CEMA_BATCH) {
+        float2 e[CEMA_BATCH]; /* loads issued together: the chain is latency-bound */
+#pragma unroll
+        for (int j = 0; j < CEMA_BATCH; j++)
+            e[j] = p0 + j < nparts ? ends[(((size_t)b * nparts + p0 + j) * D + d) * CEMA_NK + k] : h;
+#pragma unroll
+        for (int j = 0; j < CEMA_BATCH; j++) {
+            const int part = p0 + j;
+            if (part >= nparts)
+                break;
+            const float2 hq = cmul(part == nparts - 1 ? ql : qs, h);
+            ends[(((size_t)b * nparts + part) * D + d) * CEMA_NK + k] = h;
+            h = make_float2(hq.x + e[j].x, hq.y + e[j].y);
+        }
     }
     if (h_out && k < N) {
         h_out[hk] = h.x;
@@ -298,11 +308,20 @@ __global__ void cema_part_gchain_kernel(float2 *gends, float *dh0, const float *
     const float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
     const size_t hk = (((size_t)b * D + d) * N + k) * 2;
     float2 C = dh_out && k < N ? make_float2(dh_out[hk], dh_out[hk + 1]) : make_float2(0.0f, 0.0f);
-    for (int part = nparts - 1; part >= 0; part--) {
-        const size_t at = (((size_t)b * nparts + part) * D + d) * CEMA_NK + k;
-        const float2 e = gends[at], q = part == nparts - 1 ? ql : qs;
-        gends[at] = C;
-        C = make_float2(q.x * C.x + q.y * C.y + e.x, q.x * C.y - q.y * C.x + e.y); /* conj(q^len) C + e */
+    for (int p0 = nparts - 1; p0 >= 0; p0 -= CEMA_BATCH) {
+        float2 e[CEMA_BATCH];
+#pragma unroll
+        for (int j = 0; j < CEMA_BATCH; j++)
+            e[j] = p0 - j >= 0 ? gends[(((size_t)b * nparts + p0 - j) * D + d) * CEMA_NK + k] : C;
+#pragma unroll
+        for (int j = 0; j < CEMA_BATCH; j++) {
+            const int part = p0 - j;
+            if (part < 0)
+                break;
+            const float2 q = part == nparts - 1 ? ql : qs;
+            gends[(((size_t)b * nparts + part) * D + d) * CEMA_NK + k] = C;
+            C = make_float2(q.x * C.x + q.y * C.y + e[j].x, q.x * C.y - q.y * C.x + e[j].y); /* conj(q^len) C + e */
+        }
     }
     if (dh0 && k < N) {
         dh0[hk] = C.x;

@@ -135,7 +135,6 @@ typedef enum {
     SCRATCH_SLOTS
 } ScratchSlot;
 void *cuda_scratch(ScratchSlot slot, size_t bytes);
-void cuda_track(ptrdiff_t bytes); /* device memory taken (+) or given back (-) */
 
 /* dst[i] += sum over rows r of part[r * stride + i] (i < n): the second stage of every parameter
    gradient that blocks sum in parallel (deterministic: fixed order) */

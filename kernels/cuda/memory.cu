@@ -13,7 +13,8 @@ typedef struct {
 static Allocation *allocs;
 static size_t n_allocs, cap_allocs, bytes_now, bytes_peak;
 
-void cuda_track(ptrdiff_t bytes)
+/* device memory taken (+) or given back (-) */
+static void cuda_track(ptrdiff_t bytes)
 {
     bytes_now += bytes;
     if (bytes_now > bytes_peak)

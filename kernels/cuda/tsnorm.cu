@@ -19,6 +19,7 @@
 #include "kernels/cuda/cuda.cuh"
 
 #define TSN_SEG 64
+#define TSN_BATCH 8 /* segments whose summaries one chain thread loads at once */
 #define TSN_ROWS 512 /* blocks of the (T, D) backward pass: rows of partial sums */
 
 /* ---- per (b, t, group) statistics ---- */
@@ -105,15 +106,23 @@ __global__ void tsn_seg_chain_kernel(float2 *segs, float *state_out, const float
     const int b = i / G, g = i % G;
     double n = (double)n0;
     float mu = n0 ? state_in[2 * i] : 0.0f, var = n0 ? state_in[2 * i + 1] : 0.0f;
-    for (int seg = 0; seg < nseg; seg++) {
-        float2 *at = &segs[((size_t)b * nseg + seg) * G + g];
-        const float2 st = *at;
-        *at = make_float2(mu, var);
-        const double len = min(TSN_SEG, L - seg * TSN_SEG);
-        const float f = (float)(len / (n + len)), d = st.x - mu;
-        mu += d * f;
-        var = var * (1.0f - f) + st.y * f + d * d * f * (1.0f - f);
-        n += len;
+    for (int s0 = 0; s0 < nseg; s0 += TSN_BATCH) {
+        float2 st[TSN_BATCH]; /* loads issued together: the chain is latency-bound */
+#pragma unroll
+        for (int j = 0; j < TSN_BATCH; j++)
+            st[j] = s0 + j < nseg ? segs[((size_t)b * nseg + s0 + j) * G + g] : make_float2(0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < TSN_BATCH; j++) {
+            const int seg = s0 + j;
+            if (seg >= nseg)
+                break;
+            segs[((size_t)b * nseg + seg) * G + g] = make_float2(mu, var);
+            const double len = min(TSN_SEG, L - seg * TSN_SEG);
+            const float f = (float)(len / (n + len)), d = st[j].x - mu;
+            mu += d * f;
+            var = var * (1.0f - f) + st[j].y * f + d * d * f * (1.0f - f);
+            n += len;
+        }
     }
     if (state_out) {
         state_out[2 * i] = mu;
@@ -276,13 +285,20 @@ __global__ void tsn_back_chain_kernel(float4 *maps, float *dstate_in, const floa
         return;
     const int b = i / G, g = i % G;
     float U = dstate_out ? dstate_out[2 * i] : 0.0f, W = dstate_out ? dstate_out[2 * i + 1] : 0.0f;
-    for (int seg = nseg - 1; seg >= 0; seg--) {
-        float4 *at = &maps[((size_t)b * nseg + seg) * G + g];
-        const float4 m = *at;
-        *at = make_float4(U, W, 0, 0);
-        const float nU = m.x * U + m.y * W + m.z;
-        W = m.x * W + m.w;
-        U = nU;
+    for (int s0 = nseg - 1; s0 >= 0; s0 -= TSN_BATCH) {
+        float4 m[TSN_BATCH];
+#pragma unroll
+        for (int j = 0; j < TSN_BATCH; j++)
+            m[j] = s0 - j >= 0 ? maps[((size_t)b * nseg + s0 - j) * G + g] : make_float4(0, 0, 0, 0);
+#pragma unroll
+        for (int j = 0; j < TSN_BATCH; j++) {
+            if (s0 - j < 0)
+                break;
+            maps[((size_t)b * nseg + s0 - j) * G + g] = make_float4(U, W, 0, 0);
+            const float nU = m[j].x * U + m[j].y * W + m[j].z;
+            W = m[j].x * W + m[j].w;
+            U = nU;
+        }
     }
     if (dstate_in) {
         dstate_in[2 * i] = U;

@@ -4,6 +4,7 @@
 # recomputation. Run from the build directory after `make megabench`:
 #     tests/gpu/bench.sh OUTDIR [SRCDIR]
 # Each configuration's full output goes to OUTDIR/bench-*.log; the summary lines to stdout.
+# BENCH_LONG=0 skips the long contexts; BENCH_LONG_LENGTHS lists the ones to try, in order.
 out=${1:?usage: bench.sh OUTDIR [SRCDIR]}
 src=${2:-.}
 mkdir -p "$out"
@@ -20,7 +21,7 @@ run 200M-32K --set model.preset=mega200M --set data.seq_len=32768 --set data.bat
 run 1.3B-4K --set model.preset=mega1.3B --set data.seq_len=4096 --set data.batch_size=8
 run 1.3B-32K --set model.preset=mega1.3B --set data.seq_len=32768 --set data.batch_size=1
 [ "${BENCH_LONG:-1}" = 1 ] || exit 0
-for L in 131072 262144 327680; do
+for L in ${BENCH_LONG_LENGTHS:-131072 262144 327680}; do
     run "1.3B-$L-recompute" --set model.preset=mega1.3B --set data.seq_len=$L --set data.batch_size=1 \
         --set train.recompute=true --steps 1 --warmup 1 || break
 done

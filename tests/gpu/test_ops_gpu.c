@@ -372,13 +372,13 @@ int main(int argc, char **argv)
     check(tsnorm_case(1, 4096, 64, 2, 0, 1));
 
     /* N = 16 (the presets) and fewer; with and without incoming and outgoing states; partial last
-       tiles; a long sequence; parts of one and of many tiles */
+       tiles; a long sequence; parts of one tile and of several */
     check(cema_case(2, 1000, 64, 16, 1, 1));
     check(cema_case(1, 77, 5, 5, 1, 1));
     check(cema_case(2, 300, 33, 16, 0, 0));
     check(cema_case(1, 4096, 32, 16, 1, 1));
     check(cema_case(2, 1000, 4096, 16, 1, 1)); /* wide: parts of several tiles */
-    check(cema_case(4, 200, 4096, 16, 0, 1));  /* wider: one part per sequence */
+    check(cema_case(4, 200, 4096, 16, 0, 1));  /* and a partial last tile in each */
 
     check(qk_case(2, 300, 2, 64, 128, 10000));
     check(qk_case(1, 2148, 1, 256, 2048, 10000)); /* the presets' head and chunk, positions to 2047 */
