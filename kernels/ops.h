@@ -154,6 +154,8 @@ typedef struct Ops {
     /* the most backend memory (bytes) held at once so far: allocations plus the backend's own
        scratch (CUDA); for the metrics' peak memory */
     size_t (*peak_memory)(void);
+    /* use the local_rank-th device of the node (before any other call; several ranks per node) */
+    void (*select_device)(int local_rank);
 } Ops;
 
 /* The backends built into this binary; NULL when absent (CUDA without --with-cuda or no GPU). */

@@ -374,6 +374,7 @@ static void init_param(const Model *m, const ParamInfo *p, uint64_t seed, float 
 {
     uint64_t key = rng_key(seed, p->name);
     int64_t *perm = p->init == INIT_CEMA_THETA ? theta_permutation(key, p->shape[0]) : NULL;
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < p->numel; i++) {
         uint64_t g = (uint64_t)param_global_index(p, m->part.tp_rank, (int64_t)i);
         double v = 0;

@@ -50,6 +50,8 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     if (!tr->ops)
         fail_input("train.device: %s: no such backend in this build", config_device_name(c->train.device));
     const Ops *ops = tr->ops;
+    if (ops->select_device)
+        ops->select_device(t->local_rank);
     model_dims_from_config(&tr->dims, c);
     comm_over(&tr->tp, ops, t->tp_comm);
     comm_over(&tr->cp, ops, t->cp_comm);
@@ -91,6 +93,11 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
         }
     }
     tr->grad_scale = 1.0f / ((float)B * (float)L);
+}
+
+void trainer_set_ops(Trainer *tr, const Ops *ops)
+{
+    tr->ops = tr->m.ops = tr->zero.ops = ops;
 }
 
 void trainer_free(Trainer *tr)
@@ -378,6 +385,8 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
                         .step_flops = flops_token * B * L};
         for (int i = 0; i < 4; i++)
             st.comm_s[i] = axes[i]->busy_s - busy[i];
+        if (tr.ops->peak_memory)
+            st.mem_gb = (double)tr.ops->peak_memory() / 1073741824.0;
         metrics_step(&mt, &st);
         if (val && c->eval.every > 0 && (step % c->eval.every == 0 || step == c->train.steps))
             metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val));

@@ -48,6 +48,8 @@ typedef struct {
 } Trainer;
 
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train);
+/* Run on another table of the same backend (e.g. one that times every op). */
+void trainer_set_ops(Trainer *tr, const Ops *ops);
 void trainer_free(Trainer *tr);
 /* One optimizer step; returns the mean loss of the global batch (on every rank). */
 double trainer_step(Trainer *tr, double *grad_norm, double *lr);

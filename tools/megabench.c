@@ -1,10 +1,9 @@
-/* megabench.c: training-step throughput of one configuration on one device.
+/* megabench.c: training-step throughput of one configuration, on one device or under mpirun.
 
        megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]
 
-   Builds the model of RUN.yaml (one rank, random tokens, parameters filled with the init's
-   scales), runs warm-up steps, then N timed optimizer steps (forward, backward, gradient norm,
-   AdamW, as megatrain does), and prints tokens/s, achieved model TFLOP/s and MFU, peak device
+   Builds megatrain's trainer for RUN.yaml (any layout of the job's ranks, random tokens), runs
+   warm-up steps, then N timed optimizer steps (exactly megatrain's step), and prints tokens/s, achieved model TFLOP/s and MFU, peak device
    memory, and one more step's time per op, each against its floor (the larger of its bytes over
    the memory bandwidth and its FLOPs over the matching peak rate). Per-op times come from CUDA
    events around every op (a wrapping Ops table) on the CUDA backend, from the host clock on the
@@ -12,8 +11,8 @@
 #include "autoconfig.h"
 #include "kernels/ops.h"
 #include "src/config.h"
+#include "parallel/topo.h"
 #include "src/model.h"
-#include "src/optim.h"
 #include "src/train.h"
 #include "src/util.h"
 
@@ -41,8 +40,9 @@
 
 static const char usage[] =
     "usage: megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]\n"
-    "Times N training steps (default 5, after 2 warm-up steps) of RUN.yaml's model on one device with\n"
-    "random tokens and prints tokens/s, model TFLOP/s, MFU, peak memory and the time per op.\n";
+    "Times N training steps (default 5, after 2 warm-up steps) of RUN.yaml's model with random tokens,\n"
+    "alone or under mpirun (any layout), and prints tokens/s, model TFLOP/s, MFU, peak memory and rank 0's\n"
+    "time per op.\n";
 
 /* ---------------------------------------------------------------- per-op timing */
 
@@ -316,72 +316,6 @@ static Ops timed_ops(const Ops *o)
 
 /* ---------------------------------------------------------------- the run */
 
-/* Parameters with the init's scales, fast: uniform values of the init's standard deviation
-   (normal and truncated inits), CEMA angles spread over the init's range, zeros where the init
-   has zeros. Speed does not depend on the exact distribution; the exact init draws one normal
-   per element on one thread, too slow for a billion parameters. */
-static void fast_init(Model *m, uint64_t seed)
-{
-    float *h = xmalloc(m->n_elems * sizeof(float));
-    for (int i = 0; i < m->n_params; i++) {
-        const ParamInfo *p = &m->params_info[i];
-        float *out = h + p->offset;
-        const uint64_t key = rng_key(seed, p->name);
-        const double D = (double)p->shape[0];
-#pragma omp parallel for
-        for (size_t j = 0; j < p->numel; j++) {
-            double u = rng_uniform(key, j);
-            switch (p->init) {
-            case INIT_ZERO:
-                out[j] = 0;
-                break;
-            case INIT_NORMAL:
-            case INIT_TRUNCATED:
-                out[j] = (float)((2 * u - 1) * sqrt(3.0) * p->std);
-                break;
-            case INIT_CEMA_THETA: { /* sigmoid(theta) in (1/D, 1) */
-                double f = exp(-u * log(D));
-                out[j] = (float)log(f / (1 - f + 1e-7));
-                break;
-            }
-            case INIT_CEMA_GAMMA:
-                out[j] = j % 2 ? 0.0f : (float)((2 * u - 1) * sqrt(3.0));
-                break;
-            }
-        }
-    }
-    model_params_from_host(m, h);
-    m->ops->zero(m->adam_m, m->n_elems * sizeof(float));
-    m->ops->zero(m->adam_v, m->n_elems * sizeof(float));
-    free(h);
-}
-
-typedef struct {
-    Model *m;
-    const Config *c;
-    BatchSource *src;
-    int32_t *tokens;
-    int micro;
-} Bench;
-
-/* one optimizer step as megatrain takes it; returns the mean loss */
-static double bench_step(Bench *b, int64_t step)
-{
-    Model *m = b->m;
-    const float grad_scale = 1.0f / ((float)m->T * (float)b->micro);
-    double loss = 0;
-    model_zero_grads(m);
-    for (int k = 0; k < b->micro; k++) {
-        batch_read(b->src, (step * b->micro + k) * (int64_t)m->B, m->B, b->tokens);
-        model_set_batch(m, b->tokens);
-        loss += model_forward(m, grad_scale);
-        model_backward(m);
-    }
-    optim_step(m, b->c, step, m->ops->sumsq(m->grads, m->n_elems));
-    m->ops->sync();
-    return loss / ((double)m->T * b->micro);
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -448,53 +382,60 @@ int main(int argc, char **argv)
 #else
     const int cuda_built = 0;
 #endif
-    config_finish(&c, 1, 0, cuda_built);
-    base = ops_get(config_device_name(c.train.device));
-    if (!base)
-        fail_input("train.device: %s: no such backend in this build, or no device", config_device_name(c.train.device));
+    int world, rank;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    config_finish(&c, world, 0, cuda_built);
     if (c.train.threads > 0)
         omp_set_num_threads(c.train.threads);
+    Topo topo;
+    topo_init(&topo, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);
+    Trainer tr; /* megatrain's own step, on random tokens */
+    trainer_init(&tr, &c, &topo, NULL);
+    base = tr.ops;
+    const ModelDims d = tr.dims;
+    const int micro = c.parallel.micro_batches, B = c.data.batch_size, L = c.data.seq_len;
 
-    ModelDims d;
-    model_dims_from_config(&d, &c);
-    const int micro = c.parallel.micro_batches, B = c.data.batch_size / micro, L = c.data.seq_len;
-    Model m;
-    model_create(&m, &d, base, B, L, c.train.recompute);
-    fast_init(&m, (uint64_t)c.train.seed);
-    BatchSource src = {.sampler = NULL, .seed = (uint64_t)c.train.seed, .L = L, .vocab = d.vocab};
-    Bench b = {&m, &c, &src, xmalloc((size_t)B * (L + 1) * sizeof(int32_t)), micro};
-
-    const double tokens = (double)B * L * micro, flops_token = model_flops_per_token(&d, L);
-    const double peak = c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : PEAK_BF16;
+    const double tokens = (double)B * L, flops_token = model_flops_per_token(&d, L);
+    const double peak = world * (c.log.peak_tflops > 0 ? c.log.peak_tflops * 1e12 : PEAK_BF16);
     const double params = (double)model_param_count(&d), mm = params - (d.share_emb ? 0.0 : (double)d.vocab * d.D);
     const double cc = d.C < L ? d.C : L;
-    printf("megabench: %s on %s: %d layers, D=%d, H=%d, Z=%d, V=%d, F=%d (%s), C=%d, G=%d, N=%d, vocab %d\n",
-           c.model.preset[0] ? c.model.preset : "explicit dims", base->name, d.n_layers, d.D, d.H, d.Z, d.V, d.F,
-           d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
-    printf("  batch %d x %d tokens (%d micro-batches of %d), recompute %s; %.4g parameters\n", B * micro, L, micro,
-           B, c.train.recompute ? "on" : "off", params);
-    printf("  model FLOPs/token = 6 x %.4g (parameters in matmuls) + 6 x layers x (Z + V) x (c + 1) / 2"
-           " (attention, c = %g) = %.4g\n",
-           mm, cc, flops_token);
+    if (rank == 0) {
+        printf("megabench: %s on %s: %d layers, D=%d, H=%d, Z=%d, V=%d, F=%d (%s), C=%d, G=%d, N=%d, vocab %d\n",
+               c.model.preset[0] ? c.model.preset : "explicit dims", base->name, d.n_layers, d.D, d.H, d.Z, d.V, d.F,
+               d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
+        printf("  %d ranks (dp %d, tp %d, pp %d, cp %d); global batch %d x %d tokens (%d micro-batches), recompute "
+               "%s; %.4g parameters\n",
+               world, topo.dp, topo.tp, topo.pp, topo.cp, B, L, micro, c.train.recompute ? "on" : "off", params);
+        printf("  model FLOPs/token = 6 x %.4g (parameters in matmuls) + 6 x layers x (Z + V) x (c + 1) / 2"
+               " (attention, c = %g) = %.4g\n",
+               mm, cc, flops_token);
+    }
 
-    double loss = 0, first = NAN;
+    double loss = 0, first = NAN, gn, lr;
     for (int s = 1; s <= warmup; s++) {
-        loss = bench_step(&b, s);
+        loss = trainer_step(&tr, &gn, &lr);
         first = s == 1 ? loss : first;
     }
     double *t = xmalloc((size_t)steps * sizeof(double));
     for (int s = 0; s < steps; s++) {
+        MPI_Barrier(MPI_COMM_WORLD);
         double t0 = util_now();
-        loss = bench_step(&b, warmup + 1 + s);
+        loss = trainer_step(&tr, &gn, &lr);
         t[s] = util_now() - t0;
     }
     qsort(t, (size_t)steps, sizeof(double), cmp_double);
     const double step_s = t[steps / 2], tflops = flops_token * tokens / step_s / 1e12;
     const double mem = base->peak_memory ? (double)base->peak_memory() / 1073741824.0 : 0;
-    printf("  step time: median %.1f ms of %d (min %.1f, max %.1f); loss %.4f at the first step, %.4f at the last\n",
-           1e3 * step_s, steps, 1e3 * t[0], 1e3 * t[steps - 1], first, loss);
-    printf("  tokens/s %.0f; model TFLOP/s %.1f; MFU %.1f%% of %.0f TFLOP/s; peak memory %.2f GiB\n",
-           tokens / step_s, tflops, 100 * tflops * 1e12 / peak, peak / 1e12, mem);
+    if (rank == 0) {
+        printf("  step time: median %.1f ms of %d (min %.1f, max %.1f); loss %.4f at the first step, %.4f at the "
+               "last\n",
+               1e3 * step_s, steps, 1e3 * t[0], 1e3 * t[steps - 1], first, loss);
+        printf("  tokens/s %.0f (%.0f per rank); model TFLOP/s %.1f (%.1f per rank); MFU %.1f%% of %.0f TFLOP/s; "
+               "peak memory %.2f GiB per rank\n",
+               tokens / step_s, tokens / step_s / world, tflops, tflops / world, 100 * tflops * 1e12 / peak,
+               peak / 1e12, mem);
+    }
 
     /* one more step through the timing wrapper */
     Ops timed = timed_ops(base);
@@ -506,36 +447,42 @@ int main(int argc, char **argv)
             CUDA_CHECK(cudaEventCreate(&marks[i].e1));
         }
 #endif
-    m.ops = &timed;
+    trainer_set_ops(&tr, &timed);
+    MPI_Barrier(MPI_COMM_WORLD);
     double t0 = util_now();
-    bench_step(&b, warmup + steps + 1);
+    trainer_step(&tr, &gn, &lr);
     marks_collect();
     const double timed_ms = 1e3 * (util_now() - t0);
-    m.ops = base;
+    trainer_set_ops(&tr, base);
     qsort(stats, (size_t)n_stats, sizeof stats[0], cmp_stat);
     double sum_ms = 0, sum_floor = 0;
+    if (rank != 0)
+        n_stats = 0; /* rank 0 reports */
     for (int i = 0; i < n_stats; i++) {
         sum_ms += stats[i].ms;
         sum_floor += stats[i].floor_ms;
     }
-    printf("  time per op (one step, %.1f ms wall with the events, %.1f ms inside ops; floor = max(bytes / %.1f TB/s,"
-           " FLOPs / peak), peak %.0f TFLOP/s bf16, %.0f fp32 for CEMA):\n",
-           timed_ms, sum_ms, PEAK_BW / 1e12, PEAK_BF16 / 1e12, PEAK_FP32 / 1e12);
-    printf("  %-28s %6s %10s %6s %10s %7s %9s %8s\n", "op", "calls", "ms", "%", "floor ms", "x floor", "TFLOP/s",
-           "GB/s");
-    for (int i = 0; i < n_stats; i++) {
-        const OpStat *s = &stats[i];
-        printf("  %-28s %6d %10.2f %6.1f %10.2f %7.1f %9.1f %8.0f\n", s->label, s->calls, s->ms, 100 * s->ms / sum_ms,
-               s->floor_ms, s->floor_ms > 0 ? s->ms / s->floor_ms : 0, s->flops / s->ms / 1e9,
-               s->bytes / s->ms / 1e6);
+    if (rank == 0) {
+        printf("  time per op (rank 0, one step, %.1f ms wall with the events, %.1f ms inside ops; floor = max(bytes /"
+               " %.1f TB/s, FLOPs / peak), peak %.0f TFLOP/s bf16, %.0f fp32 for CEMA):\n",
+               timed_ms, sum_ms, PEAK_BW / 1e12, PEAK_BF16 / 1e12, PEAK_FP32 / 1e12);
+        printf("  %-28s %6s %10s %6s %10s %7s %9s %8s\n", "op", "calls", "ms", "%", "floor ms", "x floor", "TFLOP/s",
+               "GB/s");
+        for (int i = 0; i < n_stats; i++) {
+            const OpStat *s = &stats[i];
+            printf("  %-28s %6d %10.2f %6.1f %10.2f %7.1f %9.1f %8.0f\n", s->label, s->calls, s->ms,
+                   100 * s->ms / sum_ms, s->floor_ms, s->floor_ms > 0 ? s->ms / s->floor_ms : 0,
+                   s->flops / s->ms / 1e9, s->bytes / s->ms / 1e6);
+        }
+        printf("  %-28s %6s %10.2f %6.1f %10.2f %7.1f\n", "total", "", sum_ms, 100.0, sum_floor, sum_ms / sum_floor);
+        printf("megabench: %s L=%d B=%d ranks=%d recompute=%d: %.0f tokens/s (%.0f per rank), %.1f TFLOP/s, MFU "
+               "%.1f%%, %.2f GiB\n",
+               c.model.preset[0] ? c.model.preset : "explicit", L, B, world, c.train.recompute, tokens / step_s,
+               tokens / step_s / world, tflops, 100 * tflops * 1e12 / peak, mem);
     }
-    printf("  %-28s %6s %10.2f %6.1f %10.2f %7.1f\n", "total", "", sum_ms, 100.0, sum_floor, sum_ms / sum_floor);
-    printf("megabench: %s L=%d B=%d recompute=%d: %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%%, %.2f GiB\n",
-           c.model.preset[0] ? c.model.preset : "explicit", L, B * micro, c.train.recompute, tokens / step_s, tflops,
-           100 * tflops * 1e12 / peak, mem);
     free(t);
-    free(b.tokens);
-    model_free(&m);
+    trainer_free(&tr);
+    topo_free(&topo);
     MPI_Finalize();
     return 0;
 }

@@ -173,6 +173,9 @@ void cuda_act_to_f32(float *dst, const void *src, size_t n);
 size_t cuda_peak_memory(void);
 
 void cuda_copy(void *dst, const void *src, size_t n);
+void cuda_join_columns(void *dst, const void *src, int n, int T, int w);
+void cuda_split_columns(void *dst, const void *src, int n, int T, int w);
+void cuda_select_device(int local_rank);
 void cuda_accumulate(void *dst, const void *src, size_t n);
 void cuda_silu_forward(void *out, const void *in, size_t n);
 void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n);

@@ -1,4 +1,4 @@
-/* elementwise.cu: copy, accumulate, SiLU, SwiGLU gate and product, forward and backward, on n bf16
+/* elementwise.cu: copy, the tensor-parallel column layouts, accumulate, SiLU, SwiGLU gate and product, forward and backward, on n bf16
    elements. One grid-stride kernel template serves them all: NIN inputs, NOUT outputs that are
    written (forward) or added to (backward), 8 elements per thread and 16-byte accesses when every
    pointer allows it, fp32 arithmetic in between. */
@@ -104,6 +104,23 @@ struct OpMulBack { /* (dout, a, b) -> (da, db) */
 void cuda_copy(void *dst, const void *src, size_t n)
 {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
+}
+
+/* between n blocks (n, T, w) and rows (T, n w): one strided copy per block */
+void cuda_join_columns(void *dst, const void *src, int n, int T, int w)
+{
+    const size_t row = (size_t)w * sizeof(bf16);
+    for (int j = 0; j < n; j++)
+        CUDA_CHECK(cudaMemcpy2DAsync((bf16 *)dst + (size_t)j * w, n * row, (const bf16 *)src + (size_t)j * T * w, row,
+                                     row, (size_t)T, cudaMemcpyDeviceToDevice, 0));
+}
+
+void cuda_split_columns(void *dst, const void *src, int n, int T, int w)
+{
+    const size_t row = (size_t)w * sizeof(bf16);
+    for (int j = 0; j < n; j++)
+        CUDA_CHECK(cudaMemcpy2DAsync((bf16 *)dst + (size_t)j * T * w, row, (const bf16 *)src + (size_t)j * w, n * row,
+                                     row, (size_t)T, cudaMemcpyDeviceToDevice, 0));
 }
 
 void cuda_accumulate(void *dst, const void *src, size_t n)

@@ -23,6 +23,13 @@ static void cuda_track(ptrdiff_t bytes)
 
 size_t cuda_peak_memory(void) { return bytes_peak; }
 
+void cuda_select_device(int local_rank)
+{
+    int n = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&n));
+    CUDA_CHECK(cudaSetDevice(local_rank % n));
+}
+
 static void *device_alloc(size_t bytes)
 {
     void *p = NULL;

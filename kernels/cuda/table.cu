@@ -23,6 +23,8 @@ static const Ops table = {
     .swiglu_backward = cuda_swiglu_backward,
     .mul_forward = cuda_mul_forward,
     .mul_backward = cuda_mul_backward,
+    .join_columns = cuda_join_columns,
+    .split_columns = cuda_split_columns,
     .embedding_forward = cuda_embedding_forward,
     .embedding_backward = cuda_embedding_backward,
     .matmul_forward = cuda_matmul_forward,
@@ -43,6 +45,7 @@ static const Ops table = {
     .sumsq = cuda_sumsq,
     .adamw = cuda_adamw,
     .peak_memory = cuda_peak_memory,
+    .select_device = cuda_select_device,
 };
 
 /* NULL when no GPU is visible, so callers can say so instead of failing inside a kernel */

@@ -7,10 +7,11 @@ megabench_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 EXTRA_DIST += tests/gpu/bench.sh tests/gpu/bench.yaml
 
 if HAVE_CUDA
-GPU_TESTS = tests/gpu/test_ops_gpu tests/gpu/test_model_gpu
+GPU_TESTS = tests/gpu/test_ops_gpu tests/gpu/test_model_gpu tests/gpu/test_comm_gpu
 check_PROGRAMS += $(GPU_TESTS)
 tests_gpu_test_ops_gpu_SOURCES = tests/gpu/test_ops_gpu.c
 tests_gpu_test_model_gpu_SOURCES = tests/gpu/test_model_gpu.c
+tests_gpu_test_comm_gpu_SOURCES = tests/gpu/test_comm_gpu.c
 
 CLEANFILES += $(GPU_TESTS:=.log) $(GPU_TESTS:=.trs)
 

@@ -258,6 +258,38 @@ static void test_memory(void)
     free(got);
 }
 
+/* the tensor-parallel layouts are pure copies: exactly the CPU's, and split undoes join */
+static void test_columns(void)
+{
+    const int n = 3, T = 37, w = 11;
+    const size_t N = (size_t)n * T * w;
+    double *a = xmalloc(N * sizeof(double)), *want = xmalloc(N * sizeof(double)), *got = xmalloc(N * sizeof(double));
+    fill_uniform(a, N, 21, -2, 2);
+    round_bf16(a, N);
+    float *ca = xmalloc(N * sizeof(float)), *cw = xmalloc(N * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        ca[i] = (float)a[i];
+    cpu->join_columns(cw, ca, n, T, w);
+    for (size_t i = 0; i < N; i++)
+        want[i] = cw[i];
+    void *src = gpu->alloc(N * gpu->act_size), *dst = gpu->alloc(N * gpu->act_size);
+    put(gpu, ARG_ACT, src, a, N);
+    gpu->join_columns(dst, src, n, T, w);
+    get(gpu, ARG_ACT, got, dst, N);
+    tap_check(!memcmp(got, want, N * sizeof(double)), "join_columns: blocks (3, 37, 11) to rows, as the CPU");
+    gpu->zero(src, N * gpu->act_size);
+    gpu->split_columns(src, dst, n, T, w);
+    get(gpu, ARG_ACT, got, src, N);
+    tap_check(!memcmp(got, a, N * sizeof(double)), "split_columns undoes join_columns");
+    gpu->release(src);
+    gpu->release(dst);
+    free(a);
+    free(want);
+    free(got);
+    free(ca);
+    free(cw);
+}
+
 /* three AdamW steps from the same state on both backends: master weights and moments agree to fp32
    rounding (the CPU computes in double), the compute copy is the bf16 rounding of the master */
 static void test_adamw(void)
@@ -340,6 +372,7 @@ int main(int argc, char **argv)
         return 0;
     }
     test_memory();
+    test_columns();
     test_adamw();
     test_sumsq();
 
