@@ -13,6 +13,8 @@ src=/usr/lib/x86_64-linux-gnu/openblas-openmp
 [ -f "$b/libopenblas.a.gz" ] || gzip -9 -c "$src/libopenblas.a" >"$b/libopenblas.a.gz"
 cp /usr/include/x86_64-linux-gnu/openblas-openmp/*.h "$b/include/"
 grep -q BLAS_LIBS .device/env.sh || cat >>.device/env.sh <<'ENV'
+# the GPU machines preset CC to a plain gcc; megatrain builds with MPI's compiler
+export CC=mpicc
 # OpenBLAS for the CPU reference, linked statically (tools/device-prepare.sh)
 B=$(cd "$(dirname "${BASH_SOURCE:-.device/env.sh}")" && pwd)/blas
 [ -f "$B/libopenblas.a" ] || gzip -dc "$B/libopenblas.a.gz" >"$B/libopenblas.a"
