@@ -185,14 +185,26 @@ static double grad_sumsq(Trainer *tr)
     const Model *m = &tr->m;
     const Zero *z = &tr->zero;
     double s = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        const ParamInfo *p = &m->params_info[i];
-        if ((p->split < 0 && tr->t->tp_rank > 0) || (p->offset == m->embed && !m->part.first))
-            continue;
-        size_t lo = p->offset > z->lo ? p->offset : z->lo;
-        size_t hi = p->offset + p->numel < z->lo + z->shard ? p->offset + p->numel : z->lo + z->shard;
-        if (lo < hi)
-            s += tr->ops->sumsq(z->grad + (lo - z->lo), hi - lo);
+    size_t run_lo = 0, run_hi = 0; /* adjacent counted tensors make one call (one device sync) */
+    for (int i = 0; i <= m->n_params; i++) {
+        size_t lo = 0, hi = 0;
+        if (i < m->n_params) {
+            const ParamInfo *p = &m->params_info[i];
+            if ((p->split < 0 && tr->t->tp_rank > 0) || (p->offset == m->embed && !m->part.first))
+                continue;
+            lo = p->offset > z->lo ? p->offset : z->lo;
+            hi = p->offset + p->numel < z->lo + z->shard ? p->offset + p->numel : z->lo + z->shard;
+            if (lo >= hi)
+                continue;
+            if (lo == run_hi) {
+                run_hi = hi;
+                continue;
+            }
+        }
+        if (run_lo < run_hi)
+            s += tr->ops->sumsq(z->grad + (run_lo - z->lo), run_hi - run_lo);
+        run_lo = lo;
+        run_hi = hi;
     }
     comm_allreduce(&tr->world, &s, 1, COMM_F64);
     return s;
