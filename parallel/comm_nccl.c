@@ -11,10 +11,10 @@
    result right away, and for sends only at comm_wait, so sends overlap the compute after them. */
 #include "parallel/comm.h"
 
+#include "kernels/cuda/check.h"
 #include "parallel/mpi_check.h"
 #include "src/util.h"
 
-#include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +24,6 @@
         ncclResult_t nccl_check_rc_ = (call);                                                        \
         if (nccl_check_rc_ != ncclSuccess)                                                           \
             fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, ncclGetErrorString(nccl_check_rc_));    \
-    } while (0)
-
-#define CUDA_CHECK(call)                                                                             \
-    do {                                                                                             \
-        cudaError_t cuda_check_rc_ = (call);                                                         \
-        if (cuda_check_rc_ != cudaSuccess)                                                           \
-            fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(cuda_check_rc_));    \
     } while (0)
 
 typedef struct {

@@ -507,20 +507,6 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
 
 /* ---- printing ---- */
 
-static void print_yaml_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", (unsigned char)*s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* One value as YAML/JSON text (the two agree for every type we have). */
 static void print_value(FILE *f, const Config *c, const Key *k)
 {
@@ -562,10 +548,10 @@ static void print_value(FILE *f, const Config *c, const Key *k)
         fputs(*(const int *)field ? "true" : "false", f);
         break;
     case KT_STRING:
-        print_yaml_string(f, field);
+        util_write_quoted(f, field);
         break;
     case KT_ENUM:
-        print_yaml_string(f, enum_name(k->choices, *(const int *)field, buf, sizeof buf));
+        util_write_quoted(f, enum_name(k->choices, *(const int *)field, buf, sizeof buf));
         break;
     }
 }

@@ -11,20 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", (unsigned char)*s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* a number, or null when it is not finite (JSON has no NaN) */
 static void json_number(FILE *f, double v)
 {
@@ -56,14 +42,16 @@ void metrics_open(Metrics *mt, const Config *c, const char *config_path, const T
                    strerror(errno));
     FILE *f = mt->f;
     /* a job killed mid-write leaves a cut line: start the header on a line of its own */
-    if (fseek(f, -1, SEEK_END) == 0 && fgetc(f) != '\n')
+    int cut = fseek(f, -1, SEEK_END) == 0 && fgetc(f) != '\n';
+    fseek(f, 0, SEEK_END); /* reading, then writing: reposition in between */
+    if (cut)
         fputc('\n', f);
     char stamp[64];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     fprintf(f, "{\"type\":\"header\",\"time\":\"%s\",\"version\":\"%s\",\"git\":\"%s\",\"config_file\":", stamp,
             PACKAGE_VERSION, MEGATRAIN_GIT_REV);
-    json_string(f, config_path);
+    util_write_quoted(f, config_path);
     fputs(",\"config\":", f);
     config_print_json(c, f);
     fprintf(f, ",\"layout\":{\"world\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"cp\":%d}", t->world, t->dp, t->tp, t->pp,
@@ -83,7 +71,7 @@ void metrics_open(Metrics *mt, const Config *c, const char *config_path, const T
         if (seen)
             continue;
         fputs(first ? "" : ",", f);
-        json_string(f, h);
+        util_write_quoted(f, h);
         fprintf(f, ":%d", count);
         first = 0;
     }

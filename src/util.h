@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdnoreturn.h>
 
 #define UTIL_EXIT_INPUT 2 /* bad input: config, flags, data, checkpoint */
@@ -41,6 +42,8 @@ double rng_uniform(uint64_t key, uint64_t index); /* in (0, 1) */
 double rng_normal(uint64_t key, uint64_t index);  /* standard normal */
 
 double util_now(void); /* monotonic seconds */
+/* s as a double-quoted string that JSON and YAML both read back (\", \\, \u00XX escapes) */
+void util_write_quoted(FILE *f, const char *s);
 uint64_t util_fnv1a(const void *data, size_t bytes, uint64_t h); /* h = UTIL_FNV_INIT to start */
 #define UTIL_FNV_INIT 0xcbf29ce484222325ULL
 

@@ -23,13 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #ifdef HAVE_CUDA
-#include <cuda_runtime.h>
-#define CUDA_CHECK(call)                                                                                       \
-    do {                                                                                                       \
-        cudaError_t err_ = (call);                                                                             \
-        if (err_ != cudaSuccess)                                                                               \
-            fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(err_));                        \
-    } while (0)
+#include "kernels/cuda/check.h"
 #endif
 
 /* Datasheet ceilings of one H100/H200 SXM (dense bf16 tensor cores, fp32 CUDA cores, H200 HBM3e):

@@ -44,17 +44,9 @@ __global__ void sumsq_kernel(double *part, const float *x, size_t n)
     double s = 0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         s += (double)x[i] * x[i];
-    for (int o = 16; o > 0; o >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x % 32 == 0)
-        sh[threadIdx.x / 32] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int w = 0; w < (int)blockDim.x / 32; w++)
-            t += sh[w];
-        part[blockIdx.x] = t;
-    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0)
+        part[blockIdx.x] = s;
 }
 
 double cuda_sumsq(const float *x, size_t n)

@@ -72,17 +72,9 @@ __global__ void sum_f64_kernel(double *out, const float *x, size_t n)
     double s = 0;
     for (size_t i = threadIdx.x; i < n; i += blockDim.x)
         s += x[i];
-    for (int o = 16; o > 0; o >>= 1)
-        s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (threadIdx.x % 32 == 0)
-        sh[threadIdx.x / 32] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double t = 0;
-        for (int w = 0; w < (int)blockDim.x / 32; w++)
-            t += sh[w];
-        *out = t;
-    }
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0)
+        *out = s;
 }
 
 double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, float grad_scale)

@@ -18,15 +18,10 @@ extern "C" {
 #include "src/util.h"
 }
 #undef noreturn
+#include "kernels/cuda/check.h"
 
 typedef __nv_bfloat16 bf16;
 
-#define CUDA_CHECK(call)                                                                                       \
-    do {                                                                                                       \
-        cudaError_t err_ = (call);                                                                             \
-        if (err_ != cudaSuccess)                                                                               \
-            fail("%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(err_));                        \
-    } while (0)
 #define CUBLAS_CHECK(call)                                                                                     \
     do {                                                                                                       \
         cublasStatus_t st_ = (call);                                                                           \
@@ -92,7 +87,7 @@ static inline int aligned16(const void *a, const void *b = NULL, const void *c =
 }
 
 /* ---- reductions ---- */
-__device__ __forceinline__ float warp_sum(float v)
+template <typename T> __device__ __forceinline__ T warp_sum(T v)
 {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
@@ -109,8 +104,8 @@ __device__ __forceinline__ float warp_max(float v)
 }
 
 /* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-   sh: 32 floats of shared memory; the function syncs before reusing it. */
-__device__ __forceinline__ float block_sum(float v, float *sh)
+   sh: 32 values of shared memory; the function syncs before reusing it. */
+template <typename T> __device__ __forceinline__ T block_sum(T v, T *sh)
 {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
     v = warp_sum(v);
@@ -118,7 +113,7 @@ __device__ __forceinline__ float block_sum(float v, float *sh)
     if (lane == 0)
         sh[warp] = v;
     __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0f;
+    v = lane < nw ? sh[lane] : (T)0;
     return warp_sum(v);
 }
 

@@ -21,11 +21,12 @@ NVCC_FLAGS = -std=c++17 -O3 -lineinfo '-gencode=arch=compute_90,code=[sm_90,comp
 noinst_LIBRARIES += kernels/libcuda.a
 # (the .cu files are listed as sources only so that every tarball carries them, also one made
 # without CUDA: automake compiles nothing it has no rule for)
-kernels_libcuda_a_SOURCES = kernels/cuda/cuda.cuh $(CUDA_SOURCES)
+kernels_libcuda_a_SOURCES = kernels/cuda/cuda.cuh kernels/cuda/check.h $(CUDA_SOURCES)
 kernels_libcuda_a_LIBADD = $(CUDA_OBJECTS)
 CUDA_KERNEL_LIBS += kernels/libcuda.a
 CLEANFILES += $(CUDA_OBJECTS)
 
-kernels/cuda/%.o: $(top_srcdir)/kernels/cuda/%.cu $(top_srcdir)/kernels/cuda/cuda.cuh $(top_srcdir)/kernels/ops.h
+kernels/cuda/%.o: $(top_srcdir)/kernels/cuda/%.cu $(top_srcdir)/kernels/cuda/cuda.cuh $(top_srcdir)/kernels/cuda/check.h \
+  $(top_srcdir)/kernels/ops.h
 	@$(MKDIR_P) kernels/cuda
 	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
