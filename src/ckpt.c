@@ -58,6 +58,17 @@ static void remove_tree(const char *path)
     }
 }
 
+/* Delete a checkpoint folder so that a kill part-way never leaves one that looks whole: first
+   rename it to a leftover name (removed by the next ckpt_save), then delete. */
+static void discard(const char *dir, const char *path)
+{
+    char *gone = xasprintf("%s/.%s.del.tmp", dir, strrchr(path, '/') + 1);
+    remove_tree(gone);
+    if (rename(path, gone) == 0)
+        remove_tree(gone);
+    free(gone);
+}
+
 static void fsync_path(const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -180,7 +191,7 @@ static void prune(const char *dir, int keep_last, int keep_every)
     for (int i = 0; i < n; i++) {
         int64_t step = step_of(paths[i]);
         if (i >= keep_last && !(keep_every > 0 && step % keep_every == 0))
-            remove_tree(paths[i]);
+            discard(dir, paths[i]);
         free(paths[i]);
     }
     free(paths);
@@ -268,7 +279,7 @@ void ckpt_save(Trainer *tr, const char *dir)
     }
     MPI_CHECK(MPI_Barrier(t->world_comm));
     if (t->rank == 0) {
-        remove_tree(final); /* a checkpoint of this step from an earlier attempt */
+        discard(dir, final); /* a checkpoint of this step from an earlier attempt */
         if (rename(tmp, final) != 0)
             fail("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
         fsync_path(dir);
@@ -389,8 +400,8 @@ static void read_body(void *arg)
         if (k >= 0 && j > k)
             inner *= p->shape[j];
     }
-    if (k < 0) { /* replicated: any tp rank's copy */
-        char *file = shard_file(ck->path, stage, 0);
+    if (k < 0) { /* replicated: any tp rank's copy; the same rank's when it exists (verify reads each) */
+        char *file = shard_file(ck->path, stage, a->tp_rank % ck->tp);
         float *buf = read_source(file, a->group, p, src_local);
         memcpy(a->out, buf, p->numel * sizeof(float));
         free(buf);
@@ -514,6 +525,8 @@ int ckpt_resume(Trainer *tr, const char *path)
 
 /* ---- verifying and writing whole checkpoints (tools) ---- */
 
+static void open_body(void *file) { H5_CHECK_AT((char *)file, H5Fclose(h5u_open(file, 0))); }
+
 int ckpt_verify(const char *path)
 {
     CkptInfo ck;
@@ -525,6 +538,14 @@ int ckpt_verify(const char *path)
     int problems = 0;
     for (int s = 0; s < ck.pp; s++)
         for (int r = 0; r < ck.tp; r++) {
+            char *file = shard_file(path, s, r);
+            int opens = data_try(open_body, file, err, sizeof err);
+            free(file);
+            if (!opens) { /* one message for the file, not one per tensor */
+                fprintf(stderr, "%s\n", err);
+                problems++;
+                continue;
+            }
             ModelPart part = model_part(&ck.dims, ck.tp, r, ck.pp, s);
             ParamInfo *table;
             int n = model_table(&ck.dims, &part, &table);

@@ -357,13 +357,14 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
     }
     if (threads > 0)
         omp_set_num_threads(threads);
-    Trainer tr;
-    trainer_init(&tr, c, t, train);
-    resume(&tr, c);
+    /* from the start: a signal while loading a checkpoint stops the run after its first step */
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    Trainer tr;
+    trainer_init(&tr, c, t, train);
+    resume(&tr, c);
 
     const ModelDims *dims = &tr.dims;
     const int B = c->data.batch_size, L = c->data.seq_len;

@@ -1,0 +1,60 @@
+# ckpt.sh: shared by the checkpoint tests (sourced after tap.sh, in $tap_tmp): the programs, a tiny
+# run file that every layout of up to 4 ranks can run, reading and comparing metrics logs, and
+# damaging a tensor in a shard file.
+mt="$top_builddir/megatrain"
+mc="$top_builddir/megackpt"
+
+# A tiny MEGALODON (4 layers, so up to 4 pipeline stages; 2 heads, d_model 32, for tp 2; 2 chunks
+# of 8 tokens per rank under cp 2) with a tied embedding. The optimizer is set so that runs
+# under different layouts stay within fp32 rounding of each other: a constant learning rate (the
+# cosine schedule depends on train.steps, which the tests vary) and AdamW eps 1e-3 (with 1e-8
+# Adam divides rounding-level gradients by their own size and layouts drift apart by 1e-3
+# within 3 steps; with 1e-3 they agree to 4e-8 over 16 steps, measured).
+ckpt_runfile() { # ckpt_runfile FILE
+    cat >"$1" <<'Y'
+model: {vocab_size: 64, n_layers: 4, d_model: 32, n_heads: 2, z_dim: 16, v_dim: 32, ffn_dim: 48,
+        chunk: 8, groups: 4, cema_ndim: 2, share_emb: true}
+data: {seq_len: 32, batch_size: 4}
+optimizer: {lr: 0.01, eps: 1.0e-3}
+schedule: {warmup_steps: 1, decay: constant}
+train: {steps: 4, seed: 11}
+log: {every: 1000}
+checkpoint: {keep_last: 100}
+Y
+}
+
+# steps LOG: "step loss grad_norm" of every step record, as written (%.9g)
+steps() {
+    sed -n 's/.*"type":"step","step":\([0-9]*\),"tokens":[0-9]*,"loss":\([^,]*\),"lr":[^,]*,"grad_norm":\([^,]*\),.*/\1 \2 \3/p' "$1"
+}
+
+# compare REF LOG LOSS_TOL NORM_TOL: every step of LOG has the loss and gradient norm of the same
+# step of REF within the relative tolerances (and there is at least one); sets $worst to the
+# largest differences seen
+compare() {
+    steps "$1" >"$tap_tmp/ref.txt"
+    steps "$2" >"$tap_tmp/got.txt"
+    worst=$(awk -v lt="$3" -v gt="$4" '
+        NR == FNR { loss[$1] = $2; norm[$1] = $3; next }
+        function rel(a, b) { d = (a - b) / b; return d < 0 ? -d : d }
+        { n++; if (!($1 in loss)) bad = 1; else {
+              l = rel($2, loss[$1]); g = rel($3, norm[$1])
+              if (l > wl) wl = l; if (g > wg) wg = g; if (l > lt || g > gt) bad = 1 } }
+        END { printf "loss %.1e, grad norm %.1e%s", wl, wg, n ? "" : ", no steps"; exit bad || !n }' \
+        "$tap_tmp/ref.txt" "$tap_tmp/got.txt")
+}
+
+# flip FILE DATASET BYTE MASK: xor byte BYTE of a dataset's data, in place in the HDF5 file
+flip() {
+    $PYTHON_REF - "$@" <<'P'
+import sys, h5py
+path, name, byte, mask = sys.argv[1:]
+with h5py.File(path, "r") as f:
+    at = f[name].id.get_offset() + int(byte)
+with open(path, "r+b") as f:
+    f.seek(at)
+    b = f.read(1)[0]
+    f.seek(at)
+    f.write(bytes([b ^ int(mask)]))
+P
+}

@@ -1,0 +1,64 @@
+# test_ckpt_damage.sh: damaged checkpoints.
+#  - a flipped byte in a tensor, then a truncated shard file, in the newest checkpoint: the restart
+#    names the checkpoint, the file and (for the flip) the tensor, resumes from the previous good
+#    checkpoint and continues exactly as the original run; `megackpt verify` exits 2 naming them;
+#    with no good checkpoint left the restart stops with exit 2
+. "$top_srcdir/tests/tap.sh"
+cd "$tap_tmp" || exit 1
+. "$top_srcdir/tests/ckpt.sh"
+ckpt_runfile run.yaml
+pp2="--set parallel.pp=2" # two shard files per checkpoint, one per stage
+
+# shellcheck disable=SC2086 # $pp2 is a list of words
+run $MPIRUN -np 2 "$mt" run.yaml $pp2 --set train.steps=8 --set checkpoint.every=2 --set checkpoint.dir=run \
+    --set log.metrics=orig.jsonl
+tap_ok $rc "8 steps on 2 ranks (pp2), checkpoints every 2 steps"
+steps orig.jsonl >orig.txt
+
+# restart TAG: train to step 8 again (resume auto), logging to TAG.jsonl
+restart() {
+    # shellcheck disable=SC2086
+    run $MPIRUN -np 2 "$mt" run.yaml $pp2 --set train.steps=8 --set checkpoint.every=2 --set checkpoint.dir=run \
+        --set log.metrics="$1.jsonl"
+}
+# continues_from TAG STEP: the restart resumed from run/step-STEP and its steps equal the original's
+continues_from() {
+    steps "$1.jsonl" >"$1.txt"
+    sed -n "$(($2 + 1)),\$p" orig.txt >"$1.want"
+    grep -q "resumed from run/step-0*$2 (step $2," "$tap_tmp/out" && [ -s "$1.txt" ] && cmp -s "$1.txt" "$1.want"
+}
+
+# a flipped byte in the data of one tensor of the newest checkpoint
+file=run/step-00000008/shard-pp001-tp000.h5
+tensor=params/layers.3.mega.wz.weight
+flip "$file" "$tensor" 13 32
+run "$mc" verify run/step-00000008
+expect_fail 2 "$file: $tensor: checksum mismatch" "verify: a flipped byte: exit 2 naming the file and the tensor"
+grep -q "run/step-00000008: 1 problem" "$tap_tmp/err"
+tap_ok $? "verify counts one problem"
+restart flip
+grep -q "checkpoint run/step-00000008 is damaged: $file: $tensor: checksum mismatch" "$tap_tmp/err"
+tap_ok $(($? + rc)) "restart: names the damaged checkpoint, file and tensor (exit $rc)"
+continues_from flip 6
+tap_ok $? "restart: resumes from step 6 and steps 7-8 are the original's"
+
+# a truncated shard file in the (rewritten) newest checkpoint
+file=run/step-00000008/shard-pp000-tp000.h5
+truncate -s 20000 "$file"
+run "$mc" verify run/step-00000008
+expect_fail 2 "$file: " "verify: a truncated file: exit 2 naming the file"
+tap_ok $([ "$(grep -c "$file" "$tap_tmp/err")" -eq 1 ] && echo 0 || echo 1) "verify names the truncated file once"
+restart trunc
+grep -q "checkpoint run/step-00000008 is damaged: $file: " "$tap_tmp/err"
+tap_ok $(($? + rc)) "restart: names the damaged checkpoint and the truncated file (exit $rc)"
+continues_from trunc 6
+tap_ok $? "restart: resumes from step 6 and steps 7-8 are the original's"
+
+# nothing loadable: exit 2 before any work
+mkdir only && cp -r run/step-00000008 only/ && truncate -s 1000 only/step-00000008/meta.h5
+# shellcheck disable=SC2086
+run $MPIRUN -np 2 "$mt" run.yaml $pp2 --set train.steps=10 --set checkpoint.dir=only --set log.metrics=none.jsonl
+expect_fail 2 "only: none of its 1 checkpoint(s) could be loaded" "no good checkpoint left: exit 2"
+grep -q "checkpoint only/step-00000008 is damaged: only/step-00000008/meta.h5: " "$tap_tmp/err"
+tap_ok $? "... naming the damaged meta.h5"
+tap_done

@@ -1,0 +1,117 @@
+# test_ckpt_resume.sh: resuming is exact, and a signal makes a checkpoint.
+#  - a run resumed from its own intermediate checkpoint under the same layout (dp2; pp2 with 2
+#    micro-batches) continues bit for bit: the same loss, gradient norm and validation loss
+#    strings in the metrics log, and the same final weights, moments, step and data cursor (on a
+#    real dataset: the sampler's cursor comes back; the default cosine schedule: the step counter)
+#  - SIGUSR1 to mpirun (Slurm's warning) and SIGTERM to a lone rank: exit 0 after a checkpoint of
+#    the step where the run stopped; a restart continues from it exactly as an uninterrupted run
+#  - keep_last and keep_every choose which checkpoints stay
+. "$top_srcdir/tests/tap.sh"
+cd "$tap_tmp" || exit 1
+. "$top_srcdir/tests/ckpt.sh"
+ckpt_runfile run.yaml
+
+run "$top_builddir/megadata" build data "$top_srcdir/tests/data/text" --val-fraction 0.3
+tap_ok $rc "a small text dataset with a validation split"
+
+# same_state A B: two checkpoints hold bit-identical tensors, step and cursor (prints what differs)
+same_state() {
+    $PYTHON_REF - "$1" "$2" <<'P'
+import glob, os, sys
+import h5py, numpy as np
+a, b = sys.argv[1:]
+diff = []
+for k in ("step", "cursor", "tp", "pp"):
+    if h5py.File(f"{a}/meta.h5", "r").attrs[k] != h5py.File(f"{b}/meta.h5", "r").attrs[k]:
+        diff.append(k)
+files = sorted(os.path.basename(f) for f in glob.glob(f"{a}/shard-*.h5"))
+n = 0
+for name in files:
+    fa, fb = h5py.File(f"{a}/{name}", "r"), h5py.File(f"{b}/{name}", "r")
+    for g in ("params", "adam_m", "adam_v"):
+        for t in fa[g]:
+            n += 1
+            if not np.array_equal(fa[g][t][...], fb[g][t][...]):
+                diff.append(f"{name}:{g}/{t}")
+print(f"{n} tensors in {len(files)} files" if n and not diff else "differ: " + " ".join(diff[:5] or ["no tensors"]))
+sys.exit(1 if diff or not n else 0)
+P
+}
+
+# same run, uninterrupted and resumed from its step-3 checkpoint, under two layouts
+for lay in "dp2" "pp2:--set parallel.pp=2 --set parallel.micro_batches=2"; do
+    name=${lay%%:*} opts=
+    case $lay in *:*) opts=${lay#*:} ;; esac
+    # shellcheck disable=SC2086 # $opts is a list of words
+    set -- --set data.path=data --set model.vocab_size=0 --set train.steps=6 --set schedule.decay=cosine \
+        --set schedule.warmup_steps=2 --set eval.every=2 --set eval.batches=1 $opts
+    run $MPIRUN -np 2 "$mt" run.yaml "$@" --set checkpoint.dir=$name-full --set checkpoint.every=3 \
+        --set log.metrics=$name-full.jsonl
+    tap_ok $rc "$name: 6 steps uninterrupted, checkpoints at steps 3 and 6"
+    run $MPIRUN -np 2 "$mt" run.yaml "$@" --set checkpoint.dir=$name-resumed \
+        --set checkpoint.resume=$name-full/step-00000003 --set log.metrics=$name-resumed.jsonl
+    grep -q "resumed from $name-full/step-00000003 (step 3," "$tap_tmp/out"
+    tap_ok $(($? + rc)) "$name: the same run resumed from its step-3 checkpoint"
+    steps $name-full.jsonl | sed -n '4,$p' >full.txt
+    steps $name-resumed.jsonl >resumed.txt
+    grep '"type":"eval"' $name-full.jsonl | sed -n '2,$p' | cut -d, -f2- >full-eval.txt
+    grep '"type":"eval"' $name-resumed.jsonl | cut -d, -f2- >resumed-eval.txt
+    [ "$(wc -l <resumed.txt)" -eq 3 ] && cmp -s full.txt resumed.txt && [ -s full-eval.txt ] &&
+        cmp -s full-eval.txt resumed-eval.txt
+    tap_ok $? "$name: steps 4-6 give the same loss, grad norm and val loss strings"
+    sed 's/^/# /' resumed.txt
+    msg=$(same_state $name-full/step-00000006 $name-resumed/step-00000006)
+    tap_ok $? "$name: the final checkpoints are bit-identical ($msg)"
+done
+
+# SIGUSR1 to mpirun after the first progress lines: every rank stops at the same step (3000
+# steps take seconds: a lost signal fails the test instead of hanging it)
+$MPIRUN -np 2 "$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics=sig.jsonl \
+    --set checkpoint.dir=sig >sig.out 2>sig.err &
+pid=$!
+for _ in $(seq 600); do
+    grep -q '^step  *3/' sig.out && break
+    sleep 0.05
+done
+kill -USR1 $pid
+wait $pid
+rc=$?
+stop=$(sed -n 's/^signal 10: stopping after step \([0-9]*\) and its checkpoint$/\1/p' sig.out)
+tap_ok $([ $rc -eq 0 ] && [ -n "$stop" ] && echo 0 || echo 1) "SIGUSR1 to mpirun: exit $rc, stopped after step ${stop:-?}"
+sed 's/^/# /' sig.err
+stop=${stop:-0}
+last=$(steps sig.jsonl | tail -1 | cut -d' ' -f1)
+[ "$last" = "$stop" ] && [ "$(ls sig)" = "step-$(printf %08d "$stop")" ]
+tap_ok $? "the checkpoint is of that step (the log's last step: ${last:-none}; sig/: $(ls sig | tr '\n' ' '))"
+end=$((stop + 3))
+run $MPIRUN -np 2 "$mt" run.yaml --set train.steps=$end --set log.metrics=sig.jsonl --set checkpoint.dir=sig
+grep -q "resumed from sig/step-0*$stop (step $stop," "$tap_tmp/out"
+tap_ok $(($? + rc)) "a restart resumes from it and runs to step $end"
+run $MPIRUN -np 2 "$mt" run.yaml --set train.steps=$end --set log.metrics=straight.jsonl --set checkpoint.dir=straight
+steps sig.jsonl >sig.txt
+steps straight.jsonl >straight.txt
+[ "$(wc -l <sig.txt)" -eq "$end" ] && cmp -s sig.txt straight.txt
+tap_ok $? "steps 1-$end across the stop are those of an uninterrupted run, bit for bit"
+
+# SIGTERM to a lone megatrain (the end of a Slurm job reaching the rank itself)
+"$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics=term.jsonl \
+    --set checkpoint.dir=term >term.out 2>term.err &
+pid=$!
+for _ in $(seq 600); do
+    grep -q '^step  *2/' term.out && break
+    sleep 0.05
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+stop=$(sed -n 's/^signal 15: stopping after step \([0-9]*\) and its checkpoint$/\1/p' term.out)
+[ $rc -eq 0 ] && [ -n "$stop" ] && [ -d term/step-$(printf %08d "$stop") ]
+tap_ok $? "SIGTERM: exit $rc, checkpoint of step ${stop:-?}"
+
+# keep_last 2 and keep_every 4 over 10 checkpoints
+run "$mt" run.yaml --set train.steps=10 --set checkpoint.every=1 --set checkpoint.keep_last=2 \
+    --set checkpoint.keep_every=4 --set checkpoint.dir=keep --set log.metrics=keep.jsonl
+kept=$(ls keep | tr '\n' ' ')
+tap_ok $([ $rc -eq 0 ] && [ "$kept" = "step-00000004 step-00000008 step-00000009 step-00000010 " ] && echo 0 || echo 1) \
+    "keep_last 2, keep_every 4: kept $kept"
+tap_done

@@ -1,0 +1,145 @@
+# test_megackpt.sh: megackpt's command line: help, ls (order, layout, leftovers, damage), verify of
+# a good checkpoint and of a flipped bit in tp rank 1's copy of an unsplit tensor, reshard (exact:
+# its export is byte-identical to the source's; layout checks; never overwrites), export/import
+# round trip, and every kind of bad argument or file: exit 2 with one message naming it.
+. "$top_srcdir/tests/tap.sh"
+cd "$tap_tmp" || exit 1
+. "$top_srcdir/tests/ckpt.sh"
+ckpt_runfile run.yaml
+
+run "$mc" --help
+tap_ok $([ $rc -eq 0 ] && grep -q '^usage: megackpt ls DIR' out && echo 0 || echo 1) "--help: usage, exit 0"
+run "$mc" --version
+tap_ok $([ $rc -eq 0 ] && grep -q '^megackpt [0-9]' out && echo 0 || echo 1) "--version"
+for c in ls verify reshard export import; do
+    run "$mc" $c --help
+    tap_ok $([ $rc -eq 0 ] && grep -q "^usage: megackpt $c " out && echo 0 || echo 1) "$c --help"
+done
+run "$mc"
+expect_fail 2 "megackpt: error: no command given" "no command: exit 2"
+run "$mc" list ck
+expect_fail 2 "unknown command 'list'" "unknown command: exit 2"
+
+run "$mt" run.yaml --set train.steps=4 --set checkpoint.every=2 --set checkpoint.dir=ck --set log.metrics=m.jsonl
+tap_ok $rc "a 4-step run with checkpoints at steps 2 and 4"
+mkdir ck/.step-00000006.tmp ck/step-00000005
+: >ck/step-00000005/meta.h5
+echo junk >ck/notes.txt
+run "$mc" ls ck
+awk 'NR > 1 && $1 ~ /^[0-9]+$/ { printf "%s %s,", $1, $(NF - 1) }' out >rows.txt
+tap_ok $([ $rc -eq 0 ] && [ "$(cat rows.txt)" = "6 incomplete,5 damaged,4 complete,2 complete," ] && echo 0 || echo 1) \
+    "ls: newest first, with the leftover and the damaged folder ($(cat rows.txt))"
+grep -q '^ *4  tp1 pp1 dp1 cp1 .* complete  *ck/step-00000004$' out && grep -q 'ck/step-00000005/meta.h5: not a readable HDF5' out
+tap_ok $? "ls: layout, path, and why a folder is damaged"
+sed 's/^/# /' out
+rm -r ck/step-00000005 ck/.step-00000006.tmp
+run "$mc" ls ck/step-00000002
+tap_ok $([ $rc -eq 0 ] && grep -q ' 2  tp1 pp1 dp1 cp1 .* complete  *ck/step-00000002$' out && echo 0 || echo 1) "ls of one checkpoint folder"
+run "$mc" ls nowhere
+expect_fail 2 "nowhere: cannot open the folder" "ls of a missing folder: exit 2"
+
+run "$mc" verify ck/step-00000004
+tap_ok $([ $rc -eq 0 ] && grep -q 'ck/step-00000004: good (step 4' out && echo 0 || echo 1) "verify: a good checkpoint, exit 0"
+run "$mc" verify ck
+expect_fail 2 "ck is a run folder of 2 checkpoint(s); name one of them (newest: ck/step-00000004)" "verify of a run folder: exit 2"
+run "$mc" verify
+expect_fail 2 "verify: CKPT (a checkpoint folder) missing" "verify without a path: exit 2"
+run "$mc" verify ck/step-00000004 more
+expect_fail 2 "verify: unexpected argument 'more'" "verify with an extra argument: exit 2"
+run "$mc" verify nowhere
+expect_fail 2 "nowhere: no such checkpoint folder" "verify of a missing folder: exit 2"
+
+# reshard
+run "$mc" reshard ck/step-00000004 rs/tp2pp2 --tp 2 --pp=2
+ok=$rc
+run "$mc" ls rs/tp2pp2
+tap_ok $((ok + rc + $(grep -c ' 4  tp2 pp2 dp1 cp1 .* complete' out) - 1)) "reshard to tp 2 pp 2 (a new folder under a new parent)"
+tap_ok $([ "$(ls rs/tp2pp2)" = "$(printf 'meta.h5\nshard-pp000-tp000.h5\nshard-pp000-tp001.h5\nshard-pp001-tp000.h5\nshard-pp001-tp001.h5')" ] &&
+    echo 0 || echo 1) "... one shard file per (stage, tp rank)"
+run "$mc" reshard rs/tp2pp2 rs/back
+run "$mc" export ck/step-00000004 a.safetensors
+ok=$rc
+run "$mc" export rs/back b.safetensors
+ok=$((ok + rc))
+run "$mc" export rs/tp2pp2 c.safetensors
+tap_ok $((ok + rc)) "export of the source and of the resharded checkpoints"
+cmp -s a.safetensors b.safetensors && cmp -s a.safetensors c.safetensors
+tap_ok $? "... byte-identical: resharding there and back copies every value exactly"
+run "$mc" reshard ck/step-00000004 rs/tp2pp2 --tp 2
+expect_fail 2 "rs/tp2pp2 exists; give a new path" "reshard onto an existing path: exit 2"
+run "$mc" verify rs/tp2pp2
+tap_ok $rc "... and leaves it alone"
+# a tensor that every tp file of a stage holds whole: each copy is checked
+cp -r rs/tp2pp2 rs/flip
+flip rs/flip/shard-pp000-tp001.h5 adam_v/layers.0.mega.rmsnorm.weight 2 1
+run "$mc" verify rs/flip
+expect_fail 2 "rs/flip/shard-pp000-tp001.h5: adam_v/layers.0.mega.rmsnorm.weight: checksum mismatch" \
+    "verify: a flipped bit in tp rank 1's copy of an unsplit tensor: exit 2 naming file and tensor"
+run "$mc" reshard ck/step-00000004 rs/x --tp 3
+expect_fail 2 "\-\-tp 3 must divide the model's n_heads (2)" "reshard --tp 3 on 2 heads: exit 2"
+run "$mc" reshard ck/step-00000004 rs/x --pp 5
+expect_fail 2 "\-\-pp 5: the model has 4 layers" "reshard --pp 5 on 4 layers: exit 2"
+run "$mc" reshard ck/step-00000004 rs/x --tp two
+expect_fail 2 "\-\-tp 'two': expected an integer" "reshard --tp two: exit 2"
+run "$mc" reshard ck/step-00000004 rs/x --tp
+expect_fail 2 "\-\-tp needs a value" "reshard --tp without a value: exit 2"
+run "$mc" reshard ck/step-00000004 rs/x --dp 2
+expect_fail 2 "reshard: unknown option '--dp'" "reshard --dp: exit 2"
+run "$mc" reshard ck/step-00000004
+expect_fail 2 "reshard: OUT (the new checkpoint folder) missing" "reshard without OUT: exit 2"
+
+# export and import
+run "$mc" export ck/step-00000004 nowhere/w.safetensors
+expect_fail 2 "nowhere/w.safetensors.tmp: cannot create" "export into a missing folder: exit 2"
+run "$mc" import a.safetensors imp --config run.yaml
+ok=$rc
+run "$mc" verify imp
+ok=$((ok + rc))
+run "$mc" export imp d.safetensors
+ok=$((ok + rc))
+hdr() { od -An -t u8 -N 8 "$1" | tr -d ' '; }
+# the data sections (after 8 + header bytes) agree; the metadata differs (step 0, the config)
+tail -c +$(($(hdr a.safetensors) + 9)) a.safetensors >a.data
+tail -c +$(($(hdr d.safetensors) + 9)) d.safetensors >d.data
+tap_ok $((ok + $(cmp -s a.data d.data; echo $?))) "import of the export, verified, exports the same tensors"
+run "$mc" import a.safetensors imp2
+expect_fail 2 "import: --config RUN.yaml missing" "import without --config: exit 2"
+run "$mc" import a.safetensors imp2 --config run.yaml --set model.d_model=64
+expect_fail 2 "a.safetensors: .* tensor(s) missing or not as the run file's model has them" "import for another model: exit 2"
+grep -q '  embed.weight: F32 \[64, 32\], expected F32 \[64, 64\]' "$tap_tmp/err"
+tap_ok $? "... naming each tensor with its shape and the expected one"
+tap_ok $([ ! -e imp2 ] && echo 0 || echo 1) "... and writing nothing"
+run "$mc" import missing.safetensors imp2 --config run.yaml
+expect_fail 2 "missing.safetensors: cannot open" "import of a missing file: exit 2"
+
+# damaged safetensors files, made from the good one
+$PYTHON_REF - <<'P'
+import json, struct
+raw = open("a.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+def write(name, h, d=data, pad=True):
+    text = json.dumps(h).encode()
+    text += b" " * (-len(text) % 8 if pad else 0)
+    open(name, "wb").write(struct.pack("<Q", len(text)) + text + d)
+h = dict(head); del h["layers.2.mega.wz.bias"]; write("missing.st", h)
+h = json.loads(json.dumps(head)); h["output.final_norm.bias"]["dtype"] = "F16"
+h["output.final_norm.bias"]["data_offsets"][1] -= 64; write("dtype.st", h)
+h = dict(head); h["extra.weight"] = dict(head["output.final_norm.bias"]); write("overlap.st", h)
+open("truncated.st", "wb").write(raw[:len(raw) - 100])
+open("short.st", "wb").write(raw[:5])
+open("badjson.st", "wb").write(struct.pack("<Q", 16) + b'{"a": [1, 2}    ' + data)
+open("biglen.st", "wb").write(struct.pack("<Q", 1 << 40) + raw[8:])
+P
+bad() { # bad FILE PATTERN DESCRIPTION
+    run "$mc" import "$1" imp2 --config run.yaml
+    expect_fail 2 "$2" "import: $3: exit 2"
+}
+bad missing.st "^  layers.2.mega.wz.bias: missing (expected F32 \[16\])" "a tensor missing (named)"
+bad dtype.st "output.final_norm.bias: F16 \[32\], expected F32 \[32\]" "a tensor of another dtype"
+bad overlap.st "overlap.st: not a valid safetensors file: overlapping data of two tensors: extra.weight" "overlapping data"
+bad truncated.st "truncated.st: not a valid safetensors file: data_offsets .* (truncated?): " "a truncated file"
+bad short.st "short.st: not a valid safetensors file: shorter than the 8-byte header length" "a 5-byte file"
+bad badjson.st "badjson.st: not a valid safetensors file: byte 12 of the JSON header: expected" "a malformed header"
+bad biglen.st "biglen.st: not a valid safetensors file: the header length (first 8 bytes) is out of range" "a huge header length"
+tap_done
