@@ -438,7 +438,8 @@ static int same_model(const ModelDims *a, const ModelDims *b)
 {
     return a->vocab == b->vocab && a->n_layers == b->n_layers && a->D == b->D && a->H == b->H && a->Z == b->Z &&
            a->V == b->V && a->F == b->F && a->swiglu == b->swiglu && a->C == b->C && a->G == b->G &&
-           a->N == b->N && a->scale_emb == b->scale_emb && a->share_emb == b->share_emb;
+           a->N == b->N && a->scale_emb == b->scale_emb && a->share_emb == b->share_emb &&
+           a->rope_base == b->rope_base && a->eps == b->eps;
 }
 
 /* Load one checkpoint on this rank; 0, or -1 with the reason. */

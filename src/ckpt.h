@@ -2,7 +2,7 @@
 
    DIR/step-00000300/            one folder per checkpoint, written as
                                  DIR/.step-00000300.tmp and renamed when every file is complete
-     meta.h5                     step, data cursor, seed, layout, resolved config, file list
+     meta.h5                     step, data cursor, seed, layout, model dimensions, resolved config
      shard-pp000-tp000.h5        one file per (pipeline stage, tensor-parallel rank): the fp32
                                  master weights and AdamW moments of the tensors it owns,
                                  /params/<name>, /adam_m/<name>, /adam_v/<name>, each its shard of

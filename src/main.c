@@ -156,8 +156,11 @@ int main(int argc, char **argv)
         if (!train)
             dataset_close(ds);
     }
+    if (a.dump) /* one rank: the run file's layout does not apply */
+        c.parallel.tp = c.parallel.pp = c.parallel.cp = 1;
     config_finish(&c, a.dump ? 1 : world, vocab, cuda_built);
 
+    int status = 0;
     if (a.dump) {
         if (world != 1)
             fail_input_all("dump runs on one rank (it was started on %d)", world);
@@ -165,7 +168,7 @@ int main(int argc, char **argv)
     } else {
         Topo t;
         topo_init(&t, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);
-        train_run(&c, a.yaml, &t, train, val);
+        status = train_run(&c, a.yaml, &t, train, val);
         topo_free(&t);
     }
     if (train)
@@ -173,5 +176,5 @@ int main(int argc, char **argv)
     if (val)
         dataset_close(val);
     MPI_Finalize();
-    return 0;
+    return status;
 }

@@ -345,7 +345,7 @@ static void resume(Trainer *tr, const Config *c)
         fail_input_all("%s: checkpoint.resume: %s holds no checkpoint", config_origin("checkpoint.resume"), r);
 }
 
-void train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
+int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
 {
     /* threads: the config's, else OMP_NUM_THREADS, else this node's cores shared among its ranks
        (oversubscribed OpenMP threads spin-wait each other into the ground) */
@@ -377,6 +377,7 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
              (long long)model_param_count(dims), dims->n_layers, dims->D, config_precision_name(c->train.precision),
              tr.ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L,
              (long long)tr.step + 1, (long long)c->train.steps);
+    int stopped = 0;
     while (tr.step < c->train.steps) {
         Comm *axes[4] = {&tr.dpcp, &tr.tp, &tr.pp, &tr.cp};
         double busy[4];
@@ -411,9 +412,12 @@ void train_run(const Config *c, const char *config_path, const Topo *t, Dataset 
         if (stop) {
             log_info("signal %d: stopping after step %lld%s", stop, (long long)step,
                      dir ? " and its checkpoint" : " (no checkpoint.dir: nothing saved)");
+            stopped = 1;
             break;
         }
     }
     metrics_close(&mt);
     trainer_free(&tr);
+    /* stopped by a signal with nothing saved is a failure (a scheduler must not requeue it) */
+    return stopped && !dir ? 1 : 0;
 }

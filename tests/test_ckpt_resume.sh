@@ -3,6 +3,7 @@
 #    micro-batches) continues bit for bit: the same loss, gradient norm and validation loss
 #    strings in the metrics log, and the same final weights, moments, step and data cursor (on a
 #    real dataset: the sampler's cursor comes back; the default cosine schedule: the step counter)
+#  - without checkpoint.dir a signal stops the run with exit 1 (nothing saved);
 #  - SIGUSR1 to mpirun (Slurm's warning) and SIGTERM to a lone rank: exit 0 after a checkpoint of
 #    the step where the run stopped; a restart continues from it exactly as an uninterrupted run
 #  - keep_last and keep_every choose which checkpoints stay
@@ -107,6 +108,19 @@ rc=$?
 stop=$(sed -n 's/^signal 15: stopping after step \([0-9]*\) and its checkpoint$/\1/p' term.out)
 [ $rc -eq 0 ] && [ -n "$stop" ] && [ -d term/step-$(printf %08d "$stop") ]
 tap_ok $? "SIGTERM: exit $rc, checkpoint of step ${stop:-?}"
+
+# a signal with no checkpoint.dir: stop after the step, nothing saved, exit 1 (not a finished run)
+"$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics= >nodir.out 2>nodir.err &
+pid=$!
+for _ in $(seq 600); do
+    grep -q '^step  *2/' nodir.out && break
+    sleep 0.05
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+grep -q '^signal 15: stopping after step [0-9]* (no checkpoint.dir: nothing saved)$' nodir.out
+tap_ok $(($? + (rc != 1))) "SIGTERM without checkpoint.dir: exit $rc (1), nothing saved"
 
 # keep_last 2 and keep_every 4 over 10 checkpoints
 run "$mt" run.yaml --set train.steps=10 --set checkpoint.every=1 --set checkpoint.keep_last=2 \
