@@ -65,14 +65,14 @@ static void make_config(Config *c, const char *model, const char *extra, int wor
     config_defaults(c);
     const int gpu = !strcmp(device, "cuda");
     char *sets = xasprintf("%s %s data.seq_len=%d data.batch_size=4 parallel.micro_batches=2 train.steps=%d "
-                           "train.seed=3 schedule.warmup_steps=1 optimizer.lr=1e-2 log.metrics= train.device=%s %s",
+                           "train.seed=3 schedule.warmup_steps=1 optimizer.lr=%s log.metrics= train.device=%s %s",
                            gpu ? "model.vocab_size=512 model.n_layers=4 model.d_model=256 model.n_heads=4 "
                                  "model.z_dim=128 model.v_dim=256 model.ffn_dim=512 model.chunk=64 model.groups=8 "
                                  "model.cema_ndim=16"
                                : "model.vocab_size=23 model.n_layers=4 model.d_model=16 model.n_heads=2 "
                                  "model.z_dim=8 model.v_dim=12 model.ffn_dim=20 model.chunk=4 model.groups=4 "
                                  "model.cema_ndim=3",
-                           model, gpu ? 256 : 16, STEPS, device, extra);
+                           model, gpu ? 256 : 16, STEPS, gpu ? "2e-3" : "1e-2", device, extra);
     for (char *tok = strtok(sets, " "); tok; tok = strtok(NULL, " "))
         config_set(c, tok);
     free(sets);
