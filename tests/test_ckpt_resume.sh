@@ -65,18 +65,26 @@ for lay in "dp2" "pp2:--set parallel.pp=2 --set parallel.micro_batches=2"; do
     tap_ok $? "$name: the final checkpoints are bit-identical ($msg)"
 done
 
-# SIGUSR1 to mpirun after the first progress lines: every rank stops at the same step (3000
-# steps take seconds: a lost signal fails the test instead of hanging it)
-$MPIRUN -np 2 "$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics=sig.jsonl \
-    --set checkpoint.dir=sig >sig.out 2>sig.err &
-pid=$!
-for _ in $(seq 600); do
-    grep -q '^step  *3/' sig.out && break
-    sleep 0.05
-done
-kill -USR1 $pid
-wait $pid
-rc=$?
+# signal_after STEP SIGNAL NAME CMD...: run CMD in the background (stdout NAME.out, stderr
+# NAME.err), send SIGNAL once it printed step STEP's progress line; the exit status lands in $rc
+# (a run of 3000 steps takes seconds: a lost signal fails the test instead of hanging it)
+signal_after() {
+    step=$1 sig=$2 name=$3
+    shift 3
+    "$@" >"$name.out" 2>"$name.err" &
+    pid=$!
+    for _ in $(seq 600); do
+        grep -q "^step  *$step/" "$name.out" && break
+        sleep 0.05
+    done
+    kill -"$sig" $pid
+    wait $pid
+    rc=$?
+}
+
+# SIGUSR1 to mpirun after the first progress lines: every rank stops at the same step
+signal_after 3 USR1 sig $MPIRUN -np 2 "$mt" run.yaml --set train.steps=3000 --set log.every=1 \
+    --set log.metrics=sig.jsonl --set checkpoint.dir=sig
 stop=$(sed -n 's/^signal 10: stopping after step \([0-9]*\) and its checkpoint$/\1/p' sig.out)
 tap_ok $([ $rc -eq 0 ] && [ -n "$stop" ] && echo 0 || echo 1) "SIGUSR1 to mpirun: exit $rc, stopped after step ${stop:-?}"
 sed 's/^/# /' sig.err
@@ -95,30 +103,14 @@ steps straight.jsonl >straight.txt
 tap_ok $? "steps 1-$end across the stop are those of an uninterrupted run, bit for bit"
 
 # SIGTERM to a lone megatrain (the end of a Slurm job reaching the rank itself)
-"$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics=term.jsonl \
-    --set checkpoint.dir=term >term.out 2>term.err &
-pid=$!
-for _ in $(seq 600); do
-    grep -q '^step  *2/' term.out && break
-    sleep 0.05
-done
-kill -TERM $pid
-wait $pid
-rc=$?
+signal_after 2 TERM term "$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics=term.jsonl \
+    --set checkpoint.dir=term
 stop=$(sed -n 's/^signal 15: stopping after step \([0-9]*\) and its checkpoint$/\1/p' term.out)
 [ $rc -eq 0 ] && [ -n "$stop" ] && [ -d term/step-$(printf %08d "$stop") ]
 tap_ok $? "SIGTERM: exit $rc, checkpoint of step ${stop:-?}"
 
 # a signal with no checkpoint.dir: stop after the step, nothing saved, exit 1 (not a finished run)
-"$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics= >nodir.out 2>nodir.err &
-pid=$!
-for _ in $(seq 600); do
-    grep -q '^step  *2/' nodir.out && break
-    sleep 0.05
-done
-kill -TERM $pid
-wait $pid
-rc=$?
+signal_after 2 TERM nodir "$mt" run.yaml --set train.steps=3000 --set log.every=1 --set log.metrics=
 grep -q '^signal 15: stopping after step [0-9]* (no checkpoint.dir: nothing saved)$' nodir.out
 tap_ok $(($? + (rc != 1))) "SIGTERM without checkpoint.dir: exit $rc (1), nothing saved"
 
