@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int h5_ready;
@@ -52,18 +53,57 @@ void data_bad(const char *path, const char *fmt, ...)
     fail_input("%s: %s", path, what);
 }
 
+/* The HDF5 objects open now (files, datasets, groups, named types, attributes): a handful. */
+static size_t open_objects(hid_t **ids)
+{
+    ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    *ids = xmalloc(((size_t)(n > 0 ? n : 0) + 1) * sizeof **ids);
+    n = n > 0 ? H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_ALL, (size_t)n, *ids) : 0;
+    if (n < 0)
+        fail("HDF5: cannot list the open objects");
+    return (size_t)n;
+}
+
+/* Close what fn left open when data_bad stopped it: objects first, then their files. */
+static void close_since(const hid_t *before, size_t nbefore)
+{
+    hid_t *now;
+    size_t n = open_objects(&now);
+    for (int files = 0; files < 2; files++)
+        for (size_t i = 0; i < n; i++) {
+            H5I_type_t type = H5Iget_type(now[i]);
+            size_t b = 0;
+            while (b < nbefore && before[b] != now[i])
+                b++;
+            if ((type == H5I_FILE) != files || b < nbefore)
+                continue;
+            if (type == H5I_FILE)
+                H5Fclose(now[i]);
+            else if (type == H5I_ATTR)
+                H5Aclose(now[i]);
+            else
+                H5Oclose(now[i]);
+        }
+    free(now);
+}
+
 int data_try(void (*fn)(void *), void *arg, char *msg, size_t msg_len)
 {
     jmp_buf jump;
     if (try_jump)
         fail("data_try: nested call");
-    if (setjmp(jump)) {
+    hid_t *before;
+    size_t nbefore = open_objects(&before);
+    if (setjmp(jump) == 0) {
+        try_jump = &jump;
+        fn(arg);
         try_jump = NULL;
-        snprintf(msg, msg_len, "%s", try_msg);
-        return 0;
+        free(before);
+        return 1;
     }
-    try_jump = &jump;
-    fn(arg);
     try_jump = NULL;
-    return 1;
+    snprintf(msg, msg_len, "%s", try_msg);
+    close_since(before, nbefore);
+    free(before);
+    return 0;
 }

@@ -26,8 +26,8 @@ noreturn void h5_fail(const char *path, const char *call);
 /* "path: what is wrong": stops the job through fail_input(), or inside data_try returns there. */
 noreturn void data_bad(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Run fn(arg); returns 1 when it finished, or 0 with the message of the data_bad that stopped it
-   (HDF5 objects it had open are left to the caller to close). Not nestable. */
+/* Run fn(arg); returns 1 when it finished, or 0 with the message of the data_bad that stopped it,
+   having closed the HDF5 files and objects fn left open (its memory is not freed). Not nestable. */
 int data_try(void (*fn)(void *), void *arg, char *msg, size_t msg_len);
 
 #endif

@@ -74,7 +74,6 @@ typedef struct {
     Verify *v;
     char *path;
     const char *split;
-    hid_t file; /* open while the check runs, for closing after a failure */
     ShardMeta m;
 } VerifyJob;
 
@@ -83,8 +82,8 @@ static void verify_shard(void *arg)
     VerifyJob *j = arg;
     Verify *v = j->v;
     const char *path = j->path;
-    j->file = shard_open(path);
-    shard_meta(path, j->file, j->split, &j->m);
+    hid_t file = shard_open(path);
+    shard_meta(path, file, j->split, &j->m);
     if (!v->have_ref) {
         v->ref = j->m;
         v->have_ref = 1;
@@ -94,7 +93,7 @@ static void verify_shard(void *arg)
     }
     if (!v->hist && v->ref.vocab <= VERIFY_HIST_MAX)
         v->hist = xcalloc(v->ref.vocab, sizeof *v->hist);
-    hid_t tokens = shard_tokens_open(path, j->file);
+    hid_t tokens = shard_tokens_open(path, file);
     uint64_t h = UTIL_FNV_INIT;
     for (int64_t start = 0; start < j->m.ntokens; start += VERIFY_BLOCK) {
         int64_t n = j->m.ntokens - start < VERIFY_BLOCK ? j->m.ntokens - start : VERIFY_BLOCK;
@@ -109,7 +108,7 @@ static void verify_shard(void *arg)
                  j->m.checksum, h);
     if (j->m.ndocs > 0) {
         uint64_t *docs = xmalloc(j->m.ndocs * sizeof *docs); /* (ndocs) */
-        hid_t d = H5_CHECK_AT(path, H5Dopen2(j->file, "doc_offsets", H5P_DEFAULT));
+        hid_t d = H5_CHECK_AT(path, H5Dopen2(file, "doc_offsets", H5P_DEFAULT));
         H5_CHECK_AT(path, H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, docs));
         H5_CHECK_AT(path, H5Dclose(d));
         int64_t i = 0;
@@ -121,8 +120,7 @@ static void verify_shard(void *arg)
             data_bad(path, "doc_offsets[%" PRId64 "] = %" PRIu64 " is not increasing and below n_tokens %" PRId64, i,
                      at, j->m.ntokens);
     }
-    H5_CHECK_AT(path, H5Fclose(j->file));
-    j->file = -1;
+    H5_CHECK_AT(path, H5Fclose(file));
 }
 
 static double entropy_nats(const int64_t *hist, int n)
@@ -148,14 +146,12 @@ int data_verify(const char *dir, FILE *out, FILE *err)
         int bad = 0;
         int64_t tokens = 0, docs = 0;
         for (int i = from; i < to; i++) {
-            VerifyJob j = {&v, xasprintf("%s/%s", dir, names[i].name), names[i].split, -1, {0}};
+            VerifyJob j = {&v, xasprintf("%s/%s", dir, names[i].name), names[i].split, {0}};
             char msg[1024];
             if (data_try(verify_shard, &j, msg, sizeof msg)) {
                 tokens += j.m.ntokens;
                 docs = docs < 0 || j.m.ndocs < 0 ? -1 : docs + j.m.ndocs;
             } else {
-                if (j.file >= 0)
-                    H5_CHECK_AT(j.path, H5Fclose(j.file));
                 fprintf(err, "%s: error: %s\n", util_progname(), msg);
                 bad++;
             }

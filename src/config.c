@@ -104,7 +104,7 @@ static const Key keys[] = {
      "also keep every checkpoint whose step is a multiple of N (0: none)"},
     {"checkpoint", "resume", KT_STRING, OFF(checkpoint.resume), "auto", 0, 0, NULL,
      "auto: continue from the newest good checkpoint in checkpoint.dir; never: start afresh; or the "
-     "path of a checkpoint folder (written under any layout) to start from"},
+     "path of a checkpoint folder (written under any layout) to start from, once checkpoint.dir holds none"},
 
     {"log", "metrics", KT_STRING, OFF(log.metrics), "metrics.jsonl", 0, 0, NULL,
      "JSON Lines metrics file that rank 0 appends to (empty: none)"},

@@ -334,14 +334,15 @@ void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, c
 static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGUSR1 (Slurm's warning before the time limit) */
 static void on_signal(int sig) { stop_signal = sig; }
 
-/* Where to resume from: checkpoint.resume is auto (the run's folder), never, or a path. */
+/* Where to resume from: checkpoint.resume is auto (the run's folder), never, or a path. The run's
+ * own checkpoints come before a path: a requeued run that started from another run's checkpoint
+ * continues itself, not its starting point. */
 static void resume(Trainer *tr, const Config *c)
 {
     const char *r = c->checkpoint.resume;
-    if (!strcmp(r, "never") || (!strcmp(r, "auto") && !c->checkpoint.dir[0]))
+    if (!strcmp(r, "never") || (c->checkpoint.dir[0] && ckpt_resume(tr, c->checkpoint.dir)))
         return;
-    const char *from = strcmp(r, "auto") ? r : c->checkpoint.dir;
-    if (!ckpt_resume(tr, from) && strcmp(r, "auto"))
+    if (strcmp(r, "auto") && !ckpt_resume(tr, r))
         fail_input_all("%s: checkpoint.resume: %s holds no checkpoint", config_origin("checkpoint.resume"), r);
 }
 

@@ -3,6 +3,7 @@
 #    micro-batches) continues bit for bit: the same loss, gradient norm and validation loss
 #    strings in the metrics log, and the same final weights, moments, step and data cursor (on a
 #    real dataset: the sampler's cursor comes back; the default cosine schedule: the step counter)
+#  - a restart of a run begun from checkpoint.resume=PATH continues the run's own newest checkpoint
 #  - without checkpoint.dir a signal stops the run with exit 1 (nothing saved);
 #  - SIGUSR1 to mpirun (Slurm's warning) and SIGTERM to a lone rank: exit 0 after a checkpoint of
 #    the step where the run stopped; a restart continues from it exactly as an uninterrupted run
@@ -64,6 +65,12 @@ for lay in "dp2" "pp2:--set parallel.pp=2 --set parallel.micro_batches=2"; do
     msg=$(same_state $name-full/step-00000006 $name-resumed/step-00000006)
     tap_ok $? "$name: the final checkpoints are bit-identical ($msg)"
 done
+
+# the same command again, one step further: it continues its own step-6 checkpoint, not the path
+run $MPIRUN -np 2 "$mt" run.yaml --set data.path=data --set model.vocab_size=0 --set train.steps=7 \
+    --set checkpoint.dir=dp2-resumed --set checkpoint.resume=dp2-full/step-00000003 --set log.metrics=
+grep -q "resumed from dp2-resumed/step-00000006 (step 6," "$tap_tmp/out" && [ -d dp2-resumed/step-00000007 ]
+tap_ok $(($? + rc)) "restarted, a run begun from another's checkpoint continues its own newest"
 
 # signal_after STEP SIGNAL NAME CMD...: run CMD in the background (stdout NAME.out, stderr
 # NAME.err), send SIGNAL once it printed step STEP's progress line; the exit status lands in $rc

@@ -501,6 +501,15 @@ static void cut_file(const char *path, long size)
         fail("cannot truncate %s: %s", path, strerror(errno));
 }
 
+/* data_try's body: opens the shard (weak close degree: its dataset would keep it open) and one of
+   its datasets, then finds it bad */
+static void open_then_bad(void *path)
+{
+    hid_t f = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
+    H5_CHECK_AT(path, H5Dopen2(f, "tokens", H5P_DEFAULT));
+    data_bad(path, "found bad on purpose");
+}
+
 static void test_broken_shards(void)
 {
     char *dir = in_tmp("broken"), *shard = in_tmp("broken/train-00001.h5");
@@ -529,6 +538,11 @@ static void test_broken_shards(void)
               "flipped bytes: verify reports that file alone");
     fclose(out);
     fclose(err);
+    char msg[1024];
+    int done = data_try(open_then_bad, save, msg, sizeof msg);
+    ssize_t left = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    tap_check(!done && strstr(msg, "found bad on purpose") && left == 0,
+              "data_try: a failed body's file and dataset are closed (%zd left open)", left);
 
     copy_file(save, shard);
     hid_t f = H5_CHECK_AT(shard, H5Fopen(shard, H5F_ACC_RDWR, H5P_DEFAULT));
