@@ -113,6 +113,35 @@ __device__ __forceinline__ void tile_store(float (*s)[CEMA_CH], const float *r)
     }
 }
 
+/* Makes the staged registers r the shared tile s and, when more, issues the loads of the tile at
+   next_t0 (the barriers keep the tile's last readers and its writers apart). */
+__device__ __forceinline__ void tile_next(float (*s)[CEMA_CH], float *r, const bf16 *x, int b, int next_t0, bool more,
+                                          int L, int D)
+{
+    __syncthreads();
+    tile_store(s, r);
+    __syncthreads();
+    if (more)
+        tile_load(r, x, b, next_t0, L, D);
+}
+
+/* forward step: h = q h + p x */
+__device__ __forceinline__ void cema_step(const Coef &c, float x, float &hr, float &hi)
+{
+    const float nr = fmaf(c.qr, hr, fmaf(-c.qi, hi, c.p * x));
+    hi = fmaf(c.qr, hi, c.qi * hr);
+    hr = nr;
+}
+
+/* reverse step: G = conj(g) dy + carry, then the carry into the step before, conj(q) G */
+__device__ __forceinline__ float2 cema_gstep(const Coef &c, float dy, float &cr, float &ci)
+{
+    const float Gr = fmaf(c.gr, dy, cr), Gi = fmaf(-c.gi, dy, ci);
+    cr = fmaf(c.qr, Gr, c.qi * Gi);
+    ci = fmaf(c.qr, Gi, -c.qi * Gr);
+    return make_float2(Gr, Gi);
+}
+
 /* (1) each part's end state from a zero start into ends (B, P, D, NK); with tiles != NULL also the
    local state before each tile, tiles (B, P, tiles per part, D, NK) */
 __global__ void __launch_bounds__(CEMA_THREADS)
@@ -128,26 +157,22 @@ __global__ void __launch_bounds__(CEMA_THREADS)
         const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
         if (tiles && w.d < D)
             tiles[((((size_t)w.b * w.nparts + w.part) * tpp + j) * D + w.d) * CEMA_NK + w.k] = make_float2(hr, hi);
-        __syncthreads();
-        tile_store(su, ru);
-        __syncthreads();
-        if (j + 1 < w.ntiles)
-            tile_load(ru, u, w.b, t0 + CEMA_TILE, L, D);
+        tile_next(su, ru, u, w.b, t0 + CEMA_TILE, j + 1 < w.ntiles, L, D);
 #pragma unroll
         for (int t = 0; t < CEMA_TILE; t++)
-            if (t < n) {
-                const float x = su[t][w.cl], nr = fmaf(c.qr, hr, fmaf(-c.qi, hi, c.p * x));
-                hi = fmaf(c.qr, hi, c.qi * hr);
-                hr = nr;
-            }
+            if (t < n)
+                cema_step(c, su[t][w.cl], hr, hi);
     }
     if (w.d < D)
         ends[part_index(w, D)] = make_float2(hr, hi);
 }
 
-/* (2) one thread per (b, d, k): replaces each part's end by its start state, from h0; the final
-   state to h_out */
-__global__ void cema_part_chain_kernel(float2 *ends, float *h_out, const float *h0, CemaParams P, int B, int L, int D,
+/* (2) and (2') one thread per (b, d, k) chains the parts, forwards from h0 (each part's end state
+   becomes its start state; the final state to h_out: h = q^len h + end), or with REV from the last
+   part back from dh_out (each entry becomes the carry entering its part's last step; what leaves
+   part 0 is dh0: C = conj(q^len) C + carry out of the part) */
+template <bool REV>
+__global__ void cema_part_chain_kernel(float2 *parts, float *out, const float *in, CemaParams P, int B, int L, int D,
                                        int N, int nparts, int part_len)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -155,27 +180,31 @@ __global__ void cema_part_chain_kernel(float2 *ends, float *h_out, const float *
         return;
     const int k = i % CEMA_NK, d = i / CEMA_NK % D, b = i / CEMA_NK / D;
     const Coef c = cema_coef(P, d, k, D, N);
-    const float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
+    float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
+    if (REV)
+        qs.y = -qs.y, ql.y = -ql.y;
     const size_t hk = (((size_t)b * D + d) * N + k) * 2;
-    float2 h = h0 && k < N ? make_float2(h0[hk], h0[hk + 1]) : make_float2(0.0f, 0.0f);
-    for (int p0 = 0; p0 < nparts; p0 += CEMA_BATCH) {
+    float2 h = in && k < N ? make_float2(in[hk], in[hk + 1]) : make_float2(0.0f, 0.0f);
+    for (int n0 = 0; n0 < nparts; n0 += CEMA_BATCH) {
         float2 e[CEMA_BATCH]; /* loads issued together: the chain is latency-bound */
 #pragma unroll
-        for (int j = 0; j < CEMA_BATCH; j++)
-            e[j] = p0 + j < nparts ? ends[(((size_t)b * nparts + p0 + j) * D + d) * CEMA_NK + k] : h;
+        for (int j = 0; j < CEMA_BATCH; j++) {
+            const int part = REV ? nparts - 1 - n0 - j : n0 + j;
+            e[j] = n0 + j < nparts ? parts[(((size_t)b * nparts + part) * D + d) * CEMA_NK + k] : h;
+        }
 #pragma unroll
         for (int j = 0; j < CEMA_BATCH; j++) {
-            const int part = p0 + j;
-            if (part >= nparts)
+            if (n0 + j >= nparts)
                 break;
+            const int part = REV ? nparts - 1 - n0 - j : n0 + j;
             const float2 hq = cmul(part == nparts - 1 ? ql : qs, h);
-            ends[(((size_t)b * nparts + part) * D + d) * CEMA_NK + k] = h;
+            parts[(((size_t)b * nparts + part) * D + d) * CEMA_NK + k] = h;
             h = make_float2(hq.x + e[j].x, hq.y + e[j].y);
         }
     }
-    if (h_out && k < N) {
-        h_out[hk] = h.x;
-        h_out[hk + 1] = h.y;
+    if (out && k < N) {
+        out[hk] = h.x;
+        out[hk + 1] = h.y;
     }
 }
 
@@ -196,17 +225,11 @@ __global__ void __launch_bounds__(CEMA_THREADS)
     tile_load(ru, u, w.b, w.t_begin, L, D);
     for (int j = 0; j < w.ntiles; j++) {
         const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
-        __syncthreads();
-        tile_store(su, ru);
-        __syncthreads();
-        if (j + 1 < w.ntiles)
-            tile_load(ru, u, w.b, t0 + CEMA_TILE, L, D);
+        tile_next(su, ru, u, w.b, t0 + CEMA_TILE, j + 1 < w.ntiles, L, D);
 #pragma unroll
         for (int t = 0; t < CEMA_TILE; t++)
             if (t < n) {
-                const float x = su[t][w.cl], nr = fmaf(c.qr, hr, fmaf(-c.qi, hi, c.p * x));
-                hi = fmaf(c.qr, hi, c.qi * hr);
-                hr = nr;
+                cema_step(c, su[t][w.cl], hr, hi);
                 red[t][w.k * (CEMA_CH + 1) + w.cl] = fmaf(c.gr, hr, -c.gi * hi);
             }
         __syncthreads();
@@ -247,8 +270,8 @@ static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 
     cema_part_end_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS>>>(starts, tiles, u, P, L, D, N,
                                                                                  part_len);
     LAUNCH_CHECK();
-    cema_part_chain_kernel<<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(starts, h_out, h0, P, B, L, D, N, nparts,
-                                                                             part_len);
+    cema_part_chain_kernel<false><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(starts, h_out, h0, P, B, L, D, N,
+                                                                                    nparts, part_len);
     LAUNCH_CHECK();
 }
 
@@ -278,55 +301,14 @@ __global__ void __launch_bounds__(CEMA_THREADS)
     tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
     for (int j = w.ntiles - 1; j >= 0; j--) {
         const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
-        __syncthreads();
-        tile_store(sg, rg);
-        __syncthreads();
-        if (j > 0)
-            tile_load(rg, dy, w.b, t0 - CEMA_TILE, L, D);
+        tile_next(sg, rg, dy, w.b, t0 - CEMA_TILE, j > 0, L, D);
 #pragma unroll
         for (int t = CEMA_TILE - 1; t >= 0; t--)
-            if (t < n) {
-                const float g = sg[t][w.cl], Gr = fmaf(c.gr, g, cr), Gi = fmaf(-c.gi, g, ci);
-                cr = fmaf(c.qr, Gr, c.qi * Gi);
-                ci = fmaf(c.qr, Gi, -c.qi * Gr);
-            }
+            if (t < n)
+                cema_gstep(c, sg[t][w.cl], cr, ci);
     }
     if (w.d < D)
         gends[part_index(w, D)] = make_float2(cr, ci);
-}
-
-/* (2') one thread per (b, d, k), from the last part back: each entry becomes the carry entering
-   its part's last step (dh_out for the last); what leaves part 0 is dh0 */
-__global__ void cema_part_gchain_kernel(float2 *gends, float *dh0, const float *dh_out, CemaParams P, int B, int L,
-                                        int D, int N, int nparts, int part_len)
-{
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= B * D * CEMA_NK)
-        return;
-    const int k = i % CEMA_NK, d = i / CEMA_NK % D, b = i / CEMA_NK / D;
-    const Coef c = cema_coef(P, d, k, D, N);
-    const float2 qs = cema_qpow(c, part_len), ql = cema_qpow(c, L - (nparts - 1) * part_len);
-    const size_t hk = (((size_t)b * D + d) * N + k) * 2;
-    float2 C = dh_out && k < N ? make_float2(dh_out[hk], dh_out[hk + 1]) : make_float2(0.0f, 0.0f);
-    for (int p0 = nparts - 1; p0 >= 0; p0 -= CEMA_BATCH) {
-        float2 e[CEMA_BATCH];
-#pragma unroll
-        for (int j = 0; j < CEMA_BATCH; j++)
-            e[j] = p0 - j >= 0 ? gends[(((size_t)b * nparts + p0 - j) * D + d) * CEMA_NK + k] : C;
-#pragma unroll
-        for (int j = 0; j < CEMA_BATCH; j++) {
-            const int part = p0 - j;
-            if (part < 0)
-                break;
-            const float2 q = part == nparts - 1 ? ql : qs;
-            gends[(((size_t)b * nparts + part) * D + d) * CEMA_NK + k] = C;
-            C = make_float2(q.x * C.x + q.y * C.y + e[j].x, q.x * C.y - q.y * C.x + e[j].y); /* conj(q^len) C + e */
-        }
-    }
-    if (dh0 && k < N) {
-        dh0[hk] = C.x;
-        dh0[hk + 1] = C.y;
-    }
 }
 
 /* (3') per (b, d, k, part), tiles backwards: h_t of the tile into registers from its start state,
@@ -369,15 +351,15 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
         float hr[CEMA_TILE], hi[CEMA_TILE], pr = hs.x, pi = hs.y;
 #pragma unroll
         for (int t = 0; t < CEMA_TILE; t++) {
-            hr[t] = fmaf(c.qr, pr, fmaf(-c.qi, pi, c.p * su[t][w.cl]));
-            hi[t] = fmaf(c.qr, pi, c.qi * pr);
-            pr = hr[t], pi = hi[t];
+            cema_step(c, su[t][w.cl], pr, pi);
+            hr[t] = pr, hi[t] = pi;
         }
 #pragma unroll
         for (int t = CEMA_TILE - 1; t >= 0; t--)
             if (t < n) {
                 const float g = sg[t][w.cl], x = su[t][w.cl];
-                const float Gr = fmaf(c.gr, g, cr), Gi = fmaf(-c.gi, g, ci);
+                const float2 G = cema_gstep(c, g, cr, ci); /* G_t; the carry becomes conj(q) G_t */
+                const float Gr = G.x, Gi = G.y;
                 const float hpr = t > 0 ? hr[t - 1] : hs.x, hpi = t > 0 ? hi[t - 1] : hs.y;
                 red[t][w.k * (CEMA_CH + 1) + w.cl] = c.p * Gr;
                 dp = fmaf(x, Gr, dp);
@@ -385,8 +367,6 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
                 gqi = fmaf(hpr, Gi, fmaf(-hpi, Gr, gqi));
                 ggr = fmaf(g, hr[t], ggr); /* dy_t conj(h_t) */
                 ggi = fmaf(-g, hi[t], ggi);
-                cr = fmaf(c.qr, Gr, c.qi * Gi); /* conj(q) G_t */
-                ci = fmaf(c.qr, Gi, -c.qi * Gr);
             }
         __syncthreads();
 #pragma unroll
@@ -464,8 +444,8 @@ void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const
     cema_starts(starts, tiles, NULL, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
     cema_part_gend_kernel<<<grid, CEMA_THREADS>>>(carries, (const bf16 *)dy, p, L, D, N, part_len);
     LAUNCH_CHECK();
-    cema_part_gchain_kernel<<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(carries, dh0, dh_out, p, B, L, D, N,
-                                                                              nparts, part_len);
+    cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(carries, dh0, dh_out, p, B, L, D, N,
+                                                                                  nparts, part_len);
     LAUNCH_CHECK();
     cema_part_back_kernel<<<grid, CEMA_THREADS>>>((bf16 *)du, sums, somega, starts, tiles, carries, (const bf16 *)u,
                                                   (const bf16 *)dy, p, L, D, N, part_len);

@@ -240,14 +240,26 @@ __global__ void tsn_back_stats_kernel(float4 *bst, const bf16 *x, const bf16 *dy
     bst[i] = make_float4(sx / Dg, ds, db, 0.0f);
 }
 
-/* the constants of reverse step t of (b, g): c1, c2, delta = ux - mean_{t-1} */
-__device__ __forceinline__ void tsn_back_consts(float *c1, float *c2, float *delta, float ux, const float *mean,
-                                                const float *state_in, int64_t n0, int b, int g, int t, int L, int G)
+/* What reverse step t of (b, g) needs: bst's (ux, -, -) at i, rstd, c2 = 1 / count, c1 = 1 - c2,
+   delta = ux - mean_{t-1} */
+typedef struct {
+    float4 v;
+    float r, c1, c2, delta;
+    size_t i;
+} TsnBack;
+
+__device__ __forceinline__ TsnBack tsn_back_at(const float4 *bst, const float *mean, const float *rstd,
+                                               const float *state_in, int64_t n0, const TsnSeg &s, int t, int L, int G)
 {
-    *c2 = (float)(1.0 / (double)(n0 + t + 1));
-    *c1 = 1.0f - *c2;
-    const float mu_prev = t > 0 ? mean[((size_t)b * L + t - 1) * G + g] : n0 ? state_in[2 * ((size_t)b * G + g)] : 0.0f;
-    *delta = ux - mu_prev;
+    TsnBack k;
+    k.i = ((size_t)s.b * L + t) * G + s.g;
+    k.v = bst[k.i];
+    k.r = rstd[k.i];
+    k.c2 = (float)(1.0 / (double)(n0 + t + 1));
+    k.c1 = 1.0f - k.c2;
+    const float mu_prev = t > 0 ? mean[k.i - G] : n0 ? state_in[2 * ((size_t)s.b * G + s.g)] : 0.0f;
+    k.delta = k.v.x - mu_prev;
+    return k;
 }
 
 /* backward (2): maps (B, nseg, G) = (a, bb, p, q): the segment takes the carry (U, W) entering its
@@ -261,12 +273,8 @@ __global__ void tsn_back_map_kernel(float4 *maps, const float4 *bst, const float
     float a = 1, bb = 0, p = 0, q = 0;
 #pragma unroll 4
     for (int t = s.t1 - 1; t >= s.t0; t--) {
-        const size_t i = ((size_t)s.b * L + t) * G + s.g;
-        const float4 v = bst[i];
-        const float r = rstd[i];
-        float c1, c2, delta;
-        tsn_back_consts(&c1, &c2, &delta, v.x, mean, state_in, n0, s.b, s.g, t, L, G);
-        const float beta = -2.0f * c1 * c2 * delta, e = 0.5f * r * r * r * v.y, f = r * v.z;
+        const TsnBack k = tsn_back_at(bst, mean, rstd, state_in, n0, s, t, L, G);
+        const float c1 = k.c1, r = k.r, beta = -2.0f * c1 * k.c2 * k.delta, e = 0.5f * r * r * r * k.v.y, f = r * k.v.z;
         const float np = c1 * p + beta * q - c1 * f - beta * e, nq = c1 * q - c1 * e;
         bb = c1 * bb + beta * a;
         a = c1 * a;
@@ -319,15 +327,11 @@ __global__ void tsn_back_coef_kernel(float4 *bst, const float4 *carry, const flo
     float U = cin.x, W = cin.y;
 #pragma unroll 4
     for (int t = s.t1 - 1; t >= s.t0; t--) {
-        const size_t i = ((size_t)s.b * L + t) * G + s.g;
-        const float4 v = bst[i];
-        const float r = rstd[i];
-        float c1, c2, delta;
-        tsn_back_consts(&c1, &c2, &delta, v.x, mean, state_in, n0, s.b, s.g, t, L, G);
-        const float du = U - r * v.z, dv = W - 0.5f * r * r * r * v.y;
-        const float dux = c2 * du + 2.0f * c1 * c2 * dv * delta, dgv = c2 * dv;
-        bst[i] = make_float4((dux - 2.0f * dgv * v.x) / Dg, 2.0f * dgv / Dg, 0.0f, 0.0f);
-        U = c1 * du - 2.0f * c1 * c2 * dv * delta;
+        const TsnBack k = tsn_back_at(bst, mean, rstd, state_in, n0, s, t, L, G);
+        const float c1 = k.c1, c2 = k.c2, r = k.r, du = U - r * k.v.z, dv = W - 0.5f * r * r * r * k.v.y;
+        const float dux = c2 * du + 2.0f * c1 * c2 * dv * k.delta, dgv = c2 * dv;
+        bst[k.i] = make_float4((dux - 2.0f * dgv * k.v.x) / Dg, 2.0f * dgv / Dg, 0.0f, 0.0f);
+        U = c1 * du - 2.0f * c1 * c2 * dv * k.delta;
         W = c1 * dv;
     }
 }
