@@ -13,6 +13,7 @@ void nccl_allreduce(Comm *c, void *buf, size_t n, CommType t);
 void nccl_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void nccl_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void nccl_broadcast(Comm *c, void *buf, size_t n, CommType t, int root);
+void nccl_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root);
 void nccl_send(Comm *c, const void *buf, size_t n, CommType t, int peer);
 void nccl_recv(Comm *c, void *buf, size_t n, CommType t, int peer);
 void nccl_wait(Comm *c);
@@ -111,19 +112,41 @@ static void broadcast_impl(Comm *c, void *buf, size_t n, CommType t, int root)
     }
 }
 
+/* a slot for one more pending MPI request */
+static MPI_Request *pending_push(Comm *c)
+{
+    if (c->npending == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 64;
+        c->pending = realloc(c->pending, (size_t)c->cap * sizeof *c->pending);
+        if (!c->pending)
+            fail("out of memory for pending requests");
+    }
+    return &c->pending[c->npending++];
+}
+
+static void reduce_impl(Comm *c, const void *send, void *recv, size_t n, CommType t, int root)
+{
+    if (c->device)
+        return nccl_reduce(c, send, recv, n, t, root);
+    if (c->size == 1) {
+        if (send != recv)
+            memmove(recv, send, n * type_size(t));
+        return;
+    }
+    for (size_t at = 0; at < n; at += MPI_PIECE) {
+        size_t k = n - at < MPI_PIECE ? n - at : MPI_PIECE, off = at * type_size(t);
+        MPI_CHECK(MPI_Ireduce((const char *)send + off, c->rank == root ? (char *)recv + off : NULL, (int)k,
+                              mpi_type(t), MPI_SUM, root, c->mpi, pending_push(c)));
+    }
+}
+
 static void send_impl(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag)
 {
     if (c->device)
         return nccl_send(c, buf, n, t, peer);
     if (n > MPI_PIECE)
         fail("comm_send: %zu elements is over MPI's count limit", n);
-    if (c->npending == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 64;
-        c->pending = realloc(c->pending, (size_t)c->cap * sizeof *c->pending);
-        if (!c->pending)
-            fail("out of memory for pending sends");
-    }
-    MPI_CHECK(MPI_Isend(buf, (int)n, mpi_type(t), peer, tag, c->mpi, &c->pending[c->npending++]));
+    MPI_CHECK(MPI_Isend(buf, (int)n, mpi_type(t), peer, tag, c->mpi, pending_push(c)));
 }
 
 static void recv_impl(Comm *c, void *buf, size_t n, CommType t, int peer, int tag)
@@ -157,6 +180,7 @@ void nccl_allreduce(Comm *c, void *buf, size_t n, CommType t) { UNREACHABLE; }
 void nccl_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommType t) { UNREACHABLE; }
 void nccl_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t) { UNREACHABLE; }
 void nccl_broadcast(Comm *c, void *buf, size_t n, CommType t, int root) { UNREACHABLE; }
+void nccl_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root) { UNREACHABLE; }
 void nccl_send(Comm *c, const void *buf, size_t n, CommType t, int peer) { UNREACHABLE; }
 void nccl_recv(Comm *c, void *buf, size_t n, CommType t, int peer) { UNREACHABLE; }
 void nccl_wait(Comm *c) { UNREACHABLE; }
@@ -181,6 +205,10 @@ void comm_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t)
     TIMED(allgather_impl(c, send, recv, n, t));
 }
 void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root) { TIMED(broadcast_impl(c, buf, n, t, root)); }
+void comm_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root)
+{
+    TIMED(reduce_impl(c, send, recv, n, t, root));
+}
 void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag)
 {
     TIMED(send_impl(c, buf, n, t, peer, tag));

@@ -1,8 +1,8 @@
 /* comm.h: one communication interface for everything above it. A Comm wraps one axis of the
    grid (an MPI communicator) and moves either host buffers over MPI (CPU backend) or device
    buffers over NCCL (CUDA backend); callers are written once.
-   Collectives are sums; counts are elements. Point-to-point sends are asynchronous: the buffer
-   must stay untouched until comm_wait on the request (or the whole Comm). */
+   Collectives are sums; counts are elements. Point-to-point sends and comm_reduce are
+   asynchronous: their buffers must stay untouched until comm_wait on the Comm. */
 #ifndef MEGATRAIN_COMM_H
 #define MEGATRAIN_COMM_H
 
@@ -19,7 +19,7 @@ typedef struct {
     int device;   /* 1: NCCL on device buffers */
     void *nccl;   /* ncclComm_t */
     void *stream; /* cudaStream_t of the communication */
-    MPI_Request *pending; /* MPI sends not yet waited for (grows to a step's worth, then stays) */
+    MPI_Request *pending; /* MPI sends and reduces not yet waited for (grows to a step's worth, then stays) */
     int npending, cap;
     double busy_s;        /* wall time spent in this Comm's calls (host side; for NCCL, issue time) */
 } Comm;
@@ -39,6 +39,9 @@ void comm_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommTy
 /* send: n elements; recv: size * n, rank blocks in order (send may be recv's own block) */
 void comm_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root);
+/* Asynchronous sum of send (n) over the group into recv on root (recv unused elsewhere): send
+   must stay untouched, and recv is ready, only after comm_wait. */
+void comm_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root);
 void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag); /* asynchronous */
 void comm_recv(Comm *c, void *buf, size_t n, CommType t, int peer, int tag);       /* blocking */
 /* Complete every send of c (and, on NCCL, everything queued on its stream). */

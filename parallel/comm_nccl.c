@@ -8,7 +8,8 @@
    direction's order on its own.
    Ordering with compute (the CUDA backend's legacy default stream) is by events: every operation
    first waits for the compute issued before it; compute waits for a collective's or a receive's
-   result right away, and for sends only at comm_wait, so sends overlap the compute after them. */
+   result right away, and for sends and reduces only at comm_wait, so those overlap the compute
+   after them. */
 #include "parallel/comm.h"
 
 #include "kernels/cuda/check.h"
@@ -126,6 +127,13 @@ void nccl_broadcast(Comm *c, void *buf, size_t n, CommType t, int root)
     after_compute(x, x->sdown);
     NCCL_CHECK(ncclBroadcast(buf, buf, n, nccl_type(t), root, x->down, x->sdown));
     before_compute(x, x->sdown);
+}
+
+void nccl_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root)
+{
+    Nccl *x = c->nccl;
+    after_compute(x, x->sdown);
+    NCCL_CHECK(ncclReduce(send, recv, n, nccl_type(t), ncclSum, root, x->down, x->sdown));
 }
 
 void nccl_send(Comm *c, const void *buf, size_t n, CommType t, int peer)

@@ -7,7 +7,7 @@ void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, float *grads)
 {
     if (n % (size_t)comm->size)
         fail("zero_init: %zu is not a multiple of the group size %d", n, comm->size);
-    *z = (Zero){.ops = ops, .comm = comm, .n = n, .shard = n / (size_t)comm->size};
+    *z = (Zero){.ops = ops, .comm = comm, .n = n, .shard = n / (size_t)comm->size, .next = comm->size};
     z->lo = (size_t)comm->rank * z->shard;
     z->grad = comm->size == 1 ? grads : ops->alloc(z->shard * sizeof(float));
     z->m = ops->alloc(z->shard * sizeof(float));
@@ -22,10 +22,19 @@ void zero_free(Zero *z)
     z->ops->release(z->v);
 }
 
-void zero_reduce(Zero *z, float *grads)
+void zero_reduce_from(Zero *z, const float *grads, size_t from)
 {
-    if (z->comm->size > 1)
-        comm_reduce_scatter(z->comm, grads, z->grad, z->shard, COMM_F32);
+    if (z->comm->size == 1) /* z->grad is grads */
+        return;
+    for (; z->next > 0 && (size_t)(z->next - 1) * z->shard >= from; z->next--)
+        comm_reduce(z->comm, grads + (size_t)(z->next - 1) * z->shard, z->grad, z->shard, COMM_F32, z->next - 1);
+}
+
+void zero_reduce(Zero *z, const float *grads)
+{
+    zero_reduce_from(z, grads, 0);
+    comm_wait(z->comm);
+    z->next = z->comm->size;
 }
 
 void zero_step(Zero *z, float *params, void *params_act, float lr, float beta1, float beta2, float eps,

@@ -709,6 +709,8 @@ void model_backward(Model *m, int slot)
         m->shared_slot = -1;
         ops->zero(m->dx, TDl * as);
         block_backward(m, sl, i, m->dy, m->dx);
+        if (m->grads_final)
+            m->grads_final(m->grads_ctx, m->blocks[i].tsn_w);
         void *t = m->dx;
         m->dx = m->dy;
         m->dy = t;

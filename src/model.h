@@ -156,6 +156,11 @@ typedef struct {
     size_t state_elems;     /* floats per state slot */
     Comm *tp_comm;          /* tensor-parallel group (NULL when tp = 1) */
     Comm *cp_comm;          /* chunk-parallel neighbours exchange states (NULL: the caller does) */
+
+    /* set by the caller around a step's last backward: called after each block with the offset
+       from which the gradients are final (the block's first parameter), to start their reduction */
+    void (*grads_final)(void *ctx, size_t from);
+    void *grads_ctx;
 } Model;
 
 void model_dims_from_config(ModelDims *d, const Config *c);

@@ -153,6 +153,21 @@ static void micro_forward(void *ctx, int k)
     }
 }
 
+/* Gradients at offsets >= from are final (the step's last backward has passed them): sum the
+   tensor-parallel replicas' partial sums among them, then start the data-parallel sums of the
+   ZeRO shards they complete, to run while backward goes on. */
+static void grads_final(void *ctx, size_t from)
+{
+    Trainer *tr = ctx;
+    Model *m = &tr->m;
+    for (; tr->tp_next > 0 && m->params_info[tr->tp_next - 1].offset >= from; tr->tp_next--) {
+        const ParamInfo *p = &m->params_info[tr->tp_next - 1];
+        if (p->split < 0 && tr->t->tp > 1)
+            comm_allreduce(&tr->tp, m->grads + p->offset, p->numel, COMM_F32);
+    }
+    zero_reduce_from(&tr->zero, m->grads, from);
+}
+
 static void micro_backward(void *ctx, int k)
 {
     StepCtx *x = ctx;
@@ -163,7 +178,10 @@ static void micro_backward(void *ctx, int k)
     const CommType at = comm_type_of(tr->ops->act);
     if (!m->part.last)
         comm_recv(&tr->pp, model_output_grad(m), n, at, pp_rank + 1, k);
+    m->grads_final = k == tr->c->parallel.micro_batches - 1 ? grads_final : NULL;
+    m->grads_ctx = tr;
     model_backward(m, k % m->n_slots);
+    m->grads_final = NULL;
     if (!m->part.first) {
         tr->ops->copy(tr->bwd_send[k], model_input_grad(m), n);
         comm_send(&tr->pp, tr->bwd_send[k], n, at, pp_rank - 1, k);
@@ -215,6 +233,7 @@ double trainer_forward_backward(Trainer *tr)
     const Config *c = tr->c;
     const Topo *t = tr->t;
     model_zero_grads(&tr->m);
+    tr->tp_next = tr->m.n_params;
     tr->loss = 0;
     StepCtx x = {.tr = tr, .src = &tr->src, .first = tr->cursor, .grad_scale = tr->grad_scale};
     PipelineSteps steps = {.ctx = &x, .forward = micro_forward, .backward = micro_backward};
@@ -228,19 +247,16 @@ double trainer_forward_backward(Trainer *tr)
 void trainer_update(Trainer *tr, double *grad_norm, double *lr)
 {
     const Config *c = tr->c;
-    const Topo *t = tr->t;
     Model *m = &tr->m;
     tr->step++;
-    /* gradients: tensor-parallel replicas hold partial sums; a tied embedding has a part on the
-       first and on the last stage; then the data-parallel sum lands in this rank's shard */
-    if (t->tp > 1)
-        for (int i = 0; i < m->n_params; i++)
-            if (m->params_info[i].split < 0)
-                comm_allreduce(&tr->tp, m->grads + m->params_info[i].offset, m->params_info[i].numel, COMM_F32);
+    /* gradients: backward started the sums of most (grads_final); a tied embedding has a part on
+       the first and on the last stage, summed before the rest is; then the data-parallel sum of
+       this rank's shard is complete */
     if (tr->emb_live) {
         const ParamInfo *e = model_param(m, "embed.weight");
         comm_allreduce(&tr->emb, m->grads + e->offset, e->numel, COMM_F32);
     }
+    grads_final(tr, 0);
     zero_reduce(&tr->zero, m->grads);
     *grad_norm = sqrt(grad_sumsq(tr));
     *lr = schedule_lr(c, tr->step);

@@ -36,6 +36,7 @@ typedef struct {
     Comm emb;                     /* first and last stage, for a tied embedding; emb_live */
     int emb_live;
     Zero zero;
+    int tp_next;                  /* this step's tensor-parallel sums of replicated tensors tp_next.. are done */
     BatchSource src;
     int rows, mb_rows, Lloc;      /* sequences per step and per micro-batch on this rank; its piece */
     int32_t *tokens;              /* host (mb_rows, Lloc + 1) */
