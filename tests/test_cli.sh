@@ -106,4 +106,33 @@ tap_ok $([ $rc -eq 2 ] && [ "$n" -eq 1 ] && echo 0 || echo 1) "mpirun -np 3 with
 run timeout 60 $MPIRUN -np 2 "$mt" good.yaml --set data.path=/nonexistent/dataset
 n=$(grep -c "/nonexistent/dataset" err)
 tap_ok $([ $rc -eq 2 ] && [ "$n" -ge 1 ] && echo 0 || echo 1) "mpirun -np 2 with a missing dataset: exit 2 (got exit $rc)"
+
+# a rank that meets a damaged chunk of tokens in the middle of training (its Fletcher-32 checksum
+# fails when a window is read from it) takes the job down, the other rank waiting in a collective:
+# exit 2 naming the file, well before the timeout. About 1 MB of text makes ~60 chunks of 16K
+# tokens; 4 bytes in the middle of the file spoil one, which a rank reads within the first few
+# dozen steps.
+$PYTHON_REF -c '
+import random
+r = random.Random(5)
+words = ["stone", "river", "lamp", "quiet", "north", "bread", "ember", "glass"]
+with open("big.txt", "w") as f:
+    for _ in range(20000):
+        f.write(" ".join(r.choice(words) for _ in range(8)) + "\n")'
+run "$top_builddir/megadata" build damaged big.txt --val-fraction 0
+size=$(stat -c %s damaged/train-00000.h5)
+$PYTHON_REF -c '
+import sys
+path, at = sys.argv[1], int(sys.argv[2]) // 2
+with open(path, "r+b") as f:
+    f.seek(at)
+    b = bytearray(f.read(4))
+    f.seek(at)
+    f.write(bytes(x ^ 0x5a for x in b))' damaged/train-00000.h5 "$size"
+run timeout 120 $MPIRUN -np 2 "$mt" good.yaml --set data.path=damaged --set model.vocab_size=0 \
+    --set train.steps=100000 --set log.every=1
+n=$(grep -c "train-00000.h5: HDF5 error in H5Dread" err)
+last=$(sed -n 's|^step *\([0-9]*\)/.*|\1|p' out | tail -1)
+tap_ok $([ $rc -eq 2 ] && [ "$n" -ge 1 ] && echo 0 || echo 1) \
+    "a damaged chunk met at step ${last:-0} under mpirun -np 2: exit $rc (2), the file named ($n message(s))"
 tap_done
