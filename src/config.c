@@ -55,6 +55,8 @@ static const Key keys[] = {
      "chunk-parallel ranks (each owns a contiguous piece of every sequence)"},
     {"parallel", "micro_batches", KT_INT, OFF(parallel.micro_batches), "1", 1, 1 << 20, NULL,
      "micro-batches per step on each data-parallel rank (gradient accumulation)"},
+    {"parallel", "overlap_grad_reduce", KT_BOOL, OFF(parallel.overlap_grad_reduce), "true", 0, 0, NULL,
+     "start the data-parallel gradient sums during backward (false: all after it, for measuring the overlap)"},
 
     {"data", "path", KT_STRING, OFF(data.path), "", 0, 0, NULL,
      "dataset folder (megadata build); empty: random tokens (for tests and benchmarks)"},

@@ -26,6 +26,7 @@ typedef struct {
     } model;
     struct {
         int tp, pp, cp, micro_batches;
+        int overlap_grad_reduce;
     } parallel;
     struct {
         char path[CONFIG_STR];

@@ -178,7 +178,8 @@ static void micro_backward(void *ctx, int k)
     const CommType at = comm_type_of(tr->ops->act);
     if (!m->part.last)
         comm_recv(&tr->pp, model_output_grad(m), n, at, pp_rank + 1, k);
-    m->grads_final = k == tr->c->parallel.micro_batches - 1 ? grads_final : NULL;
+    const Config *c = tr->c;
+    m->grads_final = c->parallel.overlap_grad_reduce && k == c->parallel.micro_batches - 1 ? grads_final : NULL;
     m->grads_ctx = tr;
     model_backward(m, k % m->n_slots);
     m->grads_final = NULL;
