@@ -352,8 +352,8 @@ static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGUSR1 (Slurm's warning
 static void on_signal(int sig) { stop_signal = sig; }
 
 /* Where to resume from: checkpoint.resume is auto (the run's folder), never, or a path. The run's
- * own checkpoints come before a path: a requeued run that started from another run's checkpoint
- * continues itself, not its starting point. */
+   own checkpoints come before a path: a requeued run that started from another run's checkpoint
+   continues itself, not its starting point. */
 static void resume(Trainer *tr, const Config *c)
 {
     const char *r = c->checkpoint.resume;
