@@ -73,6 +73,7 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     model_init_params(m, (uint64_t)c->train.seed);
     m->tp_comm = &tr->tp;
     m->cp_comm = &tr->cp;
+    m->grads_ctx = tr; /* grads_final is set around a step's last backward */
     m->pos0 = (int64_t)t->cp_rank * tr->Lloc;
     m->want_state_out = t->cp_rank < t->cp - 1;
     zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
@@ -180,7 +181,6 @@ static void micro_backward(void *ctx, int k)
         comm_recv(&tr->pp, model_output_grad(m), n, at, pp_rank + 1, k);
     const Config *c = tr->c;
     m->grads_final = c->parallel.overlap_grad_reduce && k == c->parallel.micro_batches - 1 ? grads_final : NULL;
-    m->grads_ctx = tr;
     model_backward(m, k % m->n_slots);
     m->grads_final = NULL;
     if (!m->part.first) {
