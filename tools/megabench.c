@@ -3,11 +3,13 @@
        megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]
 
    Builds megatrain's trainer for RUN.yaml (any layout of the job's ranks, random tokens), runs
-   warm-up steps, then N timed optimizer steps (exactly megatrain's step), and prints tokens/s, achieved model TFLOP/s and MFU, peak device
-   memory, and one more step's time per op, each against its floor (the larger of its bytes over
-   the memory bandwidth and its FLOPs over the matching peak rate). Per-op times come from CUDA
-   events around every op (a wrapping Ops table) on the CUDA backend, from the host clock on the
-   CPU. */
+   warm-up steps, then N timed optimizer steps (exactly megatrain's step), and prints tokens/s,
+   achieved model TFLOP/s and MFU (GPUs only), peak device memory, and one more step's time per op,
+   each against its floor (the larger of its bytes over the memory bandwidth and its FLOPs over the
+   matching peak rate), with the step's fixed costs (those that do not grow with its tokens:
+   AdamW, zeroing and norm of the gradients, host round trips, op calls) apart. Per-op times come
+   from CUDA events around every op (a wrapping Ops table) on the CUDA backend, from the host clock
+   on the CPU. */
 #include "autoconfig.h"
 #include "kernels/ops.h"
 #include "src/config.h"
@@ -34,9 +36,9 @@
 
 static const char usage[] =
     "usage: megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]\n"
-    "Times N training steps (default 5, after 2 warm-up steps) of RUN.yaml's model with random tokens,\n"
-    "alone or under mpirun (any layout), and prints tokens/s, model TFLOP/s, MFU, peak memory and rank 0's\n"
-    "time per op.\n";
+    "Times N training steps (default 20, after 3 warm-up steps) of RUN.yaml's model with random tokens,\n"
+    "alone or under mpirun (any layout), and prints the median, min and max step, tokens/s, model TFLOP/s,\n"
+    "MFU (GPUs only), peak memory and rank 0's time per op, with the fixed per-step costs apart.\n";
 
 /* ---------------------------------------------------------------- per-op timing */
 
@@ -51,6 +53,7 @@ typedef struct {
 #define MAX_MARKS 16384
 
 static const Ops *base; /* the backend being timed */
+static size_t grad_bytes; /* the whole gradient buffer: its zeroing is a per-step cost */
 static OpStat stats[MAX_STATS];
 static int n_stats;
 static struct {
@@ -135,7 +138,18 @@ static void marks_collect(void)
     } while (0)
 #define AS ((double)base->act_size)
 
-static void t_zero(void *p, size_t bytes) { TIMED("zero", bytes, 0, PEAK_BF16, base->zero(p, bytes)); }
+static void t_zero(void *p, size_t bytes)
+{
+    TIMED(bytes == grad_bytes ? "zero gradients" : "zero", bytes, 0, PEAK_BF16, base->zero(p, bytes));
+}
+/* host round trips: transfers and synchronisations (ops that return a scalar, such as sumsq and
+   crossentropy, are round trips too) */
+static void t_upload(void *d, const void *h, size_t bytes) { TIMED("upload", bytes, 0, PEAK_BF16, base->upload(d, h, bytes)); }
+static void t_download(void *h, const void *d, size_t bytes)
+{
+    TIMED("download", bytes, 0, PEAK_BF16, base->download(h, d, bytes));
+}
+static void t_sync(void) { TIMED("sync", 0, 0, PEAK_BF16, base->sync()); }
 static void t_copy(void *d, const void *s, size_t n) { TIMED("copy", 2 * n * AS, 0, PEAK_BF16, base->copy(d, s, n)); }
 static void t_accumulate(void *d, const void *s, size_t n)
 {
@@ -292,6 +306,7 @@ static void t_adamw(float *p, void *pa, const float *g, float *m, float *v, size
 static Ops timed_ops(const Ops *o)
 {
     Ops t = *o;
+    t.upload = t_upload, t.download = t_download, t.sync = t_sync;
     t.zero = t_zero, t.copy = t_copy, t.accumulate = t_accumulate;
     t.silu_forward = t_silu_forward, t.silu_backward = t_silu_backward;
     t.swiglu_forward = t_swiglu_forward, t.swiglu_backward = t_swiglu_backward;
@@ -306,6 +321,37 @@ static Ops timed_ops(const Ops *o)
     t.attention_forward = t_attention_forward, t.attention_backward = t_attention_backward;
     t.crossentropy = t_crossentropy, t.sumsq = t_sumsq, t.adamw = t_adamw;
     return t;
+}
+
+/* The step's fixed costs, which one sequence per step does not spread over more tokens: AdamW,
+   zeroing and norm of the whole gradient buffer, host round trips, op calls (each one or more
+   kernel launches), and the wall time outside every op (host work and launch gaps). */
+static void fixed_costs(double wall_ms, double ops_ms)
+{
+    static const char *const fixed[] = {"adamw", "zero gradients", "sumsq"};
+    static const char *const trips[] = {"upload", "download", "sync", "sumsq", "crossentropy"};
+    double fixed_ms = 0, trip_ms = 0;
+    int calls = 0, ntrips = 0;
+    for (int i = 0; i < n_stats; i++) {
+        const OpStat *s = &stats[i];
+        calls += s->calls;
+        for (size_t k = 0; k < sizeof fixed / sizeof *fixed; k++)
+            if (!strcmp(s->label, fixed[k])) {
+                printf("  fixed per step: %-16s %8.2f ms\n", s->label, s->ms);
+                fixed_ms += s->ms;
+            }
+        for (size_t k = 0; k < sizeof trips / sizeof *trips; k++)
+            if (!strcmp(s->label, trips[k])) {
+                ntrips += s->calls;
+                trip_ms += s->ms;
+            }
+    }
+    printf("  fixed per step: %d host round trips (%.2f ms inside them), %d op calls, %.2f ms of wall time outside "
+           "ops\n",
+           ntrips, trip_ms, calls, wall_ms - ops_ms);
+    printf("  fixed per step: %.2f ms (AdamW, gradient zeroing and norm) + %.2f ms outside ops = %.1f%% of the step;"
+           " per-token ops %.2f ms\n",
+           fixed_ms, wall_ms - ops_ms, 100 * (fixed_ms + wall_ms - ops_ms) / wall_ms, ops_ms - fixed_ms);
 }
 
 /* ---------------------------------------------------------------- the run */
@@ -336,7 +382,7 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     util_set_progname("megabench");
     const char *yaml = NULL;
-    int steps = 5, warmup = 2;
+    int steps = 20, warmup = 3;
     Config c;
     config_defaults(&c);
     const char *sets[256];
@@ -421,14 +467,16 @@ int main(int argc, char **argv)
     qsort(t, (size_t)steps, sizeof(double), cmp_double);
     const double step_s = t[steps / 2], tflops = flops_token * tokens / step_s / 1e12;
     const double mem = base->peak_memory ? (double)base->peak_memory() / 1073741824.0 : 0;
+    char mfu_text[64] = "MFU applies to GPUs only"; /* the peak is a GPU's tensor-core rate */
+    if (base->on_device)
+        snprintf(mfu_text, sizeof mfu_text, "MFU %.1f%% of %.0f TFLOP/s", 100 * tflops * 1e12 / peak, peak / 1e12);
     if (rank == 0) {
         printf("  step time: median %.1f ms of %d (min %.1f, max %.1f); loss %.4f at the first step, %.4f at the "
                "last\n",
                1e3 * step_s, steps, 1e3 * t[0], 1e3 * t[steps - 1], first, loss);
-        printf("  tokens/s %.0f (%.0f per rank); model TFLOP/s %.1f (%.1f per rank); MFU %.1f%% of %.0f TFLOP/s; "
-               "peak memory %.2f GiB per rank\n",
-               tokens / step_s, tokens / step_s / world, tflops, tflops / world, 100 * tflops * 1e12 / peak,
-               peak / 1e12, mem);
+        printf("  tokens/s %.0f (%.0f per rank); model TFLOP/s %.1f (%.1f per rank); %s; peak memory %.2f GiB per "
+               "rank\n",
+               tokens / step_s, tokens / step_s / world, tflops, tflops / world, mfu_text, mem);
     }
 
     /* one more step through the timing wrapper */
@@ -441,6 +489,7 @@ int main(int argc, char **argv)
             CUDA_CHECK(cudaEventCreate(&marks[i].e1));
         }
 #endif
+    grad_bytes = tr.m.n_padded * sizeof(float);
     trainer_set_ops(&tr, &timed);
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = util_now();
@@ -469,10 +518,11 @@ int main(int argc, char **argv)
                    s->flops / s->ms / 1e9, s->bytes / s->ms / 1e6);
         }
         printf("  %-28s %6s %10.2f %6.1f %10.2f %7.1f\n", "total", "", sum_ms, 100.0, sum_floor, sum_ms / sum_floor);
-        printf("megabench: %s L=%d B=%d ranks=%d recompute=%d: %.0f tokens/s (%.0f per rank), %.1f TFLOP/s, MFU "
-               "%.1f%%, %.2f GiB\n",
+        fixed_costs(timed_ms, sum_ms);
+        printf("megabench: %s L=%d B=%d ranks=%d recompute=%d: %.0f tokens/s (%.0f per rank), %.1f TFLOP/s, %s, "
+               "%.2f GiB\n",
                c.model.preset[0] ? c.model.preset : "explicit", L, B, world, c.train.recompute, tokens / step_s,
-               tokens / step_s / world, tflops, 100 * tflops * 1e12 / peak, mem);
+               tokens / step_s / world, tflops, mfu_text, mem);
     }
     free(t);
     trainer_free(&tr);
