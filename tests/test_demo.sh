@@ -2,7 +2,11 @@
 # 60 steps on 100 KB of synthetic English-like text (random sentences from a small grammar, so
 # it cannot be memorised in 60 x 1024 tokens) the training loss is far below the text's byte
 # unigram entropy, which is what a model that ignores context would reach. Two data-parallel
-# ranks give the losses of one.
+# ranks give the losses of one. Then tools/demo.sh on a small folder of text (tests/data/text) with
+# this build's programs (nothing installed, built or downloaded): a folder named relative to the
+# current one, its own dataset and metrics logs beside those of another folder of the same name,
+# the dataset reused while the files stay the same and rebuilt when one changes, and a folder that
+# does not exist refused with exit 2.
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 mt="$top_builddir/megatrain"
@@ -59,4 +63,46 @@ def losses(f):
 a, b = losses("one.jsonl"), losses("two.jsonl")
 print(max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 60 else 1)')
 tap_ok $($PYTHON_REF -c "import sys; sys.exit(0 if ${same:-1} < 1e-3 else 1)"; echo $?) "dp=2 losses match one rank's (largest relative difference $same)"
+
+# demo ARGS...: tools/demo.sh with this build's programs, outputs in demo/, one training step
+demo() {
+    run env MEGATRAIN_BUILDDIR="$top_builddir" MEGATRAIN_DEMO_DIR=demo sh "$top_srcdir/tools/demo.sh" "$@" \
+        --set train.steps=1
+}
+# show: the last run's stdout and stderr as TAP comments
+show() { sed 's/^/# /' out err; }
+demo nosuch
+expect_fail 2 "nosuch: no such folder" "demo.sh: a folder that does not exist: exit 2"
+tap_ok $([ ! -e demo ] && echo 0 || echo 1) "demo.sh: ... before installing, building or downloading anything (no demo/ made)"
+demo text/doc00.txt
+expect_fail 2 "text/doc00.txt: not a folder" "demo.sh: a file for the folder: exit 2"
+
+here=$(pwd -P) # demo.sh names folders by their absolute paths
+cp -R "$top_srcdir/tests/data/text" corpus
+mkdir other
+cp -R corpus other/corpus
+echo "Another line." >>other/corpus/notes.txt
+demo corpus
+show
+first=$(ls -d demo/corpus-*)
+cp "$first/run-001.jsonl" first.jsonl
+tap_ok $([ $rc -eq 0 ] && [ -f "$first/data/train-00000.h5" ] && [ -f "$first/run-001.jsonl" ] &&
+    grep -q "^demo: dataset $here/$first/data; metrics log $here/$first/run-001.jsonl$" out &&
+    echo 0 || echo 1) "demo.sh corpus: the folder relative to the current one, outputs in $first, named on stdout"
+demo other/corpus
+show
+tap_ok $([ $rc -eq 0 ] && [ "$(ls -d demo/corpus-* | wc -l)" -eq 2 ] && [ "$(ls demo/corpus-*/*.jsonl | wc -l)" -eq 2 ] &&
+    cmp -s first.jsonl "$first/run-001.jsonl" && echo 0 || echo 1) \
+    "demo.sh other/corpus (the same name): its own dataset and metrics log; the first log untouched"
+touch before
+sleep 1
+demo corpus
+tap_ok $([ $rc -eq 0 ] && grep -q "^demo: $here/corpus is unchanged: reusing" out &&
+    [ -z "$(find "$first/data" -newer before)" ] && [ -f "$first/run-002.jsonl" ] && echo 0 || echo 1) \
+    "demo.sh corpus again: the dataset reused, a new metrics log run-002.jsonl"
+echo "A new line." >>corpus/poems/spring.txt
+demo corpus
+tap_ok $([ $rc -eq 0 ] && grep -q "^demo: building the dataset of $here/corpus" out &&
+    [ -n "$(find "$first/data" -newer before)" ] && [ -f "$first/run-003.jsonl" ] && echo 0 || echo 1) \
+    "demo.sh corpus after a file changed: the dataset rebuilt"
 tap_done

@@ -3,14 +3,68 @@
 # demo/, turn it into an HDF5 token dataset and train the demo model on the CPU under mpirun.
 # Usage: tools/demo.sh [TEXT_DIR] [megatrain options...]   (TEXT_DIR: any folder of text files
 # to train on instead of the Brown Corpus)
+#
+# Each corpus has its own folder demo/NAME-KEY (NAME: the corpus folder's name, KEY: a checksum of
+# its absolute path) holding its dataset (data/, rebuilt when the names, sizes or times of the
+# corpus's files change) and one metrics log per run (run-001.jsonl, run-002.jsonl, ...); the
+# script prints where they are. Environment: MEGATRAIN_BUILDDIR, the folder of megatrain programs
+# already built (then nothing is installed or built); MEGATRAIN_DEMO_DIR, the outputs' folder
+# instead of demo/ in the source tree. Exit status: 2 when TEXT_DIR is not a folder.
 set -eu
-cd "$(dirname "$0")/.."
-tools/install-deps.sh --demo
-tools/build.sh
-text=demo/brown-text
-if [ $# -gt 0 ] && [ -d "$1" ]; then text=$1; shift; else tools/brown-corpus.sh "$text"; fi
-data=demo/data-$(basename "$text")
-[ -d "$data" ] || ./megadata build "$data" "$text" --val-fraction 0.02
+top=$(cd "$(dirname "$0")/.." && pwd -P)
+die() { echo "demo: error: $*" >&2; exit 2; }
+text=""
+case ${1--} in # no argument: the Brown Corpus
+-h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+-*) ;;
+*)  [ -e "$1" ] || die "$1: no such folder (expected a folder of text files, or no argument for the Brown Corpus)"
+    [ -d "$1" ] || die "$1: not a folder (expected a folder of text files)"
+    text=$(cd "$1" && pwd -P)
+    shift ;;
+esac
+demo=${MEGATRAIN_DEMO_DIR:-$top/demo}
+mkdir -p "$demo"
+demo=$(cd "$demo" && pwd -P)
+
+if [ -n "${MEGATRAIN_BUILDDIR:-}" ]; then
+    bin=$(cd "$MEGATRAIN_BUILDDIR" && pwd -P)
+else
+    if [ -z "$text" ]; then "$top/tools/install-deps.sh" --demo; else "$top/tools/install-deps.sh"; fi
+    "$top/tools/build.sh"
+    bin=$top
+fi
+if [ -z "$text" ]; then
+    text=$demo/brown-text
+    "$top/tools/brown-corpus.sh" "$text"
+fi
+
+out=$demo/$(basename "$text")-$(printf '%08x' "$(printf '%s' "$text" | cksum | cut -d' ' -f1)")
+mkdir -p "$out"
+# the files megadata reads (it skips names starting with '.'), with their sizes and times
+find -L "$text" -mindepth 1 -name '.*' -prune -o -type f -printf '%P %s %T@\n' | LC_ALL=C sort >"$out/sources.new"
+if [ -d "$out/data" ] && cmp -s "$out/sources.new" "$out/sources"; then
+    rm "$out/sources.new"
+    echo "demo: $text is unchanged: reusing its dataset $out/data"
+else
+    echo "demo: building the dataset of $text in $out/data"
+    rm -rf "$out/data" "$out/sources"
+    "$bin/megadata" build "$out/data" "$text" --val-fraction 0.02
+    mv "$out/sources.new" "$out/sources"
+fi
+n=1
+while [ -e "$out/$(printf 'run-%03d.jsonl' $n)" ]; do n=$((n + 1)); done
+log=$out/$(printf 'run-%03d.jsonl' $n)
+if ! ls "$out/data"/val-*.h5 >/dev/null 2>&1; then
+    echo "demo: the corpus is too small for a validation split: no evaluation"
+    set -- --set eval.every=0 "$@"
+fi
+echo "demo: training on $out/data, metrics log $log"
+
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 np=$(nproc); [ "$np" -gt 2 ] && np=2
-exec mpirun --oversubscribe -np "$np" ./megatrain jobs/demo.yaml --set data.path="$data" "$@"
+status=0
+mpirun --oversubscribe -np "$np" "$bin/megatrain" "$top/jobs/demo.yaml" \
+    --set data.path="$out/data" --set log.metrics="$log" "$@" || status=$?
+echo "demo: dataset $out/data; metrics log $log"
+[ "$status" -ne 0 ] || echo "demo: plot every run on this corpus with: $bin/megaplot -o $out/plots $out"
+exit $status

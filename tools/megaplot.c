@@ -66,7 +66,8 @@ static void add_logs(const char *arg, char ***paths, int *n, int *cap)
         if (*n == *cap) {
             *cap = *cap ? 2 * *cap : 16;
             char **grown = xmalloc((size_t)*cap * sizeof *grown);
-            memcpy(grown, *paths, (size_t)*n * sizeof *grown);
+            if (*n) /* *paths is NULL before the first */
+                memcpy(grown, *paths, (size_t)*n * sizeof *grown);
             free(*paths);
             *paths = grown;
         }

@@ -319,13 +319,18 @@ static void sweep_run(const Sweep *sw, Axis *axes, int naxes)
     free(points);
 }
 
-static void check_run(const char *file, int ranks, char **sets, int nsets)
+/* --check FILE --ranks RANKS: print FILE resolved for RANKS; the sweep's options have no place. */
+static void check_main(const Sweep *sw, const Axis *axes, int naxes, const char *file, const char *ranks)
 {
+    if (sw->base || sw->dir || axes[0].n || axes[1].n || naxes > 2 || sw->batch_tokens || sw->metrics_dir)
+        fail_input("--check takes only RUN.yaml, --ranks and --set (see megasweep --help)");
+    if (!ranks)
+        fail_input("--check needs --ranks N");
     Config c;
     config_defaults(&c);
     config_load_yaml(&c, file);
-    apply(&c, sets, nsets);
-    finish(&c, ranks);
+    apply(&c, sw->sets, sw->nsets);
+    finish(&c, (int)cliopt_int("--ranks", ranks, 1, 1 << 24));
     config_print(&c, stdout);
 }
 
@@ -338,32 +343,64 @@ static char *file_stem(const char *path)
     return s;
 }
 
+/* A sweep from the options: the defaults for what they leave out, then every point written. */
+static void sweep_main(Sweep *sw, Axis *axes, int naxes, const char *ranks)
+{
+    if (!sw->base)
+        fail_input("no base run file given (usage: megasweep BASE.yaml -o DIR ...; see megasweep --help)");
+    if (!sw->dir)
+        fail_input("no output folder given (-o DIR)");
+    if (ranks)
+        fail_input("--ranks goes with --check; a sweep takes its ranks from --layout");
+    if (!sw->metrics_dir)
+        sw->metrics_dir = sw->dir;
+    if (!axes[0].n) {
+        Spec s = {file_stem(sw->base), xstrdup("of the base file"), NULL, 0};
+        axis_add(&axes[0], s);
+    }
+    if (!axes[1].n)
+        axis_add(&axes[1], spec_parse("--layout", "1", 1));
+    sweep_run(sw, axes, naxes);
+}
+
+static void axis_free(Axis *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        Spec *s = &a->specs[i];
+        for (int j = 0; j < s->nsets; j++)
+            free(s->sets[j]);
+        free(s->sets);
+        free(s->name);
+        free(s->spec);
+    }
+    free(a->specs);
+}
+
 int main(int argc, char **argv)
 {
     util_set_progname("megasweep");
     Sweep sw = {0};
     const char *check = NULL, *ranks = NULL, *v;
-    Axis sizes = {0}, layouts = {0};
-    Axis *axes = xmalloc((size_t)(argc + 2) * sizeof *axes);
-    int naxes = 2;
+    Axis *axes = xcalloc((size_t)argc + 2, sizeof *axes); /* sizes, layouts, then each --vary */
+    int naxes = 2, info = 0;
     sw.sets = xmalloc((size_t)argc * sizeof *sw.sets);
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc && !info; i++) {
         if (argv[i][0] != '-') {
             if (sw.base)
                 fail_input("one base run file, got '%s' and '%s' (see megasweep --help)", sw.base, argv[i]);
             sw.base = argv[i];
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(usage, stdout);
-            return 0;
+            info = 1;
         } else if (!strcmp(argv[i], "--version")) {
             printf("megasweep %s\n", PACKAGE_VERSION);
-            return 0;
+            info = 1;
         } else if ((v = cliopt_value(argc, argv, &i, "--out", "-o"))) {
             sw.dir = v;
         } else if ((v = cliopt_value(argc, argv, &i, "--size", NULL))) {
-            axis_add(&sizes, spec_parse("--size", v, 0));
+            axis_add(&axes[0], spec_parse("--size", v, 0));
         } else if ((v = cliopt_value(argc, argv, &i, "--layout", NULL))) {
-            axis_add(&layouts, spec_parse("--layout", v, 1));
+            axis_add(&axes[1], spec_parse("--layout", v, 1));
         } else if ((v = cliopt_value(argc, argv, &i, "--vary", NULL))) {
             axes[naxes++] = vary_parse(v);
         } else if ((v = cliopt_value(argc, argv, &i, "--set", NULL))) {
@@ -380,30 +417,13 @@ int main(int argc, char **argv)
             fail_input("unknown option '%s' (see megasweep --help)", argv[i]);
         }
     }
-    if (check) {
-        if (sw.base || sw.dir || sizes.n || layouts.n || naxes > 2 || sw.batch_tokens || sw.metrics_dir)
-            fail_input("--check takes only RUN.yaml, --ranks and --set (see megasweep --help)");
-        if (!ranks)
-            fail_input("--check needs --ranks N");
-        check_run(check, (int)cliopt_int("--ranks", ranks, 1, 1 << 24), sw.sets, sw.nsets);
-        return 0;
-    }
-    if (!sw.base)
-        fail_input("no base run file given (usage: megasweep BASE.yaml -o DIR ...; see megasweep --help)");
-    if (!sw.dir)
-        fail_input("no output folder given (-o DIR)");
-    if (ranks)
-        fail_input("--ranks goes with --check; a sweep takes its ranks from --layout");
-    if (!sw.metrics_dir)
-        sw.metrics_dir = sw.dir;
-    if (!sizes.n) {
-        Spec s = {file_stem(sw.base), xstrdup("of the base file"), NULL, 0};
-        axis_add(&sizes, s);
-    }
-    if (!layouts.n)
-        axis_add(&layouts, spec_parse("--layout", "1", 1));
-    axes[0] = sizes;
-    axes[1] = layouts;
-    sweep_run(&sw, axes, naxes);
+    if (!info && check)
+        check_main(&sw, axes, naxes, check, ranks);
+    else if (!info)
+        sweep_main(&sw, axes, naxes, ranks);
+    for (int a = 0; a < naxes; a++)
+        axis_free(&axes[a]);
+    free(axes);
+    free(sw.sets);
     return 0;
 }
