@@ -4,9 +4,10 @@
 # Usage: tools/demo.sh [TEXT_DIR] [megatrain options...]   (TEXT_DIR: any folder of text files
 # to train on instead of the Brown Corpus)
 #
-# Each corpus has its own folder demo/NAME-KEY (NAME: the corpus folder's name, KEY: a checksum of
-# its absolute path) holding its dataset (data/, rebuilt when the names, sizes or times of the
-# corpus's files change) and one metrics log per run (run-001.jsonl, run-002.jsonl, ...); the
+# Each corpus has its own folder, demo/brown for the Brown Corpus (the paths of jobs/demo.yaml) and
+# demo/NAME-KEY for a TEXT_DIR (NAME: its name, KEY: a checksum of its absolute path), holding its
+# dataset (data/, rebuilt when the names, sizes or times of the corpus's files change) and one
+# metrics log per run (run-001.jsonl, run-002.jsonl, ...); the
 # script prints where they are. Environment: MEGATRAIN_BUILDDIR, the folder of megatrain programs
 # already built (then nothing is installed or built); MEGATRAIN_DEMO_DIR, the outputs' folder
 # instead of demo/ in the source tree. Exit status: 2 when TEXT_DIR is not a folder.
@@ -38,7 +39,11 @@ if [ -z "$text" ]; then
     "$top/tools/brown-corpus.sh" "$text"
 fi
 
-out=$demo/$(basename "$text")-$(printf '%08x' "$(printf '%s' "$text" | cksum | cut -d' ' -f1)")
+if [ "$text" = "$demo/brown-text" ]; then
+    out=$demo/brown # the run file's own paths (jobs/demo.yaml)
+else
+    out=$demo/$(basename "$text")-$(printf '%08x' "$(printf '%s' "$text" | cksum | cut -d' ' -f1)")
+fi
 mkdir -p "$out"
 # the files megadata reads (it skips names starting with '.'), with their sizes and times
 find -L "$text" -mindepth 1 -name '.*' -prune -o -type f -printf '%P %s %T@\n' | LC_ALL=C sort >"$out/sources.new"
