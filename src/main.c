@@ -176,27 +176,20 @@ int main(int argc, char **argv)
     }
 
     Dataset *train = NULL, *val = NULL;
-    if (c.data.path[0] && !a.dump) {
-        train = open_split(c.data.path, "train");
-        if (c.eval.every > 0)
-            val = open_split(c.data.path, "val");
-    }
-    int vocab = 0;
     if (c.data.path[0]) {
-        Dataset *ds = train ? train : dataset_open(c.data.path, "train");
-        vocab = dataset_vocab(ds);
-        if (!train)
-            dataset_close(ds);
+        train = open_split(c.data.path, "train");
+        if (c.eval.every > 0 && !a.dump)
+            val = open_split(c.data.path, "val");
     }
     if (a.dump) /* one rank: the run file's layout does not apply */
         c.parallel.tp = c.parallel.pp = c.parallel.cp = 1;
-    config_finish(&c, a.dump ? 1 : world, vocab, cuda_built);
+    config_finish(&c, a.dump ? 1 : world, train ? dataset_vocab(train) : 0, cuda_built);
 
     int status = 0;
     if (a.dump) {
         if (world != 1)
             fail_input_all("dump runs on one rank (it was started on %d)", world);
-        dump_run(&c, a.out, a.load, a.steps);
+        dump_run(&c, train, a.out, a.load, a.steps);
     } else {
         Topo t;
         topo_init(&t, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);

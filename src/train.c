@@ -363,10 +363,9 @@ static void resume(Trainer *tr, const Config *c)
         fail_input_all("%s: checkpoint.resume: %s holds no checkpoint", config_origin("checkpoint.resume"), r);
 }
 
-int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
+void train_set_threads(const Config *c, const Topo *t)
 {
-    /* threads: the config's, else OMP_NUM_THREADS, else this node's cores shared among its ranks
-       (oversubscribed OpenMP threads spin-wait each other into the ground) */
+    /* oversubscribed OpenMP threads spin-wait each other into the ground */
     int threads = c->train.threads;
     if (threads == 0 && !getenv("OMP_NUM_THREADS")) {
         cpu_set_t set;
@@ -375,6 +374,11 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     }
     if (threads > 0)
         omp_set_num_threads(threads);
+}
+
+int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
+{
+    train_set_threads(c, t);
     /* from the start: a signal while loading a checkpoint stops the run after its first step */
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);

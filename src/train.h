@@ -65,6 +65,9 @@ double trainer_eval(Trainer *tr, Dataset *val);
 void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, const int64_t *shape, int ndim,
                                                   const float *data), void *ctx);
 
+/* OpenMP threads per rank: train.threads, else OMP_NUM_THREADS, else the node's cores shared
+   among the ranks of t on it. */
+void train_set_threads(const Config *c, const Topo *t);
 /* Train as configured on the grid t; train/val may be NULL (random tokens / no evaluation).
    Returns the exit status: 0, or 1 when a signal stopped a run that has no checkpoint.dir. */
 int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val);
