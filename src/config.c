@@ -96,6 +96,16 @@ static const Key keys[] = {
      "keep only each block's input and recompute its activations in backward (long sequences)"},
     {"train", "threads", KT_INT, OFF(train.threads), "0", 0, 4096, NULL,
      "CPU threads per rank (OpenMP); 0: OMP_NUM_THREADS when set, else the node's cores shared among its ranks"},
+    {"train", "max_skips", KT_INT, OFF(train.max_skips), "5", 1, 1 << 30, NULL,
+     "stop after this many updates in a row are skipped (loss or gradient norm not finite, or a spike), saving "
+     "the last good state when checkpoint.dir is set"},
+    {"train", "spike_window", KT_INT, OFF(train.spike_window), "128", 2, 1 << 20, NULL,
+     "steps of loss and gradient-norm history the spike guard compares with"},
+    {"train", "spike_loss_z", KT_FLOAT, OFF(train.spike_loss_z), "0", 0, 1e9, NULL,
+     "skip the update when the loss is more than this many standard deviations above the mean of the last "
+     "spike_window steps (0: off)"},
+    {"train", "spike_grad_z", KT_FLOAT, OFF(train.spike_grad_z), "0", 0, 1e9, NULL,
+     "the same for the global gradient norm (0: off)"},
 
     {"checkpoint", "dir", KT_STRING, OFF(checkpoint.dir), "", 0, 0, NULL,
      "folder of this run's checkpoints (one subfolder per step); empty: no checkpoints"},

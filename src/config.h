@@ -46,6 +46,8 @@ typedef struct {
         int device;    /* DeviceKind */
         int precision; /* PrecisionKind */
         int recompute, threads;
+        int max_skips, spike_window;       /* the update guard (src/guard.h) */
+        double spike_loss_z, spike_grad_z; /* 0: no spike check */
     } train;
     struct {
         char dir[CONFIG_STR];
