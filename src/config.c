@@ -5,6 +5,7 @@
 #include "src/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -95,6 +96,16 @@ static const Key keys[] = {
      "keep only each block's input and recompute its activations in backward (long sequences)"},
     {"train", "threads", KT_INT, OFF(train.threads), "0", 0, 4096, NULL,
      "CPU threads per rank (OpenMP); 0: OMP_NUM_THREADS when set, else the node's cores shared among its ranks"},
+    {"train", "max_skips", KT_INT, OFF(train.max_skips), "5", 1, 1 << 30, NULL,
+     "stop after this many updates in a row are skipped (loss or gradient norm not finite, or a spike), saving "
+     "the last good state when checkpoint.dir is set"},
+    {"train", "spike_window", KT_INT, OFF(train.spike_window), "128", 2, 1 << 20, NULL,
+     "steps of loss and gradient-norm history the spike guard compares with"},
+    {"train", "spike_loss_z", KT_FLOAT, OFF(train.spike_loss_z), "0", 0, 1e9, NULL,
+     "skip the update when the loss is more than this many standard deviations above the mean of the last "
+     "spike_window steps (0: off)"},
+    {"train", "spike_grad_z", KT_FLOAT, OFF(train.spike_grad_z), "0", 0, 1e9, NULL,
+     "the same for the global gradient norm (0: off)"},
 
     {"checkpoint", "dir", KT_STRING, OFF(checkpoint.dir), "", 0, 0, NULL,
      "folder of this run's checkpoints (one subfolder per step); empty: no checkpoints"},
@@ -316,20 +327,71 @@ const char *config_origin(const char *section_key)
 
 static const char *scalar_of(yaml_node_t *n) { return (const char *)n->data.scalar.value; }
 
-void config_load_yaml(Config *c, const char *path)
+/* A run file is a few KB and two levels deep (section, key); the bounds keep a hostile file
+   from tying up the loader (libyaml's scanner is quadratic in the depth of flow collections). */
+#define CONFIG_MAX_BYTES (1 << 20)
+#define CONFIG_MAX_DEPTH 64
+
+static noreturn void syntax_error(const char *path, const yaml_parser_t *p)
+{
+    fail_input_all("%s:%zu:%zu: YAML syntax error: %s%s%s", path, p->problem_mark.line + 1,
+                   p->problem_mark.column + 1, p->problem ? p->problem : "unknown problem", p->context ? " " : "",
+                   p->context ? p->context : "");
+}
+
+/* The file's text, read (not stat'ed: a pipe has no size) up to one byte past the bound. */
+static unsigned char *read_bounded(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         fail_input_all("%s: cannot open the config file: %s", path, strerror(errno));
+    unsigned char *text = xmalloc(CONFIG_MAX_BYTES + 1);
+    *len = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
+    if (ferror(f))
+        fail_input_all("%s: cannot read the config file: %s", path, strerror(errno));
+    fclose(f);
+    if (*len > CONFIG_MAX_BYTES)
+        fail_input_all("%s: larger than %d bytes: not a run file", path, CONFIG_MAX_BYTES);
+    return text;
+}
+
+/* Walk the events, which the scanner delivers after a bounded look-ahead, and stop at the first
+   collection nested deeper than CONFIG_MAX_DEPTH, before the loader would build the tree. */
+static void check_depth(const char *path, const unsigned char *text, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        fail("libyaml: cannot initialise a parser");
+    yaml_parser_set_input_string(&p, text, len);
+    for (int depth = 0, done = 0; !done;) {
+        yaml_event_t e;
+        if (!yaml_parser_parse(&p, &e))
+            syntax_error(path, &p);
+        if (e.type == YAML_SEQUENCE_START_EVENT || e.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH)
+                fail_input_all("%s:%zu:%zu: nested deeper than %d levels (a run file has two: section, key)", path,
+                               e.start_mark.line + 1, e.start_mark.column + 1, CONFIG_MAX_DEPTH);
+        } else if (e.type == YAML_SEQUENCE_END_EVENT || e.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        done = e.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&e);
+    }
+    yaml_parser_delete(&p);
+}
+
+void config_load_yaml(Config *c, const char *path)
+{
+    size_t len;
+    unsigned char *text = read_bounded(path, &len);
+    check_depth(path, text, len);
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser))
         fail("libyaml: cannot initialise a parser");
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, text, len);
     if (!yaml_parser_load(&parser, &doc))
-        fail_input_all("%s:%zu:%zu: YAML syntax error: %s%s%s", path, parser.problem_mark.line + 1,
-                       parser.problem_mark.column + 1, parser.problem ? parser.problem : "unknown problem",
-                       parser.context ? " " : "", parser.context ? parser.context : "");
+        syntax_error(path, &parser);
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (root && !(root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0)) {
         if (root->type != YAML_MAPPING_NODE)
@@ -373,7 +435,7 @@ void config_load_yaml(Config *c, const char *path)
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
-    fclose(f);
+    free(text);
 }
 
 void config_set(Config *c, const char *assignment)
@@ -456,9 +518,12 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
     const int D = c->model.d_model, H = c->model.n_heads, tp = c->parallel.tp, pp = c->parallel.pp,
               cp = c->parallel.cp;
 
-    if (c->model.vocab_size == 0)
+    if (c->model.vocab_size == 0 && vocab_from_data > 0)
         c->model.vocab_size = vocab_from_data;
-    REQUIRE(c->model.vocab_size > 0, "model.vocab_size", "needs a value when data.path is empty");
+    /* with the dataset not read (--print-config), 0 stays "the dataset's" and prints so */
+    REQUIRE(c->model.vocab_size > 0 || (vocab_from_data == CONFIG_VOCAB_UNREAD && c->data.path[0]),
+            "model.vocab_size", "%s", c->data.path[0] ? "needs a value (the dataset is not read here)"
+                                                      : "needs a value when data.path is empty");
     REQUIRE(vocab_from_data <= c->model.vocab_size, "model.vocab_size",
             "%d is smaller than the dataset's vocabulary (%d)", c->model.vocab_size, vocab_from_data);
     REQUIRE(D % c->model.groups == 0, "model.groups", "%d does not divide model.d_model (%d)", c->model.groups, D);
@@ -485,18 +550,26 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
                 "%d split over parallel.cp = %d ranks gives pieces of %d tokens, not a whole number of "
                 "model.chunk (%d) chunks",
                 L, cp, Lloc, C);
-    int per = tp * pp * cp, dp = world / per;
+    /* products in 64 bits: each factor may be up to 2^16, and 2^30 for the batch's */
+    const int64_t per = (int64_t)tp * pp * cp;
     const char *layout_key = tp > 1 ? "parallel.tp" : pp > 1 ? "parallel.pp" : "parallel.cp";
-    REQUIRE(world % per == 0, layout_key, "tp * pp * cp = %d * %d * %d = %d does not divide the %d ranks of this job", tp,
-            pp, cp, per, world);
-    REQUIRE(c->data.batch_size % (dp * c->parallel.micro_batches) == 0, "data.batch_size",
-            "%d is not a multiple of data-parallel ranks (%d) x parallel.micro_batches (%d)", c->data.batch_size, dp,
-            c->parallel.micro_batches);
+    REQUIRE(world >= per && world % per == 0, layout_key,
+            "tp * pp * cp = %d * %d * %d = %lld does not divide the %d ranks of this job", tp, pp, cp, (long long)per,
+            world);
+    const int64_t dp = world / per, micro = c->parallel.micro_batches, B = c->data.batch_size;
+    REQUIRE(B % (dp * micro) == 0, "data.batch_size",
+            "%lld is not a multiple of data-parallel ranks (%lld) x parallel.micro_batches (%lld)", (long long)B,
+            (long long)dp, (long long)micro);
 
-    if (c->train.tokens > 0) {
-        int64_t per_step = (int64_t)c->data.batch_size * L;
-        c->train.steps = (c->train.tokens + per_step - 1) / per_step;
-    }
+    const int64_t per_step = B * L;
+    if (c->train.tokens > 0)
+        c->train.steps = c->train.tokens / per_step + (c->train.tokens % per_step != 0);
+    REQUIRE(c->train.steps <= INT64_MAX / per_step, c->train.tokens > 0 ? "train.tokens" : "train.steps",
+            "%lld steps of %lld tokens (data.batch_size x data.seq_len) count more than %lld tokens",
+            (long long)c->train.steps, (long long)per_step, (long long)INT64_MAX);
+    REQUIRE(B / (dp * micro) * Lloc <= INT_MAX, "data.batch_size",
+            "a micro-batch of %lld sequences of %d tokens per rank is more than %d tokens",
+            (long long)(B / (dp * micro)), Lloc, INT_MAX);
     REQUIRE(c->train.device != DEVICE_CUDA || cuda_built, "train.device",
             "cuda: this megatrain was built without CUDA (configure --with-cuda)");
     if (c->train.precision == PRECISION_AUTO)

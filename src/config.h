@@ -46,6 +46,8 @@ typedef struct {
         int device;    /* DeviceKind */
         int precision; /* PrecisionKind */
         int recompute, threads;
+        int max_skips, spike_window;       /* the update guard (src/guard.h) */
+        double spike_loss_z, spike_grad_z; /* 0: no spike check */
     } train;
     struct {
         char dir[CONFIG_STR];
@@ -75,7 +77,9 @@ void config_load_yaml(Config *c, const char *path);
 void config_set(Config *c, const char *assignment);
 /* Fill in the preset's dimensions (keys not set explicitly keep the preset's value), resolve
    derived values (precision, steps from tokens) and check ranges and consistency against the
-   world size. vocab_from_data is the dataset's vocabulary (0 if unknown). */
+   world size. vocab_from_data is the dataset's vocabulary (0 if unknown; CONFIG_VOCAB_UNREAD when
+   data.path is set but not read, as for printing: model.vocab_size may then stay 0). */
+#define CONFIG_VOCAB_UNREAD (-1)
 void config_finish(Config *c, int world_size, int vocab_from_data, int cuda_built);
 /* The resolved configuration as YAML that reads back to the same Config. */
 void config_print(const Config *c, FILE *f);

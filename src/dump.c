@@ -9,6 +9,7 @@
 #include "src/train.h"
 #include "src/util.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,14 +58,14 @@ static void write_attr_double(hid_t f, const char *file, const char *name, doubl
     h5u_attr_write(f, file, name, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &v);
 }
 
-void dump_run(const Config *c, const char *out_path, const char *load_path, int steps)
+void dump_run(const Config *c, Dataset *train, const char *out_path, const char *load_path, int steps)
 {
     /* the single-rank trainer: the same step code as training */
     Topo t;
     topo_init(&t, MPI_COMM_SELF, 1, 1, 1);
-    Dataset *ds = c->data.path[0] ? dataset_open(c->data.path, "train") : NULL;
+    train_set_threads(c, &t);
     Trainer tr;
-    trainer_init(&tr, c, &t, ds);
+    trainer_init(&tr, c, &t, train);
     Model *m = &tr.m;
     const Ops *ops = tr.ops;
     const ModelDims *d = &tr.dims;
@@ -90,13 +91,16 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
     model_params_to_host(m, host);
     write_params(f, out_path, "params", m, host);
 
-    /* logits first (a training forward overwrites them with their gradient) */
+    /* logits first (a training forward overwrites them with their gradient), one micro-batch of
+       tr.mb_rows rows at a time: the model holds one */
     const size_t nlogits = (size_t)m->T * d->vocab;
-    float *dev = ops->alloc(nlogits * sizeof(float)), *logits = xmalloc(nlogits * sizeof(float));
-    model_set_batch(m, 0, tokens);
-    model_forward(m, 0, 0.0f);
-    ops->act_to_f32(dev, m->slots[0].logits, nlogits);
-    ops->download(logits, dev, nlogits * sizeof(float));
+    float *dev = ops->alloc(nlogits * sizeof(float)), *logits = xmalloc(B * (size_t)L * d->vocab * sizeof(float));
+    for (int k = 0; k < c->parallel.micro_batches; k++) {
+        model_set_batch(m, 0, tokens + (size_t)k * tr.mb_rows * (L + 1));
+        model_forward(m, 0, 0.0f);
+        ops->act_to_f32(dev, m->slots[0].logits, nlogits);
+        ops->download(logits + k * nlogits, dev, nlogits * sizeof(float));
+    }
     h5u_write(f, out_path, "logits", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 3,
               (hsize_t[]){(hsize_t)B, (hsize_t)L, (hsize_t)d->vocab}, logits);
 
@@ -130,6 +134,8 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
         write_params(f, out_path, "updated", m, host);
     }
     H5_CHECK_AT(out_path, H5Fclose(f));
+    log_info("megatrain dump: %s written (batch %d x %d in %d micro-batch%s, %s, %d threads)", out_path, B, L,
+             c->parallel.micro_batches, c->parallel.micro_batches == 1 ? "" : "es", ops->name, omp_get_max_threads());
     ops->release(dev);
     free(logits);
     free(losses);
@@ -137,7 +143,5 @@ void dump_run(const Config *c, const char *out_path, const char *load_path, int 
     free(host);
     free(tokens);
     trainer_free(&tr);
-    if (ds)
-        dataset_close(ds);
     topo_free(&t);
 }

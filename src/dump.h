@@ -5,10 +5,12 @@
 #ifndef MEGATRAIN_DUMP_H
 #define MEGATRAIN_DUMP_H
 
+#include "data/dataset.h"
 #include "src/config.h"
 
-/* load: HDF5 file whose /params/<name> replace the initialisation (NULL: initialise from the
-   seed); steps: AdamW steps to take on the batch (0: none). */
-void dump_run(const Config *c, const char *out_path, const char *load_path, int steps);
+/* train: the training split (NULL: random tokens); load: HDF5 file whose /params/<name> replace
+   the initialisation (NULL: initialise from the seed); steps: AdamW steps to take on the batch
+   (0: none). */
+void dump_run(const Config *c, Dataset *train, const char *out_path, const char *load_path, int steps);
 
 #endif

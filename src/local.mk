@@ -5,6 +5,7 @@ src_libsrc_a_SOURCES = \
   src/config.h src/config.c \
   src/model.h src/model.c \
   src/optim.h src/optim.c \
+  src/guard.h src/guard.c \
   src/metrics.h src/metrics.c \
   src/train.h src/train.c \
   src/h5util.h src/h5util.c \

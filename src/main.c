@@ -2,6 +2,7 @@
    the resolved config, or dump one batch through the model for reference checks. */
 #include "autoconfig.h"
 #include "data/dataset.h"
+#include "data/shard.h"
 #include "parallel/mpi_check.h"
 #include "parallel/topo.h"
 #include "src/config.h"
@@ -9,6 +10,8 @@
 #include "src/train.h"
 #include "src/util.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,12 +107,41 @@ static void parse_args(Args *a, int argc, char **argv)
         fail_input_all("dump needs an output file (usage: megatrain dump RUN.yaml OUT.h5)");
 }
 
+/* data.path names a folder of shards: say which key is wrong, how to set it, and that text must
+   be built into a dataset first. */
+static void data_path_check(const char *dir)
+{
+    const char *where = config_origin("data.path");
+    DIR *d = opendir(dir);
+    if (!d)
+        fail_input("%s: data.path: %s: no such dataset (%s; set it in the run file or with --set data.path=DIR)",
+                   where, dir, strerror(errno));
+    int shards = 0, others = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        ShardName s;
+        if (shard_name_parse(e->d_name, &s)) {
+            shards++;
+            shard_names_free(&s, 1);
+        } else {
+            others += e->d_name[0] != '.';
+        }
+    }
+    closedir(d);
+    if (!shards)
+        fail_input("%s: data.path: %s holds no dataset shards (train-NNNNN.h5)%s", where, dir,
+                   others ? ", only other files: to train on text files, build a dataset from them first "
+                            "(megadata build DATASET FILE...) and set data.path=DATASET"
+                          : "");
+}
+
 /* Open a split on rank 0 first, so a bad dataset is reported once before the others look. */
 static Dataset *open_split(const char *dir, const char *split)
 {
     Dataset *ds = NULL;
-    if (util_world_rank() == 0)
+    if (util_world_rank() == 0) {
+        data_path_check(dir);
         ds = dataset_open(dir, split);
+    }
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
     if (util_world_rank() != 0)
         ds = dataset_open(dir, split);
@@ -136,7 +168,7 @@ int main(int argc, char **argv)
     const int cuda_built = 0;
 #endif
     if (a.print_config) {
-        config_finish(&c, world, 0 /* the dataset is not read for printing */, cuda_built);
+        config_finish(&c, world, CONFIG_VOCAB_UNREAD, cuda_built);
         if (util_world_rank() == 0)
             config_print(&c, stdout);
         MPI_Finalize();
@@ -144,27 +176,20 @@ int main(int argc, char **argv)
     }
 
     Dataset *train = NULL, *val = NULL;
-    if (c.data.path[0] && !a.dump) {
-        train = open_split(c.data.path, "train");
-        if (c.eval.every > 0)
-            val = open_split(c.data.path, "val");
-    }
-    int vocab = 0;
     if (c.data.path[0]) {
-        Dataset *ds = train ? train : dataset_open(c.data.path, "train");
-        vocab = dataset_vocab(ds);
-        if (!train)
-            dataset_close(ds);
+        train = open_split(c.data.path, "train");
+        if (c.eval.every > 0 && !a.dump)
+            val = open_split(c.data.path, "val");
     }
     if (a.dump) /* one rank: the run file's layout does not apply */
         c.parallel.tp = c.parallel.pp = c.parallel.cp = 1;
-    config_finish(&c, a.dump ? 1 : world, vocab, cuda_built);
+    config_finish(&c, a.dump ? 1 : world, train ? dataset_vocab(train) : 0, cuda_built);
 
     int status = 0;
     if (a.dump) {
         if (world != 1)
             fail_input_all("dump runs on one rank (it was started on %d)", world);
-        dump_run(&c, a.out, a.load, a.steps);
+        dump_run(&c, train, a.out, a.load, a.steps);
     } else {
         Topo t;
         topo_init(&t, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);

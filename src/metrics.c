@@ -111,16 +111,22 @@ void metrics_step(Metrics *mt, const StepStats *s)
             fprintf(f, "%s\"%s\":", i ? "," : "", axes[i]);
             json_number(f, s->comm_s[i] * 1e3);
         }
-        fputs("}}\n", f);
+        fputc('}', f);
+        if (s->skipped)
+            fprintf(f, ",\"skipped\":\"%s\",\"skipped_in_row\":%d", s->skipped, s->skipped_in_row);
+        fputs("}\n", f);
         fflush(f);
     }
-    if (s->step % mt->every == 0 || s->step == s->steps || s->step == 1) {
-        char mfu_text[32] = "";
+    if (s->step % mt->every == 0 || s->step == s->steps || s->step == 1 || s->skipped) {
+        char mfu_text[32] = "", skip_text[64] = "";
         if (isfinite(mfu))
             snprintf(mfu_text, sizeof mfu_text, " | MFU %.1f%%", 100 * mfu);
-        log_info("step %6lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s | %.2f TFLOP/s%s",
+        if (s->skipped)
+            snprintf(skip_text, sizeof skip_text, " | update skipped: %s (%d in a row)", s->skipped,
+                     s->skipped_in_row);
+        log_info("step %6lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s | %.2f TFLOP/s%s%s",
                  (long long)s->step, (long long)s->steps, s->loss, s->lr, s->grad_norm, s->step_s * 1e3, tok_s,
-                 tflops, mfu_text);
+                 tflops, mfu_text, skip_text);
     }
 }
 

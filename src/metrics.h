@@ -25,6 +25,8 @@ typedef struct {
     double mem_gb;     /* peak device memory per rank, 0 if not measured */
     double comm_s[4];  /* rank 0's time in communication per axis: dp (the dp x cp gradient
                           group), tp, pp, cp; waits for a neighbour included */
+    const char *skipped; /* why the update was skipped (guard_name), NULL when applied */
+    int skipped_in_row;
 } StepStats;
 
 /* Collective over MPI_COMM_WORLD (gathers host names). Rank 0 opens the log for appending and

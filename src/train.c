@@ -41,6 +41,39 @@ static void comm_over(Comm *c, const Ops *ops, MPI_Comm axis)
         comm_init_mpi(c, axis);
 }
 
+/* Testing aid, never set in production: MEGATRAIN_TEST_INJECT_NAN=FIRST[-LAST]:RANK[:VALUE] puts
+   VALUE (default NaN) into the first gradient element of rank RANK of the job before the backward
+   of steps FIRST to LAST, as a bad batch would, so tests can check that every rank skips the
+   update. Read once, at start-up; a run that has it set says so. */
+static void inject_init(Trainer *tr)
+{
+    const char *s = getenv("MEGATRAIN_TEST_INJECT_NAN");
+    if (!s)
+        return;
+    char *end;
+    long long first = strtoll(s, &end, 10), last = first, rank = -1;
+    if (end > s && *end == '-')
+        last = strtoll(end + 1, &end, 10);
+    double value = NAN;
+    if (end > s && *end == ':') {
+        const char *r = end + 1;
+        rank = strtoll(r, &end, 10);
+        if (end == r)
+            rank = -1;
+        else if (*end == ':')
+            value = strtod(end + 1, &end);
+    }
+    if (first < 1 || last < first || rank < 0 || *end)
+        fail_input_all("MEGATRAIN_TEST_INJECT_NAN=%s: expected FIRST[-LAST]:RANK[:VALUE] (a testing aid)", s);
+    log_warn("MEGATRAIN_TEST_INJECT_NAN=%s (a testing aid): rank %lld's gradient gets %g at steps %lld to %lld", s,
+             rank, value, first, last);
+    if (rank == tr->t->rank) {
+        tr->inject_first = first;
+        tr->inject_last = last;
+        tr->inject_value = (float)value;
+    }
+}
+
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
 {
     memset(tr, 0, sizeof *tr);
@@ -94,6 +127,8 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
         }
     }
     tr->grad_scale = 1.0f / ((float)B * (float)L);
+    guard_init(&tr->guard, c->train.spike_window);
+    inject_init(tr);
 }
 
 void trainer_set_ops(Trainer *tr, const Ops *ops)
@@ -116,6 +151,7 @@ void trainer_free(Trainer *tr)
     if (tr->src.sampler)
         sampler_free(tr->src.sampler);
     zero_free(&tr->zero);
+    guard_free(&tr->guard);
     model_free(&tr->m);
     Comm *cs[] = {&tr->tp, &tr->cp, &tr->pp, &tr->dpcp, &tr->world};
     for (int i = 0; i < 5; i++)
@@ -234,6 +270,8 @@ double trainer_forward_backward(Trainer *tr)
     const Config *c = tr->c;
     const Topo *t = tr->t;
     model_zero_grads(&tr->m);
+    if (tr->step + 1 >= tr->inject_first && tr->step + 1 <= tr->inject_last)
+        tr->ops->upload(tr->m.grads, &tr->inject_value, sizeof(float));
     tr->tp_next = tr->m.n_params;
     tr->loss = 0;
     StepCtx x = {.tr = tr, .src = &tr->src, .first = tr->cursor, .grad_scale = tr->grad_scale};
@@ -242,10 +280,10 @@ double trainer_forward_backward(Trainer *tr)
     comm_wait(&tr->pp);
     comm_wait(&tr->cp);
     tr->cursor += c->data.batch_size;
-    return job_loss(tr) / ((double)c->data.batch_size * c->data.seq_len);
+    return tr->step_loss = job_loss(tr) / ((double)c->data.batch_size * c->data.seq_len);
 }
 
-void trainer_update(Trainer *tr, double *grad_norm, double *lr)
+GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr)
 {
     const Config *c = tr->c;
     Model *m = &tr->m;
@@ -261,10 +299,16 @@ void trainer_update(Trainer *tr, double *grad_norm, double *lr)
     zero_reduce(&tr->zero, m->grads);
     *grad_norm = sqrt(grad_sumsq(tr));
     *lr = schedule_lr(c, tr->step);
-    zero_step(&tr->zero, m->params, m->params_act, (float)*lr, (float)c->optimizer.beta1, (float)c->optimizer.beta2,
-              (float)c->optimizer.eps, (float)c->optimizer.weight_decay, (int)tr->step,
-              (float)clip_scale(c, *grad_norm));
+    /* a NaN anywhere reaches every rank's loss and norm through the sums, but a spike verdict
+       near its threshold could differ in the last bit of a sum: any rank's skip skips */
+    int v = guard_check(&tr->guard, tr->step_loss, *grad_norm, c->train.spike_loss_z, c->train.spike_grad_z);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, tr->t->world_comm));
+    if (v == GUARD_APPLY)
+        zero_step(&tr->zero, m->params, m->params_act, (float)*lr, (float)c->optimizer.beta1,
+                  (float)c->optimizer.beta2, (float)c->optimizer.eps, (float)c->optimizer.weight_decay, (int)tr->step,
+                  (float)clip_scale(c, *grad_norm));
     tr->ops->sync();
+    return (GuardVerdict)v;
 }
 
 double trainer_step(Trainer *tr, double *grad_norm, double *lr)
@@ -363,10 +407,9 @@ static void resume(Trainer *tr, const Config *c)
         fail_input_all("%s: checkpoint.resume: %s holds no checkpoint", config_origin("checkpoint.resume"), r);
 }
 
-int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
+void train_set_threads(const Config *c, const Topo *t)
 {
-    /* threads: the config's, else OMP_NUM_THREADS, else this node's cores shared among its ranks
-       (oversubscribed OpenMP threads spin-wait each other into the ground) */
+    /* oversubscribed OpenMP threads spin-wait each other into the ground */
     int threads = c->train.threads;
     if (threads == 0 && !getenv("OMP_NUM_THREADS")) {
         cpu_set_t set;
@@ -375,6 +418,27 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     }
     if (threads > 0)
         omp_set_num_threads(threads);
+}
+
+/* Save the state after the last update applied, unless *saved (the step last saved) is it. After
+   `skipped` skipped updates that is the parameters and moments as they are, at the step and data
+   cursor before the skips; a resume from it meets those batches again. */
+static void save_good(Trainer *tr, const char *dir, int skipped, int64_t *saved)
+{
+    const int64_t step = tr->step, cursor = tr->cursor;
+    if (step - skipped == *saved)
+        return;
+    tr->step -= skipped;
+    tr->cursor -= (int64_t)skipped * tr->c->data.batch_size;
+    ckpt_save(tr, dir);
+    *saved = tr->step;
+    tr->step = step;
+    tr->cursor = cursor;
+}
+
+int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val)
+{
+    train_set_threads(c, t);
     /* from the start: a signal while loading a checkpoint stops the run after its first step */
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
@@ -395,17 +459,18 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
              (long long)model_param_count(dims), dims->n_layers, dims->D, config_precision_name(c->train.precision),
              tr.ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L,
              (long long)tr.step + 1, (long long)c->train.steps);
-    int stopped = 0;
+    int status = 0, skipped = 0; /* updates skipped in a row */
+    int64_t saved = -1;          /* the step of the last checkpoint written */
     while (tr.step < c->train.steps) {
         Comm *axes[4] = {&tr.dpcp, &tr.tp, &tr.pp, &tr.cp};
         double busy[4];
         for (int i = 0; i < 4; i++)
             busy[i] = axes[i]->busy_s;
         double t0 = util_now(), gnorm, lr;
-        double loss = trainer_step(&tr, &gnorm, &lr);
+        double loss = trainer_forward_backward(&tr);
+        GuardVerdict verdict = trainer_update(&tr, &gnorm, &lr);
+        skipped = verdict == GUARD_APPLY ? 0 : skipped + 1;
         const int64_t step = tr.step;
-        if (!isfinite(loss))
-            fail("step %lld: the loss is not finite (%g); stopping", (long long)step, loss);
         StepStats st = {.step = step,
                         .steps = c->train.steps,
                         .tokens = step * (int64_t)B * L,
@@ -414,28 +479,40 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
                         .lr = lr,
                         .grad_norm = gnorm,
                         .step_s = util_now() - t0,
-                        .step_flops = flops_token * B * L};
+                        .step_flops = flops_token * B * L,
+                        .skipped = guard_name(verdict),
+                        .skipped_in_row = skipped};
         for (int i = 0; i < 4; i++)
             st.comm_s[i] = axes[i]->busy_s - busy[i];
         if (tr.ops->peak_memory)
             st.mem_gb = (double)tr.ops->peak_memory() / 1073741824.0;
         metrics_step(&mt, &st);
+        if (skipped == c->train.max_skips) {
+            if (dir)
+                save_good(&tr, dir, skipped, &saved);
+            log_error("steps %lld to %lld: %d updates in a row skipped (train.max_skips; the last: %s); stopping "
+                      "with the state after step %lld (%s%s); lower optimizer.lr or check the data",
+                      (long long)(step - skipped + 1), (long long)step, skipped, guard_name(verdict),
+                      (long long)(step - skipped), dir ? "saved in " : "no checkpoint.dir: not saved",
+                      dir ? dir : "");
+            status = 1; /* a scheduler must not requeue it */
+            break;
+        }
         if (val && c->eval.every > 0 && (step % c->eval.every == 0 || step == c->train.steps))
             metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val));
         /* every rank must agree to stop at the same step */
         int stop = stop_signal;
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, t->world_comm));
         if (dir && (stop || step == c->train.steps || (c->checkpoint.every > 0 && step % c->checkpoint.every == 0)))
-            ckpt_save(&tr, dir);
+            save_good(&tr, dir, skipped, &saved);
         if (stop) {
             log_info("signal %d: stopping after step %lld%s", stop, (long long)step,
                      dir ? " and its checkpoint" : " (no checkpoint.dir: nothing saved)");
-            stopped = 1;
+            status = !dir; /* nothing saved is a failure (a scheduler must not requeue it) */
             break;
         }
     }
     metrics_close(&mt);
     trainer_free(&tr);
-    /* stopped by a signal with nothing saved is a failure (a scheduler must not requeue it) */
-    return stopped && !dir ? 1 : 0;
+    return status;
 }

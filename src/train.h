@@ -10,6 +10,7 @@
 #include "parallel/topo.h"
 #include "parallel/zero.h"
 #include "src/config.h"
+#include "src/guard.h"
 #include "src/model.h"
 
 #include <stdint.h>
@@ -44,8 +45,12 @@ typedef struct {
     int64_t cursor;               /* samples drawn so far (the data cursor) */
     float grad_scale;
     double loss;                  /* this step's loss sum on this rank */
-    int64_t step;                 /* optimizer steps taken */
+    double step_loss;             /* the mean loss of the last trainer_forward_backward */
+    int64_t step;                 /* optimizer steps taken, skipped updates included */
     uint64_t data_fingerprint;    /* of the training split (0: random tokens) */
+    Guard guard;                  /* which updates to skip */
+    int64_t inject_first, inject_last; /* testing aid: steps whose gradient gets inject_value here */
+    float inject_value;
 } Trainer;
 
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train);
@@ -55,9 +60,12 @@ void trainer_free(Trainer *tr);
 /* One optimizer step; returns the mean loss of the global batch (on every rank). */
 double trainer_step(Trainer *tr, double *grad_norm, double *lr);
 /* Its two halves: the gradients of the global batch at the data cursor (which advances), with the
-   mean loss; then their reduction, clipping and the sharded AdamW update. */
+   mean loss; then their reduction, the guard's verdict on the loss and gradient norm, agreed by
+   every rank, and unless it says skip, clipping and the sharded AdamW update. A skipped update
+   leaves parameters and moments untouched, but the step counts: its batch is used up, and the
+   step number (which drives the schedule and AdamW's bias correction) advances. */
 double trainer_forward_backward(Trainer *tr);
-void trainer_update(Trainer *tr, double *grad_norm, double *lr);
+GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr);
 /* Mean loss over eval.batches global batches of val (in order), on every rank. */
 double trainer_eval(Trainer *tr, Dataset *val);
 /* Collective: every parameter of the model, whole (global shape), handed to take() on rank 0 of
@@ -65,8 +73,12 @@ double trainer_eval(Trainer *tr, Dataset *val);
 void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, const int64_t *shape, int ndim,
                                                   const float *data), void *ctx);
 
+/* OpenMP threads per rank: train.threads, else OMP_NUM_THREADS, else the node's cores shared
+   among the ranks of t on it. */
+void train_set_threads(const Config *c, const Topo *t);
 /* Train as configured on the grid t; train/val may be NULL (random tokens / no evaluation).
-   Returns the exit status: 0, or 1 when a signal stopped a run that has no checkpoint.dir. */
+   Returns the exit status: 0, or 1 when a signal stopped a run that has no checkpoint.dir or
+   train.max_skips updates in a row were skipped. */
 int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *train, Dataset *val);
 
 #endif

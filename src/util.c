@@ -104,13 +104,25 @@ void log_info(const char *fmt, ...)
     fflush(stdout);
 }
 
+static void vmessage_rank0(const char *kind, const char *fmt, va_list ap)
+{
+    if (util_world_rank() == 0)
+        vmessage(kind, fmt, ap);
+}
+
 void log_warn(const char *fmt, ...)
 {
-    if (util_world_rank() != 0)
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vmessage("warning", fmt, ap);
+    vmessage_rank0("warning", fmt, ap);
+    va_end(ap);
+}
+
+void log_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage_rank0("error", fmt, ap);
     va_end(ap);
 }
 

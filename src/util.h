@@ -22,9 +22,11 @@ noreturn void fail_input(const char *fmt, ...) __attribute__((format(printf, 1, 
 noreturn void fail_input_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Internal or system failure on this rank: print and take the job down with exit code 1. */
 noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Rank 0 of the world prints (others stay quiet); for progress and warnings. */
+/* Rank 0 of the world prints (others stay quiet); for progress, warnings, and an error that every
+   rank meets and stops on cleanly. */
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int util_world_rank(void);
 
 void *xmalloc(size_t bytes);

@@ -47,6 +47,13 @@ run "$mt" printed.yaml --print-config
 tap_ok $([ $rc -eq 0 ] && cmp -s out printed.yaml && echo 0 || echo 1) "--print-config output reads back to the same config"
 tap_ok $(/usr/bin/python3 -c 'import yaml,sys; d=yaml.safe_load(open("printed.yaml")); sys.exit(0 if d["model"]["norm_eps"]==1e-5 and d["data"]["seq_len"]==32 else 1)' 2>/dev/null; echo $?) "printed config is valid YAML for other readers (PyYAML)"
 
+# the README's command: data.path set but not built yet; vocab_size stays "the dataset's" (0)
+run "$mt" "$top_srcdir/jobs/demo.yaml" --print-config
+cp out demo-printed.yaml
+tap_ok $([ $rc -eq 0 ] && grep -q '  vocab_size: 0$' out && echo 0 || echo 1) "--print-config of jobs/demo.yaml, its dataset not built (exit $rc)"
+run "$mt" demo-printed.yaml --print-config
+tap_ok $([ $rc -eq 0 ] && cmp -s out demo-printed.yaml && echo 0 || echo 1) "... reads back to the same config"
+
 run "$mt" good.yaml --set model.d_model=64 --set=optimizer.lr=3e-4 --print-config
 tap_ok $([ $rc -eq 0 ] && grep -q '  d_model: 64$' out && grep -q '  lr: 0.0003$' out && echo 0 || echo 1) "--set overrides keys (both spellings)"
 printf 'model: {preset: mega200M, vocab_size: 32000, chunk: 256}\ndata: {seq_len: 512}\n' >preset.yaml
@@ -71,6 +78,35 @@ bad 'eval: {every: [1, 2]}' "bad.yaml:17: eval.every: expected an integer .*, go
 bad 'train: {steps: 3, steps: 4}' "train.steps is set twice" "duplicate key"
 bad 'model: [oops' "bad.yaml:.*YAML syntax error" "YAML syntax error with line and column"
 bad 'model: {preset: mega9B}' "model.preset: unknown preset 'mega9B'" "unknown preset"
+
+# hostile files: bounded size and nesting depth, refused at once (libyaml is quadratic in the
+# depth of flow collections: 40,000 '[' took 5 s, 300,000 take minutes)
+$PYTHON_REF -c 'print("model: " + "[" * 300000)' >deep.yaml
+run timeout 60 "$mt" deep.yaml --print-config
+expect_fail 2 "deep.yaml:1:71: nested deeper than 64 levels" "300,000 nested flow lists: exit 2 naming file and place, no hang"
+$PYTHON_REF -c 'print("# " + "x" * 2000000)' >huge.yaml
+run timeout 60 "$mt" huge.yaml --print-config
+expect_fail 2 "huge.yaml: larger than 1048576 bytes" "a 2 MB file: exit 2"
+
+# products and ranges in 64 bits
+run timeout 60 "$mt" good.yaml --set model.n_layers=4096 --set model.d_model=4096 --set model.n_heads=4096 \
+    --set model.z_dim=8192 --set model.v_dim=4096 --set model.ffn_dim=4096 --set model.groups=4096 \
+    --set model.chunk=1 --set data.seq_len=256 --set parallel.tp=4096 --set parallel.pp=4096 --set parallel.cp=256 \
+    --print-config
+expect_fail 2 "parallel.tp: tp \* pp \* cp = 4096 \* 4096 \* 256 = 4294967296 does not divide the 1 ranks" \
+    "tp x pp x cp beyond 2^31: exit 2, no division by zero"
+run timeout 60 "$mt" good.yaml --set train.tokens=9000000000000000000 --print-config
+cp out tokens.yaml
+tap_ok $([ $rc -eq 0 ] && grep -q '  steps: 140625000000000000$' out && echo 0 || echo 1) "train.tokens 9e18: steps rounded up without overflow"
+run timeout 60 "$mt" tokens.yaml --print-config
+tap_ok $([ $rc -eq 0 ] && cmp -s out tokens.yaml && echo 0 || echo 1) "... and it reads back to the same config"
+run timeout 60 "$mt" good.yaml --set train.tokens=9000000000000000000 --set data.batch_size=268435456 \
+    --set data.seq_len=1073741824 --set model.chunk=16777216 --print-config
+expect_fail 2 "train.tokens: 32 steps of 288230376151711744 tokens .* count more than 9223372036854775807" \
+    "train.tokens whose steps overflow the token count: exit 2 (was: negative steps)"
+run timeout 60 "$mt" good.yaml --set data.batch_size=1073741824 --set data.seq_len=1073741824 --set model.chunk=16777216 --print-config
+expect_fail 2 "data.batch_size: a micro-batch of 1073741824 sequences of 1073741824 tokens per rank" \
+    "a micro-batch beyond 2^31 tokens: exit 2"
 
 # inconsistent values name the key and where it was set
 run "$mt" good.yaml --set data.seq_len=20 --print-config
@@ -97,7 +133,23 @@ expect_fail 2 "--set nonsense: expected section.key=value" "malformed --set"
 run "$mt" good.yaml --set model.width=3 --print-config
 expect_fail 2 "unknown key 'model.width'" "--set of an unknown key"
 run "$mt" good.yaml --set data.path=/nonexistent/dataset
-expect_fail 2 "/nonexistent/dataset" "missing dataset folder: exit 2 naming it"
+expect_fail 2 "--set data.path=/nonexistent/dataset: data.path: /nonexistent/dataset: no such dataset (.*--set data.path=DIR)" \
+    "missing dataset folder: exit 2 naming it, the key and how to set it"
+mkdir texts && echo "some text" >texts/a.txt
+run "$mt" good.yaml --set data.path=texts
+expect_fail 2 "data.path: texts holds no dataset shards .*megadata build" "a folder of text files: says to run megadata build"
+
+# dump: every micro-batch's logits (the model holds one micro-batch), train.threads honoured
+sed 's/batch_size: 2/batch_size: 4/' good.yaml >dump.yaml
+run "$mt" dump dump.yaml mb1.h5
+run env OMP_NUM_THREADS=1 "$mt" dump dump.yaml mb2.h5 --set parallel.micro_batches=2 --set train.threads=2
+tap_ok $([ $rc -eq 0 ] && grep -q 'in 2 micro-batches, cpu, 2 threads' out && echo 0 || echo 1) "dump takes train.threads (2, with OMP_NUM_THREADS=1)"
+$PYTHON_REF -c '
+import sys, h5py, numpy as np
+a, b = h5py.File("mb1.h5", "r"), h5py.File("mb2.h5", "r")
+same = all(np.array_equal(a[k][...], b[k][...]) for k in ("tokens", "logits"))
+sys.exit(0 if same and np.isfinite(b["logits"][...]).all() and abs(a["loss"][()] - b["loss"][()]) < 1e-6 else 1)'
+tap_ok $? "dump with 2 micro-batches: the same tokens, logits (every row) and loss as with 1"
 
 # under mpirun: one message, exit 2, nobody hangs
 run timeout 60 $MPIRUN -np 3 "$mt" good.yaml --set parallel.cp=2
