@@ -523,12 +523,12 @@ static void row_parallel_backward(Model *m, void *dinp, size_t w, const void *do
 {
     const Ops *ops = m->ops;
     if (m->part.tp == 1)
-        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D);
+        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D, 1);
     const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
     comm_allgather(m->tp_comm, dout, m->blocks_buf, blk, comm_type_of(ops->act));
     for (int j = 0; j < m->part.tp; j++)
         ops->matmul_backward(dinp, GR(w) + (size_t)j * m->Dl * IC, NULL, (char *)m->blocks_buf + j * blk * as, inp,
-                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl);
+                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl, 1);
 }
 
 static CemaParams cema_params(const Model *m, const BlockParams *b)
@@ -616,43 +616,43 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     ops->accumulate(dx, dy, TDl);
     row_parallel_backward(m, g->dp, b->w2, dy, s->p, Fl);
     if (d->swiglu) {
-        ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF);
-        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl);
+        ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 1);
+        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, 1);
     } else {
-        ops->silu_backward(g->da1, g->dp, s->a1, TF);
+        ops->silu_backward(g->da1, g->dp, s->a1, TF, 1);
     }
-    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl);
+    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl, 1);
     /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
     ops->layernorm_backward(g->dyhat_full, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat_full, s->ln_mean, s->ln_rstd,
-                            P(b->ln_w), T, D);
+                            P(b->ln_w), T, D, 1);
     tp_reduce_scatter_add(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->accumulate(dx, g->dyhat, TDl);
-    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl);
+    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl, 1);
     row_parallel_backward(m, g->dro, b->wh2, g->dyhat, s->ro, Vl);
-    ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV);
+    ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV, 1);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
-                            d->V / d->H, d->C);
-    ops->silu_backward(g->dar, g->dr, s->ar, TV);
-    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl);
-    ops->silu_backward(g->dav, g->dvv, s->av, TV);
-    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl);
+                            d->V / d->H, d->C, 1);
+    ops->silu_backward(g->dar, g->dr, s->ar, TV, 1);
+    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, 1);
+    ops->silu_backward(g->dav, g->dvv, s->av, TV, 1);
+    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl, 1);
     ops->qk_backward(g->dzs, GR(b->qk_gamma), GR(b->qk_beta), g->dq, g->dk, s->zs, s->qk_rstd, P(b->qk_gamma), B, L,
-                     m->Hl, d->Z / d->H, d->C, d->rope_base);
-    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl);
+                     m->Hl, d->Z / d->H, d->C, d->rope_base, 1);
+    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl, 1);
     /* dm is a partial sum over tp ranks; RMSNorm's backward is linear in it */
-    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D);
+    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D, 1);
     tp_reduce_scatter_add(m, g->dcema, g->dcema_full);
     tp_reduce_scatter_add(m, g->dxhat, g->dxhat_full);
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
     ops->cema_backward(g->dxhat, cg, has_in ? st_h(m, sl->dstate_in, i) : NULL, g->dcema,
                        m->want_state_out ? st_h(m, sl->dstate_out, i) : NULL, s->xhat, cema_params(m, b),
-                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N);
+                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N, 1);
     ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), has_in ? st(m, sl->dstate_in, i) : NULL, g->dxhat,
                          m->want_state_out ? st(m, sl->dstate_out, i) : NULL, x, s->tsn_mean, s->tsn_rstd,
-                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl);
+                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, 1);
     dstate_send(m, sl, i);
 }
 
@@ -694,13 +694,13 @@ void model_backward(Model *m, int slot)
     const size_t TDl = (size_t)m->T * m->Dl, as = ops->act_size;
     if (m->part.last) {
         ops->zero(m->g.dxf, TDl * as);
-        ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab);
+        ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab, 1);
         ops->zero(m->dy, TDl * as);
         dstate_recv(m, sl, nl);
         ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), has_in ? st(m, sl->dstate_in, nl) : NULL,
                              m->g.dxf, m->want_state_out ? st(m, sl->dstate_out, nl) : NULL, sl->x[nl], sl->f_mean,
                              sl->f_rstd, P(m->final_w), has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L,
-                             m->Dl, m->Gl);
+                             m->Dl, m->Gl, 1);
         dstate_send(m, sl, nl);
     }
     for (int i = nl - 1; i >= 0; i--) {
