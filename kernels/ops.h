@@ -8,9 +8,12 @@
      activation dtype (Ops.act); `float *` are fp32 (saved statistics, states, gradients of
      parameters, master weights, optimizer moments); `int32_t *` are token ids.
    - Activations are row-major (B, L, features): token t = b*L + l, feature fastest. T = B*L.
-   - Backward ops ACCUMULATE (+=) into every input gradient and every parameter gradient, so a
-     tensor used twice just receives two contributions; callers zero gradient buffers first.
-     Exceptions are marked "overwritten".
+   - Backward ops ADD (+=) into every parameter gradient (the model zeroes those once per step).
+     The gradients of their activation inputs (din, da, db, dinp, dx, du, dzs, attention's dq,
+     dk, dvalue) follow the last argument, `accumulate`: 0 overwrites them, non-zero adds to
+     them. So a tensor used twice gets its first contribution written and the second added, and
+     no gradient buffer needs zeroing.
+     State gradients (dstate_in, dh0) are always overwritten.
    - Linear weights are stored as in PyTorch, (out, in), and applied as y = x W^T + b.
    - Norm scales are applied as (1 + w) (spec: "+1" reparameterisation).
    - Feature vectors of Q/K (size Z = H*dz) and of values (V = H*dv) are head-major.
@@ -61,13 +64,15 @@ typedef struct Ops {
     void (*copy)(void *dst, const void *src, size_t n);
     void (*accumulate)(void *dst, const void *src, size_t n); /* dst += src */
     void (*silu_forward)(void *out, const void *in, size_t n);
-    void (*silu_backward)(void *din, const void *dout, const void *in, size_t n);
+    void (*silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate);
     /* out = silu(a) * b (SwiGLU gate) */
     void (*swiglu_forward)(void *out, const void *a, const void *b, size_t n);
-    void (*swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+    void (*swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n,
+                            int accumulate);
     /* out = a * b */
     void (*mul_forward)(void *out, const void *a, const void *b, size_t n);
-    void (*mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+    void (*mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n,
+                         int accumulate);
 
     /* ---- tensor-parallel layout: between n blocks (n, T, w) and rows (T, n * w) (pure copies) ---- */
     void (*join_columns)(void *dst, const void *src, int n, int T, int w);
@@ -81,20 +86,21 @@ typedef struct Ops {
        accumulate != 0 adds to out instead of overwriting it ---- */
     void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
                            int accumulate);
-    /* dinp (T, IC) += dout w (dinp may be NULL); dw += dout^T inp; dbias += colsum(dout) (may be NULL) */
+    /* dinp (T, IC) = dout w, or += with accumulate (dinp may be NULL); dw += dout^T inp;
+       dbias += colsum(dout) (may be NULL) */
     void (*matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                            int T, int IC, int OC);
+                            int T, int IC, int OC, int accumulate);
 
     /* ---- RMSNorm over D: y = x / sqrt(mean(x^2) + eps) * (1 + w); rrms (T) saved ---- */
     void (*rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
     void (*rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                             int T, int D);
+                             int T, int D, int accumulate);
 
     /* ---- LayerNorm over D: y = (x - mean) * rstd * (1 + w) + b; mean, rstd (T) saved ---- */
     void (*layernorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                               int D, float eps);
     void (*layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                               const float *rstd, const void *w, int T, int D);
+                               const float *rstd, const void *w, int T, int D, int accumulate);
 
     /* ---- TimestepNorm (spec section 4): x, y (B, L, D), G groups of D/G channels.
        Running state starts from (n0, state_in) -- n0 timesteps already seen, state_in (B, G, 2)
@@ -107,7 +113,7 @@ typedef struct Ops {
        (B, G, 2), overwritten, or NULL when not wanted. */
     void (*tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
                             const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                            int64_t n0, int B, int L, int D, int G);
+                            int64_t n0, int B, int L, int D, int G, int accumulate);
 
     /* ---- CEMA (spec section 3): u, y (B, L, D); h0, h_out (B, D, N, 2) fp32 or NULL.
        y = causal EMA of u along L per channel + omega * u; h_out gets the final hidden state. ---- */
@@ -115,7 +121,7 @@ typedef struct Ops {
                          int N);
     /* dh_out: gradient of h_out or NULL; dh0: gradient of h0, overwritten, or NULL. */
     void (*cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                          CemaParams p, const float *h0, int B, int L, int D, int N);
+                          CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate);
 
     /* ---- Q/K (spec section 2 steps 4, 5, 8): zs (B, L, Z = H*dz) -> per-head RMS norm (rstd
        (B, L, H) saved), affine q = zn (1 + gamma[0]) / sqrt(dz) + beta[0] (k with row 1),
@@ -124,7 +130,8 @@ typedef struct Ops {
                        int L, int H, int dz, int C, float rope_base, float eps);
     /* dq, dk are clobbered (used as scratch). */
     void (*qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
-                        const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base);
+                        const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
+                        int accumulate);
 
     /* ---- chunk-local causal attention (spec section 5), scale 1: q, k (B, L, H*dz);
        v, o (B, L, H*dv); chunks of C along L (one chunk when L <= C); lse (B, H, L) fp32 saved
@@ -133,7 +140,7 @@ typedef struct Ops {
                               int dz, int dv, int C);
     void (*attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                                const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                               int C);
+                               int C, int accumulate);
 
     /* ---- cross-entropy over logits (T, V) with targets (T): returns the sum over tokens of
        -log softmax(logits)[target] (fp64 on the host). When grad_scale != 0, logits are

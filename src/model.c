@@ -495,14 +495,14 @@ static void tp_gather(Model *m, void *full, const void *piece)
     m->ops->join_columns(full, m->blocks_buf, m->part.tp, m->T, m->Dl);
 }
 
-/* piece (T, Dl) += this rank's columns of the sum over tp ranks of full (T, D) */
-static void tp_reduce_scatter_add(Model *m, void *piece, const void *full)
+/* piece (T, Dl) = this rank's columns of the sum over tp ranks of full (T, D); piece holds no
+   contribution of its own (with tp = 1 it is full) */
+static void tp_reduce_scatter(Model *m, void *piece, const void *full)
 {
     if (m->part.tp == 1)
         return; /* full aliases piece: the contributions are already there */
     m->ops->split_columns(m->blocks_buf, full, m->part.tp, m->T, m->Dl);
-    comm_reduce_scatter(m->tp_comm, m->blocks_buf, m->rs_buf, (size_t)m->T * m->Dl, comm_type_of(m->ops->act));
-    m->ops->accumulate(piece, m->rs_buf, (size_t)m->T * m->Dl);
+    comm_reduce_scatter(m->tp_comm, m->blocks_buf, piece, (size_t)m->T * m->Dl, comm_type_of(m->ops->act));
 }
 
 /* Row-parallel projection out (T, Dl) += sum over tp of inp (T, IC) w^T, w: (D, IC) local. */
@@ -519,16 +519,18 @@ static void row_parallel_forward(Model *m, void *out, const void *inp, size_t w,
     ops->accumulate(out, m->rs_buf, blk);
 }
 
+/* Its backward: dinp (T, IC) = dout gathered over tp (T, D) times w, overwritten; w's gradient
+   accumulates. */
 static void row_parallel_backward(Model *m, void *dinp, size_t w, const void *dout, const void *inp, int IC)
 {
     const Ops *ops = m->ops;
     if (m->part.tp == 1)
-        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D);
+        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D, 0);
     const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
     comm_allgather(m->tp_comm, dout, m->blocks_buf, blk, comm_type_of(ops->act));
-    for (int j = 0; j < m->part.tp; j++)
+    for (int j = 0; j < m->part.tp; j++) /* block 0 writes dinp, the others add */
         ops->matmul_backward(dinp, GR(w) + (size_t)j * m->Dl * IC, NULL, (char *)m->blocks_buf + j * blk * as, inp,
-                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl);
+                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl, j > 0);
 }
 
 static CemaParams cema_params(const Model *m, const BlockParams *b)
@@ -591,7 +593,9 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     row_parallel_forward(m, y, s->p, b->w2, Fl);
 }
 
-/* dy: gradient of the block's output; dx (zeroed by the caller) receives the input's. */
+/* dy: gradient of the block's output; dx receives the input's (overwritten). Every gradient
+   buffer's first contribution overwrites it and later ones add (the ops' accumulate argument),
+   so nothing is zeroed. */
 static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void *dx)
 {
     const Ops *ops = m->ops;
@@ -600,59 +604,52 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     const BlockActs *s = &sl->acts[i];
     const BlockGrads *g = &m->g;
     const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
-    const size_t as = ops->act_size, TD = (size_t)T * D, TDl = (size_t)T * Dl, TZ = (size_t)T * Zl,
-                 TV = (size_t)T * Vl, TF = (size_t)T * Fl;
+    const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
     const int has_in = m->pos0 > 0;
-    void *zero_list[] = {g->dp,  g->da1, g->da3, g->du,  g->dyhat, g->dyhat_full, g->dm,  g->dro,     g->dr,
-                         g->do_, g->dq,  g->dk,  g->dvv, g->dar,   g->dav,        g->dxhat, g->dxhat_full, g->dzs,
-                         g->dcema, g->dcema_full};
-    size_t zero_size[] = {TF, TF, TF, TD, TDl, TD, TD, TV, TV, TV, TZ, TZ, TV, TV, TV, TDl, TD, TZ, TDl, TD};
-    for (size_t k = 0; k < sizeof zero_list / sizeof zero_list[0]; k++)
-        if (zero_list[k])
-            ops->zero(zero_list[k], zero_size[k] * as);
 
     /* FFN: y = x + p W2^T (row-parallel) */
-    ops->accumulate(dx, dy, TDl);
+    ops->copy(dx, dy, TDl);
     row_parallel_backward(m, g->dp, b->w2, dy, s->p, Fl);
     if (d->swiglu) {
-        ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF);
-        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl);
+        ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0);
+        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, 0);
     } else {
-        ops->silu_backward(g->da1, g->dp, s->a1, TF);
+        ops->silu_backward(g->da1, g->dp, s->a1, TF, 0);
     }
-    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl);
+    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl, d->swiglu); /* after W3's */
     /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
     ops->layernorm_backward(g->dyhat_full, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat_full, s->ln_mean, s->ln_rstd,
-                            P(b->ln_w), T, D);
-    tp_reduce_scatter_add(m, g->dyhat, g->dyhat_full);
+                            P(b->ln_w), T, D, 0);
+    tp_reduce_scatter(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->accumulate(dx, g->dyhat, TDl);
-    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl);
+    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl, 0); /* Wr, Wz add */
     row_parallel_backward(m, g->dro, b->wh2, g->dyhat, s->ro, Vl);
-    ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV);
+    ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV, 0);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
-                            d->V / d->H, d->C);
-    ops->silu_backward(g->dar, g->dr, s->ar, TV);
-    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl);
-    ops->silu_backward(g->dav, g->dvv, s->av, TV);
-    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl);
+                            d->V / d->H, d->C, 0);
+    ops->silu_backward(g->dar, g->dr, s->ar, TV, 0);
+    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, 1);
+    ops->silu_backward(g->dav, g->dvv, s->av, TV, 0);
+    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl, 0);
     ops->qk_backward(g->dzs, GR(b->qk_gamma), GR(b->qk_beta), g->dq, g->dk, s->zs, s->qk_rstd, P(b->qk_gamma), B, L,
-                     m->Hl, d->Z / d->H, d->C, d->rope_base);
-    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl);
+                     m->Hl, d->Z / d->H, d->C, d->rope_base, 0);
+    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl, 1);
     /* dm is a partial sum over tp ranks; RMSNorm's backward is linear in it */
-    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D);
-    tp_reduce_scatter_add(m, g->dcema, g->dcema_full);
-    tp_reduce_scatter_add(m, g->dxhat, g->dxhat_full);
+    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D, 0);
+    tp_reduce_scatter(m, g->dcema, g->dcema_full);
+    tp_reduce_scatter(m, g->dxhat, g->dxhat_full);
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
+    /* adds to the value path's dxhat */
     ops->cema_backward(g->dxhat, cg, has_in ? st_h(m, sl->dstate_in, i) : NULL, g->dcema,
                        m->want_state_out ? st_h(m, sl->dstate_out, i) : NULL, s->xhat, cema_params(m, b),
-                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N);
+                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N, 1);
     ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), has_in ? st(m, sl->dstate_in, i) : NULL, g->dxhat,
                          m->want_state_out ? st(m, sl->dstate_out, i) : NULL, x, s->tsn_mean, s->tsn_rstd,
-                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl);
+                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, 1);
     dstate_send(m, sl, i);
 }
 
@@ -691,23 +688,19 @@ void model_backward(Model *m, int slot)
     const ModelDims *d = &m->d;
     ModelSlot *sl = &m->slots[slot];
     const int nl = m->part.n_layers, has_in = m->pos0 > 0;
-    const size_t TDl = (size_t)m->T * m->Dl, as = ops->act_size;
-    if (m->part.last) {
-        ops->zero(m->g.dxf, TDl * as);
-        ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab);
-        ops->zero(m->dy, TDl * as);
+    if (m->part.last) { /* the head and the final norm write dxf and dy */
+        ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab, 0);
         dstate_recv(m, sl, nl);
         ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), has_in ? st(m, sl->dstate_in, nl) : NULL,
                              m->g.dxf, m->want_state_out ? st(m, sl->dstate_out, nl) : NULL, sl->x[nl], sl->f_mean,
                              sl->f_rstd, P(m->final_w), has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L,
-                             m->Dl, m->Gl);
+                             m->Dl, m->Gl, 0);
         dstate_send(m, sl, nl);
     }
     for (int i = nl - 1; i >= 0; i--) {
         if (m->recompute && !(m->shared_slot == slot && m->shared_layer == i))
             block_forward(m, sl, i, 1);
         m->shared_slot = -1;
-        ops->zero(m->dx, TDl * as);
         block_backward(m, sl, i, m->dy, m->dx);
         if (m->grads_final)
             m->grads_final(m->grads_ctx, m->blocks[i].tsn_w);

@@ -5,7 +5,8 @@
    the inputs in the backend's dtypes (act dtype or fp32) and brings the outputs back as double;
    case_backward() feeds the outputs' upstream gradients and brings the input gradients back.
    So one description of each op serves the finite-difference checks (cpu64), the fp32/fp64
-   comparison and the checks against reference formulas.
+   comparison and the checks against reference formulas. A case of an op whose backward takes
+   `accumulate` runs it accumulating, or overwriting after case_overwrite().
 
    Every value is drawn uniformly from a stated range by a counter-based RNG keyed by (case,
    argument) and rounded to fp32, so the fp32 and fp64 backends see identical inputs. Include this
@@ -48,6 +49,7 @@ typedef struct OpCase {
     /* exact fp64 value of a differentiable fp32 output (the states), from the inputs */
     void (*exact)(struct OpCase *c, const char *out, double *dst);
     int B, L, D, G, N, H, dz, dv, C, T, IC, OC, V, accumulate;
+    int grad_acc;  /* backward's accumulate argument; -1: the op takes none */
     int64_t n0;
     double eps, base, scale;
     int32_t *ids;  /* (T) tokens or targets */
@@ -184,8 +186,33 @@ static inline OpCase *case_new(const char *name, void (*fwd)(const Ops *, OpCase
     snprintf(c->name, sizeof c->name, "%s", name);
     c->forward = fwd;
     c->backward = bwd;
+    c->grad_acc = -1;
     return c;
 }
+
+/* A case whose op takes `accumulate`, accumulating until case_overwrite. */
+static inline OpCase *case_new_acc(const char *name, void (*fwd)(const Ops *, OpCase *),
+                                   void (*bwd)(const Ops *, OpCase *))
+{
+    OpCase *c = case_new(name, fwd, bwd);
+    c->grad_acc = 1;
+    return c;
+}
+
+/* Backward overwrites the activation inputs' gradients from now on (accumulate = 0). */
+static inline OpCase *case_overwrite(OpCase *c)
+{
+    if (c->grad_acc < 0)
+        fail("%s: the op's backward has no accumulate argument", c->name);
+    c->grad_acc = 0;
+    for (int i = 0; i < c->nin; i++)
+        if (c->in[i].gkind == ARG_ACT)
+            c->in[i].flags |= ARG_OVERWRITE;
+    return c;
+}
+
+/* " (overwrite)" for a case that overwrites, else "": for test messages */
+static inline const char *case_mode(const OpCase *c) { return c->grad_acc == 0 ? " (overwrite)" : ""; }
 
 static inline void case_free(OpCase *c)
 {
@@ -231,7 +258,8 @@ static inline void case_forward(const Ops *o, OpCase *c)
 
 /* Runs backward after case_forward and downloads the input gradients. With prefill, every input
    gradient buffer first holds random values, subtracted afterwards unless the op overwrites
-   that gradient: an op that overwrites where it must add (or the reverse) fails the checks. */
+   that gradient: an op that overwrites where it must add (or the reverse) fails the checks.
+   prefill = 2 puts NaN where the op overwrites, so reading the old value at all (0 * old) shows. */
 static inline void case_backward(const Ops *o, OpCase *c, int prefill)
 {
     for (int i = 0; i < c->nout; i++) {
@@ -250,6 +278,8 @@ static inline void case_backward(const Ops *o, OpCase *c, int prefill)
         if (prefill) {
             pre[i] = xmalloc(a->n * sizeof(double));
             fill_uniform(pre[i], a->n, case_key(c, a->name) ^ 0xf111, -1, 1);
+            for (size_t j = 0; prefill == 2 && (a->flags & ARG_OVERWRITE) && j < a->n; j++)
+                pre[i][j] = NAN;
             buf_put(o, a->gkind, a->gbuf, pre[i], a->n);
         }
     }
@@ -387,16 +417,19 @@ static inline void ref_cema(OpCase *c, double *y, double *hL)
 /* ---------------------------------------------------------------- the cases */
 
 static inline void silu_fwd(const Ops *o, OpCase *c) { o->silu_forward(OUT("y"), IN("x"), c->T); }
-static inline void silu_bwd(const Ops *o, OpCase *c) { o->silu_backward(DIN("x"), DOUT("y"), IN("x"), c->T); }
+static inline void silu_bwd(const Ops *o, OpCase *c)
+{
+    o->silu_backward(DIN("x"), DOUT("y"), IN("x"), c->T, c->grad_acc);
+}
 static inline void swiglu_fwd(const Ops *o, OpCase *c) { o->swiglu_forward(OUT("y"), IN("a"), IN("b"), c->T); }
 static inline void swiglu_bwd(const Ops *o, OpCase *c)
 {
-    o->swiglu_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T);
+    o->swiglu_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T, c->grad_acc);
 }
 static inline void mul_fwd(const Ops *o, OpCase *c) { o->mul_forward(OUT("y"), IN("a"), IN("b"), c->T); }
 static inline void mul_bwd(const Ops *o, OpCase *c)
 {
-    o->mul_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T);
+    o->mul_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T, c->grad_acc);
 }
 
 /* which: "silu" (input x), "swiglu" or "mul" (inputs a, b), on n elements */
@@ -409,7 +442,7 @@ static inline OpCase *elementwise_case(const char *which, int n)
     int w = 0;
     while (strcmp(ops[w].name, which))
         w++;
-    OpCase *c = case_new(which, ops[w].fwd, ops[w].bwd);
+    OpCase *c = case_new_acc(which, ops[w].fwd, ops[w].bwd);
     c->T = n;
     act_in(c, w == 0 ? "x" : "a", n, -3, 3);
     if (w > 0)
@@ -448,7 +481,8 @@ static inline void matmul_fwd(const Ops *o, OpCase *c)
 }
 static inline void matmul_bwd(const Ops *o, OpCase *c)
 {
-    o->matmul_backward(DIN("inp"), DIN("w"), DIN("bias"), DOUT("y"), IN("inp"), IN("w"), c->T, c->IC, c->OC);
+    o->matmul_backward(DIN("inp"), DIN("w"), DIN("bias"), DOUT("y"), IN("inp"), IN("w"), c->T, c->IC, c->OC,
+                       c->grad_acc);
 }
 
 /* dinp: whether the input gradient is asked for (matmul_backward takes NULL) */
@@ -457,7 +491,7 @@ static inline OpCase *matmul_case(int T, int IC, int OC, int bias, int accumulat
     char name[64];
     snprintf(name, sizeof name, "matmul%s%s%s", bias ? " +bias" : "", accumulate ? " +accumulate" : "",
              dinp ? "" : " (no dinp)");
-    OpCase *c = case_new(name, matmul_fwd, matmul_bwd);
+    OpCase *c = case_new_acc(name, matmul_fwd, matmul_bwd);
     c->T = T, c->IC = IC, c->OC = OC, c->accumulate = accumulate;
     act_in(c, "inp", (size_t)T * IC, -1, 1)->flags |= dinp ? 0 : ARG_NOGRAD;
     param_in(c, "w", (size_t)OC * IC, -1, 1);
@@ -475,7 +509,7 @@ static inline void rmsnorm_fwd(const Ops *o, OpCase *c)
 }
 static inline void rmsnorm_bwd(const Ops *o, OpCase *c)
 {
-    o->rmsnorm_backward(DIN("x"), DIN("w"), DOUT("y"), IN("x"), OUT("rrms"), IN("w"), c->T, c->D);
+    o->rmsnorm_backward(DIN("x"), DIN("w"), DOUT("y"), IN("x"), OUT("rrms"), IN("w"), c->T, c->D, c->grad_acc);
 }
 static inline void layernorm_fwd(const Ops *o, OpCase *c)
 {
@@ -484,14 +518,14 @@ static inline void layernorm_fwd(const Ops *o, OpCase *c)
 static inline void layernorm_bwd(const Ops *o, OpCase *c)
 {
     o->layernorm_backward(DIN("x"), DIN("w"), DIN("b"), DOUT("y"), IN("x"), OUT("mean"), OUT("rstd"), IN("w"), c->T,
-                          c->D);
+                          c->D, c->grad_acc);
 }
 
 /* x is offset from zero so the LayerNorm mean matters */
 static inline OpCase *norm_case(int layer, int T, int D)
 {
-    OpCase *c = case_new(layer ? "layernorm" : "rmsnorm", layer ? layernorm_fwd : rmsnorm_fwd,
-                         layer ? layernorm_bwd : rmsnorm_bwd);
+    OpCase *c = case_new_acc(layer ? "layernorm" : "rmsnorm", layer ? layernorm_fwd : rmsnorm_fwd,
+                             layer ? layernorm_bwd : rmsnorm_bwd);
     c->T = T, c->D = D, c->eps = (float)1e-5; /* the value the op receives */
     act_in(c, "x", (size_t)T * D, -0.5, 1.5);
     param_in(c, "w", D, -0.5, 0.5);
@@ -515,7 +549,7 @@ static inline void tsnorm_fwd(const Ops *o, OpCase *c)
 static inline void tsnorm_bwd(const Ops *o, OpCase *c)
 {
     o->tsnorm_backward(DIN("x"), DIN("w"), DIN("b"), DIN("state_in"), DOUT("y"), DOUT("state_out"), IN("x"),
-                       OUT("mean"), OUT("rstd"), IN("w"), IN("state_in"), c->n0, c->B, c->L, c->D, c->G);
+                       OUT("mean"), OUT("rstd"), IN("w"), IN("state_in"), c->n0, c->B, c->L, c->D, c->G, c->grad_acc);
 }
 static inline void tsnorm_exact(OpCase *c, const char *out, double *dst) { ref_tsnorm(c, NULL, NULL, NULL, dst); }
 
@@ -526,7 +560,7 @@ static inline OpCase *tsnorm_case(int B, int L, int D, int G, int64_t n0, int wi
     char name[64];
     snprintf(name, sizeof name, "tsnorm B%d L%d D%d G%d n0=%lld%s", B, L, D, G, (long long)n0,
              with_out ? " +state_out" : "");
-    OpCase *c = case_new(name, tsnorm_fwd, tsnorm_bwd);
+    OpCase *c = case_new_acc(name, tsnorm_fwd, tsnorm_bwd);
     c->B = B, c->L = L, c->D = D, c->G = G, c->n0 = n0, c->eps = (float)1e-5; /* the value the op receives */
     c->exact = tsnorm_exact;
     act_in(c, "x", (size_t)B * L * D, -0.5, 1.5);
@@ -557,7 +591,7 @@ static inline void cema_bwd(const Ops *o, OpCase *c)
 {
     CemaGrads g = {DIN("alpha"), DIN("delta"), DIN("theta"), DIN("gamma"), DIN("omega")};
     o->cema_backward(DIN("u"), g, DIN("h0"), DOUT("y"), DOUT("h_out"), IN("u"), cema_params(c), IN("h0"), c->B, c->L,
-                     c->D, c->N);
+                     c->D, c->N, c->grad_acc);
 }
 static inline void cema_exact(OpCase *c, const char *out, double *dst) { ref_cema(c, NULL, dst); }
 
@@ -566,7 +600,7 @@ static inline OpCase *cema_case(int B, int L, int D, int N, int with_h0, int wit
     char name[64];
     snprintf(name, sizeof name, "cema B%d L%d D%d N%d%s%s", B, L, D, N, with_h0 ? " +h0" : "",
              with_hout ? " +h_out" : "");
-    OpCase *c = case_new(name, cema_fwd, cema_bwd);
+    OpCase *c = case_new_acc(name, cema_fwd, cema_bwd);
     c->B = B, c->L = L, c->D = D, c->N = N;
     c->exact = cema_exact;
     act_in(c, "u", (size_t)B * L * D, -1, 1);
@@ -591,14 +625,14 @@ static inline void qk_fwd(const Ops *o, OpCase *c)
 static inline void qk_bwd(const Ops *o, OpCase *c)
 {
     o->qk_backward(DIN("zs"), DIN("gamma"), DIN("beta"), DOUT("q"), DOUT("k"), IN("zs"), OUT("rstd"), IN("gamma"), c->B,
-                   c->L, c->H, c->dz, c->C, c->base);
+                   c->L, c->H, c->dz, c->C, c->base, c->grad_acc);
 }
 
 static inline OpCase *qk_case(int B, int L, int H, int dz, int C, double base)
 {
     char name[64];
     snprintf(name, sizeof name, "qk B%d L%d H%d dz%d C%d", B, L, H, dz, C);
-    OpCase *c = case_new(name, qk_fwd, qk_bwd);
+    OpCase *c = case_new_acc(name, qk_fwd, qk_bwd);
     size_t Z = (size_t)H * dz, T = (size_t)B * L;
     c->B = B, c->L = L, c->H = H, c->dz = dz, c->C = C, c->base = base,
     c->eps = (float)1e-5; /* the value the op receives */
@@ -618,14 +652,14 @@ static inline void attention_fwd(const Ops *o, OpCase *c)
 static inline void attention_bwd(const Ops *o, OpCase *c)
 {
     o->attention_backward(DIN("q"), DIN("k"), DIN("v"), DOUT("o"), IN("q"), IN("k"), IN("v"), OUT("o"), OUT("lse"),
-                          c->B, c->L, c->H, c->dz, c->dv, c->C);
+                          c->B, c->L, c->H, c->dz, c->dv, c->C, c->grad_acc);
 }
 
 static inline OpCase *attention_case(int B, int L, int H, int dz, int dv, int C)
 {
     char name[64];
     snprintf(name, sizeof name, "attention B%d L%d H%d dz%d dv%d C%d", B, L, H, dz, dv, C);
-    OpCase *c = case_new(name, attention_fwd, attention_bwd);
+    OpCase *c = case_new_acc(name, attention_fwd, attention_bwd);
     size_t T = (size_t)B * L;
     c->B = B, c->L = L, c->H = H, c->dz = dz, c->dv = dv, c->C = C;
     act_in(c, "q", T * H * dz, -1, 1);

@@ -4,7 +4,9 @@
    case_loss); every element of every input is perturbed by +-h and the central difference
    (f(x+h) - f(x-h)) / 2h is compared with the analytic gradient, norm-wise per input. Gradient
    buffers start out holding random values (case_backward's prefill), so an op that overwrites
-   where it must accumulate, or the reverse (dh0, dstate_in), fails as well.
+   where it must accumulate, or the reverse (dh0, dstate_in), fails as well. An op whose backward
+   takes `accumulate` is checked in both modes: accumulating (the random values must be added
+   to) and overwriting (they must be ignored).
 
    Step and tolerance: h = 2^-20 (about 1e-6), a power of two above the fp32 spacing of the
    state values used (all below 2 in magnitude, spacing <= 2^-23), so the fp32 inputs are
@@ -23,12 +25,12 @@
 static void check_grads(OpCase *c)
 {
     const Ops *o = ops_cpu64();
-    case_run(o, c, 1);
+    double *num[CASE_MAXARGS] = {0};
     for (int i = 0; i < c->nin; i++) {
         Arg *a = &c->in[i];
         if (a->flags & ARG_NOGRAD)
             continue;
-        double *num = xmalloc(a->n * sizeof(double));
+        num[i] = xmalloc(a->n * sizeof(double));
         for (size_t j = 0; j < a->n; j++) {
             double x = a->val[j];
             if (a->kind == ARG_F32 && ((float)(x + FD_STEP) != x + FD_STEP || (float)(x - FD_STEP) != x - FD_STEP))
@@ -38,12 +40,22 @@ static void check_grads(OpCase *c)
             a->val[j] = x - FD_STEP;
             double fm = case_loss(o, c);
             a->val[j] = x;
-            num[j] = (fp - fm) / (2 * FD_STEP);
+            num[i][j] = (fp - fm) / (2 * FD_STEP);
         }
-        double err = tap_relerr(a->grad, num, a->n);
-        tap_check(err < FD_TOL, "%s: d%s matches finite differences (rel err %.1e)", c->name, a->name, err);
-        free(num);
     }
+    for (int pass = 0; pass < (c->grad_acc < 0 ? 1 : 2); pass++) {
+        if (pass)
+            case_overwrite(c);
+        case_run(o, c, 1);
+        for (int i = 0; i < c->nin; i++)
+            if (num[i]) {
+                double err = tap_relerr(c->in[i].grad, num[i], c->in[i].n);
+                tap_check(err < FD_TOL, "%s%s: d%s matches finite differences (rel err %.1e)", c->name, case_mode(c),
+                          c->in[i].name, err);
+            }
+    }
+    for (int i = 0; i < c->nin; i++)
+        free(num[i]);
     case_free(c);
 }
 

@@ -1,7 +1,8 @@
 /* test_ops_ref.c: the CPU ops' forward results against independent formulas written here in plain
    double loops (TimestepNorm's closed form, CEMA's convolution form, naive chunked softmax
    attention, RoPE's restart at chunk boundaries, ...), and AdamW against a double-precision
-   step written out.
+   step written out. Then the backward ops' two modes against each other: overwriting gradient
+   buffers that hold NaN must give bit for bit what accumulating onto zeros gives.
 
    Tolerances: outputs in the act dtype come from the fp64 build and differ from the formulas
    only by rounding order, so they must agree to 1e-12 (CEMA's recurrence against powers by
@@ -275,6 +276,34 @@ static void test_adamw(const Ops *o, int alias)
         o->release(act);
 }
 
+/* Runs c's backward accumulating onto zero-filled gradient buffers (what the model did before the
+   ops could overwrite), then overwriting buffers filled with NaN (an op that adds to them, or
+   reads them at all, gives NaN): every overwritten gradient must be the same bit for bit, so the
+   mode changes no number. Frees c. */
+static void test_overwrite(const Ops *o, OpCase *c)
+{
+    case_run(o, c, 0);
+    double *ref[CASE_MAXARGS] = {0};
+    for (int i = 0; i < c->nin; i++)
+        if (!(c->in[i].flags & ARG_NOGRAD)) {
+            ref[i] = xmalloc(c->in[i].n * sizeof(double));
+            memcpy(ref[i], c->in[i].grad, c->in[i].n * sizeof(double));
+        }
+    case_overwrite(c);
+    case_run(o, c, 2);
+    size_t n = 0, differ = 0;
+    for (int i = 0; i < c->nin; i++) {
+        Arg *a = &c->in[i];
+        for (size_t j = 0; ref[i] && (a->flags & ARG_OVERWRITE) && j < a->n; j++, n++)
+            differ += memcmp(&a->grad[j], &ref[i][j], sizeof(double)) != 0;
+        free(ref[i]);
+    }
+    tap_check(n > 0 && differ == 0,
+              "%s (%s): overwriting NaN = accumulating onto zeros, bit for bit (%zu of %zu differ)",
+              c->name, o->name, differ, n);
+    case_free(c);
+}
+
 static void test_memory(const Ops *o)
 {
     enum { n = 1000 };
@@ -317,5 +346,20 @@ int main(void)
     test_adamw(ops_cpu64(), 0);
     test_memory(ops_cpu());
     test_memory(ops_cpu64());
+    /* every op with an accumulate argument, at sizes where OpenMP and BLAS split the work */
+    for (int b = 0; b < 2; b++) {
+        const Ops *o = b ? ops_cpu64() : ops_cpu();
+        test_overwrite(o, elementwise_case("silu", 3000));
+        test_overwrite(o, elementwise_case("swiglu", 3000));
+        test_overwrite(o, elementwise_case("mul", 3000));
+        test_overwrite(o, matmul_case(150, 96, 80, 1, 0, 1));
+        test_overwrite(o, norm_case(0, 100, 96));
+        test_overwrite(o, norm_case(1, 100, 96));
+        test_overwrite(o, tsnorm_case(2, 64, 32, 2, 64, 1));
+        test_overwrite(o, cema_case(3, 100, 24, 8, 1, 1));
+        test_overwrite(o, qk_case(2, 96, 2, 16, 32, 10000));
+        test_overwrite(o, attention_case(2, 96, 2, 16, 24, 32));
+        test_overwrite(o, attention_case(1, 10, 1, 4, 3, 4));
+    }
     return tap_done();
 }

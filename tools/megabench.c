@@ -159,25 +159,25 @@ static void t_silu_forward(void *o, const void *i, size_t n)
 {
     TIMED("silu_forward", 2 * n * AS, 0, PEAK_BF16, base->silu_forward(o, i, n));
 }
-static void t_silu_backward(void *di, const void *dout, const void *i, size_t n)
+static void t_silu_backward(void *di, const void *dout, const void *i, size_t n, int acc)
 {
-    TIMED("silu_backward", 4 * n * AS, 0, PEAK_BF16, base->silu_backward(di, dout, i, n));
+    TIMED("silu_backward", 4 * n * AS, 0, PEAK_BF16, base->silu_backward(di, dout, i, n, acc));
 }
 static void t_swiglu_forward(void *o, const void *a, const void *b, size_t n)
 {
     TIMED("swiglu_forward", 3 * n * AS, 0, PEAK_BF16, base->swiglu_forward(o, a, b, n));
 }
-static void t_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+static void t_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int acc)
 {
-    TIMED("swiglu_backward", 7 * n * AS, 0, PEAK_BF16, base->swiglu_backward(da, db, dout, a, b, n));
+    TIMED("swiglu_backward", 7 * n * AS, 0, PEAK_BF16, base->swiglu_backward(da, db, dout, a, b, n, acc));
 }
 static void t_mul_forward(void *o, const void *a, const void *b, size_t n)
 {
     TIMED("mul_forward", 3 * n * AS, 0, PEAK_BF16, base->mul_forward(o, a, b, n));
 }
-static void t_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+static void t_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int acc)
 {
-    TIMED("mul_backward", 7 * n * AS, 0, PEAK_BF16, base->mul_backward(da, db, dout, a, b, n));
+    TIMED("mul_backward", 7 * n * AS, 0, PEAK_BF16, base->mul_backward(da, db, dout, a, b, n, acc));
 }
 static void t_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale)
 {
@@ -197,23 +197,23 @@ static void t_matmul_forward(void *out, const void *inp, const void *w, const vo
           base->matmul_forward(out, inp, w, bias, T, IC, OC, acc));
 }
 static void t_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                              int T, int IC, int OC)
+                              int T, int IC, int OC, int acc)
 {
     char label[64];
     snprintf(label, sizeof label, "matmul_backward %dx%d", IC, OC);
     double bytes = ((double)T * OC + (double)T * IC + (double)OC * IC) * AS + 8.0 * OC * IC +
                    (dinp ? 2.0 * T * IC * AS : 0);
     TIMED(label, bytes, (dinp ? 4.0 : 2.0) * T * IC * OC, PEAK_BF16,
-          base->matmul_backward(dinp, dw, dbias, dout, inp, w, T, IC, OC));
+          base->matmul_backward(dinp, dw, dbias, dout, inp, w, T, IC, OC, acc));
 }
 static void t_rmsnorm_forward(void *y, float *r, const void *x, const void *w, int T, int D, float eps)
 {
     TIMED("rmsnorm_forward", 2.0 * T * D * AS, 0, PEAK_BF16, base->rmsnorm_forward(y, r, x, w, T, D, eps));
 }
 static void t_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *r, const void *w,
-                               int T, int D)
+                               int T, int D, int acc)
 {
-    TIMED("rmsnorm_backward", 4.0 * T * D * AS, 0, PEAK_BF16, base->rmsnorm_backward(dx, dw, dy, x, r, w, T, D));
+    TIMED("rmsnorm_backward", 4.0 * T * D * AS, 0, PEAK_BF16, base->rmsnorm_backward(dx, dw, dy, x, r, w, T, D, acc));
 }
 static void t_layernorm_forward(void *y, float *m, float *r, const void *x, const void *w, const void *b, int T,
                                 int D, float eps)
@@ -221,10 +221,10 @@ static void t_layernorm_forward(void *y, float *m, float *r, const void *x, cons
     TIMED("layernorm_forward", 2.0 * T * D * AS, 0, PEAK_BF16, base->layernorm_forward(y, m, r, x, w, b, T, D, eps));
 }
 static void t_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *m,
-                                 const float *r, const void *w, int T, int D)
+                                 const float *r, const void *w, int T, int D, int acc)
 {
     TIMED("layernorm_backward", 4.0 * T * D * AS, 0, PEAK_BF16,
-          base->layernorm_backward(dx, dw, db, dy, x, m, r, w, T, D));
+          base->layernorm_backward(dx, dw, db, dy, x, m, r, w, T, D, acc));
 }
 static void t_tsnorm_forward(void *y, float *mean, float *rstd, float *so, const void *x, const void *w,
                              const void *b, const float *si, int64_t n0, int B, int L, int D, int G, float eps)
@@ -234,10 +234,10 @@ static void t_tsnorm_forward(void *y, float *mean, float *rstd, float *so, const
 }
 static void t_tsnorm_backward(void *dx, float *dw, float *db, float *dsi, const void *dy, const float *dso,
                               const void *x, const float *mean, const float *rstd, const void *w, const float *si,
-                              int64_t n0, int B, int L, int D, int G)
+                              int64_t n0, int B, int L, int D, int G, int acc)
 {
     TIMED("tsnorm_backward", 4.0 * B * L * D * AS + 8.0 * B * L * G, 0, PEAK_BF16,
-          base->tsnorm_backward(dx, dw, db, dsi, dy, dso, x, mean, rstd, w, si, n0, B, L, D, G));
+          base->tsnorm_backward(dx, dw, db, dsi, dy, dso, x, mean, rstd, w, si, n0, B, L, D, G, acc));
 }
 /* CEMA's floor counts the recurrence's fp32 FLOPs (complex multiply-add per step and state:
    forward 8 for h plus 4 for y, twice in backward plus the reverse carry and its sums ~ 24) */
@@ -248,10 +248,10 @@ static void t_cema_forward(void *y, float *h_out, const void *u, CemaParams p, c
           base->cema_forward(y, h_out, u, p, h0, B, L, D, N));
 }
 static void t_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                            CemaParams p, const float *h0, int B, int L, int D, int N)
+                            CemaParams p, const float *h0, int B, int L, int D, int N, int acc)
 {
     TIMED("cema_backward", 4.0 * B * L * D * AS, 40.0 * B * L * D * N, PEAK_FP32,
-          base->cema_backward(du, g, dh0, dy, dh_out, u, p, h0, B, L, D, N));
+          base->cema_backward(du, g, dh0, dy, dh_out, u, p, h0, B, L, D, N, acc));
 }
 static void t_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gm, const void *bt, int B, int L,
                          int H, int dz, int C, float base_, float eps)
@@ -260,10 +260,10 @@ static void t_qk_forward(void *q, void *k, float *rstd, const void *zs, const vo
           base->qk_forward(q, k, rstd, zs, gm, bt, B, L, H, dz, C, base_, eps));
 }
 static void t_qk_backward(void *dzs, float *dg, float *db, void *dq, void *dk, const void *zs, const float *rstd,
-                          const void *gm, int B, int L, int H, int dz, int C, float base_)
+                          const void *gm, int B, int L, int H, int dz, int C, float base_, int acc)
 {
     TIMED("qk_backward", 5.0 * B * L * H * dz * AS, 0, PEAK_BF16,
-          base->qk_backward(dzs, dg, db, dq, dk, zs, rstd, gm, B, L, H, dz, C, base_));
+          base->qk_backward(dzs, dg, db, dq, dk, zs, rstd, gm, B, L, H, dz, C, base_, acc));
 }
 /* attention FLOPs as model_flops_per_token counts them: the causal half of each chunk */
 static double attn_flops(int B, int L, int H, int dz, int dv, int C)
@@ -279,11 +279,11 @@ static void t_attention_forward(void *o, float *lse, const void *q, const void *
 }
 static void t_attention_backward(void *dq, void *dk, void *dvv, const void *dout, const void *q, const void *k,
                                  const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                                 int C)
+                                 int C, int acc)
 {
     TIMED("attention_backward", (double)B * L * H * (6.0 * dz + 5.0 * dv) * AS,
           2 * attn_flops(B, L, H, dz, dv, C), PEAK_BF16,
-          base->attention_backward(dq, dk, dvv, dout, q, k, v, o, lse, B, L, H, dz, dv, C));
+          base->attention_backward(dq, dk, dvv, dout, q, k, v, o, lse, B, L, H, dz, dv, C, acc));
 }
 static double t_crossentropy(void *logits, const int32_t *targets, int T, int V, float gs)
 {

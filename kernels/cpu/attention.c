@@ -67,11 +67,13 @@ void CPU(attention_forward)(void *o, float *lse, const void *q, const void *k, c
 }
 
 void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
-                             const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv, int C)
+                             const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv, int C,
+                             int accumulate)
 {
     const real *Q = q, *K = k, *V = v, *O = o, *dO = dout;
     real *dQ = dq, *dK = dk, *dV = dvalue;
     const int ldq = H * dz, ldv = H * dv;
+    const real beta = accumulate ? 1 : 0; /* each task writes its own rows of dQ, dK, dV once */
 #pragma omp parallel
     {
         real *P = xmalloc(2 * (size_t)C * C * sizeof(real)), *dS = P + (size_t)C * C; /* (C, C) each */
@@ -80,8 +82,8 @@ void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout,
             AttnTask a = attn_task(task, L, H, dz, dv, C);
             const int n = a.n;
             attn_probs(P, Q + a.q, K + a.q, n, ldq, dz, lse + a.lse, NULL);
-            /* dV += P^T dO; dP = dO V^T (into dS) */
-            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, dv, n, 1, P, n, dO + a.v, ldv, 1, dV + a.v, ldv);
+            /* dV (+)= P^T dO; dP = dO V^T (into dS) */
+            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, dv, n, 1, P, n, dO + a.v, ldv, beta, dV + a.v, ldv);
             cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, dv, 1, dO + a.v, ldv, V + a.v, ldv, 0, dS, n);
             /* dS = P (dP - rowsum(dO * O)) */
             for (int i = 0; i < n; i++) {
@@ -92,9 +94,11 @@ void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout,
                 for (int j = 0; j < n; j++)
                     dS[(size_t)i * n + j] = P[(size_t)i * n + j] * (dS[(size_t)i * n + j] - dot);
             }
-            /* dQ += dS K; dK += dS^T Q */
-            cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dz, n, 1, dS, n, K + a.q, ldq, 1, dQ + a.q, ldq);
-            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, dz, n, 1, dS, n, Q + a.q, ldq, 1, dK + a.q, ldq);
+            /* dQ (+)= dS K; dK (+)= dS^T Q */
+            cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dz, n, 1, dS, n, K + a.q, ldq, beta, dQ + a.q,
+                       ldq);
+            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, dz, n, 1, dS, n, Q + a.q, ldq, beta, dK + a.q,
+                       ldq);
         }
         free(P);
     }

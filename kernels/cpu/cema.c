@@ -117,7 +117,7 @@ static void cema_scan_backward(const CemaCoef *c, const double *uc, const double
 }
 
 void CPU(cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N)
+                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate)
 {
     real *din = du;
     const real *gy = dy, *in = u, *omega = p.omega, *theta = p.theta;
@@ -147,7 +147,7 @@ void CPU(cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const
                                        &cg[k], dh0 ? dh0 + hk : NULL);
                 }
                 for (int t = 0; t < L; t++)
-                    din[((size_t)b * L + t) * D + d] += duc[t];
+                    grad_put(&din[((size_t)b * L + t) * D + d], duc[t], accumulate);
             }
             /* chain to the raw parameters through q = r e^{i th}, r = 1 - p s */
             double st = sigmoid(theta[d]), dth = 0, gs = 1 / sqrt((double)N);

@@ -57,6 +57,10 @@ static inline void grad_add(float *grad, const double *g, size_t n)
         grad[i] += g[i];
 }
 
+/* Stores v into an activation-input gradient, added to what it holds when accumulating (ops.h).
+   The sum is rounded once, so overwriting gives bit for bit what adding onto zeros gave. */
+static inline void grad_put(real *g, double v, int accumulate) { *g = (accumulate ? *g : 0) + v; }
+
 void *CPU(alloc)(size_t bytes);
 void CPU(release)(void *p);
 void CPU(upload)(void *dst, const void *src, size_t bytes);
@@ -69,11 +73,11 @@ void CPU(act_to_f32)(float *dst, const void *src, size_t n);
 void CPU(copy)(void *dst, const void *src, size_t n);
 void CPU(accumulate)(void *dst, const void *src, size_t n);
 void CPU(silu_forward)(void *out, const void *in, size_t n);
-void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n);
+void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate);
 void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n);
-void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
 void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n);
-void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
 
 void CPU(join_columns)(void *dst, const void *src, int n, int T, int w);
 void CPU(split_columns)(void *dst, const void *src, int n, int T, int w);
@@ -84,37 +88,38 @@ void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok
 void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
                          int accumulate);
 void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                          int T, int IC, int OC);
+                          int T, int IC, int OC, int accumulate);
 
 void CPU(rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
 void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                           int T, int D);
+                           int T, int D, int accumulate);
 void CPU(layernorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                             int D, float eps);
 void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D);
+                             const float *rstd, const void *w, int T, int D, int accumulate);
 
 void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
                          const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
 void CPU(tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
                           const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G);
+                          int64_t n0, int B, int L, int D, int G, int accumulate);
 
 void CPU(cema_forward)(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
                        int N);
 void CPU(cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N);
+                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate);
 
 void CPU(qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);
 void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
-                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base);
+                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
+                      int accumulate);
 
 void CPU(attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
                             int dz, int dv, int C);
 void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                             int C);
+                             int C, int accumulate);
 
 double CPU(crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale);
 

@@ -1,5 +1,5 @@
 /* elementwise.c: copy, accumulate, the tensor-parallel column layouts, SiLU, SwiGLU gate and
-   product, forward and backward (n elements; backward adds into the input gradients). */
+   product, forward and backward (n elements; backward overwrites or adds to the input gradients). */
 #include "kernels/cpu/cpu.h"
 
 #include <string.h>
@@ -44,13 +44,13 @@ void CPU(silu_forward)(void *out, const void *in, size_t n)
         o[i] = x[i] * real_sigmoid(x[i]);
 }
 
-void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n)
+void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate)
 {
     real *dx = din;
     const real *dy = dout, *x = in;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++)
-        dx[i] += dy[i] * silu_grad(x[i], real_sigmoid(x[i]));
+        grad_put(&dx[i], dy[i] * silu_grad(x[i], real_sigmoid(x[i])), accumulate);
 }
 
 void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n)
@@ -62,15 +62,15 @@ void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n)
         o[i] = x[i] * real_sigmoid(x[i]) * y[i];
 }
 
-void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
 {
     real *dx = da, *dy = db;
     const real *g = dout, *x = a, *y = b;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
         real s = real_sigmoid(x[i]);
-        dx[i] += g[i] * y[i] * silu_grad(x[i], s);
-        dy[i] += g[i] * x[i] * s;
+        grad_put(&dx[i], g[i] * y[i] * silu_grad(x[i], s), accumulate);
+        grad_put(&dy[i], g[i] * x[i] * s, accumulate);
     }
 }
 
@@ -83,13 +83,13 @@ void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n)
         o[i] = x[i] * y[i];
 }
 
-void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
 {
     real *dx = da, *dy = db;
     const real *g = dout, *x = a, *y = b;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
-        dx[i] += g[i] * y[i];
-        dy[i] += g[i] * x[i];
+        grad_put(&dx[i], g[i] * y[i], accumulate);
+        grad_put(&dy[i], g[i] * x[i], accumulate);
     }
 }

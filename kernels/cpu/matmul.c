@@ -34,11 +34,12 @@ static void matmul_dweight(float *dw, const real *dout, const real *inp, int T, 
 }
 
 void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w, int T,
-                          int IC, int OC)
+                          int IC, int OC, int accumulate)
 {
     const real *dy = dout;
     if (dinp)
-        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, IC, OC, 1, dy, OC, w, IC, 1, dinp, IC);
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, IC, OC, 1, dy, OC, w, IC, accumulate ? 1 : 0, dinp,
+                   IC);
     matmul_dweight(dw, dy, inp, T, IC, OC);
     if (dbias) {
 #pragma omp parallel for

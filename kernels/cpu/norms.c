@@ -20,7 +20,7 @@ void CPU(rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, in
 }
 
 void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w, int T,
-                           int D)
+                           int D, int accumulate)
 {
     real *din = dx;
     const real *g = dy, *in = x, *scale = w;
@@ -37,7 +37,8 @@ void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, c
                 dwp[i] += gt[i] * xt[i] * r;
             }
             for (int i = 0; i < D; i++)
-                din[(size_t)t * D + i] += r * (1 + (double)scale[i]) * gt[i] - xt[i] * r * r * r * dot / D;
+                grad_put(&din[(size_t)t * D + i], r * (1 + (double)scale[i]) * gt[i] - xt[i] * r * r * r * dot / D,
+                         accumulate);
         }
     }
     grad_add(dw, partials_sum(part, D), D);
@@ -67,7 +68,7 @@ void CPU(layernorm_forward)(void *y, float *mean, float *rstd, const void *x, co
 }
 
 void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D)
+                             const float *rstd, const void *w, int T, int D, int accumulate)
 {
     real *din = dx;
     const real *g = dy, *in = x, *scale = w;
@@ -90,7 +91,7 @@ void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, con
             mgx /= D;
             for (int i = 0; i < D; i++) {
                 double xhat = (xt[i] - m) * rs;
-                din[(size_t)t * D + i] += rs * (gt[i] * (1 + (double)scale[i]) - mg - xhat * mgx);
+                grad_put(&din[(size_t)t * D + i], rs * (gt[i] * (1 + (double)scale[i]) - mg - xhat * mgx), accumulate);
             }
         }
     }

@@ -77,7 +77,7 @@ void CPU(qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *
 }
 
 void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs, const float *rstd,
-                      const void *gamma, int B, int L, int H, int dz, int C, float rope_base)
+                      const void *gamma, int B, int L, int H, int dz, int C, float rope_base, int accumulate)
 {
     qk_check(dz);
     const int Z = H * dz, P = L < C ? L : C;
@@ -118,7 +118,7 @@ void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk
                 for (int j = 0; j < dz; j++)
                     dot += dzn[j] * zn[j];
                 for (int j = 0; j < dz; j++)
-                    dz_out[off + j] += r * (dzn[j] - zn[j] * dot / dz);
+                    grad_put(&dz_out[off + j], r * (dzn[j] - zn[j] * dot / dz), accumulate);
             }
         }
         free(zn);

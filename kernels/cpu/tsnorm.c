@@ -56,7 +56,7 @@ void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, co
 
 void CPU(tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
                           const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G)
+                          int64_t n0, int B, int L, int D, int G, int accumulate)
 {
     real *din = dx;
     const real *gy = dy, *in = x, *scale = w;
@@ -90,7 +90,8 @@ void CPU(tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, cons
                     double du = U - rs * dbt, dv = W - 0.5 * rs * rs * rs * ds, delta = ux - mu_prev;
                     double dux = c2 * du + 2 * c1 * c2 * dv * delta, dgv = c2 * dv;
                     for (int c = 0; c < Dg; c++)
-                        din[off + c] += gt[c] * rs * (1 + (double)wg[c]) + (dux + 2 * dgv * (xt[c] - ux)) / Dg;
+                        grad_put(&din[off + c], gt[c] * rs * (1 + (double)wg[c]) + (dux + 2 * dgv * (xt[c] - ux)) / Dg,
+                                 accumulate);
                     U = c1 * du - 2 * c1 * c2 * dv * delta;
                     W = c1 * dv;
                 }

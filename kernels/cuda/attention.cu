@@ -1,8 +1,9 @@
 /* attention.cu: chunk-local causal softmax attention (spec section 5), scale 1, through strided
    batched cuBLASLt GEMMs over the chunks of one head: S = Q K^T (fp32), a fused causal softmax
    that writes P (bf16) and the log-sum-exp, O = P V. Backward recomputes S and P from the saved
-   log-sum-exp, then dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)) (fused with that row
-   sum), dQ += dS K, dK += dS^T Q. The C x C score and probability buffers are scratch for at most
+   log-sum-exp, then dV (+)= P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)) (fused with that row
+   sum), dQ (+)= dS K, dK (+)= dS^T Q, each row block of dQ, dK, dV written by one GEMM (beta 1 to
+   accumulate, 0 to overwrite). The C x C score and probability buffers are scratch for at most
    ATTN_SCRATCH bytes of chunks at a time.
 
    Causal blocks: a chunk's n rows are cut into nblk blocks of bs rows; query block i only sees key
@@ -198,9 +199,10 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
 
 void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                             int C)
+                             int C, int accumulate)
 {
     const int V = H * dv, Z = H * dz;
+    const float beta = accumulate ? 1.0f : 0.0f;
     AttnGroup base = attn_base(B, L, H, dz, dv, C);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
@@ -215,10 +217,10 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
                                                                                 g->st, L, H, h);
             LAUNCH_CHECK();
             for (int j = 0; j < nblk; j++) {
-                /* dV' (key block j) += dO' (queries from the block on) P'^T */
+                /* dV' (key block j) (+)= dO' (queries from the block on) P'^T */
                 const size_t pj = (size_t)j * bs * n + (size_t)j * bs;
                 attn_gemm(g, dv, bs, n - j * bs, 0, dO + (size_t)j * bs * V, V, sv, 1, g->P + pj, n, sp,
-                          dV + (size_t)j * bs * V, V, sv, CUDA_R_16BF, 1.0f);
+                          dV + (size_t)j * bs * V, V, sv, CUDA_R_16BF, beta);
             }
             for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
                 attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
@@ -226,13 +228,13 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             attn_dscores_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(
                 g->P, g->S, (const bf16 *)dout, (const bf16 *)o, rows, n, g->t0, g->st, V, dv, h);
             LAUNCH_CHECK();
-            for (int i = 0; i < nblk; i++) /* dQ' (query block i) += K' dS' */
+            for (int i = 0; i < nblk; i++) /* dQ' (query block i) (+)= K' dS' */
                 attn_gemm(g, dz, bs, (i + 1) * bs, 0, K, Z, sz, 0, g->P + (size_t)i * bs * n, n, sp,
-                          dQ + (size_t)i * bs * Z, Z, sz, CUDA_R_16BF, 1.0f);
-            for (int j = 0; j < nblk; j++) { /* dK' (key block j) += Q' (queries from the block on) dS'^T */
+                          dQ + (size_t)i * bs * Z, Z, sz, CUDA_R_16BF, beta);
+            for (int j = 0; j < nblk; j++) { /* dK' (key block j) (+)= Q' (queries from the block on) dS'^T */
                 const size_t pj = (size_t)j * bs * n + (size_t)j * bs;
                 attn_gemm(g, dz, bs, n - j * bs, 0, Q + (size_t)j * bs * Z, Z, sz, 1, g->P + pj, n, sp,
-                          dK + (size_t)j * bs * Z, Z, sz, CUDA_R_16BF, 1.0f);
+                          dK + (size_t)j * bs * Z, Z, sz, CUDA_R_16BF, beta);
             }
         });
 }

@@ -313,11 +313,11 @@ __global__ void __launch_bounds__(CEMA_THREADS)
 
 /* (3') per (b, d, k, part), tiles backwards: h_t of the tile into registers from its start state,
    then G backwards beside them. Sums per thread into sums (B, P, D, NK, CEMA_NSUM) and
-   sum u dy per channel into som (B, P, D); du += omega dy + sum_k p Re G. */
+   sum u dy per channel into som (B, P, D); du (+)= omega dy + sum_k p Re G (acc: add). */
 __global__ void __launch_bounds__(CEMA_THREADS, 2)
     cema_part_back_kernel(bf16 *du, float *sums, float *somega, const float2 *starts, const float2 *tiles,
                           const float2 *carries, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
-                          int part_len)
+                          int part_len, int acc)
 {
     __shared__ float su[CEMA_TILE][CEMA_CH], sg[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED], som[CEMA_CH];
     const CemaThread w = cema_thread(L, D, part_len);
@@ -380,7 +380,7 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
                     s += red[t][k * (CEMA_CH + 1) + ocl];
                 om_acc = fmaf(su[t][ocl], g, om_acc);
                 const size_t a = ((size_t)w.b * L + t0 + t) * D + d;
-                du[a] = tobf(bf(du[a]) + s);
+                du[a] = tobf(acc ? bf(du[a]) + s : s);
             }
         }
     }
@@ -429,7 +429,7 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
 }
 
 void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N)
+                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate)
 {
     cema_check(N);
     const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
@@ -448,7 +448,7 @@ void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const
                                                                                   nparts, part_len);
     LAUNCH_CHECK();
     cema_part_back_kernel<<<grid, CEMA_THREADS>>>((bf16 *)du, sums, somega, starts, tiles, carries, (const bf16 *)u,
-                                                  (const bf16 *)dy, p, L, D, N, part_len);
+                                                  (const bf16 *)dy, p, L, D, N, part_len, accumulate);
     LAUNCH_CHECK();
     cema_param_kernel<<<ceil_div(D, 64), 64>>>(g, sums, somega, B * nparts, p, D, N);
     LAUNCH_CHECK();

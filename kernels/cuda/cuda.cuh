@@ -173,11 +173,11 @@ void cuda_split_columns(void *dst, const void *src, int n, int T, int w);
 void cuda_select_device(int local_rank);
 void cuda_accumulate(void *dst, const void *src, size_t n);
 void cuda_silu_forward(void *out, const void *in, size_t n);
-void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n);
+void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n, int accumulate);
 void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n);
-void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
 void cuda_mul_forward(void *out, const void *a, const void *b, size_t n);
-void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n);
+void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
 
 void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
 void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
@@ -185,37 +185,38 @@ void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok
 void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
                          int accumulate);
 void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                          int T, int IC, int OC);
+                          int T, int IC, int OC, int accumulate);
 
 void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
 void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                           int T, int D);
+                           int T, int D, int accumulate);
 void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                             int D, float eps);
 void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D);
+                             const float *rstd, const void *w, int T, int D, int accumulate);
 
 void cuda_tsnorm_forward(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
                          const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
 void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
                           const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G);
+                          int64_t n0, int B, int L, int D, int G, int accumulate);
 
 void cuda_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
                        int N);
 void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N);
+                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate);
 
 void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);
 void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
-                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base);
+                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
+                      int accumulate);
 
 void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
                             int dz, int dv, int C);
 void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                             int C);
+                             int C, int accumulate);
 
 double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, float grad_scale);
 

@@ -1,6 +1,7 @@
-/* elementwise.cu: copy, the tensor-parallel column layouts, accumulate, SiLU, SwiGLU gate and product, forward and backward, on n bf16
-   elements. One grid-stride kernel template serves them all: NIN inputs, NOUT outputs that are
-   written (forward) or added to (backward), 8 elements per thread and 16-byte accesses when every
+/* elementwise.cu: copy, the tensor-parallel column layouts, accumulate, SiLU, SwiGLU gate and
+   product, forward and backward, on n bf16 elements. One grid-stride kernel template serves them
+   all: NIN inputs, NOUT outputs that are written (forward, backward overwriting) or added to
+   (accumulate, backward accumulating), 8 elements per thread and 16-byte accesses when every
    pointer allows it, fp32 arithmetic in between. */
 #include "kernels/cuda/cuda.cuh"
 
@@ -65,6 +66,15 @@ template <int NIN, int NOUT, int ACC, class Op> static void map(Ptrs<NIN, NOUT> 
     else
         map_kernel<1, NIN, NOUT, ACC><<<grid_for(n, 256), 256>>>(p, n, op);
     LAUNCH_CHECK();
+}
+
+/* a backward's input gradients: overwritten, or added to with accumulate (ops.h) */
+template <int NIN, int NOUT, class Op> static void map_grad(Ptrs<NIN, NOUT> p, size_t n, Op op, int accumulate)
+{
+    if (accumulate)
+        map<NIN, NOUT, 1>(p, n, op);
+    else
+        map<NIN, NOUT, 0>(p, n, op);
 }
 
 /* d silu(x) / dx with s = sigmoid(x) */
@@ -133,9 +143,9 @@ void cuda_silu_forward(void *out, const void *in, size_t n)
     map<1, 1, 0>(Ptrs<1, 1>{{(const bf16 *)in}, {(bf16 *)out}}, n, OpSilu());
 }
 
-void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n)
+void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n, int accumulate)
 {
-    map<2, 1, 1>(Ptrs<2, 1>{{(const bf16 *)dout, (const bf16 *)in}, {(bf16 *)din}}, n, OpSiluBack());
+    map_grad(Ptrs<2, 1>{{(const bf16 *)dout, (const bf16 *)in}, {(bf16 *)din}}, n, OpSiluBack(), accumulate);
 }
 
 void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n)
@@ -143,10 +153,10 @@ void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n)
     map<2, 1, 0>(Ptrs<2, 1>{{(const bf16 *)a, (const bf16 *)b}, {(bf16 *)out}}, n, OpSwiglu());
 }
 
-void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
 {
-    map<3, 2, 1>(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
-                 OpSwigluBack());
+    map_grad(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
+             OpSwigluBack(), accumulate);
 }
 
 void cuda_mul_forward(void *out, const void *a, const void *b, size_t n)
@@ -154,8 +164,8 @@ void cuda_mul_forward(void *out, const void *a, const void *b, size_t n)
     map<2, 1, 0>(Ptrs<2, 1>{{(const bf16 *)a, (const bf16 *)b}, {(bf16 *)out}}, n, OpMul());
 }
 
-void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n)
+void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
 {
-    map<3, 2, 1>(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
-                 OpMulBack());
+    map_grad(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
+             OpMulBack(), accumulate);
 }

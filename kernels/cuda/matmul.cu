@@ -4,7 +4,7 @@
    column sums.
 
    Row-major (T, C) activations are column-major (C, T) matrices to cuBLASLt, and a (OC, IC) weight
-   is a column-major (IC, OC) matrix, so: out' (OC x T) = w'^T inp'; dinp' (IC x T) += w' dout';
+   is a column-major (IC, OC) matrix, so: out' (OC x T) = w'^T inp'; dinp' (IC x T) (+)= w' dout';
    dw' (IC x OC) += inp' dout'^T. */
 #include "kernels/cuda/cuda.cuh"
 
@@ -166,11 +166,12 @@ static void bias_grad(float *dbias, const bf16 *dout, int T, int OC)
 }
 
 void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                          int T, int IC, int OC)
+                          int T, int IC, int OC, int accumulate)
 {
     if (dinp) {
         Gemm g = {.m = IC, .n = T, .k = OC, .transa = 0, .transb = 0, .a = w, .lda = IC, .b = dout, .ldb = OC,
-                  .d = dinp, .ldd = IC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = 1.0f, .bias = NULL};
+                  .d = dinp, .ldd = IC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = accumulate ? 1.0f : 0.0f,
+                  .bias = NULL};
         cuda_gemm(&g);
     }
     Gemm g = {.m = IC, .n = OC, .k = T, .transa = 0, .transb = 1, .a = inp, .lda = IC, .b = dout, .ldb = OC,

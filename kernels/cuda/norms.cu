@@ -1,8 +1,8 @@
 /* norms.cu: RMSNorm and LayerNorm over the last dim D with (1 + w) scales, forward and backward.
    One block per row at a time (grid-stride over rows); each thread keeps its columns of the row in
    registers (J groups of VEC columns, J <= 4), so a row is read once; statistics in fp32.
-   Backward sums the parameter gradients per block in registers, then over blocks
-   (cuda_add_partials). */
+   Backward overwrites dx or adds to it (acc), and sums the parameter gradients per block in
+   registers, then over blocks (cuda_add_partials). */
 #include "kernels/cuda/cuda.cuh"
 
 #define ROW_THREADS 256  /* at most */
@@ -44,7 +44,7 @@ __global__ void rmsnorm_forward_kernel(bf16 *y, float *rrms, const bf16 *x, cons
 
 template <int VEC, int J>
 __global__ void rmsnorm_backward_kernel(bf16 *dx, float *part, const bf16 *dy, const bf16 *x, const float *rrms,
-                                        const bf16 *w, int T, int D)
+                                        const bf16 *w, int T, int D, int acc)
 {
     __shared__ float sh[32];
     float wv[J][VEC], xv[J][VEC], gv[J][VEC], dw[J][VEC] = {};
@@ -62,8 +62,9 @@ __global__ void rmsnorm_backward_kernel(bf16 *dx, float *part, const bf16 *dy, c
         dot = block_sum(dot, sh);
         FOR_COLS(j)
         {
-            float o[VEC];
-            load_bf<VEC>(o, dx + (size_t)t * D + COL(j));
+            float o[VEC] = {};
+            if (acc)
+                load_bf<VEC>(o, dx + (size_t)t * D + COL(j));
             for (int e = 0; e < VEC; e++)
                 o[e] += r * (1.0f + wv[j][e]) * gv[j][e] - xv[j][e] * r * r * r * dot / D;
             store_bf<VEC>(dx + (size_t)t * D + COL(j), o);
@@ -104,7 +105,7 @@ __global__ void layernorm_forward_kernel(bf16 *y, float *mean, float *rstd, cons
 /* part rows: [dw (D) | db (D)] per block */
 template <int VEC, int J>
 __global__ void layernorm_backward_kernel(bf16 *dx, float *part, const bf16 *dy, const bf16 *x, const float *mean,
-                                          const float *rstd, const bf16 *w, int T, int D)
+                                          const float *rstd, const bf16 *w, int T, int D, int acc)
 {
     __shared__ float sh[32];
     float wv[J][VEC], xv[J][VEC], gv[J][VEC], dw[J][VEC] = {}, db[J][VEC] = {};
@@ -126,8 +127,9 @@ __global__ void layernorm_backward_kernel(bf16 *dx, float *part, const bf16 *dy,
         mgx = block_sum(mgx, sh) / D;
         FOR_COLS(j)
         {
-            float o[VEC];
-            load_bf<VEC>(o, dx + (size_t)t * D + COL(j));
+            float o[VEC] = {};
+            if (acc)
+                load_bf<VEC>(o, dx + (size_t)t * D + COL(j));
             for (int e = 0; e < VEC; e++) {
                 float xh = (xv[j][e] - m) * rs;
                 o[e] += rs * (gv[j][e] * (1.0f + wv[j][e]) - mg - xh * mgx);
@@ -184,13 +186,13 @@ void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, in
 }
 
 void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                           int T, int D)
+                           int T, int D, int accumulate)
 {
     RowShape s = row_shape(D, dx, dy, x, w);
     int nb = row_blocks(T, ROW_BLOCKS);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * D * sizeof(float));
     ROW_LAUNCH(rmsnorm_backward_kernel, nb, s, (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, rrms,
-               (const bf16 *)w, T, D);
+               (const bf16 *)w, T, D, accumulate);
     cuda_add_partials(dw, part, nb, D, D);
 }
 
@@ -203,13 +205,13 @@ void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, co
 }
 
 void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D)
+                             const float *rstd, const void *w, int T, int D, int accumulate)
 {
     RowShape s = row_shape(D, dx, dy, x, w);
     int nb = row_blocks(T, ROW_BLOCKS);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
     ROW_LAUNCH(layernorm_backward_kernel, nb, s, (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, mean, rstd,
-               (const bf16 *)w, T, D);
+               (const bf16 *)w, T, D, accumulate);
     cuda_add_partials(dw, part, nb, D, 2 * (size_t)D); /* partial rows are [dw | db] */
     cuda_add_partials(db, part + D, nb, D, 2 * (size_t)D);
 }

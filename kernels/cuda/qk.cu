@@ -1,7 +1,8 @@
 /* qk.cu: queries and keys from the shared projection (spec section 2 steps 4, 5, 8): per-head RMS
    norm, affine (1 + gamma) / sqrt(dz) + beta (row 0 q, row 1 k), RoPE on pairs (2i, 2i+1) at the
    position inside the chunk. One warp per (token, head), a lane per RoPE pair (QK_P pairs each),
-   fp32 in between. Backward sums dgamma, dbeta per warp in registers, then over warps. */
+   fp32 in between. Backward overwrites dzs or adds to it (acc), and sums dgamma, dbeta per warp
+   in registers, then over warps. */
 #include "kernels/cuda/cuda.cuh"
 
 #define QK_P 4     /* pairs per lane: dz <= 256 */
@@ -56,7 +57,7 @@ __global__ void qk_forward_kernel(bf16 *q, bf16 *k, float *rstd, const bf16 *zs,
 /* part: one row per warp, [dgamma (2, Z) | dbeta (2, Z)] */
 __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const bf16 *dk, const bf16 *zs,
                                    const float *rstd, const bf16 *gamma, int T, int L, int H, int dz, int C,
-                                   float log2_base)
+                                   float log2_base, int acc)
 {
     const int lane = threadIdx.x % 32, h = blockIdx.y, Z = H * dz, np = dz / 2;
     const float sq = rsqrtf((float)dz);
@@ -98,7 +99,7 @@ __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const
             if (j >= np)
                 continue;
             __nv_bfloat162 *p = (__nv_bfloat162 *)(dzs + off + 2 * j);
-            float2 old = __bfloat1622float2(*p);
+            const float2 old = acc ? __bfloat1622float2(*p) : make_float2(0, 0);
             *p = __floats2bfloat162_rn(old.x + r * (dzn[i].x - zn[i].x * dot), old.y + r * (dzn[i].y - zn[i].y * dot));
         }
     }
@@ -140,14 +141,15 @@ void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *
 }
 
 void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
-                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base)
+                      const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
+                      int accumulate)
 {
     qk_check(dz);
     const int T = B * L, Z = H * dz, nb = qk_blocks(T), rows = nb * QK_WARPS;
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * 4 * Z * sizeof(float));
     qk_backward_kernel<<<dim3(nb, H), 32 * QK_WARPS>>>((bf16 *)dzs, part, (const bf16 *)dq, (const bf16 *)dk,
                                                         (const bf16 *)zs, rstd, (const bf16 *)gamma, T, L, H, dz, C,
-                                                        log2f(rope_base));
+                                                        log2f(rope_base), accumulate);
     LAUNCH_CHECK();
     cuda_add_partials(dgamma, part, rows, 2 * Z, 4 * (size_t)Z);
     cuda_add_partials(dbeta, part + 2 * Z, rows, 2 * Z, 4 * (size_t)Z);

@@ -15,7 +15,7 @@
    (3) one thread per (b, group) runs the composed maps from the last segment back: each
    segment's incoming carry, and dstate_in; (4) each segment re-runs its steps from that carry,
    leaving per step the two coefficients of dx = dy rstd (1+w) + alpha + beta x; (5) one pass
-   over (T, D) adds dx and sums dw, db per block (then over blocks). All in fp32. */
+   over (T, D) writes or adds dx and sums dw, db per block (then over blocks). All in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
 #define TSN_SEG 64
@@ -336,13 +336,13 @@ __global__ void tsn_back_coef_kernel(float4 *bst, const float4 *carry, const flo
     }
 }
 
-/* backward (5): dx += dy rstd (1 + w) + alpha + beta x over rows, each thread J groups of VEC
-   columns (one group's); per block sums of dw = dy (x - mean) rstd and db = dy into part rows
-   [dw (D) | db (D)] */
+/* backward (5): dx = dy rstd (1 + w) + alpha + beta x (acc: dx +=) over rows, each thread J
+   groups of VEC columns (one group's); per block sums of dw = dy (x - mean) rstd and db = dy into
+   part rows [dw (D) | db (D)] */
 template <int VEC, int J>
 __global__ void tsn_back_apply_kernel(bf16 *dx, float *part, const bf16 *dy, const bf16 *x, const bf16 *w,
                                       const float *mean, const float *rstd, const float4 *coef, size_t rows, int D,
-                                      int G)
+                                      int G, int acc)
 {
     const int Dg = D / G;
     float dw[J][VEC] = {}, db[J][VEC] = {}, wv[J][VEC];
@@ -361,10 +361,11 @@ __global__ void tsn_back_apply_kernel(bf16 *dx, float *part, const bf16 *dy, con
             const size_t sg = bt * G + c / Dg, off = bt * D + c;
             const float mu = mean[sg], r = rstd[sg];
             const float4 k = coef[sg];
-            float xv[VEC], gv[VEC], o[VEC];
+            float xv[VEC], gv[VEC], o[VEC] = {};
             load_bf<VEC>(xv, x + off);
             load_bf<VEC>(gv, dy + off);
-            load_bf<VEC>(o, dx + off);
+            if (acc)
+                load_bf<VEC>(o, dx + off);
 #pragma unroll
             for (int e = 0; e < VEC; e++) {
                 o[e] += gv[e] * r * (1.0f + wv[j][e]) + k.x + k.y * xv[e];
@@ -388,7 +389,7 @@ __global__ void tsn_back_apply_kernel(bf16 *dx, float *part, const bf16 *dy, con
 
 void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
                           const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G)
+                          int64_t n0, int B, int L, int D, int G, int accumulate)
 {
     n0 = state_in ? n0 : 0;
     const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, dx, dy, x, w);
@@ -418,7 +419,7 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, cons
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
 #define TSN_APPLY(V, JJ)                                                                                       \
     tsn_back_apply_kernel<V, JJ><<<nb, threads>>>((bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x,         \
-                                                  (const bf16 *)w, mean, rstd, bst, rows, D, G)
+                                                  (const bf16 *)w, mean, rstd, bst, rows, D, G, accumulate)
     if (vec == 8)
         J == 1 ? TSN_APPLY(8, 1) : J == 2 ? TSN_APPLY(8, 2) : TSN_APPLY(8, 4);
     else
