@@ -40,22 +40,79 @@ static int stage_of(const char *name, const ModelDims *d, int pp)
     return strncmp(name, "output.", 7) ? 0 : pp - 1;
 }
 
-static void remove_tree(const char *path)
+/* length of "step-" and at least 8 digits at the start of s, else 0 */
+static size_t step_len(const char *s)
 {
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char *p = xasprintf("%s/%s", path, e->d_name);
-            remove_tree(p);
-            free(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
+    size_t n = 5;
+    if (strncmp(s, "step-", 5))
+        return 0;
+    while (s[n] >= '0' && s[n] <= '9')
+        n++;
+    return n >= 13 ? n : 0;
+}
+
+CkptName ckpt_name(const char *name, int64_t *step)
+{
+    const int dot = name[0] == '.';
+    const size_t n = step_len(name + dot);
+    const char *rest = name + dot + n;
+    if (!n || (dot ? strcmp(rest, ".tmp") && strcmp(rest, ".del.tmp") : *rest != '\0'))
+        return CKPT_OTHER;
+    if (step)
+        *step = atoll(name + dot + 5);
+    return dot ? CKPT_LEFTOVER : CKPT_STEP;
+}
+
+/* the files megatrain writes in a checkpoint folder: meta.h5 and shard-pp%03d-tp%03d.h5 */
+static int own_file(const char *name)
+{
+    int s, r;
+    char again[64];
+    if (!strcmp(name, "meta.h5"))
+        return 1;
+    if (sscanf(name, "shard-pp%d-tp%d", &s, &r) != 2 || s < 0 || r < 0)
+        return 0;
+    snprintf(again, sizeof again, "shard-pp%03d-tp%03d.h5", s, r);
+    return !strcmp(again, name);
+}
+
+/* Delete the checkpoint folder or leftover at path, and only what megatrain wrote: a symlink in its
+   place loses the link, never its target's files; a folder loses its own files, and stays (with a
+   warning) when it holds anything else. */
+static void remove_own(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return;
+    if (!S_ISDIR(sb.st_mode)) {
+        if (!S_ISLNK(sb.st_mode))
+            log_warn("%s: left in place: megatrain writes folders, not this", path);
+        else if (unlink(path) != 0)
+            log_warn("%s: cannot delete the link: %s", path, strerror(errno));
+        return;
     }
+    char first[256] = "";
+    int others = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *p = xasprintf("%s/%s", path, e->d_name);
+        if (own_file(e->d_name))
+            unlink(p); /* a failure shows as the folder's rmdir failing */
+        else if (!others++)
+            snprintf(first, sizeof first, "%s", e->d_name);
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    if (rmdir(path) == 0)
+        return;
+    if (others)
+        log_warn("%s: left in place: it holds %s%s, which megatrain did not write (move it away)", path, first,
+                 others > 1 ? " and other entries" : "");
+    else
+        log_warn("%s: cannot delete: %s", path, strerror(errno));
 }
 
 /* Delete a checkpoint folder so that a kill part-way never leaves one that looks whole: first
@@ -63,9 +120,11 @@ static void remove_tree(const char *path)
 static void discard(const char *dir, const char *path)
 {
     char *gone = xasprintf("%s/.%s.del.tmp", dir, strrchr(path, '/') + 1);
-    remove_tree(gone);
+    remove_own(gone);
     if (rename(path, gone) == 0)
-        remove_tree(gone);
+        remove_own(gone);
+    else if (errno != ENOENT)
+        log_warn("%s: cannot delete (renaming it to %s): %s", path, gone, strerror(errno));
     free(gone);
 }
 
@@ -85,34 +144,26 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* "step-" and at least 8 digits */
-static int is_step_name(const char *name)
-{
-    if (strncmp(name, "step-", 5) || strlen(name) < 13)
-        return 0;
-    for (const char *c = name + 5; *c; c++)
-        if (*c < '0' || *c > '9')
-            return 0;
-    return 1;
-}
-
 int ckpt_list(const char *dir, char ***paths)
 {
     int n = 0, cap = 16;
     char **out = xmalloc((size_t)cap * sizeof *out);
     DIR *d = opendir(dir);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!is_step_name(e->d_name))
-                continue;
-            if (n == cap)
-                out = realloc(out, (size_t)(cap *= 2) * sizeof *out);
-            if (!out)
-                fail("out of memory listing %s", dir);
-            out[n++] = xasprintf("%s/%s", dir, e->d_name);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        struct stat sb;
+        char *path = xasprintf("%s/%s", dir, e->d_name);
+        if (ckpt_name(e->d_name, NULL) != CKPT_STEP || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            free(path);
+            continue;
         }
-        closedir(d);
+        if (n == cap)
+            out = realloc(out, (size_t)(cap *= 2) * sizeof *out);
+        if (!out)
+            fail("out of memory listing %s", dir);
+        out[n++] = path;
     }
+    if (d)
+        closedir(d);
     qsort(out, (size_t)n, sizeof *out, cmp_desc);
     *paths = out;
     return n;
@@ -227,12 +278,12 @@ void ckpt_save(Trainer *tr, const char *dir)
     if (t->rank == 0) {
         if (mkdir(dir, 0777) != 0 && errno != EEXIST)
             fail_input("%s: cannot create the checkpoint folder (checkpoint.dir): %s", dir, strerror(errno));
-        /* leftovers of a job killed while writing are incomplete by construction */
+        /* leftovers of a job killed while writing or deleting are incomplete by construction */
         DIR *d = opendir(dir);
         for (struct dirent *e; d && (e = readdir(d));)
-            if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp")) {
+            if (ckpt_name(e->d_name, NULL) == CKPT_LEFTOVER) {
                 char *p = xasprintf("%s/%s", dir, e->d_name);
-                remove_tree(p);
+                remove_own(p);
                 free(p);
             }
         if (d)
@@ -575,7 +626,7 @@ void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *c
     else
         strcpy(dir, ".");
     char *tmp = xasprintf("%s.tmp", path);
-    remove_tree(tmp);
+    remove_own(tmp);
     if (mkdir(tmp, 0777) != 0)
         fail_input("%s: cannot create: %s", tmp, strerror(errno));
     for (int s = 0; s < meta->pp; s++)
@@ -590,7 +641,7 @@ void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *c
         }
     char *file = xasprintf("%s/meta.h5", tmp);
     write_meta(file, meta);
-    remove_tree(path);
+    remove_own(path);
     if (rename(tmp, path) != 0)
         fail_input("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     fsync_path(dir);

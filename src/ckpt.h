@@ -39,7 +39,16 @@ void ckpt_save(Trainer *tr, const char *dir);
    Returns 1 when a checkpoint was loaded, 0 when there was none. */
 int ckpt_resume(Trainer *tr, const char *path);
 
-/* The complete checkpoints of a run folder, newest first (*paths allocated). */
+/* What an entry of a run folder is to megatrain, by its name (*step: N, when not CKPT_OTHER). The
+   next ckpt_save deletes leftovers; nothing else there is ever deleted but old checkpoints. */
+typedef enum {
+    CKPT_OTHER,    /* not megatrain's: never touched */
+    CKPT_STEP,     /* step-N (N of at least 8 digits): a checkpoint */
+    CKPT_LEFTOVER, /* .step-N.tmp or .step-N.del.tmp: a write or a deletion that did not finish */
+} CkptName;
+CkptName ckpt_name(const char *name, int64_t *step);
+/* The checkpoints (step-N folders, or symlinks to folders) of a run folder, newest first (*paths
+   allocated). */
 int ckpt_list(const char *dir, char ***paths);
 /* Read meta.h5; 0, or -1 with the reason in err. */
 int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen);

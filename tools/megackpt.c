@@ -125,26 +125,13 @@ static void parse(Args *a, int argc, char **argv, const char *cmd, const char *c
 typedef struct {
     char *path;
     int64_t step;
-    int tmp; /* a .step-N.tmp leftover */
+    int tmp; /* a leftover (.step-N.tmp, .step-N.del.tmp) */
 } Entry;
 
 static int entry_cmp(const void *a, const void *b)
 {
     const Entry *x = a, *y = b;
     return x->step != y->step ? (x->step < y->step ? 1 : -1) : x->tmp - y->tmp;
-}
-
-/* "step-N" (a checkpoint) or ".step-N.tmp" and the like (leftovers): 1, with its step */
-static int entry_name(const char *name, int64_t *step, int *tmp)
-{
-    const char *s = name + (name[0] == '.');
-    size_t len = strlen(name);
-    *tmp = len > 4 && !strcmp(name + len - 4, ".tmp");
-    if (strncmp(s, "step-", 5) || s[5] < '0' || s[5] > '9')
-        return 0;
-    char *end;
-    *step = strtoll(s + 5, &end, 10);
-    return *tmp || (*end == '\0' && name[0] != '.');
 }
 
 /* Bytes of the files in folder path (a checkpoint holds only files); *shards: how many are shard
@@ -232,8 +219,8 @@ static int cmd_ls(int argc, char **argv)
     } else {
         for (struct dirent *e; (e = readdir(d));) {
             int64_t step;
-            int tmp;
-            if (!entry_name(e->d_name, &step, &tmp))
+            CkptName kind = ckpt_name(e->d_name, &step);
+            if (kind == CKPT_OTHER)
                 continue;
             if (n == cap) {
                 Entry *more = xmalloc((size_t)(cap *= 2) * sizeof *more);
@@ -241,7 +228,7 @@ static int cmd_ls(int argc, char **argv)
                 free(es);
                 es = more;
             }
-            es[n++] = (Entry){xasprintf("%s/%s", dir, e->d_name), step, tmp};
+            es[n++] = (Entry){xasprintf("%s/%s", dir, e->d_name), step, kind == CKPT_LEFTOVER};
         }
     }
     closedir(d);
