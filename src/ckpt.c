@@ -9,6 +9,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +171,178 @@ int ckpt_list(const char *dir, char ***paths)
     return n;
 }
 
+/* ---- meta.h5 ---- */
+
+/* Its integer attributes, in checksum order (doc/checkpoint.md), each with the range of a sound
+   value; then its floats and strings. */
+static const struct {
+    const char *name;
+    int64_t lo, hi;
+} meta_ints[] = {
+    {"format_version", 1, CKPT_VERSION}, {"step", 0, INT64_MAX}, {"cursor", 0, INT64_MAX},
+    {"seed", INT64_MIN, INT64_MAX}, {"tp", 1, INT_MAX}, {"pp", 1, INT_MAX}, {"dp", 1, INT_MAX}, {"cp", 1, INT_MAX},
+    {"vocab_size", 1, INT_MAX}, {"n_layers", 1, INT_MAX}, {"d_model", 1, INT_MAX}, {"n_heads", 1, INT_MAX},
+    {"z_dim", 1, INT_MAX}, {"v_dim", 1, INT_MAX}, {"ffn_dim", 1, INT_MAX}, {"swiglu", 0, 1}, {"chunk", 1, INT_MAX},
+    {"groups", 1, INT_MAX}, {"cema_ndim", 1, INT_MAX}, {"scale_emb", 0, 1}, {"share_emb", 0, 1},
+    {"data_fingerprint", INT64_MIN, INT64_MAX}};
+enum { META_INTS = sizeof meta_ints / sizeof meta_ints[0], META_FIRST_INT = 4 /* tp: the first of int type */ };
+static const char *const meta_floats[2] = {"rope_base", "norm_eps"};
+static const char *const meta_strings[4] = {"format", "time", "git", "config"};
+
+/* The int fields of a CkptInfo, in meta_ints order from META_FIRST_INT up to the fingerprint. */
+static void int_fields(CkptInfo *ck, int **f)
+{
+    ModelDims *d = &ck->dims;
+    int *all[] = {&ck->tp, &ck->pp, &ck->dp, &ck->cp, &d->vocab, &d->n_layers, &d->D, &d->H, &d->Z,
+                  &d->V, &d->F, &d->swiglu, &d->C, &d->G, &d->N, &d->scale_emb, &d->share_emb};
+    memcpy(f, all, sizeof all);
+}
+
+/* FNV-1a 64 of the name with its NUL, then of the value's 8 bytes, little-endian */
+static uint64_t hash_value(uint64_t h, const char *name, uint64_t v)
+{
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++)
+        le[b] = (unsigned char)(v >> 8 * b);
+    return util_fnv1a(le, 8, util_fnv1a(name, strlen(name) + 1, h));
+}
+
+/* The checksum of every other attribute: integers, floats (their float64 bits), then strings (with
+   their NUL), each after its name. */
+static uint64_t meta_checksum(const int64_t *ints, const double *floats, const char *const *strings)
+{
+    uint64_t h = UTIL_FNV_INIT, bits;
+    for (int k = 0; k < META_INTS; k++)
+        h = hash_value(h, meta_ints[k].name, (uint64_t)ints[k]);
+    for (int k = 0; k < 2; k++) {
+        memcpy(&bits, &floats[k], sizeof bits);
+        h = hash_value(h, meta_floats[k], bits);
+    }
+    for (int k = 0; k < 4; k++)
+        h = util_fnv1a(strings[k], strlen(strings[k]) + 1,
+                       util_fnv1a(meta_strings[k], strlen(meta_strings[k]) + 1, h));
+    return h;
+}
+
+static void write_meta(const char *file, const CkptInfo *ck)
+{
+    CkptInfo c = *ck;
+    int *f[META_INTS];
+    int64_t ints[META_INTS] = {CKPT_VERSION, ck->step, ck->cursor, ck->seed};
+    int_fields(&c, f);
+    for (int k = META_FIRST_INT; k < META_INTS - 1; k++)
+        ints[k] = *f[k - META_FIRST_INT];
+    ints[META_INTS - 1] = (int64_t)ck->data_fingerprint;
+    const double floats[2] = {ck->dims.rope_base, ck->dims.eps};
+    char stamp[64];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    const char *strings[4] = {CKPT_FORMAT, stamp, MEGATRAIN_GIT_REV, ck->config ? ck->config : ""};
+    const int64_t sum = (int64_t)meta_checksum(ints, floats, strings);
+
+    hid_t h = h5u_create(file);
+    for (int k = 0; k < META_INTS; k++)
+        h5u_attr_write_i64s(h, file, meta_ints[k].name, 1, &ints[k]);
+    for (int k = 0; k < 2; k++)
+        h5u_attr_write(h, file, meta_floats[k], H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &floats[k]);
+    for (int k = 0; k < 4; k++)
+        h5u_attr_write_string(h, file, meta_strings[k], strings[k]);
+    h5u_attr_write_i64s(h, file, "fnv1a64", 1, &sum);
+    H5_CHECK_AT(file, H5Fclose(h));
+    fsync_path(file);
+}
+
+typedef struct {
+    const char *file; /* the meta.h5 */
+    char *strings[4]; /* what was read of meta_strings, freed by ckpt_info whatever happens */
+    CkptInfo *info;
+} InfoArgs;
+
+/* What no sound checkpoint holds, even with a matching checksum (format 1 has none). */
+static void meta_check(const char *file, const int64_t *ints, const double *floats, const CkptInfo *ck)
+{
+    for (int k = 0; k < META_INTS; k++)
+        if (ints[k] < meta_ints[k].lo || ints[k] > meta_ints[k].hi)
+            data_bad(file, "attribute %s = %lld is out of range (expected %lld to %lld)", meta_ints[k].name,
+                     (long long)ints[k], (long long)meta_ints[k].lo, (long long)meta_ints[k].hi);
+    for (int k = 0; k < 2; k++)
+        if (!(floats[k] > 0 && floats[k] <= FLT_MAX))
+            data_bad(file, "attribute %s = %g: expected a positive float32", meta_floats[k], floats[k]);
+    const ModelDims *d = &ck->dims;
+    if (d->D % d->G || d->Z % d->H || d->V % d->H)
+        data_bad(file, "a model of d_model %d, groups %d, n_heads %d, z_dim %d, v_dim %d (groups must divide d_model, "
+                 "n_heads z_dim and v_dim)", d->D, d->G, d->H, d->Z, d->V);
+    if (d->H % ck->tp || d->D % ck->tp || d->G % ck->tp || d->F % ck->tp || d->n_layers < ck->pp)
+        data_bad(file, "layout tp %d pp %d does not fit the model (n_heads %d, d_model %d, groups %d, ffn_dim %d, "
+                 "%d layers)", ck->tp, ck->pp, d->H, d->D, d->G, d->F, d->n_layers);
+}
+
+static void info_body(void *arg)
+{
+    InfoArgs *a = arg;
+    const char *file = a->file;
+    CkptInfo *ck = a->info;
+    hid_t h = h5u_open(file, 0);
+    a->strings[0] = h5u_attr_string(h, file, "format");
+    if (strcmp(a->strings[0], CKPT_FORMAT))
+        data_bad(file, "not a megatrain checkpoint (format '%s')", a->strings[0]);
+    int64_t ints[META_INTS];
+    ints[0] = h5u_attr_i64(h, file, "format_version");
+    if (ints[0] < 1 || ints[0] > CKPT_VERSION)
+        data_bad(file, "format version %lld, this megatrain reads 1 to %d", (long long)ints[0], CKPT_VERSION);
+    for (int k = 1; k < META_INTS; k++)
+        ints[k] = h5u_attr_i64(h, file, meta_ints[k].name);
+    double floats[2];
+    for (int k = 0; k < 2; k++)
+        floats[k] = h5u_attr_f64(h, file, meta_floats[k]);
+    for (int k = 1; k < 4; k++)
+        a->strings[k] = h5u_attr_string(h, file, meta_strings[k]);
+    /* a single bit flip never turns version 2 into 1, which has no checksum to check */
+    if (ints[0] >= 2 &&
+        (uint64_t)h5u_attr_i64(h, file, "fnv1a64") != meta_checksum(ints, floats, (const char *const *)a->strings))
+        data_bad(file, "checksum mismatch: a value changed after megatrain wrote it (the file is corrupted)");
+    H5_CHECK_AT(file, H5Fclose(h));
+
+    int *f[META_INTS];
+    int_fields(ck, f);
+    for (int k = META_FIRST_INT; k < META_INTS - 1; k++)
+        *f[k - META_FIRST_INT] = (int)ints[k];
+    ck->version = (int)ints[0];
+    ck->step = ints[1];
+    ck->cursor = ints[2];
+    ck->seed = ints[3];
+    ck->data_fingerprint = (uint64_t)ints[META_INTS - 1];
+    ck->dims.rope_base = (float)floats[0];
+    ck->dims.eps = (float)floats[1];
+    meta_check(file, ints, floats, ck);
+    ck->config = a->strings[3];
+    a->strings[3] = NULL;
+}
+
+int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    char *file = xasprintf("%s/meta.h5", path);
+    InfoArgs a = {.file = file, .info = info};
+    const int ok = data_try(info_body, &a, err, errlen);
+    for (int k = 0; k < 4; k++)
+        free(a.strings[k]);
+    free(file);
+    if (!ok) {
+        ckpt_info_free(info);
+        return -1;
+    }
+    info->path = xstrdup(path);
+    return 0;
+}
+
+void ckpt_info_free(CkptInfo *info)
+{
+    free(info->path);
+    free(info->config);
+    memset(info, 0, sizeof *info);
+}
+
 /* ---- writing ---- */
 
 /* Write one shard file: every tensor of `table` (a part's, tp_rank of tp) in the three groups,
@@ -204,32 +378,6 @@ static void write_shard(const char *file, const ParamInfo *table, int n, int tp,
         }
     }
     free(buf);
-    H5_CHECK_AT(file, H5Fclose(f));
-    fsync_path(file);
-}
-
-static void write_meta(const char *file, const CkptInfo *ck)
-{
-    hid_t f = h5u_create(file);
-    const ModelDims *d = &ck->dims;
-    h5u_attr_write_string(f, file, "format", CKPT_FORMAT);
-    const char *names[] = {"format_version", "step", "cursor", "seed", "tp", "pp", "dp", "cp", "vocab_size",
-                           "n_layers", "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu", "chunk",
-                           "groups", "cema_ndim", "scale_emb", "share_emb", "data_fingerprint"};
-    const int64_t values[] = {CKPT_VERSION, ck->step, ck->cursor, ck->seed, ck->tp, ck->pp, ck->dp, ck->cp, d->vocab,
-                              d->n_layers, d->D, d->H, d->Z, d->V, d->F, d->swiglu, d->C, d->G, d->N, d->scale_emb,
-                              d->share_emb, (int64_t)ck->data_fingerprint};
-    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
-        h5u_attr_write_i64s(f, file, names[i], 1, &values[i]);
-    double rope = d->rope_base, eps = d->eps;
-    h5u_attr_write(f, file, "rope_base", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &rope);
-    h5u_attr_write(f, file, "norm_eps", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &eps);
-    char stamp[64];
-    time_t now = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    h5u_attr_write_string(f, file, "time", stamp);
-    h5u_attr_write_string(f, file, "git", MEGATRAIN_GIT_REV);
-    h5u_attr_write_string(f, file, "config", ck->config ? ck->config : "");
     H5_CHECK_AT(file, H5Fclose(f));
     fsync_path(file);
 }
@@ -347,63 +495,6 @@ void ckpt_save(Trainer *tr, const char *dir)
 }
 
 /* ---- reading ---- */
-
-typedef struct {
-    const char *path;
-    CkptInfo *info;
-} InfoArgs;
-
-static void info_body(void *arg)
-{
-    InfoArgs *a = arg;
-    CkptInfo *ck = a->info;
-    char *file = xasprintf("%s/meta.h5", a->path);
-    hid_t f = h5u_open(file, 0);
-    char *format = h5u_attr_string(f, file, "format");
-    if (strcmp(format, CKPT_FORMAT))
-        data_bad(file, "not a megatrain checkpoint (format '%s')", format);
-    free(format);
-    if (h5u_attr_i64(f, file, "format_version") != CKPT_VERSION)
-        data_bad(file, "format version %lld, this megatrain reads %d",
-                 (long long)h5u_attr_i64(f, file, "format_version"), CKPT_VERSION);
-    ck->path = xstrdup(a->path);
-    ck->step = h5u_attr_i64(f, file, "step");
-    ck->cursor = h5u_attr_i64(f, file, "cursor");
-    ck->seed = h5u_attr_i64(f, file, "seed");
-    ck->tp = (int)h5u_attr_i64(f, file, "tp");
-    ck->pp = (int)h5u_attr_i64(f, file, "pp");
-    ck->dp = (int)h5u_attr_i64(f, file, "dp");
-    ck->cp = (int)h5u_attr_i64(f, file, "cp");
-    ck->data_fingerprint = (uint64_t)h5u_attr_i64(f, file, "data_fingerprint");
-    ModelDims *d = &ck->dims;
-    int *fields[] = {&d->vocab, &d->n_layers, &d->D,   &d->H,         &d->Z,        &d->V,        &d->F,
-                     &d->swiglu, &d->C,       &d->G,   &d->N,         &d->scale_emb, &d->share_emb};
-    const char *names[] = {"vocab_size", "n_layers", "d_model", "n_heads", "z_dim",     "v_dim",    "ffn_dim",
-                           "swiglu",     "chunk",    "groups",  "cema_ndim", "scale_emb", "share_emb"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        *fields[i] = (int)h5u_attr_i64(f, file, names[i]);
-    d->rope_base = (float)h5u_attr_f64(f, file, "rope_base");
-    d->eps = (float)h5u_attr_f64(f, file, "norm_eps");
-    ck->config = h5u_attr_string(f, file, "config");
-    if (ck->tp < 1 || ck->pp < 1 || d->n_layers < ck->pp)
-        data_bad(file, "layout tp %d pp %d does not fit %d layers", ck->tp, ck->pp, d->n_layers);
-    H5_CHECK_AT(file, H5Fclose(f));
-    free(file);
-}
-
-int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen)
-{
-    memset(info, 0, sizeof *info);
-    InfoArgs a = {path, info};
-    return data_try(info_body, &a, err, errlen) ? 0 : -1;
-}
-
-void ckpt_info_free(CkptInfo *info)
-{
-    free(info->path);
-    free(info->config);
-    memset(info, 0, sizeof *info);
-}
 
 typedef struct {
     const CkptInfo *ck;

@@ -41,17 +41,19 @@ static const char usage_ls[] =
     "\n"
     "List the checkpoints in DIR (a run's checkpoint.dir, or one checkpoint folder), newest first:\n"
     "step, the layout that wrote it (tp pp dp cp), size on disk, status and path. Status is\n"
-    "'complete' (meta.h5 reads and every shard file is there; `megackpt verify` checks the data),\n"
-    "'damaged' (with the reason on the next line), or 'incomplete' for a .step-NNNNNNNN.tmp folder\n"
-    "that a job left when it was killed while writing or deleting a checkpoint (megatrain never\n"
-    "reads those and deletes them at its next checkpoint).\n";
+    "'complete' (meta.h5 reads, its checksum matches and every shard file is there; `megackpt\n"
+    "verify` checks the data), 'damaged' (with the reason on the next line), or 'incomplete' for a\n"
+    ".step-NNNNNNNN.tmp or .step-NNNNNNNN.del.tmp folder that a job left when it was killed while\n"
+    "writing or deleting a checkpoint (megatrain never reads those and deletes them at its next\n"
+    "checkpoint).\n";
 
 static const char usage_verify[] =
     "usage: megackpt verify CKPT\n"
     "\n"
-    "Read meta.h5 and every tensor of every shard file of checkpoint folder CKPT and check each\n"
-    "tensor's shape and fnv1a64 checksum. Prints one line per problem naming the file and the\n"
-    "tensor; exit status 2 if there is any, 0 if the checkpoint is good.\n";
+    "Read meta.h5 and every tensor of every shard file of checkpoint folder CKPT and check meta.h5's\n"
+    "checksum and values, and each tensor's shape and fnv1a64 checksum: what megatrain checks when\n"
+    "it resumes. Prints one line per problem naming the file and the tensor; exit status 2 if there\n"
+    "is any, 0 if the checkpoint is good.\n";
 
 static const char usage_reshard[] =
     "usage: megackpt reshard CKPT OUT [--tp N] [--pp M]\n"
@@ -279,6 +281,9 @@ static int cmd_verify(int argc, char **argv)
         fail_input("%s: %d problem(s) found (listed above): the checkpoint is damaged", a.pos[0], problems);
     printf("%s: good (step %lld, written under tp %d pp %d dp %d cp %d; every checksum matches)\n", a.pos[0],
            (long long)ck.step, ck.tp, ck.pp, ck.dp, ck.cp);
+    if (ck.version < 2)
+        printf("%s: format %d: meta.h5 has no checksum, only its values' ranges were checked (megackpt reshard "
+               "writes a copy that has one)\n", a.pos[0], ck.version);
     ckpt_info_free(&ck);
     return 0;
 }
