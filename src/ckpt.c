@@ -498,32 +498,36 @@ void ckpt_save(Trainer *tr, const char *dir)
 
 typedef struct {
     const CkptInfo *ck;
-    const char *group;
     const ParamInfo *p;
     int tp_rank;
     float *out;
+    char *name, *file; /* the dataset and the file being read: with buf, freed by ckpt_read */
+    float *buf;        /* (the source shard's numel) */
 } ReadArgs;
 
-/* Read source dataset group/name of one shard file whole, checking shape and checksum. */
-static float *read_source(const char *file, const char *group, const ParamInfo *p, const int64_t *src_local)
+/* Read the dataset whole from shard file (stage, tp rank s) into a->buf, checking its shape and
+   checksum. */
+static void read_source(ReadArgs *a, int stage, int s, const int64_t *src_local)
 {
-    hid_t f = h5u_open(file, 0);
-    char *name = xasprintf("%s/%s", group, p->name);
+    const ParamInfo *p = a->p;
     hsize_t shape[PARAM_MAXDIM];
     size_t n = 1;
     for (int k = 0; k < p->ndim; k++)
         n *= (size_t)(shape[k] = (hsize_t)src_local[k]);
-    float *buf = xmalloc(n * sizeof(float));
-    h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, buf, file);
+    if (!a->buf)
+        a->buf = xmalloc(n * sizeof(float));
+    free(a->file);
+    a->file = shard_file(a->ck->path, stage, s);
+    const char *file = a->file, *name = a->name;
+    hid_t f = h5u_open(file, 0);
+    h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, a->buf, file);
     hid_t d = H5_CHECK_AT(file, H5Dopen2(f, name, H5P_DEFAULT));
     int64_t sum;
     h5u_attr_i64s(d, file, "fnv1a64", 1, &sum);
-    if ((uint64_t)sum != util_fnv1a(buf, n * sizeof(float), UTIL_FNV_INIT))
+    if ((uint64_t)sum != util_fnv1a(a->buf, n * sizeof(float), UTIL_FNV_INIT))
         data_bad(file, "%s: checksum mismatch (the file is corrupted)", name);
     H5_CHECK_AT(file, H5Dclose(d));
     H5_CHECK_AT(file, H5Fclose(f));
-    free(name);
-    return buf;
 }
 
 static void read_body(void *arg)
@@ -543,11 +547,8 @@ static void read_body(void *arg)
             inner *= p->shape[j];
     }
     if (k < 0) { /* replicated: any tp rank's copy; the same rank's when it exists (verify reads each) */
-        char *file = shard_file(ck->path, stage, a->tp_rank % ck->tp);
-        float *buf = read_source(file, a->group, p, src_local);
-        memcpy(a->out, buf, p->numel * sizeof(float));
-        free(buf);
-        free(file);
+        read_source(a, stage, a->tp_rank % ck->tp, src_local);
+        memcpy(a->out, a->buf, p->numel * sizeof(float));
         return;
     }
     /* along the split dimension, this shard is [lo, hi); source s holds [s S, (s + 1) S) */
@@ -556,21 +557,22 @@ static void read_body(void *arg)
         int64_t a0 = s * src > lo ? s * src : lo, b0 = (s + 1) * src < hi ? (s + 1) * src : hi;
         if (a0 >= b0)
             continue;
-        char *file = shard_file(ck->path, stage, s);
-        float *buf = read_source(file, a->group, p, src_local);
+        read_source(a, stage, s, src_local);
         for (int64_t o = 0; o < outer; o++)
-            memcpy(a->out + (o * mine + (a0 - lo)) * inner, buf + (o * src + (a0 - s * src)) * inner,
+            memcpy(a->out + (o * mine + (a0 - lo)) * inner, a->buf + (o * src + (a0 - s * src)) * inner,
                    (size_t)((b0 - a0) * inner) * sizeof(float));
-        free(buf);
-        free(file);
     }
 }
 
 int ckpt_read(const CkptInfo *ck, const char *group, const ParamInfo *p, int tp_rank, float *out, char *err,
               size_t errlen)
 {
-    ReadArgs a = {ck, group, p, tp_rank, out};
-    return data_try(read_body, &a, err, errlen) ? 0 : -1;
+    ReadArgs a = {ck, p, tp_rank, out, xasprintf("%s/%s", group, p->name), NULL, NULL};
+    const int ok = data_try(read_body, &a, err, errlen);
+    free(a.name);
+    free(a.file);
+    free(a.buf);
+    return ok ? 0 : -1;
 }
 
 /* ---- resuming ---- */
