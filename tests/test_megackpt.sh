@@ -102,6 +102,15 @@ hdr() { od -An -t u8 -N 8 "$1" | tr -d ' '; }
 tail -c +$(($(hdr a.safetensors) + 9)) a.safetensors >a.data
 tail -c +$(($(hdr d.safetensors) + 9)) d.safetensors >d.data
 tap_ok $((ok + $(cmp -s a.data d.data; echo $?))) "import of the export, verified, exports the same tensors"
+# for tp 2 pp 2: every shard file's parameter table is freed after it (once a use after free)
+run "$mc" import a.safetensors imp22 --config run.yaml --set parallel.tp=2 --set parallel.pp=2
+ok=$rc
+run "$mc" verify imp22
+ok=$((ok + rc))
+run "$mc" export imp22 e.safetensors
+tail -c +$(($(hdr e.safetensors) + 9)) e.safetensors >e.data
+tap_ok $((ok + rc + $(cmp -s a.data e.data; echo $?))) "import for tp 2 pp 2, verified, exports the same tensors"
+tap_ok $([ "$(ls imp22)" = "$(ls rs/tp2pp2)" ] && echo 0 || echo 1) "... in one file per (stage, tp rank)"
 run "$mc" import a.safetensors imp2
 expect_fail 2 "import: --config RUN.yaml missing" "import without --config: exit 2"
 run "$mc" import a.safetensors imp2 --config run.yaml --set model.d_model=64
