@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,9 @@ static const char usage_export[] =
     "under the reference repository's names and shapes (spec section 16: embed.weight,\n"
     "layers.I.mega.cema.gamma with a trailing (real, imaginary) axis, ...). With a tied embedding\n"
     "(model.share_emb) the head is written under both embed.weight and output.output.weight. The\n"
-    "metadata holds format=pt, megatrain_step and megatrain_config (the run's resolved YAML).\n";
+    "metadata holds format=pt, megatrain_step and megatrain_config (the run's resolved YAML).\n"
+    "OUT is a new path or a regular file, which is replaced (never a device, a FIFO, a folder or a\n"
+    "symlink: exit 2 before any work).\n";
 
 static const char usage_import[] =
     "usage: megackpt import IN.safetensors OUT --config RUN.yaml [--set section.key=value ...]\n"
@@ -288,13 +291,15 @@ static int cmd_verify(int argc, char **argv)
     return 0;
 }
 
-/* OUT must be a new path (ckpt_write replaces what is there); its parent folders are created. */
+/* OUT must be a new path, not even a dangling symlink (ckpt_write replaces what is there); its parent
+   folders are created. */
 static char *new_output(const char *out)
 {
     char *path = xstrdup(out);
+    struct stat sb;
     for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
         path[n - 1] = '\0';
-    if (access(path, F_OK) == 0)
+    if (lstat(path, &sb) == 0)
         fail_input("%s exists; give a new path for the checkpoint", path);
     for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = '\0';
@@ -402,18 +407,29 @@ static const struct {
     {"import", usage_import, cmd_import},
 };
 
+/* What the command printed reached standard output, or exit 2: a full disk is no success. */
+static int finish(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout))
+        fail_input("standard output: cannot write: %s", strerror(errno));
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     util_set_progname("megackpt");
+    /* HDF5's exit-time cleanup crashes on a file whose write failed (a full disk); megackpt closes
+       every file itself before a normal exit */
+    H5dont_atexit();
     if (argc < 2)
         fail_input("no command given (usage: megackpt ls|verify|reshard|export|import ...; see megackpt --help)");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage, stdout);
-        return 0;
+        return finish(0);
     }
     if (!strcmp(argv[1], "--version")) {
         printf("megackpt %s (git %s)\n", PACKAGE_VERSION, MEGATRAIN_GIT_REV);
-        return 0;
+        return finish(0);
     }
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
         if (strcmp(argv[1], commands[c].name))
@@ -421,9 +437,9 @@ int main(int argc, char **argv)
         for (int i = 2; i < argc; i++)
             if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
                 fputs(commands[c].usage, stdout);
-                return 0;
+                return finish(0);
             }
-        return commands[c].run(argc, argv);
+        return finish(commands[c].run(argc, argv));
     }
     fail_input("unknown command '%s' (commands: ls, verify, reshard, export, import; see megackpt --help)", argv[1]);
 }
