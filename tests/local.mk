@@ -9,3 +9,5 @@ tests_test_model_SOURCES = tests/test_model.c
 tests_test_parallel_SOURCES = tests/test_parallel.c
 TESTS += tests/test_model tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh
 EXTRA_DIST += tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh
+TESTS += tests/test_metrics.sh
+EXTRA_DIST += tests/test_metrics.sh
