@@ -9,6 +9,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,22 +42,79 @@ static int stage_of(const char *name, const ModelDims *d, int pp)
     return strncmp(name, "output.", 7) ? 0 : pp - 1;
 }
 
-static void remove_tree(const char *path)
+/* length of "step-" and at least 8 digits at the start of s, else 0 */
+static size_t step_len(const char *s)
 {
-    DIR *d = opendir(path);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char *p = xasprintf("%s/%s", path, e->d_name);
-            remove_tree(p);
-            free(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
+    size_t n = 5;
+    if (strncmp(s, "step-", 5))
+        return 0;
+    while (s[n] >= '0' && s[n] <= '9')
+        n++;
+    return n >= 13 ? n : 0;
+}
+
+CkptName ckpt_name(const char *name, int64_t *step)
+{
+    const int dot = name[0] == '.';
+    const size_t n = step_len(name + dot);
+    const char *rest = name + dot + n;
+    if (!n || (dot ? strcmp(rest, ".tmp") && strcmp(rest, ".del.tmp") : *rest != '\0'))
+        return CKPT_OTHER;
+    if (step)
+        *step = atoll(name + dot + 5);
+    return dot ? CKPT_LEFTOVER : CKPT_STEP;
+}
+
+/* the files megatrain writes in a checkpoint folder: meta.h5 and shard-pp%03d-tp%03d.h5 */
+static int own_file(const char *name)
+{
+    int s, r;
+    char again[64];
+    if (!strcmp(name, "meta.h5"))
+        return 1;
+    if (sscanf(name, "shard-pp%d-tp%d", &s, &r) != 2 || s < 0 || r < 0)
+        return 0;
+    snprintf(again, sizeof again, "shard-pp%03d-tp%03d.h5", s, r);
+    return !strcmp(again, name);
+}
+
+/* Delete the checkpoint folder or leftover at path, and only what megatrain wrote: a symlink in its
+   place loses the link, never its target's files; a folder loses its own files, and stays (with a
+   warning) when it holds anything else. */
+static void remove_own(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return;
+    if (!S_ISDIR(sb.st_mode)) {
+        if (!S_ISLNK(sb.st_mode))
+            log_warn("%s: left in place: megatrain writes folders, not this", path);
+        else if (unlink(path) != 0)
+            log_warn("%s: cannot delete the link: %s", path, strerror(errno));
+        return;
     }
+    char first[256] = "";
+    int others = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *p = xasprintf("%s/%s", path, e->d_name);
+        if (own_file(e->d_name))
+            unlink(p); /* a failure shows as the folder's rmdir failing */
+        else if (!others++)
+            snprintf(first, sizeof first, "%s", e->d_name);
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    if (rmdir(path) == 0)
+        return;
+    if (others)
+        log_warn("%s: left in place: it holds %s%s, which megatrain did not write (move it away)", path, first,
+                 others > 1 ? " and other entries" : "");
+    else
+        log_warn("%s: cannot delete: %s", path, strerror(errno));
 }
 
 /* Delete a checkpoint folder so that a kill part-way never leaves one that looks whole: first
@@ -63,9 +122,11 @@ static void remove_tree(const char *path)
 static void discard(const char *dir, const char *path)
 {
     char *gone = xasprintf("%s/.%s.del.tmp", dir, strrchr(path, '/') + 1);
-    remove_tree(gone);
+    remove_own(gone);
     if (rename(path, gone) == 0)
-        remove_tree(gone);
+        remove_own(gone);
+    else if (errno != ENOENT)
+        log_warn("%s: cannot delete (renaming it to %s): %s", path, gone, strerror(errno));
     free(gone);
 }
 
@@ -85,37 +146,201 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* "step-" and at least 8 digits */
-static int is_step_name(const char *name)
-{
-    if (strncmp(name, "step-", 5) || strlen(name) < 13)
-        return 0;
-    for (const char *c = name + 5; *c; c++)
-        if (*c < '0' || *c > '9')
-            return 0;
-    return 1;
-}
-
 int ckpt_list(const char *dir, char ***paths)
 {
     int n = 0, cap = 16;
     char **out = xmalloc((size_t)cap * sizeof *out);
     DIR *d = opendir(dir);
-    if (d) {
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!is_step_name(e->d_name))
-                continue;
-            if (n == cap)
-                out = realloc(out, (size_t)(cap *= 2) * sizeof *out);
-            if (!out)
-                fail("out of memory listing %s", dir);
-            out[n++] = xasprintf("%s/%s", dir, e->d_name);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        struct stat sb;
+        char *path = xasprintf("%s/%s", dir, e->d_name);
+        if (ckpt_name(e->d_name, NULL) != CKPT_STEP || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            free(path);
+            continue;
         }
-        closedir(d);
+        if (n == cap)
+            out = realloc(out, (size_t)(cap *= 2) * sizeof *out);
+        if (!out)
+            fail("out of memory listing %s", dir);
+        out[n++] = path;
     }
+    if (d)
+        closedir(d);
     qsort(out, (size_t)n, sizeof *out, cmp_desc);
     *paths = out;
     return n;
+}
+
+/* ---- meta.h5 ---- */
+
+/* Its integer attributes, in checksum order (doc/checkpoint.md), each with the range of a sound
+   value; then its floats and strings. */
+static const struct {
+    const char *name;
+    int64_t lo, hi;
+} meta_ints[] = {
+    {"format_version", 1, CKPT_VERSION}, {"step", 0, INT64_MAX}, {"cursor", 0, INT64_MAX},
+    {"seed", INT64_MIN, INT64_MAX}, {"tp", 1, INT_MAX}, {"pp", 1, INT_MAX}, {"dp", 1, INT_MAX}, {"cp", 1, INT_MAX},
+    {"vocab_size", 1, INT_MAX}, {"n_layers", 1, INT_MAX}, {"d_model", 1, INT_MAX}, {"n_heads", 1, INT_MAX},
+    {"z_dim", 1, INT_MAX}, {"v_dim", 1, INT_MAX}, {"ffn_dim", 1, INT_MAX}, {"swiglu", 0, 1}, {"chunk", 1, INT_MAX},
+    {"groups", 1, INT_MAX}, {"cema_ndim", 1, INT_MAX}, {"scale_emb", 0, 1}, {"share_emb", 0, 1},
+    {"data_fingerprint", INT64_MIN, INT64_MAX}};
+enum { META_INTS = sizeof meta_ints / sizeof meta_ints[0], META_FIRST_INT = 4 /* tp: the first of int type */ };
+static const char *const meta_floats[2] = {"rope_base", "norm_eps"};
+static const char *const meta_strings[4] = {"format", "time", "git", "config"};
+
+/* The int fields of a CkptInfo, in meta_ints order from META_FIRST_INT up to the fingerprint. */
+static void int_fields(CkptInfo *ck, int **f)
+{
+    ModelDims *d = &ck->dims;
+    int *all[] = {&ck->tp, &ck->pp, &ck->dp, &ck->cp, &d->vocab, &d->n_layers, &d->D, &d->H, &d->Z,
+                  &d->V, &d->F, &d->swiglu, &d->C, &d->G, &d->N, &d->scale_emb, &d->share_emb};
+    memcpy(f, all, sizeof all);
+}
+
+/* FNV-1a 64 of the name with its NUL, then of the value's 8 bytes, little-endian */
+static uint64_t hash_value(uint64_t h, const char *name, uint64_t v)
+{
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++)
+        le[b] = (unsigned char)(v >> 8 * b);
+    return util_fnv1a(le, 8, util_fnv1a(name, strlen(name) + 1, h));
+}
+
+/* The checksum of every other attribute: integers, floats (their float64 bits), then strings (with
+   their NUL), each after its name. */
+static uint64_t meta_checksum(const int64_t *ints, const double *floats, const char *const *strings)
+{
+    uint64_t h = UTIL_FNV_INIT, bits;
+    for (int k = 0; k < META_INTS; k++)
+        h = hash_value(h, meta_ints[k].name, (uint64_t)ints[k]);
+    for (int k = 0; k < 2; k++) {
+        memcpy(&bits, &floats[k], sizeof bits);
+        h = hash_value(h, meta_floats[k], bits);
+    }
+    for (int k = 0; k < 4; k++)
+        h = util_fnv1a(strings[k], strlen(strings[k]) + 1,
+                       util_fnv1a(meta_strings[k], strlen(meta_strings[k]) + 1, h));
+    return h;
+}
+
+static void write_meta(const char *file, const CkptInfo *ck)
+{
+    CkptInfo c = *ck;
+    int *f[META_INTS];
+    int64_t ints[META_INTS] = {CKPT_VERSION, ck->step, ck->cursor, ck->seed};
+    int_fields(&c, f);
+    for (int k = META_FIRST_INT; k < META_INTS - 1; k++)
+        ints[k] = *f[k - META_FIRST_INT];
+    ints[META_INTS - 1] = (int64_t)ck->data_fingerprint;
+    const double floats[2] = {ck->dims.rope_base, ck->dims.eps};
+    char stamp[64];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    const char *strings[4] = {CKPT_FORMAT, stamp, MEGATRAIN_GIT_REV, ck->config ? ck->config : ""};
+    const int64_t sum = (int64_t)meta_checksum(ints, floats, strings);
+
+    hid_t h = h5u_create(file);
+    for (int k = 0; k < META_INTS; k++)
+        h5u_attr_write_i64s(h, file, meta_ints[k].name, 1, &ints[k]);
+    for (int k = 0; k < 2; k++)
+        h5u_attr_write(h, file, meta_floats[k], H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &floats[k]);
+    for (int k = 0; k < 4; k++)
+        h5u_attr_write_string(h, file, meta_strings[k], strings[k]);
+    h5u_attr_write_i64s(h, file, "fnv1a64", 1, &sum);
+    H5_CHECK_AT(file, H5Fclose(h));
+    fsync_path(file);
+}
+
+typedef struct {
+    const char *file; /* the meta.h5 */
+    char *strings[4]; /* what was read of meta_strings, freed by ckpt_info whatever happens */
+    CkptInfo *info;
+} InfoArgs;
+
+/* What no sound checkpoint holds, even with a matching checksum (format 1 has none). */
+static void meta_check(const char *file, const int64_t *ints, const double *floats, const CkptInfo *ck)
+{
+    for (int k = 0; k < META_INTS; k++)
+        if (ints[k] < meta_ints[k].lo || ints[k] > meta_ints[k].hi)
+            data_bad(file, "attribute %s = %lld is out of range (expected %lld to %lld)", meta_ints[k].name,
+                     (long long)ints[k], (long long)meta_ints[k].lo, (long long)meta_ints[k].hi);
+    for (int k = 0; k < 2; k++)
+        if (!(floats[k] > 0 && floats[k] <= FLT_MAX))
+            data_bad(file, "attribute %s = %g: expected a positive float32", meta_floats[k], floats[k]);
+    const ModelDims *d = &ck->dims;
+    if (d->D % d->G || d->Z % d->H || d->V % d->H)
+        data_bad(file, "a model of d_model %d, groups %d, n_heads %d, z_dim %d, v_dim %d (groups must divide d_model, "
+                 "n_heads z_dim and v_dim)", d->D, d->G, d->H, d->Z, d->V);
+    if (d->H % ck->tp || d->D % ck->tp || d->G % ck->tp || d->F % ck->tp || d->n_layers < ck->pp)
+        data_bad(file, "layout tp %d pp %d does not fit the model (n_heads %d, d_model %d, groups %d, ffn_dim %d, "
+                 "%d layers)", ck->tp, ck->pp, d->H, d->D, d->G, d->F, d->n_layers);
+}
+
+static void info_body(void *arg)
+{
+    InfoArgs *a = arg;
+    const char *file = a->file;
+    CkptInfo *ck = a->info;
+    hid_t h = h5u_open(file, 0);
+    a->strings[0] = h5u_attr_string(h, file, "format");
+    if (strcmp(a->strings[0], CKPT_FORMAT))
+        data_bad(file, "not a megatrain checkpoint (format '%s')", a->strings[0]);
+    int64_t ints[META_INTS];
+    ints[0] = h5u_attr_i64(h, file, "format_version");
+    if (ints[0] < 1 || ints[0] > CKPT_VERSION)
+        data_bad(file, "format version %lld, this megatrain reads 1 to %d", (long long)ints[0], CKPT_VERSION);
+    for (int k = 1; k < META_INTS; k++)
+        ints[k] = h5u_attr_i64(h, file, meta_ints[k].name);
+    double floats[2];
+    for (int k = 0; k < 2; k++)
+        floats[k] = h5u_attr_f64(h, file, meta_floats[k]);
+    for (int k = 1; k < 4; k++)
+        a->strings[k] = h5u_attr_string(h, file, meta_strings[k]);
+    /* a single bit flip never turns version 2 into 1, which has no checksum to check */
+    if (ints[0] >= 2 &&
+        (uint64_t)h5u_attr_i64(h, file, "fnv1a64") != meta_checksum(ints, floats, (const char *const *)a->strings))
+        data_bad(file, "checksum mismatch: a value changed after megatrain wrote it (the file is corrupted)");
+    H5_CHECK_AT(file, H5Fclose(h));
+
+    int *f[META_INTS];
+    int_fields(ck, f);
+    for (int k = META_FIRST_INT; k < META_INTS - 1; k++)
+        *f[k - META_FIRST_INT] = (int)ints[k];
+    ck->version = (int)ints[0];
+    ck->step = ints[1];
+    ck->cursor = ints[2];
+    ck->seed = ints[3];
+    ck->data_fingerprint = (uint64_t)ints[META_INTS - 1];
+    ck->dims.rope_base = (float)floats[0];
+    ck->dims.eps = (float)floats[1];
+    meta_check(file, ints, floats, ck);
+    ck->config = a->strings[3];
+    a->strings[3] = NULL;
+}
+
+int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    char *file = xasprintf("%s/meta.h5", path);
+    InfoArgs a = {.file = file, .info = info};
+    const int ok = data_try(info_body, &a, err, errlen);
+    for (int k = 0; k < 4; k++)
+        free(a.strings[k]);
+    free(file);
+    if (!ok) {
+        ckpt_info_free(info);
+        return -1;
+    }
+    info->path = xstrdup(path);
+    return 0;
+}
+
+void ckpt_info_free(CkptInfo *info)
+{
+    free(info->path);
+    free(info->config);
+    memset(info, 0, sizeof *info);
 }
 
 /* ---- writing ---- */
@@ -153,32 +378,6 @@ static void write_shard(const char *file, const ParamInfo *table, int n, int tp,
         }
     }
     free(buf);
-    H5_CHECK_AT(file, H5Fclose(f));
-    fsync_path(file);
-}
-
-static void write_meta(const char *file, const CkptInfo *ck)
-{
-    hid_t f = h5u_create(file);
-    const ModelDims *d = &ck->dims;
-    h5u_attr_write_string(f, file, "format", CKPT_FORMAT);
-    const char *names[] = {"format_version", "step", "cursor", "seed", "tp", "pp", "dp", "cp", "vocab_size",
-                           "n_layers", "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu", "chunk",
-                           "groups", "cema_ndim", "scale_emb", "share_emb", "data_fingerprint"};
-    const int64_t values[] = {CKPT_VERSION, ck->step, ck->cursor, ck->seed, ck->tp, ck->pp, ck->dp, ck->cp, d->vocab,
-                              d->n_layers, d->D, d->H, d->Z, d->V, d->F, d->swiglu, d->C, d->G, d->N, d->scale_emb,
-                              d->share_emb, (int64_t)ck->data_fingerprint};
-    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
-        h5u_attr_write_i64s(f, file, names[i], 1, &values[i]);
-    double rope = d->rope_base, eps = d->eps;
-    h5u_attr_write(f, file, "rope_base", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &rope);
-    h5u_attr_write(f, file, "norm_eps", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &eps);
-    char stamp[64];
-    time_t now = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    h5u_attr_write_string(f, file, "time", stamp);
-    h5u_attr_write_string(f, file, "git", MEGATRAIN_GIT_REV);
-    h5u_attr_write_string(f, file, "config", ck->config ? ck->config : "");
     H5_CHECK_AT(file, H5Fclose(f));
     fsync_path(file);
 }
@@ -227,12 +426,12 @@ void ckpt_save(Trainer *tr, const char *dir)
     if (t->rank == 0) {
         if (mkdir(dir, 0777) != 0 && errno != EEXIST)
             fail_input("%s: cannot create the checkpoint folder (checkpoint.dir): %s", dir, strerror(errno));
-        /* leftovers of a job killed while writing are incomplete by construction */
+        /* leftovers of a job killed while writing or deleting are incomplete by construction */
         DIR *d = opendir(dir);
         for (struct dirent *e; d && (e = readdir(d));)
-            if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp")) {
+            if (ckpt_name(e->d_name, NULL) == CKPT_LEFTOVER) {
                 char *p = xasprintf("%s/%s", dir, e->d_name);
-                remove_tree(p);
+                remove_own(p);
                 free(p);
             }
         if (d)
@@ -298,90 +497,37 @@ void ckpt_save(Trainer *tr, const char *dir)
 /* ---- reading ---- */
 
 typedef struct {
-    const char *path;
-    CkptInfo *info;
-} InfoArgs;
-
-static void info_body(void *arg)
-{
-    InfoArgs *a = arg;
-    CkptInfo *ck = a->info;
-    char *file = xasprintf("%s/meta.h5", a->path);
-    hid_t f = h5u_open(file, 0);
-    char *format = h5u_attr_string(f, file, "format");
-    if (strcmp(format, CKPT_FORMAT))
-        data_bad(file, "not a megatrain checkpoint (format '%s')", format);
-    free(format);
-    if (h5u_attr_i64(f, file, "format_version") != CKPT_VERSION)
-        data_bad(file, "format version %lld, this megatrain reads %d",
-                 (long long)h5u_attr_i64(f, file, "format_version"), CKPT_VERSION);
-    ck->path = xstrdup(a->path);
-    ck->step = h5u_attr_i64(f, file, "step");
-    ck->cursor = h5u_attr_i64(f, file, "cursor");
-    ck->seed = h5u_attr_i64(f, file, "seed");
-    ck->tp = (int)h5u_attr_i64(f, file, "tp");
-    ck->pp = (int)h5u_attr_i64(f, file, "pp");
-    ck->dp = (int)h5u_attr_i64(f, file, "dp");
-    ck->cp = (int)h5u_attr_i64(f, file, "cp");
-    ck->data_fingerprint = (uint64_t)h5u_attr_i64(f, file, "data_fingerprint");
-    ModelDims *d = &ck->dims;
-    int *fields[] = {&d->vocab, &d->n_layers, &d->D,   &d->H,         &d->Z,        &d->V,        &d->F,
-                     &d->swiglu, &d->C,       &d->G,   &d->N,         &d->scale_emb, &d->share_emb};
-    const char *names[] = {"vocab_size", "n_layers", "d_model", "n_heads", "z_dim",     "v_dim",    "ffn_dim",
-                           "swiglu",     "chunk",    "groups",  "cema_ndim", "scale_emb", "share_emb"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        *fields[i] = (int)h5u_attr_i64(f, file, names[i]);
-    d->rope_base = (float)h5u_attr_f64(f, file, "rope_base");
-    d->eps = (float)h5u_attr_f64(f, file, "norm_eps");
-    ck->config = h5u_attr_string(f, file, "config");
-    if (ck->tp < 1 || ck->pp < 1 || d->n_layers < ck->pp)
-        data_bad(file, "layout tp %d pp %d does not fit %d layers", ck->tp, ck->pp, d->n_layers);
-    H5_CHECK_AT(file, H5Fclose(f));
-    free(file);
-}
-
-int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen)
-{
-    memset(info, 0, sizeof *info);
-    InfoArgs a = {path, info};
-    return data_try(info_body, &a, err, errlen) ? 0 : -1;
-}
-
-void ckpt_info_free(CkptInfo *info)
-{
-    free(info->path);
-    free(info->config);
-    memset(info, 0, sizeof *info);
-}
-
-typedef struct {
     const CkptInfo *ck;
-    const char *group;
     const ParamInfo *p;
     int tp_rank;
     float *out;
+    char *name, *file; /* the dataset and the file being read: with buf, freed by ckpt_read */
+    float *buf;        /* (the source shard's numel) */
 } ReadArgs;
 
-/* Read source dataset group/name of one shard file whole, checking shape and checksum. */
-static float *read_source(const char *file, const char *group, const ParamInfo *p, const int64_t *src_local)
+/* Read the dataset whole from shard file (stage, tp rank s) into a->buf, checking its shape and
+   checksum. */
+static void read_source(ReadArgs *a, int stage, int s, const int64_t *src_local)
 {
-    hid_t f = h5u_open(file, 0);
-    char *name = xasprintf("%s/%s", group, p->name);
+    const ParamInfo *p = a->p;
     hsize_t shape[PARAM_MAXDIM];
     size_t n = 1;
     for (int k = 0; k < p->ndim; k++)
         n *= (size_t)(shape[k] = (hsize_t)src_local[k]);
-    float *buf = xmalloc(n * sizeof(float));
-    h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, buf, file);
+    if (!a->buf)
+        a->buf = xmalloc(n * sizeof(float));
+    free(a->file);
+    a->file = shard_file(a->ck->path, stage, s);
+    const char *file = a->file, *name = a->name;
+    hid_t f = h5u_open(file, 0);
+    h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, a->buf, file);
     hid_t d = H5_CHECK_AT(file, H5Dopen2(f, name, H5P_DEFAULT));
     int64_t sum;
     h5u_attr_i64s(d, file, "fnv1a64", 1, &sum);
-    if ((uint64_t)sum != util_fnv1a(buf, n * sizeof(float), UTIL_FNV_INIT))
+    if ((uint64_t)sum != util_fnv1a(a->buf, n * sizeof(float), UTIL_FNV_INIT))
         data_bad(file, "%s: checksum mismatch (the file is corrupted)", name);
     H5_CHECK_AT(file, H5Dclose(d));
     H5_CHECK_AT(file, H5Fclose(f));
-    free(name);
-    return buf;
 }
 
 static void read_body(void *arg)
@@ -401,11 +547,8 @@ static void read_body(void *arg)
             inner *= p->shape[j];
     }
     if (k < 0) { /* replicated: any tp rank's copy; the same rank's when it exists (verify reads each) */
-        char *file = shard_file(ck->path, stage, a->tp_rank % ck->tp);
-        float *buf = read_source(file, a->group, p, src_local);
-        memcpy(a->out, buf, p->numel * sizeof(float));
-        free(buf);
-        free(file);
+        read_source(a, stage, a->tp_rank % ck->tp, src_local);
+        memcpy(a->out, a->buf, p->numel * sizeof(float));
         return;
     }
     /* along the split dimension, this shard is [lo, hi); source s holds [s S, (s + 1) S) */
@@ -414,21 +557,22 @@ static void read_body(void *arg)
         int64_t a0 = s * src > lo ? s * src : lo, b0 = (s + 1) * src < hi ? (s + 1) * src : hi;
         if (a0 >= b0)
             continue;
-        char *file = shard_file(ck->path, stage, s);
-        float *buf = read_source(file, a->group, p, src_local);
+        read_source(a, stage, s, src_local);
         for (int64_t o = 0; o < outer; o++)
-            memcpy(a->out + (o * mine + (a0 - lo)) * inner, buf + (o * src + (a0 - s * src)) * inner,
+            memcpy(a->out + (o * mine + (a0 - lo)) * inner, a->buf + (o * src + (a0 - s * src)) * inner,
                    (size_t)((b0 - a0) * inner) * sizeof(float));
-        free(buf);
-        free(file);
     }
 }
 
 int ckpt_read(const CkptInfo *ck, const char *group, const ParamInfo *p, int tp_rank, float *out, char *err,
               size_t errlen)
 {
-    ReadArgs a = {ck, group, p, tp_rank, out};
-    return data_try(read_body, &a, err, errlen) ? 0 : -1;
+    ReadArgs a = {ck, p, tp_rank, out, xasprintf("%s/%s", group, p->name), NULL, NULL};
+    const int ok = data_try(read_body, &a, err, errlen);
+    free(a.name);
+    free(a.file);
+    free(a.buf);
+    return ok ? 0 : -1;
 }
 
 /* ---- resuming ---- */
@@ -575,7 +719,7 @@ void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *c
     else
         strcpy(dir, ".");
     char *tmp = xasprintf("%s.tmp", path);
-    remove_tree(tmp);
+    remove_own(tmp);
     if (mkdir(tmp, 0777) != 0)
         fail_input("%s: cannot create: %s", tmp, strerror(errno));
     for (int s = 0; s < meta->pp; s++)
@@ -590,7 +734,7 @@ void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *c
         }
     char *file = xasprintf("%s/meta.h5", tmp);
     write_meta(file, meta);
-    remove_tree(path);
+    remove_own(path);
     if (rename(tmp, path) != 0)
         fail_input("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     fsync_path(dir);

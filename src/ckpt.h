@@ -20,10 +20,11 @@
 #include <stdint.h>
 
 #define CKPT_FORMAT "megatrain-checkpoint"
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2 /* 2: meta.h5 carries a checksum of its values; 1 (none) is still read */
 
 typedef struct {
     char *path;            /* the checkpoint folder */
+    int version;           /* its format version */
     int64_t step, cursor, seed;
     int tp, pp, dp, cp;    /* the layout that wrote it */
     ModelDims dims;
@@ -39,9 +40,20 @@ void ckpt_save(Trainer *tr, const char *dir);
    Returns 1 when a checkpoint was loaded, 0 when there was none. */
 int ckpt_resume(Trainer *tr, const char *path);
 
-/* The complete checkpoints of a run folder, newest first (*paths allocated). */
+/* What an entry of a run folder is to megatrain, by its name (*step: N, when not CKPT_OTHER). The
+   next ckpt_save deletes leftovers; nothing else there is ever deleted but old checkpoints. */
+typedef enum {
+    CKPT_OTHER,    /* not megatrain's: never touched */
+    CKPT_STEP,     /* step-N (N of at least 8 digits): a checkpoint */
+    CKPT_LEFTOVER, /* .step-N.tmp or .step-N.del.tmp: a write or a deletion that did not finish */
+} CkptName;
+CkptName ckpt_name(const char *name, int64_t *step);
+/* The checkpoints (step-N folders, or symlinks to folders) of a run folder, newest first (*paths
+   allocated). */
 int ckpt_list(const char *dir, char ***paths);
-/* Read meta.h5; 0, or -1 with the reason in err. */
+/* Read meta.h5 and check it: its checksum (format 2), every value in range and the writer's layout
+   fitting the model. The one judge of a checkpoint's metadata: resume, verify and ls all ask it.
+   0, or -1 with the reason in err (and info cleared). */
 int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen);
 void ckpt_info_free(CkptInfo *info);
 /* Read shard tp_rank (of p's split, p->local shape) of tensor p->name from group "params",

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <math.h>
+#include <stdnoreturn.h>
 #include <string.h>
 #include <time.h>
 
@@ -18,6 +19,19 @@ static void json_number(FILE *f, double v)
         fprintf(f, "%.9g", v);
     else
         fputs("null", f);
+}
+
+/* A record that does not reach the log stops the run: a scaling study without its log is lost work,
+   and what fills a disk leaves no room for a checkpoint either. */
+static noreturn void write_failed(const Metrics *mt)
+{
+    fail_input("%s: cannot write the metrics log (log.metrics): %s; the run stops here", mt->path, strerror(errno));
+}
+
+static void metrics_flush(const Metrics *mt)
+{
+    if (fflush(mt->f) != 0 || ferror(mt->f))
+        write_failed(mt);
 }
 
 void metrics_open(Metrics *mt, const Config *c, const char *config_path, const Topo *t, int64_t params,
@@ -36,6 +50,7 @@ void metrics_open(Metrics *mt, const Config *c, const char *config_path, const T
                          MPI_COMM_WORLD));
     if (t->rank != 0 || !c->log.metrics[0])
         return;
+    mt->path = c->log.metrics;
     mt->f = fopen(c->log.metrics, "a+");
     if (!mt->f)
         fail_input("%s: cannot open the metrics log (log.metrics) for appending: %s", c->log.metrics,
@@ -80,7 +95,7 @@ void metrics_open(Metrics *mt, const Config *c, const char *config_path, const T
     fputs(",\"peak_tflops_per_rank\":", f);
     json_number(f, mt->peak_tflops > 0 ? mt->peak_tflops : NAN);
     fputs("}\n", f);
-    fflush(f);
+    metrics_flush(mt);
     free(all);
 }
 
@@ -115,7 +130,7 @@ void metrics_step(Metrics *mt, const StepStats *s)
         if (s->skipped)
             fprintf(f, ",\"skipped\":\"%s\",\"skipped_in_row\":%d", s->skipped, s->skipped_in_row);
         fputs("}\n", f);
-        fflush(f);
+        metrics_flush(mt);
     }
     if (s->step % mt->every == 0 || s->step == s->steps || s->step == 1 || s->skipped) {
         char mfu_text[32] = "", skip_text[64] = "";
@@ -139,14 +154,14 @@ void metrics_eval(Metrics *mt, int64_t step, int64_t tokens, double val_loss)
         fputs(",\"val_ppl\":", mt->f);
         json_number(mt->f, exp(val_loss));
         fputs("}\n", mt->f);
-        fflush(mt->f);
+        metrics_flush(mt);
     }
     log_info("eval  step %6lld | val loss %.4f | val ppl %.2f", (long long)step, val_loss, exp(val_loss));
 }
 
 void metrics_close(Metrics *mt)
 {
-    if (mt->f)
-        fclose(mt->f);
+    if (mt->f && fclose(mt->f) != 0)
+        write_failed(mt);
     mt->f = NULL;
 }

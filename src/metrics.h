@@ -11,6 +11,7 @@
 
 typedef struct {
     FILE *f;            /* NULL on ranks other than 0, or when log.metrics is empty */
+    const char *path;   /* log.metrics */
     int every;          /* progress line interval */
     double peak_tflops; /* per rank, 0: no MFU */
     int world;
@@ -30,7 +31,8 @@ typedef struct {
 } StepStats;
 
 /* Collective over MPI_COMM_WORLD (gathers host names). Rank 0 opens the log for appending and
-   writes the header: config, git revision, layout, hosts, model size. */
+   writes the header: config, git revision, layout, hosts, model size. Every record is flushed and
+   checked: a write that fails (a full disk) stops the job with exit code 2 naming the file. */
 void metrics_open(Metrics *mt, const Config *c, const char *config_path, const Topo *t, int64_t params,
                   double flops_per_token);
 void metrics_step(Metrics *mt, const StepStats *s);

@@ -58,3 +58,19 @@ with open(path, "r+b") as f:
     f.write(bytes([b ^ int(mask)]))
 P
 }
+
+# flip_attr FILE ATTR MASK: xor the int64 value of root attribute ATTR with MASK, in place; fails
+# unless that changed exactly one byte of the file (a bit flip in the stored value, nothing else)
+flip_attr() {
+    $PYTHON_REF - "$@" <<'P'
+import sys, h5py
+path, name, mask = sys.argv[1], sys.argv[2], int(sys.argv[3])
+before = open(path, "rb").read()
+with h5py.File(path, "r+") as f:
+    v = f.attrs[name].copy()
+    v[0] ^= mask
+    f.attrs.modify(name, v)
+after = open(path, "rb").read()
+sys.exit(len(before) != len(after) or sum(a != b for a, b in zip(before, after)) != 1)
+P
+}

@@ -9,5 +9,6 @@ tests_test_model_SOURCES = tests/test_model.c
 tests_test_parallel_SOURCES = tests/test_parallel.c
 tests_test_guard_SOURCES = tests/test_guard.c
 TESTS += tests/test_model tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh \
-  tests/test_skip.sh
-EXTRA_DIST += tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh tests/test_skip.sh
+  tests/test_skip.sh tests/test_metrics.sh
+EXTRA_DIST += tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh tests/test_skip.sh \
+  tests/test_metrics.sh

@@ -3,6 +3,10 @@
 #    names the checkpoint, the file and (for the flip) the tensor, resumes from the previous good
 #    checkpoint and continues exactly as the original run; `megackpt verify` exits 2 naming them;
 #    with no good checkpoint left the restart stops with exit 2
+#  - a flipped bit in a value of meta.h5 (the step, the data cursor, the chunk size made absurd):
+#    verify and the restart both find it by meta.h5's checksum, and the restart falls back the same
+#    way; a format 1 checkpoint (no checksum) still loads, and an absurd value in it is found by
+#    the range check verify and resume share
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 . "$top_srcdir/tests/ckpt.sh"
@@ -54,6 +58,54 @@ tap_ok $(($? + rc)) "restart: names the damaged checkpoint and the truncated fil
 continues_from trunc 6
 tap_ok $? "restart: resumes from step 6 and steps 7-8 are the original's"
 
+# a flipped bit in meta.h5: verify says bad and the restart falls back, both naming meta.h5
+meta=run/step-00000008/meta.h5
+# meta_flip TAG ATTR MASK WHY: flip a bit of ATTR in the newest checkpoint, verify, restart
+meta_flip() {
+    flip_attr $meta "$2" "$3"
+    tap_ok $? "$1: one bit of $2 flipped in $meta ($4)"
+    run "$mc" verify run/step-00000008
+    expect_fail 2 "$meta: checksum mismatch" "$1: verify: exit 2 naming meta.h5's checksum"
+    restart "$1"
+    grep -q "checkpoint run/step-00000008 is damaged: $meta: checksum mismatch" "$tap_tmp/err"
+    tap_ok $(($? + rc)) "$1: restart: names the damaged checkpoint and meta.h5 (exit $rc)"
+    continues_from "$1" 6
+    tap_ok $? "$1: restart: resumes from step 6 and steps 7-8 are the original's"
+}
+meta_flip step step 4 "step 8 reads 12"
+meta_flip cursor cursor 128 "cursor 32 reads 160"
+meta_flip chunk chunk $((1 << 62)) "chunk 8 reads 2^62 + 8, which an int cast reads as 8"
+
+# format 1 (no checksum): still read; an absurd value in it is out of range for verify and resume alike
+v1() { # v1 CKPT [ATTR VALUE]: rewrite as format 1, optionally setting ATTR
+    $PYTHON_REF - "$@" <<'Q'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1] + "/meta.h5", "r+") as f:
+    if "fnv1a64" in f.attrs:
+        del f.attrs["fnv1a64"]
+    f.attrs.modify("format_version", np.array([1], np.int64))
+    if len(sys.argv) > 2:
+        f.attrs.modify(sys.argv[2], np.array([int(sys.argv[3])], np.int64))
+Q
+}
+v1 run/step-00000008
+run "$mc" verify run/step-00000008
+tap_ok $([ $rc -eq 0 ] && grep -q "format 1: meta.h5 has no checksum" "$tap_tmp/out" && echo 0 || echo 1) \
+    "format 1: verify says good, noting meta.h5 has no checksum"
+restart v1
+grep -q "resumed from run/step-00000008 (step 8," "$tap_tmp/out"
+tap_ok $(($? + rc)) "format 1: the restart resumes from it (exit $rc)"
+v1 run/step-00000008 chunk 9223372036854775807
+run "$mc" verify run/step-00000008
+expect_fail 2 "$meta: attribute chunk = 9223372036854775807 is out of range" \
+    "format 1, chunk = INT64_MAX: verify: exit 2"
+restart v1chunk
+grep -q "checkpoint run/step-00000008 is damaged: $meta: attribute chunk = 9223372036854775807 is out of range" \
+    "$tap_tmp/err" && ! grep -q "another model" "$tap_tmp/err"
+tap_ok $(($? + rc)) "format 1, chunk = INT64_MAX: the restart names it as damaged, not another model's (exit $rc)"
+continues_from v1chunk 6
+tap_ok $? "format 1, chunk = INT64_MAX: the restart resumes from step 6 and steps 7-8 are the original's"
+
 # nothing loadable: exit 2 before any work
 mkdir only && cp -r run/step-00000008 only/ && truncate -s 1000 only/step-00000008/meta.h5
 # shellcheck disable=SC2086
@@ -61,4 +113,11 @@ run $MPIRUN -np 2 "$mt" run.yaml $pp2 --set train.steps=10 --set checkpoint.dir=
 expect_fail 2 "only: none of its 1 checkpoint(s) could be loaded" "no good checkpoint left: exit 2"
 grep -q "checkpoint only/step-00000008 is damaged: only/step-00000008/meta.h5: " "$tap_tmp/err"
 tap_ok $? "... naming the damaged meta.h5"
+rm -r only/step-00000008 && cp -r run/step-00000008 only/ && flip_attr only/step-00000008/meta.h5 step 1
+# shellcheck disable=SC2086
+run $MPIRUN -np 2 "$mt" run.yaml $pp2 --set train.steps=10 --set checkpoint.dir=only --set log.metrics=none.jsonl
+expect_fail 2 "only: none of its 1 checkpoint(s) could be loaded" "a flipped bit in the only checkpoint's step: exit 2"
+grep -q "checkpoint only/step-00000008 is damaged: only/step-00000008/meta.h5: checksum mismatch" "$tap_tmp/err" &&
+    [ ! -e none.jsonl ]
+tap_ok $? "... naming meta.h5's checksum, before any step"
 tap_done

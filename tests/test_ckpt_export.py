@@ -12,7 +12,9 @@ steps end in a checkpoint, and:
   relative, that of tests/test_reference.py: fp32 against fp64 on a mean of log-softmax values),
   and that loss is not the initial model's;
 - `megackpt import` of the file gives a checkpoint (at step 0, zero moments, for another layout)
-  whose weights equal the original checkpoint's bit for bit."""
+  whose weights equal the original checkpoint's bit for bit;
+- meta.h5's fnv1a64, in the checkpoint megatrain wrote and in the imported one, is the checksum
+  of its values that doc/checkpoint.md defines."""
 
 import glob
 import json
@@ -75,6 +77,22 @@ def fnv1a64(data):
     for b in data:
         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
     return h
+
+
+META_INTS = ["format_version", "step", "cursor", "seed", "tp", "pp", "dp", "cp", "vocab_size", "n_layers",
+             "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu", "chunk", "groups", "cema_ndim",
+             "scale_emb", "share_emb", "data_fingerprint"]
+
+
+def meta_checksum_ok(ckpt):
+    """meta.h5's fnv1a64 is that of its values as doc/checkpoint.md lists them: each name and NUL,
+    then the int64 or float64 little-endian, or the string and NUL."""
+    with h5py.File(os.path.join(ckpt, "meta.h5"), "r") as f:
+        data = b"".join(k.encode() + b"\0" + struct.pack("<q", int(f.attrs[k][0])) for k in META_INTS)
+        data += b"".join(k.encode() + b"\0" + struct.pack("<d", float(f.attrs[k])) for k in ("rope_base", "norm_eps"))
+        data += b"".join(k.encode() + b"\0" + bytes(f.attrs[k]) + b"\0" for k in ("format", "time", "git", "config"))
+        return int(f.attrs["format_version"][0]) == 2 and \
+            fnv1a64(data) == int(f.attrs["fnv1a64"][0]) & 0xFFFFFFFFFFFFFFFF
 
 
 def read_checkpoint(ckpt, group="params"):
@@ -171,6 +189,8 @@ def check(tag):
     moments = [read_checkpoint(path(f"{tag}-imp"), g) for g in ("adam_m", "adam_v")]
     T.ok(attrs == dict(step=0, cursor=0, **other) and all(not m[k].any() for m in moments for k in m),
          f"{tag}: ... at step 0, cursor 0, with zero moments ({attrs})")
+    T.ok(meta_checksum_ok(path(ckpt)) and meta_checksum_ok(path(f"{tag}-imp")),
+         f"{tag}: meta.h5 of the checkpoint and of the import: format 2, fnv1a64 as doc/checkpoint.md defines it")
 
 
 for tag in MODELS:

@@ -1,7 +1,10 @@
 # test_megackpt.sh: megackpt's command line: help, ls (order, layout, leftovers, damage), verify of
 # a good checkpoint and of a flipped bit in tp rank 1's copy of an unsplit tensor, reshard (exact:
 # its export is byte-identical to the source's; layout checks; never overwrites), export/import
-# round trip, and every kind of bad argument or file: exit 2 with one message naming it.
+# round trip (import for tp 2 pp 2 too), and every kind of bad argument or file: exit 2 with one
+# message naming it. Outputs: export replaces only a regular file (never a device, FIFO, folder or
+# symlink); a write that fails (a file size limit, /dev/full as standard output) exits 2 naming
+# the file, leaving no output behind.
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 . "$top_srcdir/tests/ckpt.sh"
@@ -67,6 +70,10 @@ cmp -s a.safetensors b.safetensors && cmp -s a.safetensors c.safetensors
 tap_ok $? "... byte-identical: resharding there and back copies every value exactly"
 run "$mc" reshard ck/step-00000004 rs/tp2pp2 --tp 2
 expect_fail 2 "rs/tp2pp2 exists; give a new path" "reshard onto an existing path: exit 2"
+ln -s nowhere rs/dangling
+run "$mc" reshard ck/step-00000004 rs/dangling
+expect_fail 2 "rs/dangling exists; give a new path" "reshard onto a dangling symlink: exit 2"
+tap_ok $([ -L rs/dangling ] && [ ! -e nowhere ] && echo 0 || echo 1) "... which stays a symlink to nothing"
 run "$mc" verify rs/tp2pp2
 tap_ok $rc "... and leaves it alone"
 # a tensor that every tp file of a stage holds whole: each copy is checked
@@ -102,6 +109,15 @@ hdr() { od -An -t u8 -N 8 "$1" | tr -d ' '; }
 tail -c +$(($(hdr a.safetensors) + 9)) a.safetensors >a.data
 tail -c +$(($(hdr d.safetensors) + 9)) d.safetensors >d.data
 tap_ok $((ok + $(cmp -s a.data d.data; echo $?))) "import of the export, verified, exports the same tensors"
+# for tp 2 pp 2: every shard file's parameter table is freed after it (once a use after free)
+run "$mc" import a.safetensors imp22 --config run.yaml --set parallel.tp=2 --set parallel.pp=2
+ok=$rc
+run "$mc" verify imp22
+ok=$((ok + rc))
+run "$mc" export imp22 e.safetensors
+tail -c +$(($(hdr e.safetensors) + 9)) e.safetensors >e.data
+tap_ok $((ok + rc + $(cmp -s a.data e.data; echo $?))) "import for tp 2 pp 2, verified, exports the same tensors"
+tap_ok $([ "$(ls imp22)" = "$(ls rs/tp2pp2)" ] && echo 0 || echo 1) "... in one file per (stage, tp rank)"
 run "$mc" import a.safetensors imp2
 expect_fail 2 "import: --config RUN.yaml missing" "import without --config: exit 2"
 run "$mc" import a.safetensors imp2 --config run.yaml --set model.d_model=64
@@ -111,6 +127,43 @@ tap_ok $? "... naming each tensor with its shape and the expected one"
 tap_ok $([ ! -e imp2 ] && echo 0 || echo 1) "... and writing nothing"
 run "$mc" import missing.safetensors imp2 --config run.yaml
 expect_fail 2 "missing.safetensors: cannot open" "import of a missing file: exit 2"
+
+# export replaces only a regular file: a device (made here when root may, else /dev/full itself,
+# which others cannot replace), a FIFO, a folder, a symlink (and its target) stay as they are
+dev=full
+mknod $dev c 1 7 2>/dev/null || dev=/dev/full
+mkfifo fifo
+mkdir folder
+echo target >target
+ln -s target link
+for out in $dev fifo folder link; do
+    kind=$(stat -c %F $out)
+    run "$mc" export ck/step-00000004 $out
+    expect_fail 2 "$out is a .*: only a regular file is replaced" "export onto $out ($kind): exit 2"
+done
+[ -c $dev ] && [ -p fifo ] && [ -d folder ] && [ -L link ] && [ "$(cat target)" = target ]
+tap_ok $? "... each left as it was"
+ln -s target new.safetensors.tmp
+run "$mc" export ck/step-00000004 new.safetensors
+expect_fail 2 "new.safetensors.tmp is a symbolic link" "export whose OUT.tmp is a symlink: exit 2"
+tap_ok $([ "$(cat target)" = target ] && [ ! -e new.safetensors ] && echo 0 || echo 1) "... its target untouched"
+cp a.safetensors old.safetensors && echo leftover >old.safetensors.tmp
+run "$mc" export rs/tp2pp2 old.safetensors
+tap_ok $((rc + $(cmp -s a.safetensors old.safetensors; echo $?))) \
+    "export over a regular file (and a leftover OUT.tmp) replaces it"
+tap_ok $([ ! -e old.safetensors.tmp ] && echo 0 || echo 1) "... leaving no OUT.tmp"
+# a write that fails: exit 1 naming the file, nothing left (SIGXFSZ ignored: the write fails instead)
+(ulimit -f 16 && trap '' XFSZ && exec "$mc" export ck/step-00000004 big.safetensors) >"$tap_tmp/out" 2>"$tap_tmp/err"
+rc=$?
+expect_fail 2 "big.safetensors.tmp: cannot write: File too large" "export past a file size limit: exit 2"
+tap_ok $([ ! -e big.safetensors ] && [ ! -e big.safetensors.tmp ] && echo 0 || echo 1) "... leaving no file"
+(ulimit -f 16 && trap '' XFSZ && exec "$mc" reshard ck/step-00000004 big) >"$tap_tmp/out" 2>"$tap_tmp/err"
+rc=$?
+expect_fail 2 "big.tmp/shard-pp000-tp000.h5: HDF5 error" "reshard past a file size limit: exit 2 naming the file"
+tap_ok $([ ! -e big ] && echo 0 || echo 1) "... and no checkpoint at OUT"
+"$mc" ls ck >/dev/full 2>"$tap_tmp/err"
+rc=$?
+expect_fail 2 "standard output: cannot write: No space left on device" "ls into /dev/full: exit 2"
 
 # damaged safetensors files, made from the good one
 $PYTHON_REF - <<'P'

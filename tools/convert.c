@@ -68,8 +68,8 @@ void convert_export(const CkptInfo *ck, const char *out)
 
 typedef struct {
     SafeTensors st;
-    float *full;      /* the last tensor read, whole */
-    const char *have; /* its name */
+    float *full;            /* the last tensor read, whole */
+    const SafeTensor *have; /* its entry in st (a parameter table's names go with its shard file) */
 } Import;
 
 /* shape as "[a, b, c]" into buf */
@@ -129,10 +129,11 @@ static void import_check(const SafeTensors *st, const ParamInfo *table, int n, i
 
 static void import_read(Import *x, const char *name)
 {
-    if (x->have && !strcmp(x->have, name))
+    const SafeTensor *t = safetensors_find(&x->st, name);
+    if (t == x->have)
         return;
-    safetensors_read_f32(&x->st, safetensors_find(&x->st, name), x->full);
-    x->have = name;
+    safetensors_read_f32(&x->st, t, x->full);
+    x->have = t;
 }
 
 static void import_fill(void *ctx, int group, const ParamInfo *p, int tp_rank, float *out)

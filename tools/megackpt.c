@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,17 +42,19 @@ static const char usage_ls[] =
     "\n"
     "List the checkpoints in DIR (a run's checkpoint.dir, or one checkpoint folder), newest first:\n"
     "step, the layout that wrote it (tp pp dp cp), size on disk, status and path. Status is\n"
-    "'complete' (meta.h5 reads and every shard file is there; `megackpt verify` checks the data),\n"
-    "'damaged' (with the reason on the next line), or 'incomplete' for a .step-NNNNNNNN.tmp folder\n"
-    "that a job left when it was killed while writing or deleting a checkpoint (megatrain never\n"
-    "reads those and deletes them at its next checkpoint).\n";
+    "'complete' (meta.h5 reads, its checksum matches and every shard file is there; `megackpt\n"
+    "verify` checks the data), 'damaged' (with the reason on the next line), or 'incomplete' for a\n"
+    ".step-NNNNNNNN.tmp or .step-NNNNNNNN.del.tmp folder that a job left when it was killed while\n"
+    "writing or deleting a checkpoint (megatrain never reads those and deletes them at its next\n"
+    "checkpoint).\n";
 
 static const char usage_verify[] =
     "usage: megackpt verify CKPT\n"
     "\n"
-    "Read meta.h5 and every tensor of every shard file of checkpoint folder CKPT and check each\n"
-    "tensor's shape and fnv1a64 checksum. Prints one line per problem naming the file and the\n"
-    "tensor; exit status 2 if there is any, 0 if the checkpoint is good.\n";
+    "Read meta.h5 and every tensor of every shard file of checkpoint folder CKPT and check meta.h5's\n"
+    "checksum and values, and each tensor's shape and fnv1a64 checksum: what megatrain checks when\n"
+    "it resumes. Prints one line per problem naming the file and the tensor; exit status 2 if there\n"
+    "is any, 0 if the checkpoint is good.\n";
 
 static const char usage_reshard[] =
     "usage: megackpt reshard CKPT OUT [--tp N] [--pp M]\n"
@@ -71,7 +74,9 @@ static const char usage_export[] =
     "under the reference repository's names and shapes (spec section 16: embed.weight,\n"
     "layers.I.mega.cema.gamma with a trailing (real, imaginary) axis, ...). With a tied embedding\n"
     "(model.share_emb) the head is written under both embed.weight and output.output.weight. The\n"
-    "metadata holds format=pt, megatrain_step and megatrain_config (the run's resolved YAML).\n";
+    "metadata holds format=pt, megatrain_step and megatrain_config (the run's resolved YAML).\n"
+    "OUT is a new path or a regular file, which is replaced (never a device, a FIFO, a folder or a\n"
+    "symlink: exit 2 before any work).\n";
 
 static const char usage_import[] =
     "usage: megackpt import IN.safetensors OUT --config RUN.yaml [--set section.key=value ...]\n"
@@ -125,26 +130,13 @@ static void parse(Args *a, int argc, char **argv, const char *cmd, const char *c
 typedef struct {
     char *path;
     int64_t step;
-    int tmp; /* a .step-N.tmp leftover */
+    int tmp; /* a leftover (.step-N.tmp, .step-N.del.tmp) */
 } Entry;
 
 static int entry_cmp(const void *a, const void *b)
 {
     const Entry *x = a, *y = b;
     return x->step != y->step ? (x->step < y->step ? 1 : -1) : x->tmp - y->tmp;
-}
-
-/* "step-N" (a checkpoint) or ".step-N.tmp" and the like (leftovers): 1, with its step */
-static int entry_name(const char *name, int64_t *step, int *tmp)
-{
-    const char *s = name + (name[0] == '.');
-    size_t len = strlen(name);
-    *tmp = len > 4 && !strcmp(name + len - 4, ".tmp");
-    if (strncmp(s, "step-", 5) || s[5] < '0' || s[5] > '9')
-        return 0;
-    char *end;
-    *step = strtoll(s + 5, &end, 10);
-    return *tmp || (*end == '\0' && name[0] != '.');
 }
 
 /* Bytes of the files in folder path (a checkpoint holds only files); *shards: how many are shard
@@ -232,8 +224,8 @@ static int cmd_ls(int argc, char **argv)
     } else {
         for (struct dirent *e; (e = readdir(d));) {
             int64_t step;
-            int tmp;
-            if (!entry_name(e->d_name, &step, &tmp))
+            CkptName kind = ckpt_name(e->d_name, &step);
+            if (kind == CKPT_OTHER)
                 continue;
             if (n == cap) {
                 Entry *more = xmalloc((size_t)(cap *= 2) * sizeof *more);
@@ -241,7 +233,7 @@ static int cmd_ls(int argc, char **argv)
                 free(es);
                 es = more;
             }
-            es[n++] = (Entry){xasprintf("%s/%s", dir, e->d_name), step, tmp};
+            es[n++] = (Entry){xasprintf("%s/%s", dir, e->d_name), step, kind == CKPT_LEFTOVER};
         }
     }
     closedir(d);
@@ -292,17 +284,22 @@ static int cmd_verify(int argc, char **argv)
         fail_input("%s: %d problem(s) found (listed above): the checkpoint is damaged", a.pos[0], problems);
     printf("%s: good (step %lld, written under tp %d pp %d dp %d cp %d; every checksum matches)\n", a.pos[0],
            (long long)ck.step, ck.tp, ck.pp, ck.dp, ck.cp);
+    if (ck.version < 2)
+        printf("%s: format %d: meta.h5 has no checksum, only its values' ranges were checked (megackpt reshard "
+               "writes a copy that has one)\n", a.pos[0], ck.version);
     ckpt_info_free(&ck);
     return 0;
 }
 
-/* OUT must be a new path (ckpt_write replaces what is there); its parent folders are created. */
+/* OUT must be a new path, not even a dangling symlink (ckpt_write replaces what is there); its parent
+   folders are created. */
 static char *new_output(const char *out)
 {
     char *path = xstrdup(out);
+    struct stat sb;
     for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
         path[n - 1] = '\0';
-    if (access(path, F_OK) == 0)
+    if (lstat(path, &sb) == 0)
         fail_input("%s exists; give a new path for the checkpoint", path);
     for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = '\0';
@@ -410,18 +407,29 @@ static const struct {
     {"import", usage_import, cmd_import},
 };
 
+/* What the command printed reached standard output, or exit 2: a full disk is no success. */
+static int finish(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout))
+        fail_input("standard output: cannot write: %s", strerror(errno));
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     util_set_progname("megackpt");
+    /* HDF5's exit-time cleanup crashes on a file whose write failed (a full disk); megackpt closes
+       every file itself before a normal exit */
+    H5dont_atexit();
     if (argc < 2)
         fail_input("no command given (usage: megackpt ls|verify|reshard|export|import ...; see megackpt --help)");
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage, stdout);
-        return 0;
+        return finish(0);
     }
     if (!strcmp(argv[1], "--version")) {
         printf("megackpt %s (git %s)\n", PACKAGE_VERSION, MEGATRAIN_GIT_REV);
-        return 0;
+        return finish(0);
     }
     for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
         if (strcmp(argv[1], commands[c].name))
@@ -429,9 +437,9 @@ int main(int argc, char **argv)
         for (int i = 2; i < argc; i++)
             if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
                 fputs(commands[c].usage, stdout);
-                return 0;
+                return finish(0);
             }
-        return commands[c].run(argc, argv);
+        return finish(commands[c].run(argc, argv));
     }
     fail_input("unknown command '%s' (commands: ls, verify, reshard, export, import; see megackpt --help)", argv[1]);
 }

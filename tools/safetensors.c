@@ -5,9 +5,11 @@
 #include "tools/jsonl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <stdnoreturn.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HEADER_MAX (100u << 20) /* the reference implementation's limit on N */
@@ -263,15 +265,41 @@ static char *header_text(const SafeTensorSpec *specs, int n, const char *const *
     return text;
 }
 
+/* Only a regular file may be replaced: never a device, a FIFO, a folder or a symlink (nor its target). */
+static void check_replaceable(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || S_ISREG(sb.st_mode))
+        return;
+    const char *kind = S_ISDIR(sb.st_mode)    ? "a folder"
+                       : S_ISLNK(sb.st_mode)  ? "a symbolic link"
+                       : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                       : S_ISSOCK(sb.st_mode) ? "a socket"
+                                              : "a device";
+    fail_input("%s is %s: only a regular file is replaced; give the path of a new or a regular file", path, kind);
+}
+
+/* A failed write (a full disk): the temporary file goes too. */
+static noreturn void write_failed(const char *tmp)
+{
+    const int e = errno;
+    unlink(tmp);
+    fail_input("%s: cannot write: %s", tmp, strerror(e));
+}
+
 void safetensors_write(const char *path, const SafeTensorSpec *specs, int n, const char *const *metadata,
                        void (*fill)(void *ctx, int i, float *out), void *ctx)
 {
     size_t len, most = 1;
-    char *header = header_text(specs, n, metadata, &len);
     char *tmp = xasprintf("%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    check_replaceable(path);
+    check_replaceable(tmp);
+    unlink(tmp); /* a leftover of an export that did not finish: written afresh, never through */
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
     if (!f)
         fail_input("%s: cannot create: %s", tmp, strerror(errno));
+    char *header = header_text(specs, n, metadata, &len);
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)len >> (8 * i));
@@ -287,7 +315,8 @@ void safetensors_write(const char *path, const SafeTensorSpec *specs, int n, con
     }
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f) != 0 || !ok)
-        fail_input("%s: cannot write: %s", tmp, strerror(errno));
+        write_failed(tmp);
+    check_replaceable(path); /* again: the export took a while */
     if (rename(tmp, path) != 0)
         fail_input("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     free(buf);

@@ -47,7 +47,8 @@ typedef struct {
     const int64_t *shape;
 } SafeTensorSpec;
 
-/* Write path (through path.tmp, renamed when complete); fill(ctx, i, out) gives tensor i's values. */
+/* Write path (through path.tmp, renamed when complete); fill(ctx, i, out) gives tensor i's values.
+   Replaces only a regular file (else bad input, before any work); a failed write leaves no file. */
 void safetensors_write(const char *path, const SafeTensorSpec *specs, int n, const char *const *metadata,
                        void (*fill)(void *ctx, int i, float *out), void *ctx);
 
