@@ -125,6 +125,8 @@ expect_fail 2 "a.safetensors: .* tensor(s) missing or not as the run file's mode
 grep -q '  embed.weight: F32 \[64, 32\], expected F32 \[64, 64\]' "$tap_tmp/err"
 tap_ok $? "... naming each tensor with its shape and the expected one"
 tap_ok $([ ! -e imp2 ] && echo 0 || echo 1) "... and writing nothing"
+run "$mc" import a.safetensors imp2 --config run.yaml --set parallel.tp=4096 --set parallel.pp=4096 --set parallel.cp=256
+expect_fail 2 "tp \* pp \* cp = 4294967296 ranks" "import for a layout whose rank count overflows an int: exit 2"
 run "$mc" import missing.safetensors imp2 --config run.yaml
 expect_fail 2 "missing.safetensors: cannot open" "import of a missing file: exit 2"
 

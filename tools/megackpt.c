@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,7 +377,10 @@ static int cmd_import(int argc, char **argv)
         config_set(&c, a.sets[i]);
     /* the dataset gives the vocabulary when the run file leaves it to it, and its fingerprint */
     Dataset *ds = c.data.path[0] ? dataset_open(c.data.path, "train") : NULL;
-    config_finish(&c, c.parallel.tp * c.parallel.pp * c.parallel.cp, ds ? dataset_vocab(ds) : 0, 1);
+    const int64_t ranks = (int64_t)c.parallel.tp * c.parallel.pp * c.parallel.cp; /* each up to 2^16 */
+    if (ranks > INT_MAX)
+        fail_input("%s: tp * pp * cp = %lld ranks: more than a job can have", a.config, (long long)ranks);
+    config_finish(&c, (int)ranks, ds ? dataset_vocab(ds) : 0, 1);
     CkptInfo meta = {.seed = c.train.seed, .tp = c.parallel.tp, .pp = c.parallel.pp, .dp = 1, .cp = 1};
     model_dims_from_config(&meta.dims, &c);
     meta.data_fingerprint = ds ? dataset_fingerprint(ds) : 0;
