@@ -9,9 +9,10 @@ EXTRA_DIST += tests/gpu/bench.sh tests/gpu/bench.yaml tests/gpu/scaling.sh tests
 if HAVE_CUDA
 GPU_TESTS = tests/gpu/test_ops_gpu tests/gpu/test_model_gpu tests/gpu/test_comm_gpu
 check_PROGRAMS += $(GPU_TESTS)
+tests_gpu_test_comm_gpu_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_gpu_test_ops_gpu_SOURCES = tests/gpu/test_ops_gpu.c
 tests_gpu_test_model_gpu_SOURCES = tests/gpu/test_model_gpu.c
-tests_gpu_test_comm_gpu_SOURCES = tests/gpu/test_comm_gpu.c
+tests_gpu_test_comm_gpu_SOURCES = tests/gpu/test_comm_gpu.c tests/comm_checks.h tests/subjob.h
 
 CLEANFILES += $(GPU_TESTS:=.log) $(GPU_TESTS:=.trs)
 
