@@ -3,8 +3,9 @@
 noinst_LIBRARIES += parallel/libparallel.a
 parallel_libparallel_a_SOURCES = \
   parallel/mpi_check.h \
+  parallel/watchdog.h parallel/watchdog.c \
   parallel/topo.h parallel/topo.c \
-  parallel/comm.h parallel/comm.c \
+  parallel/comm.h parallel/comm.c parallel/comm_nccl.h \
   parallel/zero.h parallel/zero.c \
   parallel/pipeline.h parallel/pipeline.c
 if HAVE_CUDA

@@ -2,6 +2,7 @@
 #include "parallel/topo.h"
 
 #include "parallel/mpi_check.h"
+#include "parallel/watchdog.h"
 
 int topo_rank_of(const Topo *t, int dp_rank, int pp_rank, int cp_rank, int tp_rank)
 {
@@ -12,6 +13,7 @@ void topo_init(Topo *t, MPI_Comm base, int tp, int pp, int cp)
 {
     MPI_CHECK(MPI_Comm_dup(base, &t->world_comm));
     MPI_Comm w = t->world_comm;
+    watchdog_errors_return(w); /* and every communicator split from it */
     MPI_CHECK(MPI_Comm_size(w, &t->world));
     MPI_CHECK(MPI_Comm_rank(w, &t->rank));
     t->tp = tp;

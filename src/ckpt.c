@@ -3,6 +3,7 @@
 
 #include "autoconfig.h"
 #include "parallel/mpi_check.h"
+#include "parallel/watchdog.h"
 #include "src/h5util.h"
 #include "src/util.h"
 
@@ -439,7 +440,7 @@ void ckpt_save(Trainer *tr, const char *dir)
         if (mkdir(tmp, 0777) != 0)
             fail("%s: cannot create: %s", tmp, strerror(errno));
     }
-    MPI_CHECK(MPI_Barrier(t->world_comm));
+    watchdog_barrier(t->world_comm, "barrier before writing a checkpoint", "world");
 
     /* the moments are sharded over the dp x cp group: gather them on its rank 0, which writes */
     const int writer = tr->dpcp.rank == 0;
@@ -449,8 +450,10 @@ void ckpt_save(Trainer *tr, const char *dir)
     tr->ops->download(vs, z->v, shard * sizeof(float));
     float *mall = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
     float *vall = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
-    MPI_CHECK(MPI_Gather(ms, (int)shard, MPI_FLOAT, mall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm));
-    MPI_CHECK(MPI_Gather(vs, (int)shard, MPI_FLOAT, vall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm));
+    MPI_Request gather[2];
+    MPI_CHECK(MPI_Igather(ms, (int)shard, MPI_FLOAT, mall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm, &gather[0]));
+    MPI_CHECK(MPI_Igather(vs, (int)shard, MPI_FLOAT, vall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm, &gather[1]));
+    watchdog_wait(gather, 2, "gather of the AdamW moments for a checkpoint", "dpcp", -1);
     if (writer) {
         float *params = xmalloc(m->n_elems * sizeof(float));
         model_params_to_host(m, params);
@@ -476,7 +479,7 @@ void ckpt_save(Trainer *tr, const char *dir)
         free(meta);
         free(ck.config);
     }
-    MPI_CHECK(MPI_Barrier(t->world_comm));
+    watchdog_barrier(t->world_comm, "barrier after writing a checkpoint's files", "world");
     if (t->rank == 0) {
         discard(dir, final); /* a checkpoint of this step from an earlier attempt */
         if (rename(tmp, final) != 0)
@@ -485,7 +488,7 @@ void ckpt_save(Trainer *tr, const char *dir)
         prune(dir, tr->c->checkpoint.keep_last, tr->c->checkpoint.keep_every);
         log_info("checkpoint %s written", final);
     }
-    MPI_CHECK(MPI_Barrier(t->world_comm));
+    watchdog_barrier(t->world_comm, "barrier after renaming a checkpoint", "world");
     free(ms);
     free(vs);
     free(mall);
@@ -630,16 +633,20 @@ int ckpt_resume(Trainer *tr, const char *path)
         }
         free(meta);
     }
-    MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT, 0, t->world_comm));
+    MPI_Request r;
+    MPI_CHECK(MPI_Ibcast(&n, 1, MPI_INT, 0, t->world_comm, &r));
+    watchdog_wait(&r, 1, "broadcast of the checkpoint count", "world", -1);
     for (int i = 0; i < n; i++) {
         char buf[4096] = "";
         if (t->rank == 0)
             snprintf(buf, sizeof buf, "%s", paths[i]);
-        MPI_CHECK(MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, t->world_comm));
+        MPI_CHECK(MPI_Ibcast(buf, sizeof buf, MPI_CHAR, 0, t->world_comm, &r));
+        watchdog_wait(&r, 1, "broadcast of a checkpoint's path", "world", -1);
         CkptInfo ck;
         char err[1024] = "";
         int ok = load_one(tr, buf, &ck, err, sizeof err) == 0, all = ok;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, t->world_comm));
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, t->world_comm, &r));
+        watchdog_wait(&r, 1, "agreement on a checkpoint", "world", -1);
         if (!ok)
             fprintf(stderr, "megatrain: warning (rank %d): checkpoint %s is damaged: %s\n", t->rank, buf, err);
         if (all) {
@@ -654,7 +661,7 @@ int ckpt_resume(Trainer *tr, const char *path)
             return 1;
         }
         ckpt_info_free(&ck);
-        MPI_CHECK(MPI_Barrier(t->world_comm)); /* let the warnings out first */
+        watchdog_barrier(t->world_comm, "barrier after a damaged checkpoint", "world"); /* warnings out first */
         if (i + 1 < n)
             log_warn("trying the next older checkpoint");
     }

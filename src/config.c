@@ -58,6 +58,12 @@ static const Key keys[] = {
      "micro-batches per step on each data-parallel rank (gradient accumulation)"},
     {"parallel", "overlap_grad_reduce", KT_BOOL, OFF(parallel.overlap_grad_reduce), "true", 0, 0, NULL,
      "start the data-parallel gradient sums during backward (false: all after it, for measuring the overlap)"},
+    {"parallel", "comm", KT_ENUM, OFF(parallel.comm), "auto", 0, 0, "auto|nccl|mpi",
+     "how ranks talk: auto is nccl on CUDA, mpi on the CPU; mpi on CUDA stages device buffers through host "
+     "memory (several ranks may share a GPU; slow, for tests)"},
+    {"parallel", "timeout", KT_FLOAT, OFF(parallel.timeout), "600", 0.1, 1e7, NULL,
+     "seconds a rank waits for another (a collective, a receive) before the watchdog names the wait and "
+     "stops the job"},
 
     {"data", "path", KT_STRING, OFF(data.path), "", 0, 0, NULL,
      "dataset folder (megadata build); empty: random tokens (for tests and benchmarks)"},
@@ -572,6 +578,10 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
             (long long)(B / (dp * micro)), Lloc, INT_MAX);
     REQUIRE(c->train.device != DEVICE_CUDA || cuda_built, "train.device",
             "cuda: this megatrain was built without CUDA (configure --with-cuda)");
+    REQUIRE(c->parallel.comm != PARALLEL_COMM_NCCL || c->train.device == DEVICE_CUDA, "parallel.comm",
+            "nccl needs train.device: cuda (the CPU backend talks over mpi)");
+    if (c->parallel.comm == PARALLEL_COMM_AUTO)
+        c->parallel.comm = c->train.device == DEVICE_CUDA ? PARALLEL_COMM_NCCL : PARALLEL_COMM_MPI;
     if (c->train.precision == PRECISION_AUTO)
         c->train.precision = c->train.device == DEVICE_CUDA ? PRECISION_BF16 : PRECISION_FP32;
     REQUIRE(c->train.device == DEVICE_CUDA || c->train.precision == PRECISION_FP32, "train.precision",

@@ -13,6 +13,7 @@ typedef enum { FFN_SWIGLU = 0, FFN_SILU = 1 } FfnKind;
 typedef enum { DECAY_COSINE = 0, DECAY_LINEAR = 1, DECAY_CONSTANT = 2 } DecayKind;
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 typedef enum { PRECISION_AUTO = 0, PRECISION_FP32 = 1, PRECISION_BF16 = 2 } PrecisionKind;
+typedef enum { PARALLEL_COMM_AUTO = 0, PARALLEL_COMM_NCCL = 1, PARALLEL_COMM_MPI = 2 } ParallelComm;
 
 typedef struct {
     struct {
@@ -27,6 +28,8 @@ typedef struct {
     struct {
         int tp, pp, cp, micro_batches;
         int overlap_grad_reduce;
+        int comm;       /* ParallelComm; config_finish resolves auto */
+        double timeout; /* seconds a rank waits for another before the watchdog stops the job */
     } parallel;
     struct {
         char path[CONFIG_STR];

@@ -5,6 +5,7 @@
 #include "data/shard.h"
 #include "parallel/mpi_check.h"
 #include "parallel/topo.h"
+#include "parallel/watchdog.h"
 #include "src/config.h"
 #include "src/dump.h"
 #include "src/train.h"
@@ -142,7 +143,7 @@ static Dataset *open_split(const char *dir, const char *split)
         data_path_check(dir);
         ds = dataset_open(dir, split);
     }
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    watchdog_barrier(MPI_COMM_WORLD, "barrier while rank 0 checks the dataset", "world");
     if (util_world_rank() != 0)
         ds = dataset_open(dir, split);
     return ds;

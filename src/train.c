@@ -4,6 +4,7 @@
 #include "kernels/ops.h"
 #include "parallel/mpi_check.h"
 #include "parallel/pipeline.h"
+#include "parallel/watchdog.h"
 #include "src/ckpt.h"
 #include "src/metrics.h"
 #include "src/optim.h"
@@ -32,13 +33,10 @@ void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols,
 
 /* ---- set-up ---- */
 
-/* a Comm over an axis: NCCL for device buffers, MPI for host ones */
-static void comm_over(Comm *c, const Ops *ops, MPI_Comm axis)
+/* a Comm over an axis for the backend's buffers, via parallel.comm */
+static void comm_over(Comm *c, const Trainer *tr, MPI_Comm axis, const char *name)
 {
-    if (ops->on_device)
-        comm_init_nccl(c, axis);
-    else
-        comm_init_mpi(c, axis);
+    comm_init(c, axis, name, tr->ops, tr->c->parallel.comm == PARALLEL_COMM_NCCL ? COMM_NCCL : COMM_MPI);
 }
 
 /* Testing aid, never set in production: MEGATRAIN_TEST_INJECT_NAN=FIRST[-LAST]:RANK[:VALUE] puts
@@ -85,14 +83,15 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     const Ops *ops = tr->ops;
     if (ops->select_device)
         ops->select_device(t->local_rank);
+    watchdog_set_timeout(c->parallel.timeout);
     model_dims_from_config(&tr->dims, c);
-    comm_over(&tr->tp, ops, t->tp_comm);
-    comm_over(&tr->cp, ops, t->cp_comm);
-    comm_over(&tr->pp, ops, t->pp_comm);
-    comm_over(&tr->dpcp, ops, t->dpcp_comm);
-    comm_init_mpi(&tr->world, t->world_comm); /* host scalars: losses, norms */
+    comm_over(&tr->tp, tr, t->tp_comm, "tp");
+    comm_over(&tr->cp, tr, t->cp_comm, "cp");
+    comm_over(&tr->pp, tr, t->pp_comm, "pp");
+    comm_over(&tr->dpcp, tr, t->dpcp_comm, "dp x cp");
+    comm_init(&tr->world, t->world_comm, "world", NULL, COMM_MPI); /* host scalars: losses, norms */
     if ((tr->emb_live = t->emb_comm != MPI_COMM_NULL && c->model.share_emb))
-        comm_over(&tr->emb, ops, t->emb_comm);
+        comm_over(&tr->emb, tr, t->emb_comm, "embedding (first and last stage)");
 
     const int B = c->data.batch_size, L = c->data.seq_len, micro = c->parallel.micro_batches;
     tr->rows = B / t->dp;
@@ -117,15 +116,6 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
         tr->data_fingerprint = dataset_fingerprint(train);
     }
     tr->tokens = xmalloc((size_t)tr->mb_rows * (tr->Lloc + 1) * sizeof(int32_t));
-    if (t->pp > 1) {
-        tr->fwd_send = xcalloc((size_t)micro, sizeof(void *));
-        tr->bwd_send = xcalloc((size_t)micro, sizeof(void *));
-        const size_t bytes = (size_t)m->T * m->Dl * ops->act_size;
-        for (int k = 0; k < micro; k++) {
-            tr->fwd_send[k] = part.last ? NULL : ops->alloc(bytes);
-            tr->bwd_send[k] = part.first ? NULL : ops->alloc(bytes);
-        }
-    }
     tr->grad_scale = 1.0f / ((float)B * (float)L);
     guard_init(&tr->guard, c->train.spike_window);
     inject_init(tr);
@@ -138,26 +128,20 @@ void trainer_set_ops(Trainer *tr, const Ops *ops)
 
 void trainer_free(Trainer *tr)
 {
-    if (tr->fwd_send)
-        for (int k = 0; k < tr->c->parallel.micro_batches; k++) {
-            if (tr->fwd_send[k])
-                tr->ops->release(tr->fwd_send[k]);
-            if (tr->bwd_send[k])
-                tr->ops->release(tr->bwd_send[k]);
-        }
-    free(tr->fwd_send);
-    free(tr->bwd_send);
+    /* what the Comms still move (e.g. the gradient sums of a forward and backward that no
+       update followed) completes before its buffers go */
+    Comm *cs[] = {&tr->tp, &tr->cp, &tr->pp, &tr->dpcp, &tr->world, &tr->emb};
+    const int n = tr->emb_live ? 6 : 5;
+    for (int i = 0; i < n; i++)
+        comm_wait(cs[i]);
     free(tr->tokens);
     if (tr->src.sampler)
         sampler_free(tr->src.sampler);
     zero_free(&tr->zero);
     guard_free(&tr->guard);
     model_free(&tr->m);
-    Comm *cs[] = {&tr->tp, &tr->cp, &tr->pp, &tr->dpcp, &tr->world};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < n; i++)
         comm_free(cs[i]);
-    if (tr->emb_live)
-        comm_free(&tr->emb);
 }
 
 /* ---- one micro-batch through this stage (callbacks of the pipeline schedule) ---- */
@@ -184,10 +168,8 @@ static void micro_forward(void *ctx, int k)
     if (!m->part.first)
         comm_recv(&tr->pp, model_stage_input(m, slot), n, at, t->pp_rank - 1, k);
     tr->loss += model_forward(m, slot, x->grad_scale);
-    if (!m->part.last) {
-        tr->ops->copy(tr->fwd_send[k], model_stage_output(m, slot), n);
-        comm_send(&tr->pp, tr->fwd_send[k], n, at, t->pp_rank + 1, k);
-    }
+    if (!m->part.last)
+        comm_send(&tr->pp, model_stage_output(m, slot), n, at, t->pp_rank + 1, k);
 }
 
 /* Gradients at offsets >= from are final (the step's last backward has passed them): sum the
@@ -219,10 +201,8 @@ static void micro_backward(void *ctx, int k)
     m->grads_final = c->parallel.overlap_grad_reduce && k == c->parallel.micro_batches - 1 ? grads_final : NULL;
     model_backward(m, k % m->n_slots);
     m->grads_final = NULL;
-    if (!m->part.first) {
-        tr->ops->copy(tr->bwd_send[k], model_input_grad(m), n);
-        comm_send(&tr->pp, tr->bwd_send[k], n, at, pp_rank - 1, k);
-    }
+    if (!m->part.first)
+        comm_send(&tr->pp, model_input_grad(m), n, at, pp_rank - 1, k);
 }
 
 /* Losses live on the last stage, once per tp group: sum them over the job. */
@@ -301,8 +281,9 @@ GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr)
     *lr = schedule_lr(c, tr->step);
     /* a NaN anywhere reaches every rank's loss and norm through the sums, but a spike verdict
        near its threshold could differ in the last bit of a sum: any rank's skip skips */
-    int v = guard_check(&tr->guard, tr->step_loss, *grad_norm, c->train.spike_loss_z, c->train.spike_grad_z);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, tr->t->world_comm));
+    int v = comm_max(&tr->world,
+                     guard_check(&tr->guard, tr->step_loss, *grad_norm, c->train.spike_loss_z, c->train.spike_grad_z),
+                     "all-reduce of the update's verdict");
     if (v == GUARD_APPLY)
         zero_step(&tr->zero, m->params, m->params_act, (float)*lr, (float)c->optimizer.beta1,
                   (float)c->optimizer.beta2, (float)c->optimizer.eps, (float)c->optimizer.weight_decay, (int)tr->step,
@@ -321,8 +302,9 @@ double trainer_step(Trainer *tr, double *grad_norm, double *lr)
 double trainer_eval(Trainer *tr, Dataset *val)
 {
     const Config *c = tr->c;
-    Sampler *s = sampler_create(val, (uint64_t)c->train.seed, c->data.seq_len, 0);
-    BatchSource src = {.sampler = s, .L = c->data.seq_len};
+    Sampler *s = val ? sampler_create(val, (uint64_t)c->train.seed, c->data.seq_len, 0) : NULL;
+    BatchSource src = {.sampler = s, .seed = rng_key((uint64_t)c->train.seed, "eval"), .L = c->data.seq_len,
+                       .vocab = tr->dims.vocab};
     StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f};
     tr->loss = 0;
     for (int e = 0; e < c->eval.batches; e++) {
@@ -333,7 +315,8 @@ double trainer_eval(Trainer *tr, Dataset *val)
         comm_wait(&tr->pp);
         comm_wait(&tr->cp);
     }
-    sampler_free(s);
+    if (s)
+        sampler_free(s);
     return job_loss(tr) / ((double)c->eval.batches * c->data.batch_size * c->data.seq_len);
 }
 
@@ -367,15 +350,15 @@ void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, c
                 piece = xmalloc(p->numel * sizeof(float));
             for (int j = 0; j < ranks; j++) {
                 int src = topo_rank_of(t, 0, s, 0, j);
-                if (t->rank == src && src != 0)
-                    MPI_CHECK(MPI_Send(host + model_param(m, p->name)->offset, (int)p->numel, MPI_FLOAT, 0, i,
-                                       t->world_comm));
+                if (t->rank == src && src != 0) {
+                    comm_send(&tr->world, host + model_param(m, p->name)->offset, p->numel, COMM_F32, 0, i);
+                    comm_wait(&tr->world); /* one tensor in flight: the staging pool stays small */
+                }
                 if (t->rank == 0) {
                     if (src == 0)
                         memcpy(piece, host + model_param(m, p->name)->offset, p->numel * sizeof(float));
                     else
-                        MPI_CHECK(MPI_Recv(piece, (int)p->numel, MPI_FLOAT, src, i, t->world_comm,
-                                           MPI_STATUS_IGNORE));
+                        comm_recv(&tr->world, piece, p->numel, COMM_F32, src, i);
                     for (size_t e = 0; e < p->numel; e++)
                         full[param_global_index(p, j, (int64_t)e)] = piece[e];
                 }
@@ -501,8 +484,7 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
         if (val && c->eval.every > 0 && (step % c->eval.every == 0 || step == c->train.steps))
             metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val));
         /* every rank must agree to stop at the same step */
-        int stop = stop_signal;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, t->world_comm));
+        int stop = comm_max(&tr.world, stop_signal, "all-reduce of the stop flag");
         if (dir && (stop || step == c->train.steps || (c->checkpoint.every > 0 && step % c->checkpoint.every == 0)))
             save_good(&tr, dir, skipped, &saved);
         if (stop) {

@@ -41,7 +41,6 @@ typedef struct {
     BatchSource src;
     int rows, mb_rows, Lloc;      /* sequences per step and per micro-batch on this rank; its piece */
     int32_t *tokens;              /* host (mb_rows, Lloc + 1) */
-    void **fwd_send, **bwd_send;  /* per micro-batch stage-boundary buffers (T, Dl) */
     int64_t cursor;               /* samples drawn so far (the data cursor) */
     float grad_scale;
     double loss;                  /* this step's loss sum on this rank */
@@ -66,7 +65,8 @@ double trainer_step(Trainer *tr, double *grad_norm, double *lr);
    step number (which drives the schedule and AdamW's bias correction) advances. */
 double trainer_forward_backward(Trainer *tr);
 GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr);
-/* Mean loss over eval.batches global batches of val (in order), on every rank. */
+/* Mean loss over eval.batches global batches of val (in order; NULL: random tokens from another
+   key than training's), on every rank. */
 double trainer_eval(Trainer *tr, Dataset *val);
 /* Collective: every parameter of the model, whole (global shape), handed to take() on rank 0 of
    the job, stage by stage in table order. */

@@ -9,30 +9,50 @@ EXTRA_DIST += tests/gpu/bench.sh tests/gpu/bench.yaml tests/gpu/scaling.sh tests
 if HAVE_CUDA
 GPU_TESTS = tests/gpu/test_ops_gpu tests/gpu/test_model_gpu tests/gpu/test_comm_gpu
 check_PROGRAMS += $(GPU_TESTS)
+tests_gpu_test_comm_gpu_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
 tests_gpu_test_ops_gpu_SOURCES = tests/gpu/test_ops_gpu.c
 tests_gpu_test_model_gpu_SOURCES = tests/gpu/test_model_gpu.c
-tests_gpu_test_comm_gpu_SOURCES = tests/gpu/test_comm_gpu.c
+tests_gpu_test_comm_gpu_SOURCES = tests/gpu/test_comm_gpu.c tests/comm_checks.h tests/subjob.h
 
-CLEANFILES += $(GPU_TESTS:=.log) $(GPU_TESTS:=.trs)
+CLEANFILES += $(GPU_TESTS:=.log) $(GPU_TESTS:=.trs) tests/test_parallel_mpi.log tests/test_parallel_mpi.trs \
+  tests/test_parallel_nccl.log tests/test_parallel_nccl.trs
 
 # Each test through the TAP driver (logs beside the programs), then the summary; the CPU
-# reference runs on every core (the test environment defaults to one thread).
+# reference runs on every core (the test environment defaults to one thread). test_comm_gpu
+# talks between two ranks (on one GPU, or on two).
 check-gpu: $(GPU_TESTS)
 	@export OMP_NUM_THREADS=$${OMP_NUM_THREADS:-`nproc`}; $(AM_TESTS_ENVIRONMENT) \
 	for t in $(GPU_TESTS); do \
-	  $(TAP) --test-name $$t --log-file $$t.log --trs-file $$t.trs -- ./$$t; \
+	  case $$t in *comm_gpu) ranks="$(MPIRUN) -np 2";; *) ranks=;; esac; \
+	  $(TAP) --test-name $$t --log-file $$t.log --trs-file $$t.trs -- $$ranks ./$$t; \
 	done; \
 	echo "check-gpu summary:"; grep -h '^:test-result:' $(GPU_TESTS:=.trs) | sort | uniq -c; \
 	! grep -q '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(GPU_TESTS:=.trs)
 
-# The layout equivalence matrix on one rank per GPU (2 GPUs: dp2 tp2 cp2 pp2; 4 GPUs: also
-# dp2xtp2 tp2xcp2 pp2xcp2 cp4 ...), against one GPU; NVLink multicast stays off.
+# The layout equivalence matrix of tests/test_parallel on CUDA (every layout of up to 4 ranks:
+# dp2 tp2 cp2 pp2 cp4 pp4 dp2xtp2 tp2xcp2 pp2xcp2 tp2xpp2), against one GPU, with evaluation:
+# 1. 4 ranks over MPI through host staging (parallel.comm=mpi), spread over the GPUs, all on one
+#    when there is one: always.
+# 2. One rank per GPU over NCCL on min(GPUs, 4) ranks: a layout that needs more ranks than that
+#    fails as "not run", naming itself; with one GPU no NCCL layout can run and all fail. GPUS=N
+#    says how many GPUs to use (default: all); GPUS=1 runs part 1 alone and says that NCCL was
+#    not tested: `make check-multigpu GPUS=1` is the honest one-GPU run.
+# NVLink multicast stays off.
 check-multigpu: tests/test_parallel
-	@n=`nvidia-smi -L | wc -l`; export NCCL_NVLS_ENABLE=0; $(AM_TESTS_ENVIRONMENT) \
-	$(TAP) --test-name test_parallel_gpu --log-file tests/test_parallel_gpu.log --trs-file tests/test_parallel_gpu.trs -- \
-	  $(MPIRUN) -np $$n ./tests/test_parallel --device cuda; \
-	echo "check-multigpu summary ($$n GPUs):"; grep -h '^:test-result:' tests/test_parallel_gpu.trs | sort | uniq -c; \
-	! grep -q '^:test-result: \(FAIL\|ERROR\|XPASS\)' tests/test_parallel_gpu.trs
+	@n=$(GPUS); n=$${n:-`nvidia-smi -L 2>/dev/null | grep -c '^GPU'`}; export NCCL_NVLS_ENABLE=0; $(AM_TESTS_ENVIRONMENT) \
+	if [ "$$n" -lt 1 ]; then echo "check-multigpu: FAIL: no GPU found" >&2; exit 1; fi; \
+	runs=tests/test_parallel_mpi; np=$$n; [ $$np -le 4 ] || np=4; \
+	$(TAP) --test-name test_parallel_mpi --log-file tests/test_parallel_mpi.log \
+	  --trs-file tests/test_parallel_mpi.trs -- $(MPIRUN) -np 4 ./tests/test_parallel --device cuda --comm mpi; \
+	if [ "$(GPUS)" != 1 ]; then \
+	  runs="$$runs tests/test_parallel_nccl"; \
+	  $(TAP) --test-name test_parallel_nccl --log-file tests/test_parallel_nccl.log \
+	    --trs-file tests/test_parallel_nccl.trs -- $(MPIRUN) -np $$np ./tests/test_parallel --device cuda --comm nccl; \
+	fi; \
+	echo "check-multigpu summary ($$n GPUs):"; for r in $$runs; do cat $$r.trs; done | grep '^:test-result:' | sort | uniq -c; \
+	for r in $$runs; do grep '^FAIL:.*not run' $$r.log; done; \
+	if [ "$(GPUS)" = 1 ]; then echo "check-multigpu: GPUS=1: the layouts ran on one GPU over MPI; NCCL between GPUs was NOT tested"; fi; \
+	for r in $$runs; do ! grep -q '^:test-result: \(FAIL\|ERROR\|XPASS\)' $$r.trs || exit 1; done
 else
 check-multigpu: check-gpu
 check-gpu:
