@@ -176,6 +176,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    watchdog_set_timeout(c.parallel.timeout); /* the waits while opening the dataset too */
     Dataset *train = NULL, *val = NULL;
     if (c.data.path[0]) {
         train = open_split(c.data.path, "train");
