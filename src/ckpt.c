@@ -300,18 +300,18 @@ void ckpt_save(Trainer *tr, const char *dir)
 typedef struct {
     const char *path;
     CkptInfo *info;
+    char *file, *format; /* ckpt_info frees them however info_body ends */
 } InfoArgs;
 
 static void info_body(void *arg)
 {
     InfoArgs *a = arg;
     CkptInfo *ck = a->info;
-    char *file = xasprintf("%s/meta.h5", a->path);
+    const char *file = a->file = xasprintf("%s/meta.h5", a->path);
     hid_t f = h5u_open(file, 0);
-    char *format = h5u_attr_string(f, file, "format");
-    if (strcmp(format, CKPT_FORMAT))
-        data_bad(file, "not a megatrain checkpoint (format '%s')", format);
-    free(format);
+    a->format = h5u_attr_string(f, file, "format");
+    if (strcmp(a->format, CKPT_FORMAT))
+        data_bad(file, "not a megatrain checkpoint (format '%s')", a->format);
     if (h5u_attr_i64(f, file, "format_version") != CKPT_VERSION)
         data_bad(file, "format version %lld, this megatrain reads %d",
                  (long long)h5u_attr_i64(f, file, "format_version"), CKPT_VERSION);
@@ -337,14 +337,18 @@ static void info_body(void *arg)
     if (ck->tp < 1 || ck->pp < 1 || d->n_layers < ck->pp)
         data_bad(file, "layout tp %d pp %d does not fit %d layers", ck->tp, ck->pp, d->n_layers);
     H5_CHECK_AT(file, H5Fclose(f));
-    free(file);
 }
 
 int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen)
 {
     memset(info, 0, sizeof *info);
-    InfoArgs a = {path, info};
-    return data_try(info_body, &a, err, errlen) ? 0 : -1;
+    InfoArgs a = {path, info, NULL, NULL};
+    int ok = data_try(info_body, &a, err, errlen);
+    free(a.file);
+    free(a.format);
+    if (!ok)
+        ckpt_info_free(info); /* what info_body had filled in before it stopped */
+    return ok ? 0 : -1;
 }
 
 void ckpt_info_free(CkptInfo *info)
