@@ -3,11 +3,13 @@
 
 #include "src/util.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int h5_ready;
 static jmp_buf *try_jump; /* armed inside data_try */
@@ -106,4 +108,23 @@ int data_try(void (*fn)(void *), void *arg, char *msg, size_t msg_len)
     close_since(before, nbefore);
     free(before);
     return 0;
+}
+
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)                     ? "a folder"
+           : S_ISFIFO(mode)                  ? "a FIFO"
+           : S_ISSOCK(mode)                  ? "a socket"
+           : S_ISLNK(mode)                   ? "a symbolic link"
+           : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                                             : "not a regular file";
+}
+
+void h5_check_regular(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        data_bad(path, "cannot open: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        data_bad(path, "is %s, expected a regular HDF5 file", file_kind(st.st_mode));
 }

@@ -1,6 +1,6 @@
 /* h5_check.h: every HDF5 call of the data layer goes through H5_CHECK_AT, and every bad-data report
    through data_bad, so a corrupted, truncated or malformed file gives one clear message naming the
-   file and what is wrong (exit 2), never HDF5's own error stack or a crash. data_try lets a checker
+   file and what is wrong (exit 2), never HDF5's own error stack, a crash or a hang. data_try lets a checker
    (megadata verify) catch such a report and go on with the next file. */
 #ifndef MEGATRAIN_H5_CHECK_H
 #define MEGATRAIN_H5_CHECK_H
@@ -29,5 +29,9 @@ noreturn void data_bad(const char *path, const char *fmt, ...) __attribute__((fo
 /* Run fn(arg); returns 1 when it finished, or 0 with the message of the data_bad that stopped it,
    having closed the HDF5 files and objects fn left open (its memory is not freed). Not nestable. */
 int data_try(void (*fn)(void *), void *arg, char *msg, size_t msg_len);
+
+/* Stops with data_bad unless path is a regular file or a symbolic link to one: HDF5 would wait
+   forever opening a FIFO. */
+void h5_check_regular(const char *path);
 
 #endif

@@ -96,6 +96,7 @@ void shard_names_free(ShardName *names, int n)
 hid_t shard_open(const char *path)
 {
     h5_init();
+    h5_check_regular(path);
     hid_t fapl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK_AT(path, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));
     hid_t file = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDONLY, fapl));

@@ -36,7 +36,9 @@ void shard_names_free(ShardName *names, int n);
 int shard_name_parse(const char *name, ShardName *out);
 int shard_name_is_tmp(const char *name);
 
-hid_t shard_open(const char *path); /* read-only; closing it closes every object opened in it */
+/* Read-only, a regular file only (a FIFO would block forever); closing it closes every object
+   opened in it. */
+hid_t shard_open(const char *path);
 /* Read and check the metadata; split is the split the file's name gives. */
 void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m);
 hid_t shard_tokens_open(const char *path, hid_t file);

@@ -1,7 +1,7 @@
 # test_megadata.sh: the megadata command line. Help and bad flags; build, info and verify on the
 # text fixture in tests/data/text (tokens = its bytes plus one EOD per file); splits that add up;
-# refusing to overwrite, --force and --append; raw token files; and verify naming a truncated
-# and a corrupted shard with exit 2.
+# refusing to overwrite, --force and --append; raw token files; verify naming a truncated and a
+# corrupted shard with exit 2; a FIFO named like a shard (exit 2, not a hang).
 . "$top_srcdir/tests/tap.sh"
 megadata="$top_builddir/megadata"
 text="$top_srcdir/tests/data/text"
@@ -101,4 +101,13 @@ printf 'XXXX' | dd of="$tap_tmp/bad/train-00001.h5" bs=1 seek=$((size - 300)) co
 run "$megadata" verify "$tap_tmp/bad"
 expect_fail 2 "train-00001.h5: HDF5 error in H5Dread: data error detected by Fletcher32 checksum" \
   "verify: overwritten token bytes fail the chunk checksum, exit 2"
+
+# ---- a FIFO named like a shard: exit 2, never a hang (timeout turns a hang into exit 124)
+cp "$tap_tmp/whole.h5" "$tap_tmp/bad/train-00001.h5"
+rm "$tap_tmp/bad/train-00002.h5"
+mkfifo "$tap_tmp/bad/train-00002.h5"
+for cmd in verify info; do
+    run timeout 60 "$megadata" $cmd "$tap_tmp/bad"
+    expect_fail 2 "train-00002.h5: is a FIFO, expected a regular HDF5 file" "$cmd: a FIFO named like a shard, exit 2"
+done
 tap_done
