@@ -4,6 +4,7 @@
 #include "data/build.h"
 
 #include "data/h5_check.h"
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "data/writer.h"
@@ -149,7 +150,8 @@ static void build_mkdirs(const char *dir)
     free(p);
 }
 
-/* Remove the shards (and unfinished .tmp shards) of dir, leaving any other file alone. */
+/* Remove the shards (and unfinished .tmp shards) of dir and its manifest, leaving any other file
+   alone. */
 static void build_remove_shards(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -157,7 +159,8 @@ static void build_remove_shards(const char *dir)
         fail_input("%s: cannot open output folder: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!shard_name_parse(e->d_name, NULL) && !shard_name_is_tmp(e->d_name))
+        if (!shard_name_parse(e->d_name, NULL) && !shard_name_is_tmp(e->d_name) &&
+            strcmp(e->d_name, MANIFEST_FILE) != 0 && strcmp(e->d_name, MANIFEST_FILE ".tmp") != 0)
             continue;
         char *path = xasprintf("%s/%s", dir, e->d_name);
         if (unlink(path) != 0)
@@ -167,7 +170,8 @@ static void build_remove_shards(const char *dir)
     closedir(d);
 }
 
-/* With --append: the existing shards must share the format; new ones are numbered after them. */
+/* With --append: the existing shards must share the format and be those the manifest lists (a
+   dataset without one gets one first); new ones are numbered after them. */
 static void build_after_existing(const char *dir, const TokenFormat *fmt, int first[2])
 {
     static const char *splits[2] = {"train", "val"};
@@ -190,6 +194,8 @@ static void build_after_existing(const char *dir, const TokenFormat *fmt, int fi
                        path, m.vocab, m.eod, m.tokenizer, fmt->vocab, fmt->eod, fmt->tokenizer);
         free(path);
     }
+    if (n)
+        manifest_update(dir, NULL, 0);
     shard_names_free(names, n);
     free(names);
 }
@@ -289,6 +295,10 @@ void data_build(const BuildOptions *o, BuildSplit stats[2])
         free(b.docs[i].path);
     }
     free(b.docs);
+    ShardSums *written = NULL;
+    int nwritten = 0;
     for (int s = 0; s < 2; s++)
-        stats[s].shards = shard_writer_close(b.writer[s]);
+        stats[s].shards = shard_writer_close(b.writer[s], &written, &nwritten);
+    manifest_update(o->out_dir, written, nwritten);
+    shard_sums_free(written, nwritten);
 }

@@ -1,10 +1,13 @@
 /* dataset.c: the shards of one split read as one token stream (see dataset.h). Opening reads
-   every shard's metadata once; reads then open shards on demand and keep the few most recently
-   used ones open, since a dataset may have thousands of shards. */
+   the manifest and every shard's metadata once, checking that they agree; reads then open shards
+   on demand and keep the few most recently used ones open, since a dataset may have thousands of
+   shards. The first read of each chunk reads it whole and checks it against the manifest's
+   checksum; a bit per chunk remembers that it was checked, so later reads cost nothing more. */
 #include "data/dataset.h"
 
 #include "data/dataset_internal.h"
 #include "data/h5_check.h"
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "src/util.h"
 
@@ -22,11 +25,16 @@ typedef struct {
 struct Dataset {
     char *name; /* "DIR (split SPLIT)" */
     int nshards;
-    char **paths;   /* (nshards) */
-    int64_t *start; /* (nshards + 1) shard i holds stream tokens [start[i], start[i + 1]) */
+    char **paths;    /* (nshards) */
+    int64_t *start;  /* (nshards + 1) shard i holds stream tokens [start[i], start[i + 1]) */
+    ShardMeta *meta; /* (nshards) */
     int vocab, eod;
     char tokenizer[SHARD_NAME_MAX];
     uint64_t fingerprint;
+    Manifest manifest;
+    int64_t *chunk0;  /* (nshards + 1) index of shard i's first chunk in the manifest */
+    uint8_t *checked; /* (chunks of the split / 8) bit c: chunk chunk0[0] + c was read and checked */
+    uint32_t *chunk;  /* (manifest.chunk_tokens) a chunk being checked */
     OpenShard open[DATASET_OPEN_MAX];
     uint64_t clock;
 };
@@ -35,34 +43,43 @@ Dataset *dataset_open(const char *dir, const char *split)
 {
     ShardName *names;
     int n = shard_list(dir, split, &names);
+    Dataset *ds = xcalloc(1, sizeof *ds);
+    int have_manifest = manifest_open(dir, &ds->manifest);
+    if (have_manifest)
+        manifest_check_all_present(&ds->manifest, split);
     if (n == 0)
         data_bad(dir, "no shard of split '%s' (files named %s-NNNNN.h5)", split, split);
-    Dataset *ds = xcalloc(1, sizeof *ds);
+    if (!have_manifest)
+        manifest_absent(dir);
     ds->name = xasprintf("%s (split %s)", dir, split);
     ds->nshards = n;
     ds->paths = xmalloc(n * sizeof *ds->paths);
     ds->start = xmalloc((n + 1) * sizeof *ds->start);
+    ds->meta = xmalloc(n * sizeof *ds->meta);
+    ds->chunk0 = xmalloc((n + 1) * sizeof *ds->chunk0);
     ds->start[0] = 0;
     ds->fingerprint = UTIL_FNV_INIT;
     for (int i = 0; i < n; i++) {
         char *path = ds->paths[i] = xasprintf("%s/%s", dir, names[i].name);
-        ShardMeta m;
+        ShardMeta *m = &ds->meta[i];
         hid_t file = shard_open(path);
-        shard_meta(path, file, split, &m);
+        shard_meta(path, file, split, m);
         H5_CHECK_AT(path, H5Fclose(file));
-        if (i == 0) {
-            ds->vocab = m.vocab;
-            ds->eod = m.eod;
-            memcpy(ds->tokenizer, m.tokenizer, sizeof ds->tokenizer);
-        } else if (m.vocab != ds->vocab || m.eod != ds->eod || strcmp(m.tokenizer, ds->tokenizer) != 0) {
-            data_bad(path, "vocab_size %d, eod_id %d, tokenizer '%s' differ from %s (%d, %d, '%s')", m.vocab, m.eod,
-                     m.tokenizer, ds->paths[0], ds->vocab, ds->eod, ds->tokenizer);
-        }
-        ds->start[i + 1] = ds->start[i] + m.ntokens;
-        uint64_t sizes[2] = {(uint64_t)m.ntokens, m.checksum};
+        if (i > 0)
+            shard_meta_same(path, m, ds->paths[0], &ds->meta[0]);
+        int at = manifest_check_shard(&ds->manifest, path, names[i].name, m);
+        ds->chunk0[i] = ds->manifest.chunk0[at];
+        ds->chunk0[i + 1] = ds->manifest.chunk0[at + 1]; /* the split's shards are consecutive there */
+        ds->start[i + 1] = ds->start[i] + m->ntokens;
+        uint64_t sizes[2] = {(uint64_t)m->ntokens, m->checksum};
         ds->fingerprint = util_fnv1a(names[i].name, strlen(names[i].name) + 1, ds->fingerprint);
         ds->fingerprint = util_fnv1a(sizes, sizeof sizes, ds->fingerprint);
     }
+    ds->vocab = ds->meta[0].vocab;
+    ds->eod = ds->meta[0].eod;
+    memcpy(ds->tokenizer, ds->meta[0].tokenizer, sizeof ds->tokenizer);
+    ds->checked = xcalloc((size_t)(ds->chunk0[n] - ds->chunk0[0] + 7) / 8, 1);
+    ds->chunk = xmalloc(ds->manifest.chunk_tokens * sizeof *ds->chunk);
     shard_names_free(names, n);
     free(names);
     for (int i = 0; i < DATASET_OPEN_MAX; i++)
@@ -87,6 +104,11 @@ void dataset_close(Dataset *ds)
         free(ds->paths[i]);
     free(ds->paths);
     free(ds->start);
+    free(ds->meta);
+    free(ds->chunk0);
+    free(ds->checked);
+    free(ds->chunk);
+    manifest_close(&ds->manifest);
     free(ds->name);
     free(ds);
 }
@@ -134,6 +156,23 @@ static int dataset_find(const Dataset *ds, int64_t pos)
     return lo;
 }
 
+/* Check the chunks of shard i that hold its tokens [off, off + n) and were not checked before. */
+static void dataset_check_chunks(Dataset *ds, int i, hid_t tokens, int64_t off, int64_t n)
+{
+    const Manifest *mf = &ds->manifest;
+    int64_t c = mf->chunk_tokens;
+    for (int64_t k = off / c; k <= (off + n - 1) / c; k++) {
+        int64_t bit = ds->chunk0[i] + k - ds->chunk0[0];
+        if (ds->checked[bit / 8] & (1 << bit % 8))
+            continue;
+        uint64_t want;
+        manifest_chunk_sums(mf, ds->chunk0[i] + k, 1, &want);
+        uint64_t got = shard_read_chunk(ds->paths[i], tokens, &ds->meta[i], c, k, ds->chunk);
+        shard_check_chunk(ds->paths[i], c, k, got, want, mf->path);
+        ds->checked[bit / 8] |= (uint8_t)(1 << bit % 8);
+    }
+}
+
 void dataset_read(Dataset *ds, int64_t start, int64_t n, int32_t *out)
 {
     if (start < 0 || n < 0 || start + n > dataset_ntokens(ds))
@@ -143,8 +182,10 @@ void dataset_read(Dataset *ds, int64_t start, int64_t n, int32_t *out)
         int i = dataset_find(ds, start);
         int64_t off = start - ds->start[i], m = ds->start[i + 1] - start;
         m = m < n ? m : n;
+        hid_t tokens = dataset_shard(ds, i);
+        dataset_check_chunks(ds, i, tokens, off, m);
         /* ids are < vocab <= INT32_MAX, so reading them as uint32 into out is exact */
-        shard_read(ds->paths[i], dataset_shard(ds, i), ds->vocab, off, m, (uint32_t *)out);
+        shard_read(ds->paths[i], tokens, ds->vocab, off, m, (uint32_t *)out);
         out += m;
         start += m;
         n -= m;

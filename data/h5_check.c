@@ -1,13 +1,18 @@
-/* h5_check.c: HDF5 error reporting for the data layer (see h5_check.h). */
+/* h5_check.c: HDF5 error reporting and checked reads and writes for the data layer (see
+   h5_check.h). */
 #include "data/h5_check.h"
 
 #include "src/util.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#define H5_STR_MAX 1024 /* longest string attribute read: they hold names */
 
 static int h5_ready;
 static jmp_buf *try_jump; /* armed inside data_try */
@@ -30,12 +35,14 @@ static herr_t h5_innermost(unsigned n, const H5E_error2_t *err, void *reason)
     return 0;
 }
 
-void h5_fail(const char *path, const char *call)
+void h5_fail(const char *path, const char *call, const char *where)
 {
     char reason[512] = "";
     if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_innermost, reason) < 0 || !reason[0])
         snprintf(reason, sizeof reason, "no reason given");
     int fn_len = (int)strcspn(call, "(");
+    if (where)
+        data_bad(path, "HDF5 error in %.*s: %s (%s)", fn_len, call, reason, where);
     data_bad(path, "HDF5 error in %.*s: %s", fn_len, call, reason);
 }
 
@@ -106,4 +113,170 @@ int data_try(void (*fn)(void *), void *arg, char *msg, size_t msg_len)
     close_since(before, nbefore);
     free(before);
     return 0;
+}
+
+void *data_grow(void *p, int64_t *cap, int64_t n, size_t size)
+{
+    if (n <= *cap)
+        return p;
+    *cap = n > 2 * *cap ? n : 2 * *cap;
+    p = realloc(p, (size_t)*cap * size);
+    if (!p)
+        fail("out of memory (%lld elements of %zu bytes)", (long long)*cap, size);
+    return p;
+}
+
+/* ---- files ---- */
+
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)                     ? "a folder"
+           : S_ISFIFO(mode)                  ? "a FIFO"
+           : S_ISSOCK(mode)                  ? "a socket"
+           : S_ISLNK(mode)                   ? "a symbolic link"
+           : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                                             : "not a regular file";
+}
+
+void h5_check_regular(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        data_bad(path, "cannot open: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        data_bad(path, "is %s, expected a regular HDF5 file", file_kind(st.st_mode));
+}
+
+hid_t h5_create(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        data_bad(path, "is %s; not writing through it", file_kind(st.st_mode));
+    h5_init();
+    hid_t fapl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_ACCESS));
+    H5_CHECK_AT(path, H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110));
+    hid_t file = H5_CHECK_AT(path, H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
+    H5_CHECK_AT(path, H5Pclose(fapl));
+    return file;
+}
+
+/* ---- reads ---- */
+
+/* The attribute `name` of obj, checked to be present, of class cls and holding one value. */
+static hid_t attr_open(const char *path, hid_t obj, const char *name, H5T_class_t cls)
+{
+    if (!H5_CHECK_AT(path, H5Aexists(obj, name)))
+        data_bad(path, "missing attribute '%s'", name);
+    hid_t a = H5_CHECK_AT(path, H5Aopen(obj, name, H5P_DEFAULT));
+    hid_t type = H5_CHECK_AT(path, H5Aget_type(a)), space = H5_CHECK_AT(path, H5Aget_space(a));
+    H5T_class_t got = H5_CHECK_AT(path, H5Tget_class(type));
+    hssize_t npoints = H5_CHECK_AT(path, H5Sget_simple_extent_npoints(space));
+    H5_CHECK_AT(path, H5Tclose(type));
+    H5_CHECK_AT(path, H5Sclose(space));
+    if (got != cls || npoints != 1)
+        data_bad(path, "attribute '%s' should hold one %s", name, cls == H5T_INTEGER ? "integer" : "string");
+    return a;
+}
+
+void h5_attr_int(const char *path, hid_t obj, const char *name, hid_t memtype, void *out)
+{
+    hid_t a = attr_open(path, obj, name, H5T_INTEGER);
+    H5_CHECK_AT(path, H5Aread(a, memtype, out));
+    H5_CHECK_AT(path, H5Aclose(a));
+}
+
+void h5_attr_str(const char *path, hid_t obj, const char *name, char *out, size_t cap)
+{
+    hid_t a = attr_open(path, obj, name, H5T_STRING);
+    hid_t type = H5_CHECK_AT(path, H5Aget_type(a));
+    hid_t mem = H5_CHECK_AT(path, H5Tcopy(H5T_C_S1));
+    H5_CHECK_AT(path, H5Tset_cset(mem, H5_CHECK_AT(path, H5Tget_cset(type)))); /* HDF5 converts no charset */
+    if (H5_CHECK_AT(path, H5Tis_variable_str(type))) {
+        char *s = NULL;
+        H5_CHECK_AT(path, H5Tset_size(mem, H5T_VARIABLE));
+        H5_CHECK_AT(path, H5Aread(a, mem, &s));
+        snprintf(out, cap, "%s", s ? s : "");
+        H5_CHECK_AT(path, H5free_memory(s));
+    } else {
+        size_t size = H5Tget_size(type);
+        char s[H5_STR_MAX + 1]; /* on the stack: nothing to leak when a read fails */
+        if (size > H5_STR_MAX)
+            data_bad(path, "attribute '%s' is a string of %zu bytes, more than %d", name, size, H5_STR_MAX);
+        H5_CHECK_AT(path, H5Tset_size(mem, size + 1));
+        H5_CHECK_AT(path, H5Tset_strpad(mem, H5T_STR_NULLTERM));
+        H5_CHECK_AT(path, H5Aread(a, mem, s));
+        snprintf(out, cap, "%s", s);
+    }
+    H5_CHECK_AT(path, H5Tclose(mem));
+    H5_CHECK_AT(path, H5Tclose(type));
+    H5_CHECK_AT(path, H5Aclose(a));
+}
+
+int64_t h5_array_length(const char *path, hid_t dset, const char *name, int *width)
+{
+    hid_t type = H5_CHECK_AT(path, H5Dget_type(dset)), space = H5_CHECK_AT(path, H5Dget_space(dset));
+    int ok =
+        H5_CHECK_AT(path, H5Tget_class(type)) == H5T_INTEGER && H5_CHECK_AT(path, H5Tget_sign(type)) == H5T_SGN_NONE;
+    *width = (int)H5Tget_size(type);
+    hsize_t dims[1] = {0};
+    ok = ok && H5_CHECK_AT(path, H5Sget_simple_extent_ndims(space)) == 1;
+    if (ok)
+        H5_CHECK_AT(path, H5Sget_simple_extent_dims(space, dims, NULL));
+    H5_CHECK_AT(path, H5Tclose(type));
+    H5_CHECK_AT(path, H5Sclose(space));
+    if (!ok)
+        data_bad(path, "'%s' should be a 1-D array of unsigned integers", name);
+    return (int64_t)dims[0];
+}
+
+/* ---- writes ---- */
+
+void h5_attr_write(const char *path, hid_t obj, const char *name, hid_t type, const void *value)
+{
+    hid_t space = H5_CHECK_AT(path, H5Screate(H5S_SCALAR));
+    hid_t a = H5_CHECK_AT(path, H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT));
+    H5_CHECK_AT(path, H5Awrite(a, type, value));
+    H5_CHECK_AT(path, H5Aclose(a));
+    H5_CHECK_AT(path, H5Sclose(space));
+}
+
+void h5_attr_write_i64(const char *path, hid_t obj, const char *name, int64_t value)
+{
+    h5_attr_write(path, obj, name, H5T_NATIVE_INT64, &value);
+}
+
+/* (A variable-length string, as h5py writes a Python str, lives in the global heap, which has no
+   checksum: HDF5 1.10 crashes on some corruptions there.) */
+void h5_attr_write_str(const char *path, hid_t obj, const char *name, const char *value)
+{
+    hid_t type = H5_CHECK_AT(path, H5Tcopy(H5T_C_S1));
+    H5_CHECK_AT(path, H5Tset_size(type, strlen(value) ? strlen(value) : 1)); /* HDF5 has no empty type */
+    H5_CHECK_AT(path, H5Tset_strpad(type, H5T_STR_NULLPAD));
+    H5_CHECK_AT(path, H5Tset_cset(type, H5T_CSET_UTF8));
+    h5_attr_write(path, obj, name, type, value);
+    H5_CHECK_AT(path, H5Tclose(type));
+}
+
+hid_t h5_dcpl(const char *path, int64_t chunk)
+{
+    hsize_t dims[1] = {(hsize_t)(chunk > 0 ? chunk : 1)};
+    hid_t dcpl = H5_CHECK_AT(path, H5Pcreate(H5P_DATASET_CREATE));
+    H5_CHECK_AT(path, H5Pset_chunk(dcpl, 1, dims));
+    H5_CHECK_AT(path, H5Pset_fletcher32(dcpl));
+    return dcpl;
+}
+
+void h5_write_array(const char *path, hid_t file, const char *name, hid_t ftype, hid_t mtype, int64_t n,
+                    const void *data)
+{
+    enum { CHUNK = 1 << 14 }; /* elements a chunk */
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5_CHECK_AT(path, H5Screate_simple(1, dims, NULL));
+    hid_t dcpl = h5_dcpl(path, n < CHUNK ? n : CHUNK);
+    hid_t d = H5_CHECK_AT(path, H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    if (n)
+        H5_CHECK_AT(path, H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+    H5_CHECK_AT(path, H5Dclose(d));
+    H5_CHECK_AT(path, H5Pclose(dcpl));
+    H5_CHECK_AT(path, H5Sclose(space));
 }

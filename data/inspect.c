@@ -3,6 +3,7 @@
 
 #include "data/dataset.h"
 #include "data/h5_check.h"
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "src/util.h"
 
@@ -12,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define VERIFY_BLOCK (1 << 20)    /* tokens read at a time */
 #define VERIFY_HIST_MAX (1 << 24) /* largest vocabulary whose unigram entropy verify reports */
 
 /* Runs of shards of one split in the sorted list: [*from, return value). */
@@ -30,7 +30,8 @@ void data_info(const char *dir, FILE *out)
     int n = shard_list(dir, NULL, &names);
     if (n == 0)
         data_bad(dir, "no shard files (named <split>-NNNNN.h5)");
-    fprintf(out, "dataset    %s\nformat     %s version %d\n", dir, SHARD_FORMAT, SHARD_FORMAT_VERSION);
+    fprintf(out, "dataset    %s\nformat     %s version %d, shards %s version %d\n", dir, MANIFEST_FORMAT,
+            MANIFEST_VERSION, SHARD_FORMAT, SHARD_FORMAT_VERSION);
     for (int from = 0, to; from < n; from = to) {
         to = split_end(names, n, from);
         int64_t docs = 0, bytes = 0;
@@ -64,63 +65,101 @@ void data_info(const char *dir, FILE *out)
 
 /* What verify carries from shard to shard. */
 typedef struct {
-    ShardMeta ref; /* the first shard with readable metadata: all others must agree with it */
-    int have_ref;
-    int64_t *hist; /* (ref.vocab) token counts of the current split, or NULL */
-    uint32_t *buf; /* (VERIFY_BLOCK) */
+    const char *dir;
+    Manifest mf; /* when have_mf */
+    int have_mf;
+    ShardMeta ref;  /* the first shard with readable metadata: all others must agree with it */
+    char *ref_path; /* its path */
+    int64_t *hist;  /* (ref.vocab) token counts of the current split, or NULL */
+    uint32_t *buf;  /* (chunk tokens) */
+    uint64_t *sums; /* (2, chunks of the current shard) their checksums: read, then the manifest's */
+    uint64_t *docs; /* (the current shard's ndocs) */
+    int64_t sums_cap, docs_cap; /* arrays grown in Verify lose nothing when data_try stops a shard */
 } Verify;
 
 typedef struct {
     Verify *v;
     char *path;
-    const char *split;
+    const char *name, *split;
     ShardMeta m;
 } VerifyJob;
+
+static void verify_manifest(void *arg)
+{
+    Verify *v = arg;
+    if (!manifest_open(v->dir, &v->mf))
+        manifest_absent(v->dir);
+    v->have_mf = 1;
+}
+
+/* doc_offsets increase and stay below n_tokens. */
+static void verify_docs(Verify *v, const char *path, hid_t file, const ShardMeta *m)
+{
+    v->docs = data_grow(v->docs, &v->docs_cap, m->ndocs, sizeof *v->docs);
+    hid_t d = H5_CHECK_AT(path, H5Dopen2(file, "doc_offsets", H5P_DEFAULT));
+    H5_CHECK_AT(path, H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->docs));
+    H5_CHECK_AT(path, H5Dclose(d));
+    int64_t i = 0;
+    while (i < m->ndocs && v->docs[i] < (uint64_t)m->ntokens && (i == 0 || v->docs[i] > v->docs[i - 1]))
+        i++;
+    if (i < m->ndocs)
+        data_bad(path, "doc_offsets[%" PRId64 "] = %" PRIu64 " is not increasing and below n_tokens %" PRId64, i,
+                 v->docs[i], m->ntokens);
+}
 
 static void verify_shard(void *arg)
 {
     VerifyJob *j = arg;
     Verify *v = j->v;
     const char *path = j->path;
+    if (v->have_mf)
+        manifest_check_present(&v->mf, path, j->name);
     hid_t file = shard_open(path);
     shard_meta(path, file, j->split, &j->m);
-    if (!v->have_ref) {
+    if (!v->ref_path) {
         v->ref = j->m;
-        v->have_ref = 1;
-    } else if (j->m.vocab != v->ref.vocab || j->m.eod != v->ref.eod || strcmp(j->m.tokenizer, v->ref.tokenizer) != 0) {
-        data_bad(path, "vocab_size %d, eod_id %d, tokenizer '%s' differ from the other shards' (%d, %d, '%s')",
-                 j->m.vocab, j->m.eod, j->m.tokenizer, v->ref.vocab, v->ref.eod, v->ref.tokenizer);
+        v->ref_path = xstrdup(path);
+    } else {
+        shard_meta_same(path, &j->m, v->ref_path, &v->ref);
     }
+    int at = v->have_mf ? manifest_check_shard(&v->mf, path, j->name, &j->m) : -1;
     if (!v->hist && v->ref.vocab <= VERIFY_HIST_MAX)
         v->hist = xcalloc(v->ref.vocab, sizeof *v->hist);
+    int64_t c = v->have_mf ? v->mf.chunk_tokens : MANIFEST_CHUNK, nc = (j->m.ntokens + c - 1) / c;
+    v->sums = data_grow(v->sums, &v->sums_cap, 2 * nc, sizeof *v->sums);
     hid_t tokens = shard_tokens_open(path, file);
-    uint64_t h = UTIL_FNV_INIT;
-    for (int64_t start = 0; start < j->m.ntokens; start += VERIFY_BLOCK) {
-        int64_t n = j->m.ntokens - start < VERIFY_BLOCK ? j->m.ntokens - start : VERIFY_BLOCK;
-        shard_read(path, tokens, j->m.vocab, start, n, v->buf);
-        h = shard_checksum(v->buf, n, j->m.width, h);
-        for (int64_t i = 0; v->hist && i < n; i++)
-            v->hist[v->buf[i]]++;
-    }
+    uint64_t h = shard_scan(path, tokens, &j->m, c, v->buf, v->sums, v->hist);
     H5_CHECK_AT(path, H5Dclose(tokens));
-    if (h != j->m.checksum)
-        data_bad(path, "checksum mismatch: the attribute says %016" PRIx64 ", the tokens give %016" PRIx64,
-                 j->m.checksum, h);
-    if (j->m.ndocs > 0) {
-        uint64_t *docs = xmalloc(j->m.ndocs * sizeof *docs); /* (ndocs) */
-        hid_t d = H5_CHECK_AT(path, H5Dopen2(file, "doc_offsets", H5P_DEFAULT));
-        H5_CHECK_AT(path, H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, docs));
-        H5_CHECK_AT(path, H5Dclose(d));
-        int64_t i = 0;
-        while (i < j->m.ndocs && docs[i] < (uint64_t)j->m.ntokens && (i == 0 || docs[i] > docs[i - 1]))
-            i++;
-        uint64_t at = i < j->m.ndocs ? docs[i] : 0;
-        free(docs);
-        if (i < j->m.ndocs)
-            data_bad(path, "doc_offsets[%" PRId64 "] = %" PRIu64 " is not increasing and below n_tokens %" PRId64, i,
-                     at, j->m.ntokens);
+    if (at >= 0) {
+        manifest_chunk_sums(&v->mf, v->mf.chunk0[at], nc, v->sums + nc);
+        for (int64_t k = 0; k < nc; k++)
+            shard_check_chunk(path, c, k, v->sums[k], v->sums[nc + k], v->mf.path);
     }
+    shard_check_checksum(path, &j->m, h);
+    if (j->m.ndocs > 0)
+        verify_docs(v, path, file, &j->m);
     H5_CHECK_AT(path, H5Fclose(file));
+}
+
+/* names (n of them, in stream order) with the shards that m lists and names lacks added in order,
+   so verify reports each as missing. Returns the new count. */
+static int verify_add_missing(const Manifest *m, ShardName **names, int n)
+{
+    ShardName *all = xmalloc((size_t)(n + m->n) * sizeof *all);
+    int k = 0, i = 0;
+    for (int j = 0; j < m->n; j++) {
+        const char *name = manifest_name(m, j);
+        while (i < n && shard_name_order((*names)[i].name, name) < 0)
+            all[k++] = (*names)[i++];
+        if (i < n && shard_name_order((*names)[i].name, name) == 0)
+            continue;
+        shard_name_parse(name, &all[k++]);
+    }
+    while (i < n)
+        all[k++] = (*names)[i++];
+    free(*names);
+    *names = all;
+    return k;
 }
 
 static double entropy_nats(const int64_t *hist, int n)
@@ -140,14 +179,22 @@ int data_verify(const char *dir, FILE *out, FILE *err)
     int n = shard_list(dir, NULL, &names), nbad = 0;
     if (n == 0)
         data_bad(dir, "no shard files (named <split>-NNNNN.h5)");
-    Verify v = {.buf = xmalloc(VERIFY_BLOCK * sizeof *v.buf)};
+    Verify v = {.dir = dir};
+    char msg[1024];
+    if (!data_try(verify_manifest, &v, msg, sizeof msg)) {
+        fprintf(err, "%s: error: %s\n", util_progname(), msg);
+        manifest_close(&v.mf);
+        nbad++;
+    }
+    if (v.have_mf)
+        n = verify_add_missing(&v.mf, &names, n);
+    v.buf = xmalloc((v.have_mf ? v.mf.chunk_tokens : MANIFEST_CHUNK) * sizeof *v.buf);
     for (int from = 0, to; from < n; from = to) {
         to = split_end(names, n, from);
         int bad = 0;
         int64_t tokens = 0, docs = 0;
         for (int i = from; i < to; i++) {
-            VerifyJob j = {&v, xasprintf("%s/%s", dir, names[i].name), names[i].split, {0}};
-            char msg[1024];
+            VerifyJob j = {&v, xasprintf("%s/%s", dir, names[i].name), names[i].name, names[i].split, {0}};
             if (data_try(verify_shard, &j, msg, sizeof msg)) {
                 tokens += j.m.ntokens;
                 docs = docs < 0 || j.m.ndocs < 0 ? -1 : docs + j.m.ndocs;
@@ -171,7 +218,12 @@ int data_verify(const char *dir, FILE *out, FILE *err)
         free(v.hist);
         v.hist = NULL;
     }
+    if (v.have_mf)
+        manifest_close(&v.mf);
+    free(v.ref_path);
     free(v.buf);
+    free(v.sums);
+    free(v.docs);
     shard_names_free(names, n);
     free(names);
     return nbad;

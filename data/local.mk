@@ -5,6 +5,7 @@ data_libdata_a_SOURCES = \
   data/h5_check.h data/h5_check.c \
   data/shard.h data/shard.c \
   data/writer.h data/writer.c \
+  data/manifest.h data/manifest.c \
   data/dataset.c \
   data/perm.h data/perm.c \
   data/sampler.c \

@@ -8,10 +8,12 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-int shard_name_parse(const char *name, ShardName *out)
+/* Where the number of a shard file name <split>-<digits>.h5 starts, or 0 when name is not one. */
+static size_t name_number_at(const char *name)
 {
     size_t len = strlen(name);
     if (len < 6 || strcmp(name + len - 3, ".h5") != 0)
@@ -24,12 +26,18 @@ int shard_name_parse(const char *name, ShardName *out)
     for (size_t i = 0; i + 1 < dash; i++)
         if (!isalnum((unsigned char)name[i]) && name[i] != '_')
             return 0;
-    if (out) {
+    return dash;
+}
+
+int shard_name_parse(const char *name, ShardName *out)
+{
+    size_t at = name_number_at(name);
+    if (at && out) {
         out->name = xstrdup(name);
-        out->split = xasprintf("%.*s", (int)(dash - 1), name);
-        out->number = strtol(name + dash, NULL, 10);
+        out->split = xasprintf("%.*s", (int)(at - 1), name);
+        out->number = strtol(name + at, NULL, 10);
     }
-    return 1;
+    return at > 0;
 }
 
 int shard_name_is_tmp(const char *name)
@@ -43,13 +51,19 @@ int shard_name_is_tmp(const char *name)
     return ok;
 }
 
+int shard_name_order(const char *a, const char *b)
+{
+    size_t at_a = name_number_at(a), at_b = name_number_at(b);
+    int c = strncmp(a, b, (at_a < at_b ? at_a : at_b) - 1);
+    if (c || at_a != at_b)
+        return c ? c : at_a < at_b ? -1 : 1; /* one split a prefix of the other: the shorter first */
+    long na = strtol(a + at_a, NULL, 10), nb = strtol(b + at_b, NULL, 10);
+    return na < nb ? -1 : na > nb;
+}
+
 static int shard_name_cmp(const void *pa, const void *pb)
 {
-    const ShardName *a = pa, *b = pb;
-    int c = strcmp(a->split, b->split);
-    if (c)
-        return c;
-    return a->number < b->number ? -1 : a->number > b->number;
+    return shard_name_order(((const ShardName *)pa)->name, ((const ShardName *)pb)->name);
 }
 
 int shard_list(const char *dir, const char *split, ShardName **names)
@@ -96,6 +110,7 @@ void shard_names_free(ShardName *names, int n)
 hid_t shard_open(const char *path)
 {
     h5_init();
+    h5_check_regular(path);
     hid_t fapl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK_AT(path, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));
     hid_t file = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDONLY, fapl));
@@ -103,120 +118,61 @@ hid_t shard_open(const char *path)
     return file;
 }
 
-/* The attribute `name` of obj, checked to be present, of class cls and holding one value. */
-static hid_t attr_open(const char *path, hid_t obj, const char *name, H5T_class_t cls)
-{
-    if (!H5_CHECK_AT(path, H5Aexists(obj, name)))
-        data_bad(path, "missing attribute '%s'", name);
-    hid_t a = H5_CHECK_AT(path, H5Aopen(obj, name, H5P_DEFAULT));
-    hid_t type = H5_CHECK_AT(path, H5Aget_type(a)), space = H5_CHECK_AT(path, H5Aget_space(a));
-    H5T_class_t got = H5_CHECK_AT(path, H5Tget_class(type));
-    hssize_t npoints = H5_CHECK_AT(path, H5Sget_simple_extent_npoints(space));
-    H5_CHECK_AT(path, H5Tclose(type));
-    H5_CHECK_AT(path, H5Sclose(space));
-    if (got != cls || npoints != 1)
-        data_bad(path, "attribute '%s' should hold one %s", name, cls == H5T_INTEGER ? "integer" : "string");
-    return a;
-}
-
-/* memtype: H5T_NATIVE_INT64 or H5T_NATIVE_UINT64; HDF5 converts any stored integer type. */
-static void attr_int(const char *path, hid_t obj, const char *name, hid_t memtype, void *out)
-{
-    hid_t a = attr_open(path, obj, name, H5T_INTEGER);
-    H5_CHECK_AT(path, H5Aread(a, memtype, out));
-    H5_CHECK_AT(path, H5Aclose(a));
-}
-
-/* Fixed-length or variable-length (h5py's default) string attribute. */
-static void attr_str(const char *path, hid_t obj, const char *name, char *out, size_t cap)
-{
-    hid_t a = attr_open(path, obj, name, H5T_STRING);
-    hid_t type = H5_CHECK_AT(path, H5Aget_type(a));
-    hid_t mem = H5_CHECK_AT(path, H5Tcopy(H5T_C_S1));
-    H5_CHECK_AT(path, H5Tset_cset(mem, H5_CHECK_AT(path, H5Tget_cset(type)))); /* HDF5 converts no charset */
-    if (H5_CHECK_AT(path, H5Tis_variable_str(type))) {
-        char *s = NULL;
-        H5_CHECK_AT(path, H5Tset_size(mem, H5T_VARIABLE));
-        H5_CHECK_AT(path, H5Aread(a, mem, &s));
-        snprintf(out, cap, "%s", s ? s : "");
-        H5_CHECK_AT(path, H5free_memory(s));
-    } else {
-        size_t size = H5Tget_size(type);
-        char *s = xcalloc(size + 1, 1);
-        H5_CHECK_AT(path, H5Tset_size(mem, size + 1));
-        H5_CHECK_AT(path, H5Tset_strpad(mem, H5T_STR_NULLTERM));
-        H5_CHECK_AT(path, H5Aread(a, mem, s));
-        snprintf(out, cap, "%s", s);
-        free(s);
-    }
-    H5_CHECK_AT(path, H5Tclose(mem));
-    H5_CHECK_AT(path, H5Tclose(type));
-    H5_CHECK_AT(path, H5Aclose(a));
-}
-
-/* Length of a 1-D dataset of unsigned integers; *width gets the element size in bytes. */
-static int64_t dataset_length(const char *path, hid_t dset, const char *name, int *width)
-{
-    hid_t type = H5_CHECK_AT(path, H5Dget_type(dset)), space = H5_CHECK_AT(path, H5Dget_space(dset));
-    int ok =
-        H5_CHECK_AT(path, H5Tget_class(type)) == H5T_INTEGER && H5_CHECK_AT(path, H5Tget_sign(type)) == H5T_SGN_NONE;
-    *width = (int)H5Tget_size(type);
-    hsize_t dims[1] = {0};
-    ok = ok && H5_CHECK_AT(path, H5Sget_simple_extent_ndims(space)) == 1;
-    if (ok)
-        H5_CHECK_AT(path, H5Sget_simple_extent_dims(space, dims, NULL));
-    H5_CHECK_AT(path, H5Tclose(type));
-    H5_CHECK_AT(path, H5Sclose(space));
-    if (!ok)
-        data_bad(path, "'%s' should be a 1-D array of unsigned integers", name);
-    return (int64_t)dims[0];
-}
-
 void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
 {
     char text[SHARD_NAME_MAX];
     int64_t version, vocab, eod, ntokens;
-    attr_str(path, file, "format", text, sizeof text);
+    h5_attr_str(path, file, "format", text, sizeof text);
     if (strcmp(text, SHARD_FORMAT) != 0)
         data_bad(path, "attribute 'format' is '%s', expected '%s'", text, SHARD_FORMAT);
-    attr_int(path, file, "format_version", H5T_NATIVE_INT64, &version);
+    h5_attr_int(path, file, "format_version", H5T_NATIVE_INT64, &version);
     if (version != SHARD_FORMAT_VERSION)
         data_bad(path, "format_version %lld, this megatrain reads version %d", (long long)version,
                  SHARD_FORMAT_VERSION);
-    attr_int(path, file, "vocab_size", H5T_NATIVE_INT64, &vocab);
-    attr_int(path, file, "eod_id", H5T_NATIVE_INT64, &eod);
+    h5_attr_int(path, file, "vocab_size", H5T_NATIVE_INT64, &vocab);
+    h5_attr_int(path, file, "eod_id", H5T_NATIVE_INT64, &eod);
     if (vocab < 1 || vocab > INT32_MAX)
         data_bad(path, "vocab_size %lld is out of range [1, %d]", (long long)vocab, INT32_MAX);
     if (eod < -1 || eod >= vocab)
         data_bad(path, "eod_id %lld should be -1 or below vocab_size %lld", (long long)eod, (long long)vocab);
     m->vocab = (int)vocab;
     m->eod = (int)eod;
-    attr_str(path, file, "tokenizer", m->tokenizer, sizeof m->tokenizer);
+    h5_attr_str(path, file, "tokenizer", m->tokenizer, sizeof m->tokenizer);
     if (strcmp(m->tokenizer, TOKENIZER_BYTES) == 0 && (vocab != BYTES_VOCAB || eod != BYTES_EOD))
         data_bad(path, "tokenizer 'bytes' needs vocab_size %d and eod_id %d, not %lld and %lld", BYTES_VOCAB, BYTES_EOD,
                  (long long)vocab, (long long)eod);
-    attr_str(path, file, "split", text, sizeof text);
+    h5_attr_str(path, file, "split", text, sizeof text);
     if (strcmp(text, split) != 0)
         data_bad(path, "attribute 'split' is '%s' but the file name says '%s'", text, split);
-    attr_int(path, file, "n_tokens", H5T_NATIVE_INT64, &ntokens);
-    attr_int(path, file, "checksum", H5T_NATIVE_UINT64, &m->checksum);
+    h5_attr_int(path, file, "n_tokens", H5T_NATIVE_INT64, &ntokens);
+    h5_attr_int(path, file, "checksum", H5T_NATIVE_UINT64, &m->checksum);
 
     if (!H5_CHECK_AT(path, H5Lexists(file, "tokens", H5P_DEFAULT)))
         data_bad(path, "no 'tokens' dataset");
     hid_t tokens = shard_tokens_open(path, file);
-    m->ntokens = dataset_length(path, tokens, "tokens", &m->width);
+    m->ntokens = h5_array_length(path, tokens, "tokens", &m->width);
     H5_CHECK_AT(path, H5Dclose(tokens));
     if (m->width != 2 && m->width != 4)
         data_bad(path, "'tokens' holds %d-byte integers, expected uint16 or uint32", m->width);
+    if (m->ntokens > SHARD_TOKENS_MAX)
+        data_bad(path, "'tokens' holds %lld tokens, more than a shard may (%lld)", (long long)m->ntokens,
+                 SHARD_TOKENS_MAX);
     if (ntokens != m->ntokens)
         data_bad(path, "attribute n_tokens is %lld but 'tokens' holds %lld", (long long)ntokens, (long long)m->ntokens);
     m->ndocs = -1;
     if (H5_CHECK_AT(path, H5Lexists(file, "doc_offsets", H5P_DEFAULT))) {
         int width;
         hid_t docs = H5_CHECK_AT(path, H5Dopen2(file, "doc_offsets", H5P_DEFAULT));
-        m->ndocs = dataset_length(path, docs, "doc_offsets", &width);
+        m->ndocs = h5_array_length(path, docs, "doc_offsets", &width);
         H5_CHECK_AT(path, H5Dclose(docs));
     }
+}
+
+void shard_meta_same(const char *path, const ShardMeta *m, const char *ref_path, const ShardMeta *ref)
+{
+    if (m->vocab != ref->vocab || m->eod != ref->eod || strcmp(m->tokenizer, ref->tokenizer) != 0)
+        data_bad(path, "vocab_size %d, eod_id %d, tokenizer '%s' differ from %s (%d, %d, '%s')", m->vocab, m->eod,
+                 m->tokenizer, ref_path, ref->vocab, ref->eod, ref->tokenizer);
 }
 
 hid_t shard_tokens_open(const char *path, hid_t file)
@@ -224,15 +180,20 @@ hid_t shard_tokens_open(const char *path, hid_t file)
     return H5_CHECK_AT(path, H5Dopen2(file, "tokens", H5P_DEFAULT));
 }
 
-void shard_read(const char *path, hid_t tokens, int vocab, int64_t start, int64_t n, uint32_t *out)
+/* Tokens [start, start + n), n > 0, into out, each checked to be < vocab; an HDF5 error names the
+   tokens, and chunk k of chunk_tokens when k >= 0. */
+static void read_ids(const char *path, hid_t tokens, int vocab, int64_t start, int64_t n, uint32_t *out, int64_t k)
 {
-    if (n <= 0)
-        return;
     hsize_t off[1] = {(hsize_t)start}, count[1] = {(hsize_t)n};
     hid_t fspace = H5_CHECK_AT(path, H5Dget_space(tokens));
     hid_t mspace = H5_CHECK_AT(path, H5Screate_simple(1, count, NULL));
     H5_CHECK_AT(path, H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, count, NULL));
-    H5_CHECK_AT(path, H5Dread(tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out));
+    if (H5Dread(tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out) < 0) {
+        char where[96];
+        int at = k >= 0 ? snprintf(where, sizeof where, "chunk %lld, ", (long long)k) : 0;
+        snprintf(where + at, sizeof where - at, "tokens %lld..%lld", (long long)start, (long long)(start + n - 1));
+        h5_fail(path, "H5Dread", where);
+    }
     H5_CHECK_AT(path, H5Sclose(mspace));
     H5_CHECK_AT(path, H5Sclose(fspace));
     for (int64_t i = 0; i < n; i++)
@@ -240,11 +201,75 @@ void shard_read(const char *path, hid_t tokens, int vocab, int64_t start, int64_
             data_bad(path, "token %lld is %u, not below vocab_size %d", (long long)(start + i), out[i], vocab);
 }
 
+void shard_read(const char *path, hid_t tokens, int vocab, int64_t start, int64_t n, uint32_t *out)
+{
+    if (n > 0)
+        read_ids(path, tokens, vocab, start, n, out, -1);
+}
+
+/* FNV-1a 64 continued over id as `width` little-endian bytes (util_fnv1a's, inlined: verify and
+   the manifest hash every token twice, a chunk's hash and the shard's). */
+static inline uint64_t fnv_id(uint64_t h, uint32_t id, int width)
+{
+    for (int b = 0; b < width; b++, id >>= 8)
+        h = (h ^ (id & 0xff)) * 0x100000001b3ULL;
+    return h;
+}
+
 uint64_t shard_checksum(const uint32_t *ids, int64_t n, int width, uint64_t h)
 {
-    for (int64_t i = 0; i < n; i++) {
-        unsigned char le[4] = {ids[i] & 0xff, (ids[i] >> 8) & 0xff, (ids[i] >> 16) & 0xff, ids[i] >> 24};
-        h = util_fnv1a(le, (size_t)width, h);
+    for (int64_t i = 0; i < n; i++)
+        h = fnv_id(h, ids[i], width);
+    return h;
+}
+
+/* Tokens in chunk k. */
+static int64_t chunk_length(const ShardMeta *m, int64_t chunk_tokens, int64_t k)
+{
+    int64_t left = m->ntokens - k * chunk_tokens;
+    return left < chunk_tokens ? left : chunk_tokens;
+}
+
+uint64_t shard_read_chunk(const char *path, hid_t tokens, const ShardMeta *m, int64_t chunk_tokens, int64_t k,
+                          uint32_t *buf)
+{
+    int64_t n = chunk_length(m, chunk_tokens, k);
+    read_ids(path, tokens, m->vocab, k * chunk_tokens, n, buf, k);
+    return shard_checksum(buf, n, m->width, UTIL_FNV_INIT);
+}
+
+uint64_t shard_scan(const char *path, hid_t tokens, const ShardMeta *m, int64_t chunk_tokens, uint32_t *buf,
+                    uint64_t *sums, int64_t *hist)
+{
+    uint64_t h = UTIL_FNV_INIT;
+    for (int64_t k = 0; k * chunk_tokens < m->ntokens; k++) {
+        int64_t n = chunk_length(m, chunk_tokens, k);
+        uint64_t hk = UTIL_FNV_INIT;
+        read_ids(path, tokens, m->vocab, k * chunk_tokens, n, buf, k);
+        for (int64_t i = 0; i < n; i++) { /* two independent chains: the CPU runs them side by side */
+            hk = fnv_id(hk, buf[i], m->width);
+            h = fnv_id(h, buf[i], m->width);
+        }
+        for (int64_t i = 0; hist && i < n; i++)
+            hist[buf[i]]++;
+        sums[k] = hk;
     }
     return h;
+}
+
+void shard_check_checksum(const char *path, const ShardMeta *m, uint64_t h)
+{
+    if (h != m->checksum)
+        data_bad(path, "checksum mismatch: the attribute says %016" PRIx64 ", the tokens give %016" PRIx64, m->checksum,
+                 h);
+}
+
+void shard_check_chunk(const char *path, int64_t chunk_tokens, int64_t k, uint64_t got, uint64_t want,
+                       const char *listed_in)
+{
+    if (got != want)
+        data_bad(path,
+                 "chunk %" PRId64 " (tokens from %" PRId64 ") has checksum %016" PRIx64 ", but %s lists %016" PRIx64
+                 ": its tokens changed after the manifest was written",
+                 k, k * chunk_tokens, got, listed_in, want);
 }

@@ -1,9 +1,10 @@
 /* writer.c: streaming shard writer (see writer.h). Tokens are buffered one HDF5 chunk at a time
-   and appended to the 'tokens' dataset; the attributes (n_tokens, checksum) and doc_offsets are
-   written when the shard is complete. */
+   and appended to the 'tokens' dataset, each chunk's checksum kept for the manifest; the
+   attributes (n_tokens, checksum) and doc_offsets are written when the shard is complete. */
 #include "data/writer.h"
 
 #include "data/h5_check.h"
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "src/util.h"
 
@@ -13,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WRITER_CHUNK (1 << 14) /* tokens per HDF5 chunk, the unit of every read: 32 KiB of uint16 */
+/* tokens per HDF5 chunk, the unit of every read (32 KiB of uint16): the chunk a manifest checksums,
+   so checking one reads one */
+#define WRITER_CHUNK MANIFEST_CHUNK
 
 struct ShardWriter {
     char *dir, *split, *tokenizer;
@@ -28,6 +31,10 @@ struct ShardWriter {
     uint64_t *docs;
     int64_t ndocs, docs_cap;
     int track_docs, doc_pending;
+    uint64_t *sums; /* (nsums) checksums of the chunks flushed */
+    int64_t nsums, sums_cap;
+    ShardSums *done; /* (nshards) the shards written, with their chunk checksums */
+    int64_t done_cap;
 };
 
 ShardWriter *shard_writer_open(const char *dir, const char *split, int first, int64_t shard_tokens,
@@ -58,26 +65,10 @@ static void writer_start_shard(ShardWriter *w)
     w->tmp_path = xasprintf("%s.tmp", w->path);
     if (access(w->path, F_OK) == 0)
         data_bad(w->path, "shard exists already; not overwriting it");
-    const char *p = w->tmp_path;
-    /* the 1.10 file format checksums all metadata, so corruption is reported, not misread */
-    hid_t fapl = H5_CHECK_AT(p, H5Pcreate(H5P_FILE_ACCESS));
-    H5_CHECK_AT(p, H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110));
-    w->file = H5_CHECK_AT(p, H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
-    H5_CHECK_AT(p, H5Pclose(fapl));
+    w->file = h5_create(w->tmp_path);
     w->tokens = -1;
     w->n = w->flushed = w->ndocs = 0;
     w->checksum = UTIL_FNV_INIT;
-}
-
-/* Creation properties of both datasets: chunks of `chunk` elements, each with a Fletcher-32
-   checksum that every read verifies. */
-static hid_t writer_dcpl(const char *p, int64_t chunk)
-{
-    hsize_t dims[1] = {(hsize_t)(chunk > 0 ? chunk : 1)};
-    hid_t dcpl = H5_CHECK_AT(p, H5Pcreate(H5P_DATASET_CREATE));
-    H5_CHECK_AT(p, H5Pset_chunk(dcpl, 1, dims));
-    H5_CHECK_AT(p, H5Pset_fletcher32(dcpl));
-    return dcpl;
 }
 
 /* The extendible 'tokens' dataset. Created at the first flush: a shard that ends before its first
@@ -87,7 +78,7 @@ static void writer_create_tokens(ShardWriter *w, int64_t chunk_tokens)
     const char *p = w->tmp_path;
     hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED};
     hid_t space = H5_CHECK_AT(p, H5Screate_simple(1, dims, maxdims));
-    hid_t dcpl = writer_dcpl(p, chunk_tokens);
+    hid_t dcpl = h5_dcpl(p, chunk_tokens);
     hid_t type = w->width == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
     w->tokens = H5_CHECK_AT(p, H5Dcreate2(w->file, "tokens", type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     H5_CHECK_AT(p, H5Pclose(dcpl));
@@ -109,34 +100,10 @@ static void writer_flush(ShardWriter *w)
     H5_CHECK_AT(p, H5Dwrite(w->tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, w->buf));
     H5_CHECK_AT(p, H5Sclose(mspace));
     H5_CHECK_AT(p, H5Sclose(fspace));
+    /* every flush but a shard's last is one chunk of WRITER_CHUNK = MANIFEST_CHUNK tokens */
+    w->sums = data_grow(w->sums, &w->sums_cap, w->nsums + 1, sizeof *w->sums);
+    w->sums[w->nsums++] = shard_checksum(w->buf, (int64_t)count[0], w->width, UTIL_FNV_INIT);
     w->flushed = w->n;
-}
-
-static void attr_write(const char *p, hid_t obj, const char *name, hid_t type, const void *value)
-{
-    hid_t space = H5_CHECK_AT(p, H5Screate(H5S_SCALAR));
-    hid_t a = H5_CHECK_AT(p, H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT));
-    H5_CHECK_AT(p, H5Awrite(a, type, value));
-    H5_CHECK_AT(p, H5Aclose(a));
-    H5_CHECK_AT(p, H5Sclose(space));
-}
-
-/* Fixed-length UTF-8: stored in the checksummed object header. (A variable-length string, as
-   h5py writes a Python str, lives in the global heap, which has no checksum: HDF5 1.10 crashes on
-   some corruptions there.) */
-static void attr_write_str(const char *p, hid_t obj, const char *name, const char *value)
-{
-    hid_t type = H5_CHECK_AT(p, H5Tcopy(H5T_C_S1));
-    H5_CHECK_AT(p, H5Tset_size(type, strlen(value) ? strlen(value) : 1)); /* HDF5 has no empty type */
-    H5_CHECK_AT(p, H5Tset_strpad(type, H5T_STR_NULLPAD));
-    H5_CHECK_AT(p, H5Tset_cset(type, H5T_CSET_UTF8));
-    attr_write(p, obj, name, type, value);
-    H5_CHECK_AT(p, H5Tclose(type));
-}
-
-static void attr_write_i64(const char *p, hid_t obj, const char *name, int64_t value)
-{
-    attr_write(p, obj, name, H5T_NATIVE_INT64, &value);
 }
 
 static void writer_finish_shard(ShardWriter *w)
@@ -144,29 +111,23 @@ static void writer_finish_shard(ShardWriter *w)
     const char *p = w->tmp_path;
     writer_flush(w);
     H5_CHECK_AT(p, H5Dclose(w->tokens));
-    if (w->track_docs) {
-        hsize_t dims[1] = {(hsize_t)w->ndocs};
-        hid_t space = H5_CHECK_AT(p, H5Screate_simple(1, dims, NULL));
-        hid_t dcpl = writer_dcpl(p, w->ndocs < WRITER_CHUNK ? w->ndocs : WRITER_CHUNK);
-        hid_t d =
-            H5_CHECK_AT(p, H5Dcreate2(w->file, "doc_offsets", H5T_STD_U64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
-        if (w->ndocs)
-            H5_CHECK_AT(p, H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->docs));
-        H5_CHECK_AT(p, H5Dclose(d));
-        H5_CHECK_AT(p, H5Pclose(dcpl));
-        H5_CHECK_AT(p, H5Sclose(space));
-    }
-    attr_write_str(p, w->file, "format", SHARD_FORMAT);
-    attr_write_i64(p, w->file, "format_version", SHARD_FORMAT_VERSION);
-    attr_write_i64(p, w->file, "vocab_size", w->vocab);
-    attr_write_i64(p, w->file, "eod_id", w->eod);
-    attr_write_str(p, w->file, "tokenizer", w->tokenizer);
-    attr_write_str(p, w->file, "split", w->split);
-    attr_write_i64(p, w->file, "n_tokens", w->n);
-    attr_write(p, w->file, "checksum", H5T_NATIVE_UINT64, &w->checksum);
+    if (w->track_docs)
+        h5_write_array(p, w->file, "doc_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, w->ndocs, w->docs);
+    h5_attr_write_str(p, w->file, "format", SHARD_FORMAT);
+    h5_attr_write_i64(p, w->file, "format_version", SHARD_FORMAT_VERSION);
+    h5_attr_write_i64(p, w->file, "vocab_size", w->vocab);
+    h5_attr_write_i64(p, w->file, "eod_id", w->eod);
+    h5_attr_write_str(p, w->file, "tokenizer", w->tokenizer);
+    h5_attr_write_str(p, w->file, "split", w->split);
+    h5_attr_write_i64(p, w->file, "n_tokens", w->n);
+    h5_attr_write(p, w->file, "checksum", H5T_NATIVE_UINT64, &w->checksum);
     H5_CHECK_AT(p, H5Fclose(w->file));
     if (rename(w->tmp_path, w->path) != 0)
         data_bad(w->path, "cannot rename %s to it: %s", w->tmp_path, strerror(errno));
+    w->done = data_grow(w->done, &w->done_cap, w->nshards + 1, sizeof *w->done);
+    w->done[w->nshards] = (ShardSums){xstrdup(strrchr(w->path, '/') + 1), w->nsums, w->sums};
+    w->sums = NULL;
+    w->nsums = w->sums_cap = 0;
     free(w->path);
     free(w->tmp_path);
     w->file = -1;
@@ -185,12 +146,7 @@ void shard_writer_append(ShardWriter *w, const uint32_t *ids, int64_t n)
         if (w->file < 0)
             writer_start_shard(w);
         if (w->doc_pending) {
-            if (w->ndocs == w->docs_cap) {
-                w->docs_cap = w->docs_cap ? 2 * w->docs_cap : 64;
-                w->docs = realloc(w->docs, w->docs_cap * sizeof *w->docs);
-                if (!w->docs)
-                    fail("out of memory for the document offsets of %s", w->path);
-            }
+            w->docs = data_grow(w->docs, &w->docs_cap, w->ndocs + 1, sizeof *w->docs);
             w->docs[w->ndocs++] = (uint64_t)w->n;
             w->doc_pending = 0;
         }
@@ -212,11 +168,17 @@ void shard_writer_append(ShardWriter *w, const uint32_t *ids, int64_t n)
     }
 }
 
-int shard_writer_close(ShardWriter *w)
+int shard_writer_close(ShardWriter *w, ShardSums **written, int *nwritten)
 {
     if (w->file >= 0)
         writer_finish_shard(w);
     int nshards = w->nshards;
+    int64_t cap = *nwritten;
+    *written = data_grow(*written, &cap, *nwritten + nshards, sizeof **written);
+    if (nshards) /* an empty split has written none, and w->done is NULL */
+        memcpy(*written + *nwritten, w->done, nshards * sizeof **written);
+    *nwritten += nshards;
+    free(w->done);
     free(w->dir);
     free(w->split);
     free(w->tokenizer);

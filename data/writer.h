@@ -5,6 +5,8 @@
 #ifndef MEGATRAIN_WRITER_H
 #define MEGATRAIN_WRITER_H
 
+#include "data/manifest.h"
+
 #include <stdint.h>
 
 typedef struct {
@@ -22,7 +24,9 @@ ShardWriter *shard_writer_open(const char *dir, const char *split, int first, in
 /* A document starts with the next token. Once called, every shard records doc_offsets. */
 void shard_writer_doc(ShardWriter *w);
 void shard_writer_append(ShardWriter *w, const uint32_t *ids, int64_t n);
-/* Finish the last shard and free w; returns the number of shard files written. */
-int shard_writer_close(ShardWriter *w);
+/* Finish the last shard and free w; returns the number of shard files written, and appends their
+   names and chunk checksums to *written (*nwritten of them; for manifest_update, freed with
+   shard_sums_free). */
+int shard_writer_close(ShardWriter *w, ShardSums **written, int *nwritten);
 
 #endif

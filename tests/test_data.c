@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "data/h5_check.h"
 #include "data/inspect.h"
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "src/util.h"
 #include "tests/tap.h"
@@ -116,6 +117,7 @@ static Child child_run(void (*fn)(const void *), const void *arg)
         dup2(null, 1);
         dup2(fd[1], 2);
         close(fd[0]);
+        alarm(60); /* a call that hangs (a FIFO opened as a shard) fails the check instead */
         fn(arg);
         exit(0);
     }
@@ -138,6 +140,8 @@ static void child_read_train(const void *dir)
 }
 
 static void child_verify(const void *dir) { exit(data_verify(dir, stdout, stderr) ? 2 : 0); }
+
+static void child_manifest(const void *dir) { manifest_update(dir, NULL, 0); }
 
 static void child_build(const void *options)
 {
@@ -451,24 +455,29 @@ static void test_bad_builds(void)
     free(out);
 }
 
-/* A raw dataset of three shards of 4000 random uint16 ids, fresh in dir. */
-static void make_shards(const char *dir)
+/* A raw dataset of three shards of shard_tokens random uint16 ids in [1, vocab), fresh in dir;
+   the ids are in dir.u16. Token shard_tokens / 2 of each shard is 0. */
+static void make_shards_of(const char *dir, int vocab, int shard_tokens)
 {
-    enum { N = 12000 };
-    uint16_t ids[N];
-    for (int i = 0; i < N; i++)
-        ids[i] = (uint16_t)(1 + rng_u64(key, 90000 + i) % 40000);
+    int n = 3 * shard_tokens;
+    uint16_t *ids = xmalloc(n * sizeof *ids);
+    for (int i = 0; i < n; i++)
+        ids[i] = i % shard_tokens == shard_tokens / 2 ? 0 : (uint16_t)(1 + rng_u64(key, 90000 + i) % (vocab - 1));
     char *path = xasprintf("%s.u16", dir), *inputs[1] = {path};
-    write_file(path, ids, sizeof ids);
+    write_file(path, ids, n * sizeof *ids);
+    free(ids);
     BuildOptions o = build_options(dir, inputs, 1);
     o.kind = BUILD_UINT16;
-    o.vocab = 40001;
-    o.shard_tokens = 4000;
+    o.vocab = vocab;
+    o.shard_tokens = shard_tokens;
     o.force = 1;
     BuildSplit st[2];
     data_build(&o, st);
     free(path);
 }
+
+/* Three shards of 4000 ids, one chunk each. */
+static void make_shards(const char *dir) { make_shards_of(dir, 40001, 4000); }
 
 static void patch_attr_i64(const char *path, const char *name, int64_t value)
 {
@@ -586,8 +595,10 @@ static void test_broken_shards(void)
     mkdir(dir, 0777);
     expect_bad(child_run(child_read_train, dir), "broken", "no shard of split 'train'",
                "a folder without shards is refused");
-    expect_bad(child_run(child_read_train, in_tmp("nowhere")), "nowhere", "cannot open the dataset folder",
+    char *nowhere = in_tmp("nowhere");
+    expect_bad(child_run(child_read_train, nowhere), "nowhere", "cannot open the dataset folder",
                "a missing folder is refused");
+    free(nowhere);
     free(renamed);
     free(last);
     free(other);
@@ -622,6 +633,169 @@ static void test_bad_doc_offsets(void)
                "doc_offsets that go backwards: verify names file and offset");
     free(shard);
     free(out);
+    free(dir);
+}
+
+/* Reading the split and verify both stop with exit 2 naming file and saying what. */
+static void expect_bad_both(const char *dir, const char *file, const char *what, const char *label)
+{
+    char *read_label = xasprintf("%s: reading names it", label);
+    char *verify_label = xasprintf("%s: verify names it", label);
+    expect_bad(child_run(child_read_train, dir), file, what, read_label);
+    expect_bad(child_run(child_verify, dir), file, what, verify_label);
+    free(verify_label);
+    free(read_label);
+}
+
+/* Shard token `at` set to id through HDF5, which rewrites the chunk's Fletcher-32 checksum. */
+static void write_token(const char *path, int64_t at, uint16_t id)
+{
+    hid_t f = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT));
+    hid_t d = H5_CHECK_AT(path, H5Dopen2(f, "tokens", H5P_DEFAULT)), space = H5_CHECK_AT(path, H5Dget_space(d));
+    hsize_t off[1] = {(hsize_t)at}, one[1] = {1};
+    hid_t mem = H5_CHECK_AT(path, H5Screate_simple(1, one, NULL));
+    H5_CHECK_AT(path, H5Sselect_hyperslab(space, H5S_SELECT_SET, off, NULL, one, NULL));
+    H5_CHECK_AT(path, H5Dwrite(d, H5T_NATIVE_UINT16, mem, space, H5P_DEFAULT, &id));
+    H5_CHECK_AT(path, H5Sclose(mem));
+    H5_CHECK_AT(path, H5Sclose(space));
+    H5_CHECK_AT(path, H5Dclose(d));
+    H5_CHECK_AT(path, H5Fclose(f));
+}
+
+/* Where in the file shard token `at` (uint16, in chunks of `chunk` tokens) is stored: the
+   Fletcher-32 filter keeps a chunk's bytes as they are and appends its checksum. */
+static long token_offset(const char *path, int64_t at, int64_t chunk)
+{
+    hid_t f = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
+    hid_t d = H5_CHECK_AT(path, H5Dopen2(f, "tokens", H5P_DEFAULT));
+    hsize_t coord[1] = {(hsize_t)(at / chunk * chunk)}, size;
+    haddr_t addr;
+    unsigned mask;
+    H5_CHECK_AT(path, H5Dget_chunk_info_by_coord(d, coord, &mask, &addr, &size));
+    H5_CHECK_AT(path, H5Dclose(d));
+    H5_CHECK_AT(path, H5Fclose(f));
+    return (long)addr + 2 * (long)(at % chunk);
+}
+
+/* Shard `path` grown to n tokens (the new ones read as HDF5's fill value 0), n_tokens to match. */
+static void extend_shard(const char *path, int64_t n)
+{
+    hid_t f = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT));
+    hid_t d = H5_CHECK_AT(path, H5Dopen2(f, "tokens", H5P_DEFAULT));
+    hsize_t dims[1] = {(hsize_t)n};
+    H5_CHECK_AT(path, H5Dset_extent(d, dims));
+    H5_CHECK_AT(path, H5Dclose(d));
+    H5_CHECK_AT(path, H5Fclose(f));
+    patch_attr_i64(path, "n_tokens", n);
+}
+
+static void replace_by_fifo(const char *path)
+{
+    if (unlink(path) != 0 || mkfifo(path, 0666) != 0)
+        fail("cannot replace %s by a FIFO: %s", path, strerror(errno));
+}
+
+/* Shards of three chunks: 200 random ranges read through a fresh dataset, each chunk checked when
+   first read, equal the input. */
+static void test_chunked_reads(const char *dir)
+{
+    enum { S = 40000, N = 3 * S };
+    char *input = xasprintf("%s.u16", dir);
+    size_t bytes;
+    uint16_t *want = (uint16_t *)read_file(input, &bytes);
+    Dataset *ds = dataset_open(dir, "train");
+    int32_t *part = xmalloc(N * sizeof *part);
+    int ok = dataset_ntokens(ds) == N;
+    for (int t = 0; ok && t < 200; t++) {
+        int64_t a = (int64_t)(rng_u64(key, 8000 + t) % N), len = (int64_t)(rng_u64(key, 9000 + t) % 20000);
+        len = a + len > N ? N - a : len;
+        dataset_read(ds, a, len, part);
+        for (int64_t i = 0; ok && i < len; i++)
+            ok = part[i] == want[a + i];
+    }
+    tap_check(ok, "3 shards of %d tokens (3 chunks each): 200 random ranges read and checked equal the input", S);
+    dataset_close(ds);
+    free(part);
+    free(want);
+    free(input);
+}
+
+/* A dataset changed after it was built (issue 11): each change is found both by reading the
+   split, as training does, and by verify, with exit 2 naming the file and what is wrong. */
+static void test_changed_dataset(void)
+{
+    enum { S = 40000, AT = S / 2 }; /* token AT of each shard, in its chunk 1, is 0 */
+    char *dir = in_tmp("changed"), *mid = in_tmp("changed/train-00001.h5"), *last = in_tmp("changed/train-00002.h5");
+    char *added = in_tmp("changed/train-00003.h5"), *manifest = in_tmp("changed/manifest.h5");
+    make_shards_of(dir, 65536, S);
+    Child c = child_run(child_verify, dir);
+    tap_check(c.status == 0, "changed: the dataset as built verifies (exit %d)", c.status);
+    test_chunked_reads(dir);
+
+    write_token(mid, AT, 7);
+    expect_bad_both(dir, "train-00001.h5", "chunk 1 (tokens from 16384) has checksum",
+                    "a token rewritten through HDF5 (its chunk's Fletcher-32 with it)");
+
+    make_shards_of(dir, 65536, S);
+    long at = token_offset(mid, AT, MANIFEST_CHUNK);
+    size_t size;
+    unsigned char *file = read_file(mid, &size);
+    int was_zero = file[at] == 0 && file[at + 1] == 0;
+    file[at] = file[at + 1] = 0xff; /* 0 -> 65535: the same Fletcher-32 sum (it adds 16-bit words mod 65535) */
+    write_file(mid, file, size);
+    free(file);
+    tap_check(was_zero, "token %d of train-00001.h5 found in the file's bytes", AT);
+    expect_bad_both(dir, "train-00001.h5", "chunk 1 (tokens from 16384) has checksum",
+                    "a token changed 0 -> 65535 in the file, which Fletcher-32 cannot see");
+
+    make_shards_of(dir, 65536, S);
+    extend_shard(last, S + 20000);
+    expect_bad_both(dir, "train-00002.h5", "holds 60000 tokens",
+                    "a shard extended by 20000 zero tokens, n_tokens patched to match");
+    extend_shard(last, SHARD_TOKENS_MAX + 1); /* claimed, never stored: reading it would be all fill */
+    expect_bad_both(dir, "train-00002.h5", "more than a shard may",
+                    "a shard extended to more than 2^40 tokens is refused before anything is allocated for it");
+
+    make_shards_of(dir, 65536, S);
+    unlink(mid);
+    expect_bad_both(dir, "train-00001.h5", "missing: ", "the middle shard deleted");
+
+    make_shards_of(dir, 65536, S);
+    copy_file(last, added);
+    expect_bad_both(dir, "train-00003.h5", "not listed in", "a shard added without megadata manifest");
+    c = child_run(child_manifest, dir);
+    tap_check(c.status == 0 && child_run(child_read_train, dir).status == 0,
+              "megadata manifest adds it; the dataset reads again");
+    unlink(added);
+    expect_bad(child_run(child_read_train, dir), "train-00003.h5", "missing: ",
+               "a shard the updated manifest lists, deleted: reading names it");
+
+    make_shards_of(dir, 65536, S);
+    Dataset *ds = dataset_open(dir, "train");
+    uint64_t fingerprint = dataset_fingerprint(ds);
+    dataset_close(ds);
+    unlink(manifest);
+    expect_bad_both(dir, "changed", "no manifest.h5", "a dataset without a manifest (format version 1)");
+    c = child_run(child_manifest, dir);
+    tap_check(c.status == 0 && child_run(child_read_train, dir).status == 0 && child_run(child_verify, dir).status == 0,
+              "megadata manifest on it: it reads and verifies");
+    ds = dataset_open(dir, "train");
+    tap_check(dataset_fingerprint(ds) == fingerprint, "... with the fingerprint it had (checkpoints record it)");
+    dataset_close(ds);
+
+    make_shards_of(dir, 65536, S);
+    replace_by_fifo(mid);
+    expect_bad_both(dir, "train-00001.h5", "is a FIFO", "a FIFO named like a shard (no hang)");
+    expect_bad(child_run(child_manifest, dir), "train-00001.h5", "is a FIFO",
+               "a FIFO named like a shard: megadata manifest names it");
+    make_shards_of(dir, 65536, S);
+    replace_by_fifo(manifest);
+    expect_bad_both(dir, "manifest.h5", "is a FIFO", "a FIFO named manifest.h5 (no hang)");
+    rm_tree(dir);
+    free(manifest);
+    free(added);
+    free(last);
+    free(mid);
     free(dir);
 }
 
@@ -678,6 +852,7 @@ int main(void)
     test_bad_builds();
     test_broken_shards();
     test_bad_doc_offsets();
+    test_changed_dataset();
     test_corruption_sweep();
     rm_tree(tmp);
     return tap_done();

@@ -1,8 +1,9 @@
-# test_data_h5py.py: the shard format as doc/data.md describes it, seen from h5py. Shards that
-# megadata writes read back in h5py as the documented attributes and tokens (checksum recomputed
-# here); shards written with h5py by the documented recipe (and with h5py's default variable-length
-# strings) pass `megadata verify`, and broken ones
-# (an id >= vocab_size, a missing attribute) are named by it with exit status 2.
+# test_data_h5py.py: the dataset format as doc/data.md describes it, seen from h5py. Shards and the
+# manifest that megadata writes read back in h5py as the documented attributes, tokens and
+# checksums (recomputed here); shards written with h5py by the documented recipe (and with h5py's
+# default variable-length strings) are refused by `megadata verify` until `megadata manifest`
+# lists them, then pass it; broken ones (an id >= vocab_size, a missing attribute) are named with
+# exit status 2.
 import os
 import subprocess
 import sys
@@ -101,6 +102,18 @@ def main():
         check(sums_ok, "the checksum attribute is FNV-1a 64 of the little-endian tokens")
         check(starts == [0] + [i + 1 for i, t in enumerate(want[:-1]) if t == 256],
               "doc_offsets mark where each document starts")
+        with h5py.File(os.path.join(out, "manifest.h5"), "r") as f:
+            a, c = f.attrs, int(f.attrs["chunk_tokens"])
+            want_sums, got_sums = [], list(f["chunk_checksums"][:])
+            for name in names:
+                with h5py.File(os.path.join(out, name), "r") as g:
+                    tokens = g["tokens"][:]
+                want_sums += [fnv1a64(tokens[k:k + c], 2) for k in range(0, len(tokens), c)]
+            check(a["format"].decode() == "megatrain-dataset" and a["format_version"] == 2 and c == 16384
+                  and [n.decode() for n in f["shards"][:]] == names
+                  and list(f["n_tokens"][:]) == [len(h5py.File(os.path.join(out, n), "r")["tokens"]) for n in names]
+                  and got_sums == want_sums,
+                  "manifest.h5 lists the shards, their n_tokens, and FNV-1a 64 of every chunk of 16384 tokens")
 
         # h5py -> megadata
         rng = np.random.default_rng(7)
@@ -112,6 +125,12 @@ def main():
         with h5py.File(os.path.join(own, "val-00000.h5"), "a") as f:
             f.attrs["tokenizer"] = "gpt2"  # a Python str: h5py's variable-length string
         r = megadata("verify", own)
+        check(r.returncode == 2 and "own: no manifest.h5" in r.stderr and "megadata manifest" in r.stderr,
+              "shards without a manifest: verify says to run megadata manifest, exit 2", r.stderr)
+        r = megadata("manifest", own)
+        check(r.returncode == 0 and "manifest.h5: 2 shards checked and added" in r.stdout,
+              "megadata manifest checks and lists the h5py-written shards", r.stdout + r.stderr)
+        r = megadata("verify", own)
         check(r.returncode == 0 and "split train: 1 shard, 3000 tokens, 2 documents" in r.stdout,
               "a shard written with h5py by the documented recipe passes megadata verify", r.stdout + r.stderr)
         r = megadata("info", own)
@@ -121,8 +140,11 @@ def main():
         tokens[37] = 60000
         write_shard(os.path.join(own, "train-00001.h5"), tokens, 50257, 50256, "gpt2", "train")
         r = megadata("verify", own)
+        check(r.returncode == 2 and "train-00001.h5: not listed in" in r.stderr,
+              "a shard added without megadata manifest: verify names it, exit 2", r.stderr)
+        r = megadata("manifest", own)
         check(r.returncode == 2 and "train-00001.h5: token 37 is 60000, not below vocab_size 50257" in r.stderr,
-              "an id >= vocab_size written by h5py: verify names file and token, exit 2", r.stderr)
+              "an id >= vocab_size written by h5py: megadata manifest names file and token, exit 2", r.stderr)
         os.remove(os.path.join(own, "train-00001.h5"))
         with h5py.File(os.path.join(own, "val-00000.h5"), "a") as f:
             del f.attrs["eod_id"]

@@ -1,7 +1,8 @@
 # test_megadata.sh: the megadata command line. Help and bad flags; build, info and verify on the
 # text fixture in tests/data/text (tokens = its bytes plus one EOD per file); splits that add up;
-# refusing to overwrite, --force and --append; raw token files; and verify naming a truncated
-# and a corrupted shard with exit 2.
+# refusing to overwrite, --force and --append; raw token files; verify naming a truncated and a
+# corrupted shard with exit 2; the manifest: a deleted shard, a dataset without one, and
+# `megadata manifest`; a FIFO named like a shard (exit 2, not a hang).
 . "$top_srcdir/tests/tap.sh"
 megadata="$top_builddir/megadata"
 text="$top_srcdir/tests/data/text"
@@ -18,7 +19,7 @@ expect_out() {
 # ---- help and bad flags
 run "$megadata" --help
 expect_out "usage: megadata COMMAND" "megadata --help"
-for cmd in build info verify; do
+for cmd in build info verify manifest; do
     run "$megadata" $cmd --help
     expect_out "usage: megadata $cmd" "megadata $cmd --help"
 done
@@ -93,12 +94,49 @@ size=$(wc -c <"$tap_tmp/whole.h5")
 head -c $((size / 2)) "$tap_tmp/whole.h5" >"$tap_tmp/bad/train-00001.h5"
 run "$megadata" verify "$tap_tmp/bad"
 expect_fail 2 "train-00001.h5: HDF5 error in H5Fopen: truncated file" "verify: a truncated shard is named, exit 2"
-grep -q "1 bad shard file" "$tap_tmp/err" && ! grep -q "train-0000[02]" "$tap_tmp/err" && ! grep -q HDF5-DIAG "$tap_tmp/err"
+grep -q "bad: 1 error" "$tap_tmp/err" && ! grep -q "train-0000[02]" "$tap_tmp/err" && ! grep -q HDF5-DIAG "$tap_tmp/err"
 tap_ok $? "verify: only that file is reported, without HDF5's error dump"
 cp "$tap_tmp/whole.h5" "$tap_tmp/bad/train-00001.h5"
 # overwrite 4 bytes in the middle of the token data
 printf 'XXXX' | dd of="$tap_tmp/bad/train-00001.h5" bs=1 seek=$((size - 300)) conv=notrunc 2>/dev/null
 run "$megadata" verify "$tap_tmp/bad"
-expect_fail 2 "train-00001.h5: HDF5 error in H5Dread: data error detected by Fletcher32 checksum" \
-  "verify: overwritten token bytes fail the chunk checksum, exit 2"
+expect_fail 2 "train-00001.h5: HDF5 error in H5Dread: data error detected by Fletcher32 checksum (chunk 0, tokens 0..399)" \
+  "verify: overwritten token bytes fail the chunk's Fletcher-32 checksum, exit 2, naming the chunk"
+
+# ---- the manifest
+cp "$tap_tmp/whole.h5" "$tap_tmp/bad/train-00001.h5"
+[ -f "$tap_tmp/bad/manifest.h5" ] && [ -f "$out/manifest.h5" ] && [ ! -e "$tap_tmp/bad/manifest.h5.tmp" ]
+tap_ok $? "build and build --append write manifest.h5"
+run "$megadata" info "$tap_tmp/bad"
+expect_out "^format     megatrain-dataset version 2, shards megatrain-tokens version 1" "info: the dataset format"
+mv "$tap_tmp/bad/train-00001.h5" "$tap_tmp/middle.h5"
+run "$megadata" verify "$tap_tmp/bad"
+expect_fail 2 "train-00001.h5: missing: .*bad/manifest.h5 lists it" "verify: a deleted middle shard is named, exit 2"
+grep -q "split train: 3 shards, .*: 1 BAD" "$tap_tmp/out"
+tap_ok $? "verify: the missing shard counts as a bad one of its split"
+run "$megadata" build "$tap_tmp/bad" "$text" --append
+expect_fail 2 "train-00001.h5: missing" "build --append refuses a dataset that lost a shard, before writing"
+[ ! -e "$tap_tmp/bad/train-00003.h5" ]
+tap_ok $? "build --append wrote nothing"
+mv "$tap_tmp/middle.h5" "$tap_tmp/bad/train-00001.h5"
+rm "$tap_tmp/bad/manifest.h5"
+run "$megadata" verify "$tap_tmp/bad"
+expect_fail 2 "bad: no manifest.h5.*megadata manifest .*bad. checks every shard" \
+  "verify: a dataset without a manifest (format version 1) is refused, saying how to upgrade"
+run "$megadata" manifest "$tap_tmp/bad"
+expect_out "bad/manifest.h5: 3 shards checked and added" "manifest: checks the 3 shards and lists them"
+run "$megadata" verify "$tap_tmp/bad"
+expect_out "split train: 3 shards, .*: ok" "verify: ok after megadata manifest"
+run "$megadata" manifest "$tap_tmp/bad"
+expect_out "bad/manifest.h5: 0 shards checked and added" "manifest again: nothing new to add"
+run "$megadata" manifest "$tap_tmp/nowhere"
+expect_fail 2 "nowhere: cannot open the dataset folder" "manifest on a missing folder: exit 2"
+
+# ---- a FIFO named like a shard: exit 2, never a hang (timeout turns a hang into exit 124)
+rm "$tap_tmp/bad/train-00002.h5"
+mkfifo "$tap_tmp/bad/train-00002.h5"
+for cmd in verify info manifest; do
+    run timeout 60 "$megadata" $cmd "$tap_tmp/bad"
+    expect_fail 2 "train-00002.h5: is a FIFO, expected a regular HDF5 file" "$cmd: a FIFO named like a shard, exit 2"
+done
 tap_done

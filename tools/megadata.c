@@ -3,6 +3,7 @@
 
 #include "data/build.h"
 #include "data/inspect.h"
+#include "data/manifest.h"
 #include "tools/cliopt.h"
 #include "src/util.h"
 
@@ -21,6 +22,7 @@ static const char usage_main[] =
     "  build OUT_DIR INPUT...   tokenize text files (or take raw token files) into shards\n"
     "  info DIR                 summarise a dataset: splits, shards, tokens, vocabulary\n"
     "  verify DIR               read every shard to the end and check it\n"
+    "  manifest DIR             check new shards and list them in DIR/manifest.h5\n"
     "\n"
     "megadata COMMAND --help tells more; megadata --version gives the version.\n";
 
@@ -56,9 +58,19 @@ static const char usage_verify[] =
     "usage: megadata verify DIR\n"
     "\n"
     "Read every shard in DIR to the end and check it: attributes present and consistent across\n"
-    "shards, every id below the vocabulary size, the checksum, increasing document offsets.\n"
+    "shards, every id below the vocabulary size, the checksums, increasing document offsets; and\n"
+    "that DIR/manifest.h5 lists exactly these shards, with their sizes and checksums.\n"
     "Prints a summary per split (with the unigram entropy of its tokens, in nats) and one line\n"
-    "per bad file; exits with status 2 when any file is bad.\n";
+    "per problem; exits with status 2 when there is any.\n";
+
+static const char usage_manifest[] =
+    "usage: megadata manifest DIR\n"
+    "\n"
+    "Bring DIR/manifest.h5, the list of the dataset's shards with their token counts and\n"
+    "checksums, up to date: the shards it lists must still be there and unchanged; every other\n"
+    "shard is read to the end, checked and added. megatrain reads only datasets with a manifest;\n"
+    "build writes one, so this is for shards written by other programs and for datasets made\n"
+    "before manifests (format version 1). Exits with status 2 on a missing or bad shard.\n";
 
 static noreturn void bad_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void bad_usage(const char *cmd, const char *fmt, ...)
@@ -142,7 +154,7 @@ static int cmd_build(int argc, char **argv)
     return 0;
 }
 
-/* info and verify take exactly one folder. */
+/* info, verify and manifest take exactly one folder. */
 static const char *one_dir(const char *cmd, const char *usage, int argc, char **argv)
 {
     const char *dir = NULL;
@@ -188,7 +200,13 @@ int main(int argc, char **argv)
         const char *dir = one_dir("verify", usage_verify, argc - 1, argv + 1);
         int bad = data_verify(dir, stdout, stderr);
         if (bad)
-            fail_input("%s: %d bad shard file%s", dir, bad, bad == 1 ? "" : "s");
+            fail_input("%s: %d error%s", dir, bad, bad == 1 ? "" : "s");
+        return 0;
+    }
+    if (strcmp(cmd, "manifest") == 0) {
+        const char *dir = one_dir("manifest", usage_manifest, argc - 1, argv + 1);
+        int added = manifest_update(dir, NULL, 0);
+        printf("%s/%s: %d shard%s checked and added\n", dir, MANIFEST_FILE, added, added == 1 ? "" : "s");
         return 0;
     }
     fail_input("unknown command '%s' (see megadata --help)", cmd);
