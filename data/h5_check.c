@@ -30,8 +30,12 @@ void h5_init(void)
 /* The first frame of an upward walk is where HDF5 found the problem: its text says the most. */
 static herr_t h5_innermost(unsigned n, const H5E_error2_t *err, void *reason)
 {
-    if (n == 0)
+    if (n == 0) {
         snprintf(reason, 512, "%s", err->desc ? err->desc : "");
+        for (char *c = reason; *c; c++) /* a failed write's text spans lines: keep the message on one */
+            if (*c == '\n')
+                *c = ' ';
+    }
     return 0;
 }
 

@@ -47,7 +47,7 @@ fi
 mkdir -p "$out"
 # the files megadata reads (it skips names starting with '.'), with their sizes and times
 find -L "$text" -mindepth 1 -name '.*' -prune -o -type f -printf '%P %s %T@\n' | LC_ALL=C sort >"$out/sources.new"
-if [ -d "$out/data" ] && cmp -s "$out/sources.new" "$out/sources"; then
+if [ -f "$out/data/manifest.h5" ] && cmp -s "$out/sources.new" "$out/sources"; then
     rm "$out/sources.new"
     echo "demo: $text is unchanged: reusing its dataset $out/data"
 else
