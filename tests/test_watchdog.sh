@@ -18,10 +18,12 @@ Y
 stop_one() {
     label=$1
     shift
-    timeout 60 $MPIRUN -np 4 "$mt" run.yaml "$@" >out 2>err &
+    timeout 60 $MPIRUN -np 4 "$mt" "$tap_tmp/run.yaml" "$@" >out 2>err &
     job=$!
     until grep -q '^step  *20/' out 2>/dev/null || ! kill -0 $job 2>/dev/null; do sleep 0.05; done
-    victim=$(pgrep -P "$(pgrep -P $job)" | sed -n 2p)
+    # a rank by its command line, which names this test's own run file (pgrep -P on mpirun's
+    # children came back empty once on a loaded machine)
+    victim=$(pgrep -f "^$mt $tap_tmp/run.yaml" | sed -n 2p)
     t0=$(date +%s.%N)
     [ -n "$victim" ] && kill -STOP "$victim"
     wait $job
