@@ -24,10 +24,18 @@
    pp2xcp2). Its AdamW eps of 1e-5 damps the updates of the few weights whose gradient is ~0 and
    whose sign is fp32 noise, which would otherwise dominate the comparison (up to 5e-3).
    On CUDA the activations are bf16 and tensor-parallel partial sums travel in bf16, so each
-   layout's rounding differs from one GPU's by ~2^-9 per op: losses and the validation loss within
-   1e-2 relative and parameters within 2e-3 (their updates are lr-sized steps on O(1) weights, so
-   a relative error of the update of ~5e-2 moves a tensor by ~1e-3). Over MPI the bf16 sums are
-   taken in fp32 on the host and rounded once, which moves the same few ulps. */
+   layout's rounding differs from one GPU's by ~2^-9 per op, and the gradients by ~1e-3 to 1e-2
+   relative. With AdamW's usual eps, the first steps move every weight by lr * sign(g): a weight
+   whose gradient is within that noise of 0 (the Q/K biases, initialised to 0, have gradients of
+   3e-7 to 2e-5 in this model, so their values are their updates alone) steps the other way on
+   another layout, which gave 5e-2 to 4e-1 relative errors on an H200 for layouts that were right
+   (their losses agreed to 1e-4). So the GPU runs use eps = 1e-2, above nearly every gradient
+   element (1e-6 to 5e-2 here): the update is then about lr * g / eps, proportional to the
+   gradient, and a tensor's error is its gradient's relative error (a weight initialised to 0) or
+   less; lr = 2e-2 keeps the steps lr-sized. Losses and the validation loss within 1e-2 relative,
+   parameters within 2e-2; a missing or doubled reduction scales a gradient by 2 (error 0.5) and a
+   wrong exchange gives O(1). Over MPI the bf16 sums are taken in fp32 on the host and rounded
+   once, which moves the same few ulps. */
 #include "src/config.h"
 #include "src/train.h"
 #include "src/util.h"
@@ -81,7 +89,7 @@ static void make_config(Config *c, const char *model, const char *extra, int wor
     char *sets = xasprintf("data.seq_len=%d data.batch_size=4 parallel.micro_batches=2 train.steps=%d train.seed=3 "
                            "schedule.warmup_steps=1 optimizer.lr=%s log.metrics= train.device=%s parallel.comm=%s "
                            "%s %s %s",
-                           gpu ? 256 : 16, STEPS, gpu ? "2e-3" : "1e-2", device, comm,
+                           gpu ? 256 : 16, STEPS, gpu ? "2e-2 optimizer.eps=1e-2" : "1e-2", device, comm,
                            gpu ? "model.vocab_size=512 model.n_layers=4 model.d_model=256 model.n_heads=4 "
                                  "model.z_dim=128 model.v_dim=256 model.ffn_dim=512 model.chunk=64 model.groups=8 "
                                  "model.cema_ndim=16"
@@ -164,7 +172,7 @@ static void compare(const char *label, const Result *r, const Result *g, int ove
         }
         const int gpu = !strcmp(device, "cuda");
         const double tol_loss = gpu ? 1e-2 : 1e-5;
-        ok = ok && worst_loss < tol_loss && val < tol_loss && worst_param < (gpu ? 2e-3 : 5e-5) &&
+        ok = ok && worst_loss < tol_loss && val < tol_loss && worst_param < (gpu ? 2e-2 : 5e-5) &&
              (started < 0 || (overlap ? started > 0 : started == 0));
     }
     char sums[64] = "";
