@@ -1,7 +1,8 @@
 /* cuda.cuh: what the CUDA backend's files share: the error-check macros, bf16 <-> fp32 helpers,
-   vector loads, block reductions, the scratch buffers (sized on first use, then reused), the
-   cuBLASLt entry point and the declarations of every op (kernels/cuda/table.cu gathers them into
-   the Ops table). Everything runs on the legacy default stream, in issue order. */
+   vector loads, block reductions, the context (the backend's state), the scratch buffers (sized
+   on first use, then reused), the cuBLASLt entry point and the declarations of every op
+   (kernels/cuda/table.cu gathers them into the Ops table). Everything runs on the legacy default
+   stream, in issue order. */
 #ifndef MEGATRAIN_CUDA_CUH
 #define MEGATRAIN_CUDA_CUH
 
@@ -130,6 +131,28 @@ typedef enum {
     SCRATCH_SLOTS
 } ScratchSlot;
 void *cuda_scratch(ScratchSlot slot, size_t bytes);
+
+/* ---- the context: all of the backend's state, one per process (a rank drives one device, and
+   the Ops signatures carry no context), made by the first call that needs it on the device
+   select_device chose (context.cu) ---- */
+typedef struct {
+    void *p;
+    size_t bytes;
+} CudaAllocation;
+
+typedef struct GemmCache GemmCache; /* matmul.cu: the cuBLASLt handle and plans */
+
+typedef struct {
+    int device;
+    CudaAllocation *allocs;       /* (n_allocs) live allocations (few: the model takes one arena) */
+    size_t n_allocs, cap_allocs;
+    size_t bytes_now, bytes_peak; /* allocations plus scratch */
+    void *scratch[SCRATCH_SLOTS]; /* (scratch_bytes) */
+    size_t scratch_bytes[SCRATCH_SLOTS];
+    GemmCache *gemm; /* made by the first GEMM */
+} CudaCtx;
+
+CudaCtx *cuda_ctx(void);
 
 /* dst[i] += sum over rows r of part[r * stride + i] (i < n): the second stage of every parameter
    gradient that blocks sum in parallel (deterministic: fixed order) */

@@ -2,6 +2,7 @@
 # builds each one for sm_90 (plus PTX) by the pattern rule below, and the objects go into
 # libcuda.a, which every program links after libkernels.a.
 CUDA_SOURCES = \
+  kernels/cuda/context.cu \
   kernels/cuda/memory.cu \
   kernels/cuda/elementwise.cu \
   kernels/cuda/embedding.cu \

@@ -1,7 +1,7 @@
 /* matmul.cu: GEMMs through cuBLASLt (bf16 in, fp32 accumulate, bf16 or fp32 out, bias epilogue),
-   with a cache of descriptors and heuristic choices per shape so a step issues no heuristic query
-   after the first; the linear layer's forward and backward on top of it, and the bias gradient's
-   column sums.
+   with a cache of descriptors and heuristic choices per shape (in the context) so a step issues
+   no heuristic query after the first; the linear layer's forward and backward on top of it, and
+   the bias gradient's column sums.
 
    Row-major (T, C) activations are column-major (C, T) matrices to cuBLASLt, and a (OC, IC) weight
    is a column-major (IC, OC) matrix, so: out' (OC x T) = w'^T inp'; dinp' (IC x T) (+)= w' dout';
@@ -26,9 +26,20 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
 } GemmPlan;
 
-static cublasLtHandle_t lt;
-static GemmPlan plans[LT_CACHE];
-static int n_plans;
+struct GemmCache {
+    cublasLtHandle_t lt;
+    int n_plans;
+    GemmPlan plans[LT_CACHE];
+};
+
+static GemmCache *gemm_cache(CudaCtx *x)
+{
+    if (!x->gemm) {
+        x->gemm = (GemmCache *)xcalloc(1, sizeof *x->gemm);
+        CUBLAS_CHECK(cublasLtCreate(&x->gemm->lt));
+    }
+    return x->gemm;
+}
 
 /* largest power of two (<= 256) dividing the address and the batch stride in bytes */
 static int alignment(const void *p, long long stride_bytes, int batch)
@@ -51,11 +62,11 @@ static cublasLtMatrixLayout_t layout(cudaDataType_t t, int rows, int cols, int l
     return l;
 }
 
-static GemmPlan *plan_make(const GemmKey *k)
+static GemmPlan *plan_make(GemmCache *c, const GemmKey *k)
 {
-    if (n_plans == LT_CACHE)
+    if (c->n_plans == LT_CACHE)
         fail("cuda gemm: more than %d distinct GEMM shapes", LT_CACHE);
-    GemmPlan *p = &plans[n_plans];
+    GemmPlan *p = &c->plans[c->n_plans];
     memset(p, 0, sizeof *p);
     p->key = *k;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -83,20 +94,20 @@ static GemmPlan *plan_make(const GemmKey *k)
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[2], 4));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &found));
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &found));
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (!found)
         fail("cuda gemm: cuBLASLt has no algorithm for m=%d n=%d k=%d (trans %d%d, ld %d %d %d, batch %d)", k->m,
              k->n, k->k, k->transa, k->transb, k->lda, k->ldb, k->ldd, k->batch);
     p->algo = res.algo;
-    n_plans++;
+    c->n_plans++;
     return p;
 }
 
 void cuda_gemm(const Gemm *g)
 {
-    if (!lt)
-        CUBLAS_CHECK(cublasLtCreate(&lt));
+    CudaCtx *x = cuda_ctx();
+    GemmCache *c = gemm_cache(x);
     void *ws = cuda_scratch(SCRATCH_LT_WORKSPACE, LT_WORKSPACE);
     const int es_d = g->dtype_d == CUDA_R_32F ? 4 : 2;
     GemmKey k;
@@ -111,16 +122,16 @@ void cuda_gemm(const Gemm *g)
     k.align_d = alignment(g->d, k.stride_d * es_d, g->batch);
     k.dtype_d = g->dtype_d;
     GemmPlan *p = NULL;
-    for (int i = 0; i < n_plans && !p; i++)
-        if (!memcmp(&plans[i].key, &k, sizeof k))
-            p = &plans[i];
+    for (int i = 0; i < c->n_plans && !p; i++)
+        if (!memcmp(&c->plans[i].key, &k, sizeof k))
+            p = &c->plans[i];
     if (!p)
-        p = plan_make(&k);
+        p = plan_make(c, &k);
     if (g->bias)
         CUBLAS_CHECK(
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
     const float alpha = 1.0f, beta = g->beta;
-    CUBLAS_CHECK(cublasLtMatmul(lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->d, p->ld, g->d, p->ld,
+    CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->d, p->ld, g->d, p->ld,
                                 &p->algo, ws, LT_WORKSPACE, 0));
 }
 

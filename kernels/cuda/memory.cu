@@ -1,36 +1,21 @@
-/* memory.cu: device memory for the CUDA backend: allocation (zero-filled, counted for the peak
-   memory the metrics report), copies to and from the host, the fp32 <-> bf16 conversions, the
-   scratch slots and the partial-sum reduction that parameter gradients share. */
+/* memory.cu: device memory for the CUDA backend, kept in its context: allocation (zero-filled,
+   counted for the peak memory the metrics report), copies to and from the host, the fp32 <-> bf16
+   conversions, the scratch slots and the partial-sum reduction that parameter gradients share. */
 #include "kernels/cuda/cuda.cuh"
 
 #include <stdlib.h>
 
-/* live allocations (few: the model takes one arena) and the running and peak totals */
-typedef struct {
-    void *p;
-    size_t bytes;
-} Allocation;
-static Allocation *allocs;
-static size_t n_allocs, cap_allocs, bytes_now, bytes_peak;
-
 /* device memory taken (+) or given back (-) */
-static void cuda_track(ptrdiff_t bytes)
+static void track(CudaCtx *x, ptrdiff_t bytes)
 {
-    bytes_now += bytes;
-    if (bytes_now > bytes_peak)
-        bytes_peak = bytes_now;
+    x->bytes_now += bytes;
+    if (x->bytes_now > x->bytes_peak)
+        x->bytes_peak = x->bytes_now;
 }
 
-size_t cuda_peak_memory(void) { return bytes_peak; }
+size_t cuda_peak_memory(void) { return cuda_ctx()->bytes_peak; }
 
-void cuda_select_device(int local_rank)
-{
-    int n = 0;
-    CUDA_CHECK(cudaGetDeviceCount(&n));
-    CUDA_CHECK(cudaSetDevice(local_rank % n));
-}
-
-static void *device_alloc(size_t bytes)
+static void *device_alloc(CudaCtx *x, size_t bytes)
 {
     void *p = NULL;
     cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
@@ -39,24 +24,33 @@ static void *device_alloc(size_t bytes)
         cudaGetLastError();
         cudaMemGetInfo(&free_b, &total_b);
         fail("cuda alloc: cannot allocate %.2f GiB (%.2f GiB free of %.2f, %.2f GiB held by megatrain): %s",
-             bytes / 1073741824.0, free_b / 1073741824.0, total_b / 1073741824.0, bytes_now / 1073741824.0,
+             bytes / 1073741824.0, free_b / 1073741824.0, total_b / 1073741824.0, x->bytes_now / 1073741824.0,
              cudaGetErrorString(err));
     }
-    cuda_track((ptrdiff_t)bytes);
+    track(x, (ptrdiff_t)bytes);
     return p;
+}
+
+/* queued kernels may still use p */
+static void device_free(CudaCtx *x, void *p, size_t bytes)
+{
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(p));
+    track(x, -(ptrdiff_t)bytes);
 }
 
 void *cuda_alloc(size_t bytes)
 {
-    void *p = device_alloc(bytes);
+    CudaCtx *x = cuda_ctx();
+    void *p = device_alloc(x, bytes);
     CUDA_CHECK(cudaMemset(p, 0, bytes));
-    if (n_allocs == cap_allocs) {
-        cap_allocs = cap_allocs ? 2 * cap_allocs : 64;
-        allocs = (Allocation *)realloc(allocs, cap_allocs * sizeof *allocs);
-        if (!allocs)
+    if (x->n_allocs == x->cap_allocs) {
+        x->cap_allocs = x->cap_allocs ? 2 * x->cap_allocs : 64;
+        x->allocs = (CudaAllocation *)realloc(x->allocs, x->cap_allocs * sizeof *x->allocs);
+        if (!x->allocs)
             fail("cuda alloc: out of host memory");
     }
-    allocs[n_allocs++] = (Allocation){p, bytes};
+    x->allocs[x->n_allocs++] = (CudaAllocation){p, bytes};
     return p;
 }
 
@@ -64,11 +58,11 @@ void cuda_release(void *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < n_allocs; i++)
-        if (allocs[i].p == p) {
-            cuda_track(-(ptrdiff_t)allocs[i].bytes);
-            allocs[i] = allocs[--n_allocs];
-            CUDA_CHECK(cudaFree(p));
+    CudaCtx *x = cuda_ctx();
+    for (size_t i = 0; i < x->n_allocs; i++)
+        if (x->allocs[i].p == p) {
+            device_free(x, p, x->allocs[i].bytes);
+            x->allocs[i] = x->allocs[--x->n_allocs];
             return;
         }
     fail("cuda release: %p was not allocated by the CUDA backend", p);
@@ -90,22 +84,17 @@ void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
 
 /* ---- scratch ---- */
 
-static void *scratch_ptr[SCRATCH_SLOTS];
-static size_t scratch_bytes[SCRATCH_SLOTS];
-
 void *cuda_scratch(ScratchSlot slot, size_t bytes)
 {
-    if (bytes > scratch_bytes[slot]) {
-        if (scratch_ptr[slot]) { /* queued kernels may still use it: only while sizes still grow */
-            CUDA_CHECK(cudaDeviceSynchronize());
-            CUDA_CHECK(cudaFree(scratch_ptr[slot]));
-            cuda_track(-(ptrdiff_t)scratch_bytes[slot]);
-        }
+    CudaCtx *x = cuda_ctx();
+    if (bytes > x->scratch_bytes[slot]) { /* only while sizes still grow: the first step */
+        if (x->scratch[slot])
+            device_free(x, x->scratch[slot], x->scratch_bytes[slot]);
         bytes = (bytes + 4095) & ~(size_t)4095;
-        scratch_ptr[slot] = device_alloc(bytes);
-        scratch_bytes[slot] = bytes;
+        x->scratch[slot] = device_alloc(x, bytes);
+        x->scratch_bytes[slot] = bytes;
     }
-    return scratch_ptr[slot];
+    return x->scratch[slot];
 }
 
 /* ---- conversions ---- */
