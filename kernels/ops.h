@@ -163,6 +163,9 @@ typedef struct Ops {
     size_t (*peak_memory)(void);
     /* use the local_rank-th device of the node (before any other call; several ranks per node) */
     void (*select_device)(int local_rank);
+    /* the stream every op of the backend runs on (a cudaStream_t), for communication and timing
+       to order their own streams and events against */
+    void *(*stream)(void);
 } Ops;
 
 /* The backends built into this binary; NULL when absent (CUDA without --with-cuda or no GPU). */

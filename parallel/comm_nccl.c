@@ -6,11 +6,11 @@
    stage that sends an activation downstream and then waits for a gradient from upstream would
    deadlock against a neighbour doing the opposite. One communicator per direction keeps each
    direction's order on its own.
-   Ordering with compute (the CUDA backend's legacy default stream) is by events: every operation
-   first waits for the compute issued before it; compute waits for a collective's or a receive's
-   result right away, and for sends and reduces only at comm_wait, so those overlap the compute
-   after them. A send reads a staging copy (comm.h) made on the compute stream after the last
-   send from that staging buffer has passed.
+   Ordering with compute (the stream of the CUDA backend's context, Ops.stream) is by events:
+   every operation first waits for the compute issued before it; compute waits for a collective's
+   or a receive's result right away, and for sends and reduces only at comm_wait, so those overlap
+   the compute after them. A send reads a staging copy (comm.h) made on the compute stream after
+   the last send from that staging buffer has passed.
    The host never blocks here, so a stuck peer would hang the host wherever it next waits for the
    GPU. A watchdog thread therefore follows every operation (an event recorded after each) and
    polls NCCL's asynchronous errors: an operation that makes no progress for parallel.timeout
@@ -48,6 +48,7 @@ typedef struct {
 typedef struct {
     ncclComm_t down, up;
     cudaStream_t sdown, sup;
+    cudaStream_t compute; /* the backend's */
     cudaEvent_t ev;
     Track track[2]; /* sdown, sup */
     const char *axis;
@@ -203,7 +204,10 @@ static ncclComm_t nccl_make(MPI_Comm comm, int rank, int size)
 
 void nccl_init(Comm *c)
 {
+    if (!c->ops->stream)
+        fail("NCCL: the %s backend has no compute stream to order against", c->ops->name);
     Nccl *n = xcalloc(1, sizeof *n);
+    n->compute = (cudaStream_t)c->ops->stream();
     n->down = nccl_make(c->mpi, c->rank, c->size);
     n->up = nccl_make(c->mpi, c->rank, c->size);
     CUDA_CHECK(cudaStreamCreateWithFlags(&n->sdown, cudaStreamNonBlocking));
@@ -239,7 +243,7 @@ void nccl_free(Comm *c)
 /* s waits for the compute issued so far */
 static void after_compute(Nccl *n, cudaStream_t s)
 {
-    CUDA_CHECK(cudaEventRecord(n->ev, cudaStreamLegacy));
+    CUDA_CHECK(cudaEventRecord(n->ev, n->compute));
     CUDA_CHECK(cudaStreamWaitEvent(s, n->ev, 0));
 }
 
@@ -247,7 +251,7 @@ static void after_compute(Nccl *n, cudaStream_t s)
 static void before_compute(Nccl *n, cudaStream_t s)
 {
     CUDA_CHECK(cudaEventRecord(n->ev, s));
-    CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, n->ev, 0));
+    CUDA_CHECK(cudaStreamWaitEvent(n->compute, n->ev, 0));
 }
 
 /* A collective runs on the down stream after the compute before it; the compute after it
@@ -307,8 +311,8 @@ void nccl_send(Comm *c, CommStage *s, const void *buf, size_t bytes, size_t n, C
     const int dir = peer < c->rank;
     if (!s->done)
         CUDA_CHECK(cudaEventCreateWithFlags((cudaEvent_t *)&s->done, cudaEventDisableTiming));
-    CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, (cudaEvent_t)s->done, 0)); /* the last send from s */
-    CUDA_CHECK(cudaMemcpyAsync(s->p, buf, bytes, cudaMemcpyDeviceToDevice, cudaStreamLegacy));
+    CUDA_CHECK(cudaStreamWaitEvent(x->compute, (cudaEvent_t)s->done, 0)); /* the last send from s */
+    CUDA_CHECK(cudaMemcpyAsync(s->p, buf, bytes, cudaMemcpyDeviceToDevice, x->compute));
     cudaStream_t st = dir ? x->sup : x->sdown;
     after_compute(x, st);
     NCCL_CHECK(ncclSend(s->p, n, nccl_type(t), peer, dir ? x->up : x->down, st));

@@ -8,8 +8,8 @@
    each against its floor (the larger of its bytes over the memory bandwidth and its FLOPs over the
    matching peak rate), with the step's fixed costs (those that do not grow with its tokens:
    AdamW, zeroing and norm of the gradients, host round trips, op calls) apart. Per-op times come
-   from CUDA events around every op (a wrapping Ops table) on the CUDA backend, from the host clock
-   on the CPU. */
+   from CUDA events on the backend's compute stream around every op (a wrapping Ops table) on the
+   CUDA backend, from the host clock on the CPU. */
 #include "autoconfig.h"
 #include "kernels/ops.h"
 #include "src/config.h"
@@ -65,7 +65,7 @@ static struct {
 } marks[MAX_MARKS];
 static int n_marks;
 #ifdef HAVE_CUDA
-static int use_events;
+static cudaStream_t events_on; /* the backend's compute stream when the events time the ops, else NULL */
 #endif
 
 static int stat_find(const char *label)
@@ -91,8 +91,8 @@ static void mark_begin(const char *label, double bytes, double flops, double pea
     stats[s].floor_ms += 1e3 * fmax(bytes / PEAK_BW, flops / peak);
     marks[n_marks].stat = s;
 #ifdef HAVE_CUDA
-    if (use_events) {
-        CUDA_CHECK(cudaEventRecord(marks[n_marks].e0, 0));
+    if (events_on) {
+        CUDA_CHECK(cudaEventRecord(marks[n_marks].e0, events_on));
         return;
     }
 #endif
@@ -102,8 +102,8 @@ static void mark_begin(const char *label, double bytes, double flops, double pea
 static void mark_end(void)
 {
 #ifdef HAVE_CUDA
-    if (use_events) {
-        CUDA_CHECK(cudaEventRecord(marks[n_marks++].e1, 0));
+    if (events_on) {
+        CUDA_CHECK(cudaEventRecord(marks[n_marks++].e1, events_on));
         return;
     }
 #endif
@@ -118,7 +118,7 @@ static void marks_collect(void)
     for (int i = 0; i < n_marks; i++) {
         double ms = 1e3 * (marks[i].t1 - marks[i].t0);
 #ifdef HAVE_CUDA
-        if (use_events) {
+        if (events_on) {
             float f;
             CUDA_CHECK(cudaEventElapsedTime(&f, marks[i].e0, marks[i].e1));
             ms = f;
@@ -482,8 +482,8 @@ int main(int argc, char **argv)
     /* one more step through the timing wrapper */
     Ops timed = timed_ops(base);
 #ifdef HAVE_CUDA
-    use_events = base->on_device;
-    if (use_events)
+    events_on = base->stream ? (cudaStream_t)base->stream() : NULL;
+    if (events_on)
         for (int i = 0; i < MAX_MARKS; i++) {
             CUDA_CHECK(cudaEventCreate(&marks[i].e0));
             CUDA_CHECK(cudaEventCreate(&marks[i].e1));

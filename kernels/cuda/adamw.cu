@@ -29,9 +29,9 @@ void cuda_adamw(float *param, void *param_act, const float *grad, float *m, floa
     if (!n)
         return;
     const double bc1 = 1 - pow(beta1, step), bc2_sqrt = sqrt(1 - pow(beta2, step));
-    adamw_kernel<<<grid_for(n, 256), 256>>>(param, (bf16 *)param_act, grad, m, v, n, lr, beta1, beta2, eps,
-                                            (float)(1 - (double)lr * weight_decay), (float)(lr / bc1),
-                                            (float)bc2_sqrt, grad_scale);
+    adamw_kernel<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(param, (bf16 *)param_act, grad, m, v, n, lr, beta1, beta2,
+                                                              eps, (float)(1 - (double)lr * weight_decay),
+                                                              (float)(lr / bc1), (float)bc2_sqrt, grad_scale);
     LAUNCH_CHECK();
 }
 
@@ -52,10 +52,10 @@ __global__ void sumsq_kernel(double *part, const float *x, size_t n)
 double cuda_sumsq(const float *x, size_t n)
 {
     double *part = (double *)cuda_scratch(SCRATCH_REDUCE, SUMSQ_BLOCKS * sizeof(double));
-    sumsq_kernel<<<SUMSQ_BLOCKS, 256>>>(part, x, n);
+    sumsq_kernel<<<SUMSQ_BLOCKS, 256, 0, cuda_stream()>>>(part, x, n);
     LAUNCH_CHECK();
     double host[SUMSQ_BLOCKS];
-    CUDA_CHECK(cudaMemcpy(host, part, sizeof host, cudaMemcpyDeviceToHost));
+    cuda_download(host, part, sizeof host);
     double s = 0;
     for (int i = 0; i < SUMSQ_BLOCKS; i++)
         s += host[i];

@@ -187,8 +187,8 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
             const size_t voff = (size_t)g->t0 * V + (size_t)h * dv;
             const long long sv = (long long)g->st * V, sp = (long long)n * n;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_softmax_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(g->P, lse, g->S, rows, n, bs, g->t0,
-                                                                                  g->st, L, H, h);
+            attn_softmax_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS, 0, cuda_stream()>>>(
+                g->P, lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
             LAUNCH_CHECK();
             /* O' (query block i) = V' (keys to the block's end) P' */
             for (int i = 0; i < g->nblk; i++)
@@ -213,8 +213,8 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             const bf16 *dO = (const bf16 *)dout + voff;
             bf16 *dQ = (bf16 *)dq + zoff, *dK = (bf16 *)dk + zoff, *dV = (bf16 *)dvalue + voff;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_probs_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(g->P, g->S, lse, rows, n, bs, g->t0,
-                                                                                g->st, L, H, h);
+            attn_probs_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS, 0, cuda_stream()>>>(
+                g->P, g->S, lse, rows, n, bs, g->t0, g->st, L, H, h);
             LAUNCH_CHECK();
             for (int j = 0; j < nblk; j++) {
                 /* dV' (key block j) (+)= dO' (queries from the block on) P'^T */
@@ -225,7 +225,7 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
                 attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
                           g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
-            attn_dscores_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS>>>(
+            attn_dscores_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS, 0, cuda_stream()>>>(
                 g->P, g->S, (const bf16 *)dout, (const bf16 *)o, rows, n, g->t0, g->st, V, dv, h);
             LAUNCH_CHECK();
             for (int i = 0; i < nblk; i++) /* dQ' (query block i) (+)= K' dS' */

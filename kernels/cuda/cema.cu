@@ -267,11 +267,11 @@ static int cema_part_len(int B, int L, int D)
 static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 *u, CemaParams P, const float *h0,
                         int B, int L, int D, int N, int nparts, int part_len)
 {
-    cema_part_end_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS>>>(starts, tiles, u, P, L, D, N,
-                                                                                 part_len);
+    cema_part_end_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS, 0, cuda_stream()>>>(starts, tiles, u, P,
+                                                                                                    L, D, N, part_len);
     LAUNCH_CHECK();
-    cema_part_chain_kernel<false><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(starts, h_out, h0, P, B, L, D, N,
-                                                                                    nparts, part_len);
+    cema_part_chain_kernel<false><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
+        starts, h_out, h0, P, B, L, D, N, nparts, part_len);
     LAUNCH_CHECK();
 }
 
@@ -282,8 +282,8 @@ void cuda_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const
     const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, (size_t)B * nparts * D * CEMA_NK * sizeof(float2));
     cema_starts(starts, NULL, h_out, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
-    cema_part_out_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS>>>((bf16 *)y, starts, (const bf16 *)u,
-                                                                                 p, L, D, N, part_len);
+    cema_part_out_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS, 0, cuda_stream()>>>(
+        (bf16 *)y, starts, (const bf16 *)u, p, L, D, N, part_len);
     LAUNCH_CHECK();
 }
 
@@ -442,14 +442,15 @@ void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const
     float2 *carries = starts + per_part;
     float *sums = (float *)(carries + per_part), *somega = sums + per_part * CEMA_NSUM;
     cema_starts(starts, tiles, NULL, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
-    cema_part_gend_kernel<<<grid, CEMA_THREADS>>>(carries, (const bf16 *)dy, p, L, D, N, part_len);
+    cema_part_gend_kernel<<<grid, CEMA_THREADS, 0, cuda_stream()>>>(carries, (const bf16 *)dy, p, L, D, N, part_len);
     LAUNCH_CHECK();
-    cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128>>>(carries, dh0, dh_out, p, B, L, D, N,
-                                                                                  nparts, part_len);
+    cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
+        carries, dh0, dh_out, p, B, L, D, N, nparts, part_len);
     LAUNCH_CHECK();
-    cema_part_back_kernel<<<grid, CEMA_THREADS>>>((bf16 *)du, sums, somega, starts, tiles, carries, (const bf16 *)u,
-                                                  (const bf16 *)dy, p, L, D, N, part_len, accumulate);
+    cema_part_back_kernel<<<grid, CEMA_THREADS, 0, cuda_stream()>>>((bf16 *)du, sums, somega, starts, tiles, carries,
+                                                                    (const bf16 *)u, (const bf16 *)dy, p, L, D, N,
+                                                                    part_len, accumulate);
     LAUNCH_CHECK();
-    cema_param_kernel<<<ceil_div(D, 64), 64>>>(g, sums, somega, B * nparts, p, D, N);
+    cema_param_kernel<<<ceil_div(D, 64), 64, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D, N);
     LAUNCH_CHECK();
 }

@@ -1,5 +1,5 @@
-/* context.cu: the CUDA backend's context (cuda.cuh): its device, and the state the other files
-   keep in it (allocations and scratch in memory.cu, cuBLASLt plans in matmul.cu).
+/* context.cu: the CUDA backend's context (cuda.cuh): its device and compute stream, and the state
+   the other files keep in it (allocations and scratch in memory.cu, cuBLASLt plans in matmul.cu).
    One per process, made by the first call that needs it: select_device when the caller picks a
    device, else the first op, on the current device. */
 #include "kernels/cuda/cuda.cuh"
@@ -11,6 +11,9 @@ CudaCtx *cuda_ctx(void)
     if (!ctx) {
         ctx = (CudaCtx *)xcalloc(1, sizeof *ctx);
         CUDA_CHECK(cudaGetDevice(&ctx->device));
+        /* non-blocking: no implicit ordering with the legacy default stream; the communication
+           streams order against this one with events (parallel/comm_nccl.c) */
+        CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
     }
     return ctx;
 }
@@ -25,3 +28,7 @@ void cuda_select_device(int local_rank)
     CUDA_CHECK(cudaSetDevice(dev));
     cuda_ctx();
 }
+
+/* The compute stream: communication that compute has waited for (a collective, a receive,
+   whatever comm_wait completed) is complete too. */
+void cuda_sync(void) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }

@@ -84,19 +84,20 @@ double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, flo
     double *sum = (double *)scr;
     int *bad = (int *)(scr + 8);
     float *losses = (float *)(scr + 16);
-    CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(int), 0));
+    const cudaStream_t s = cuda_stream();
+    CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(int), s));
     if (V % 8 == 0 && aligned16(logits))
-        crossentropy_kernel<8><<<T, CE_THREADS>>>((bf16 *)logits, losses, bad, targets, V, grad_scale);
+        crossentropy_kernel<8><<<T, CE_THREADS, 0, s>>>((bf16 *)logits, losses, bad, targets, V, grad_scale);
     else
-        crossentropy_kernel<1><<<T, CE_THREADS>>>((bf16 *)logits, losses, bad, targets, V, grad_scale);
+        crossentropy_kernel<1><<<T, CE_THREADS, 0, s>>>((bf16 *)logits, losses, bad, targets, V, grad_scale);
     LAUNCH_CHECK();
-    sum_f64_kernel<<<1, 1024>>>(sum, losses, (size_t)T);
+    sum_f64_kernel<<<1, 1024, 0, s>>>(sum, losses, (size_t)T);
     LAUNCH_CHECK();
     struct {
         double sum;
         int bad;
     } host;
-    CUDA_CHECK(cudaMemcpy(&host, scr, 12, cudaMemcpyDeviceToHost));
+    cuda_download(&host, scr, 12);
     if (host.bad)
         fail("crossentropy: the target at token %d is outside the vocabulary of %d", host.bad - 1, V);
     return host.sum;

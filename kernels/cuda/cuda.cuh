@@ -1,8 +1,8 @@
 /* cuda.cuh: what the CUDA backend's files share: the error-check macros, bf16 <-> fp32 helpers,
-   vector loads, block reductions, the context (the backend's state), the scratch buffers (sized
-   on first use, then reused), the cuBLASLt entry point and the declarations of every op
-   (kernels/cuda/table.cu gathers them into the Ops table). Everything runs on the legacy default
-   stream, in issue order. */
+   vector loads, block reductions, the context (the backend's state and its compute stream), the
+   scratch buffers (sized on first use, then reused), the cuBLASLt entry point and the
+   declarations of every op (kernels/cuda/table.cu gathers them into the Ops table). Everything
+   runs on the context's compute stream, in issue order: every launch names cuda_stream(). */
 #ifndef MEGATRAIN_CUDA_CUH
 #define MEGATRAIN_CUDA_CUH
 
@@ -144,6 +144,7 @@ typedef struct GemmCache GemmCache; /* matmul.cu: the cuBLASLt handle and plans 
 
 typedef struct {
     int device;
+    cudaStream_t stream;          /* compute: every kernel, GEMM, fill and copy (non-blocking) */
     CudaAllocation *allocs;       /* (n_allocs) live allocations (few: the model takes one arena) */
     size_t n_allocs, cap_allocs;
     size_t bytes_now, bytes_peak; /* allocations plus scratch */
@@ -153,6 +154,7 @@ typedef struct {
 } CudaCtx;
 
 CudaCtx *cuda_ctx(void);
+static inline cudaStream_t cuda_stream(void) { return cuda_ctx()->stream; }
 
 /* dst[i] += sum over rows r of part[r * stride + i] (i < n): the second stage of every parameter
    gradient that blocks sum in parallel (deterministic: fixed order) */

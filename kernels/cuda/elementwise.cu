@@ -62,9 +62,9 @@ template <int NIN, int NOUT, int ACC, class Op> static void map(Ptrs<NIN, NOUT> 
     for (int a = 0; a < NOUT; a++)
         vec &= aligned16(p.out[a]);
     if (vec)
-        map_kernel<8, NIN, NOUT, ACC><<<grid_for(n / 8 + 1, 256), 256>>>(p, n, op);
+        map_kernel<8, NIN, NOUT, ACC><<<grid_for(n / 8 + 1, 256), 256, 0, cuda_stream()>>>(p, n, op);
     else
-        map_kernel<1, NIN, NOUT, ACC><<<grid_for(n, 256), 256>>>(p, n, op);
+        map_kernel<1, NIN, NOUT, ACC><<<grid_for(n, 256), 256, 0, cuda_stream()>>>(p, n, op);
     LAUNCH_CHECK();
 }
 
@@ -113,7 +113,7 @@ struct OpMulBack { /* (dout, a, b) -> (da, db) */
 
 void cuda_copy(void *dst, const void *src, size_t n)
 {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(bf16), cudaMemcpyDeviceToDevice, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(bf16), cudaMemcpyDeviceToDevice, cuda_stream()));
 }
 
 /* between n blocks (n, T, w) and rows (T, n w): one strided copy per block */
@@ -122,7 +122,7 @@ void cuda_join_columns(void *dst, const void *src, int n, int T, int w)
     const size_t row = (size_t)w * sizeof(bf16);
     for (int j = 0; j < n; j++)
         CUDA_CHECK(cudaMemcpy2DAsync((bf16 *)dst + (size_t)j * w, n * row, (const bf16 *)src + (size_t)j * T * w, row,
-                                     row, (size_t)T, cudaMemcpyDeviceToDevice, 0));
+                                     row, (size_t)T, cudaMemcpyDeviceToDevice, cuda_stream()));
 }
 
 void cuda_split_columns(void *dst, const void *src, int n, int T, int w)
@@ -130,7 +130,7 @@ void cuda_split_columns(void *dst, const void *src, int n, int T, int w)
     const size_t row = (size_t)w * sizeof(bf16);
     for (int j = 0; j < n; j++)
         CUDA_CHECK(cudaMemcpy2DAsync((bf16 *)dst + (size_t)j * T * w, row, (const bf16 *)src + (size_t)j * w, n * row,
-                                     row, (size_t)T, cudaMemcpyDeviceToDevice, 0));
+                                     row, (size_t)T, cudaMemcpyDeviceToDevice, cuda_stream()));
 }
 
 void cuda_accumulate(void *dst, const void *src, size_t n)

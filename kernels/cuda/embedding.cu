@@ -35,17 +35,17 @@ __global__ void embedding_backward_kernel(float *dtable, const bf16 *dout, const
 void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale)
 {
     if (D % 8 == 0 && aligned16(out, table))
-        embedding_forward_kernel<8><<<T, 128>>>((bf16 *)out, tok, (const bf16 *)table, T, D, scale);
+        embedding_forward_kernel<8><<<T, 128, 0, cuda_stream()>>>((bf16 *)out, tok, (const bf16 *)table, T, D, scale);
     else
-        embedding_forward_kernel<1><<<T, 128>>>((bf16 *)out, tok, (const bf16 *)table, T, D, scale);
+        embedding_forward_kernel<1><<<T, 128, 0, cuda_stream()>>>((bf16 *)out, tok, (const bf16 *)table, T, D, scale);
     LAUNCH_CHECK();
 }
 
 void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale)
 {
     if (D % 8 == 0 && aligned16(dout))
-        embedding_backward_kernel<8><<<T, 128>>>(dtable, (const bf16 *)dout, tok, T, D, scale);
+        embedding_backward_kernel<8><<<T, 128, 0, cuda_stream()>>>(dtable, (const bf16 *)dout, tok, T, D, scale);
     else
-        embedding_backward_kernel<1><<<T, 128>>>(dtable, (const bf16 *)dout, tok, T, D, scale);
+        embedding_backward_kernel<1><<<T, 128, 0, cuda_stream()>>>(dtable, (const bf16 *)dout, tok, T, D, scale);
     LAUNCH_CHECK();
 }

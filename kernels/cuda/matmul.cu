@@ -1,7 +1,7 @@
-/* matmul.cu: GEMMs through cuBLASLt (bf16 in, fp32 accumulate, bf16 or fp32 out, bias epilogue),
-   with a cache of descriptors and heuristic choices per shape (in the context) so a step issues
-   no heuristic query after the first; the linear layer's forward and backward on top of it, and
-   the bias gradient's column sums.
+/* matmul.cu: GEMMs through cuBLASLt (bf16 in, fp32 accumulate, bf16 or fp32 out, bias epilogue)
+   on the compute stream, with a cache of descriptors and heuristic choices per shape (in the
+   context) so a step issues no heuristic query after the first; the linear layer's forward and
+   backward on top of it, and the bias gradient's column sums.
 
    Row-major (T, C) activations are column-major (C, T) matrices to cuBLASLt, and a (OC, IC) weight
    is a column-major (IC, OC) matrix, so: out' (OC x T) = w'^T inp'; dinp' (IC x T) (+)= w' dout';
@@ -132,7 +132,7 @@ void cuda_gemm(const Gemm *g)
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
     const float alpha = 1.0f, beta = g->beta;
     CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->d, p->ld, g->d, p->ld,
-                                &p->algo, ws, LT_WORKSPACE, 0));
+                                &p->algo, ws, LT_WORKSPACE, x->stream));
 }
 
 /* ---- the linear layer ---- */
@@ -171,7 +171,7 @@ static void bias_grad(float *dbias, const bf16 *dout, int T, int OC)
     int rows = (T + 255) / 256;
     rows = rows > 64 ? 64 : rows;
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * OC * sizeof(float));
-    bias_grad_kernel<<<dim3(ceil_div(OC, 32), rows), dim3(32, BIAS_ROWS)>>>(part, dout, T, OC);
+    bias_grad_kernel<<<dim3(ceil_div(OC, 32), rows), dim3(32, BIAS_ROWS), 0, cuda_stream()>>>(part, dout, T, OC);
     LAUNCH_CHECK();
     cuda_add_partials(dbias, part, rows, OC, OC);
 }

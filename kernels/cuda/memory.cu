@@ -31,19 +31,21 @@ static void *device_alloc(CudaCtx *x, size_t bytes)
     return p;
 }
 
-/* queued kernels may still use p */
+/* Kernels queued on the compute stream may still use p. The communication streams' last use of
+   a buffer comes before compute that waits for it (comm_wait), so this wait covers theirs too. */
 static void device_free(CudaCtx *x, void *p, size_t bytes)
 {
-    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaStreamSynchronize(x->stream));
     CUDA_CHECK(cudaFree(p));
     track(x, -(ptrdiff_t)bytes);
 }
 
+/* zero-filled on the compute stream: every use of p is ordered after it */
 void *cuda_alloc(size_t bytes)
 {
     CudaCtx *x = cuda_ctx();
     void *p = device_alloc(x, bytes);
-    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, x->stream));
     if (x->n_allocs == x->cap_allocs) {
         x->cap_allocs = x->cap_allocs ? 2 * x->cap_allocs : 64;
         x->allocs = (CudaAllocation *)realloc(x->allocs, x->cap_allocs * sizeof *x->allocs);
@@ -68,19 +70,20 @@ void cuda_release(void *p)
     fail("cuda release: %p was not allocated by the CUDA backend", p);
 }
 
-void cuda_upload(void *dst, const void *src, size_t bytes)
+/* In order with the compute, and complete on return: the host's buffer holds the data
+   (download) or may be reused (upload). */
+static void host_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    const cudaStream_t s = cuda_stream();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
-void cuda_download(void *dst, const void *src, size_t bytes)
-{
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
-}
+void cuda_upload(void *dst, const void *src, size_t bytes) { host_copy(dst, src, bytes, cudaMemcpyHostToDevice); }
 
-void cuda_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0)); }
+void cuda_download(void *dst, const void *src, size_t bytes) { host_copy(dst, src, bytes, cudaMemcpyDeviceToHost); }
 
-void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+void cuda_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda_stream())); }
 
 /* ---- scratch ---- */
 
@@ -115,7 +118,7 @@ void cuda_f32_to_act(void *dst, const float *src, size_t n)
 {
     if (!n)
         return;
-    f32_to_bf16_kernel<<<grid_for(n, 256), 256>>>((bf16 *)dst, src, n);
+    f32_to_bf16_kernel<<<grid_for(n, 256), 256, 0, cuda_stream()>>>((bf16 *)dst, src, n);
     LAUNCH_CHECK();
 }
 
@@ -123,7 +126,7 @@ void cuda_act_to_f32(float *dst, const void *src, size_t n)
 {
     if (!n)
         return;
-    bf16_to_f32_kernel<<<grid_for(n, 256), 256>>>(dst, (const bf16 *)src, n);
+    bf16_to_f32_kernel<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(dst, (const bf16 *)src, n);
     LAUNCH_CHECK();
 }
 
@@ -142,6 +145,6 @@ __global__ void add_partials_kernel(float *dst, const float *part, int rows, int
 
 void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride)
 {
-    add_partials_kernel<<<ceil_div(n, 128), 128>>>(dst, part, rows, n, stride);
+    add_partials_kernel<<<ceil_div(n, 128), 128, 0, cuda_stream()>>>(dst, part, rows, n, stride);
     LAUNCH_CHECK();
 }

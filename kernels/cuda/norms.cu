@@ -164,16 +164,16 @@ static RowShape row_shape(int D, const void *a, const void *b, const void *c, co
 
 static int row_blocks(int T, int max) { return T < max ? T : max; }
 
-/* kernel<vec, j><<<grid, threads>>>(args...) for the shape s */
+/* kernel<vec, j><<<grid, threads, 0, cuda_stream()>>>(args...) for the shape s */
 #define ROW_LAUNCH(kernel, grid, s, ...)                                                                       \
     do {                                                                                                       \
         switch ((s).vec * 10 + (s).j) {                                                                        \
-        case 81: kernel<8, 1><<<grid, (s).threads>>>(__VA_ARGS__); break;                                      \
-        case 82: kernel<8, 2><<<grid, (s).threads>>>(__VA_ARGS__); break;                                      \
-        case 84: kernel<8, 4><<<grid, (s).threads>>>(__VA_ARGS__); break;                                      \
-        case 11: kernel<1, 1><<<grid, (s).threads>>>(__VA_ARGS__); break;                                      \
-        case 12: kernel<1, 2><<<grid, (s).threads>>>(__VA_ARGS__); break;                                      \
-        default: kernel<1, 4><<<grid, (s).threads>>>(__VA_ARGS__); break;                                      \
+        case 81: kernel<8, 1><<<grid, (s).threads, 0, cuda_stream()>>>(__VA_ARGS__); break;                    \
+        case 82: kernel<8, 2><<<grid, (s).threads, 0, cuda_stream()>>>(__VA_ARGS__); break;                    \
+        case 84: kernel<8, 4><<<grid, (s).threads, 0, cuda_stream()>>>(__VA_ARGS__); break;                    \
+        case 11: kernel<1, 1><<<grid, (s).threads, 0, cuda_stream()>>>(__VA_ARGS__); break;                    \
+        case 12: kernel<1, 2><<<grid, (s).threads, 0, cuda_stream()>>>(__VA_ARGS__); break;                    \
+        default: kernel<1, 4><<<grid, (s).threads, 0, cuda_stream()>>>(__VA_ARGS__); break;                    \
         }                                                                                                      \
         LAUNCH_CHECK();                                                                                        \
     } while (0)

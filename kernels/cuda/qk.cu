@@ -134,7 +134,7 @@ void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *
 {
     qk_check(dz);
     const int T = B * L;
-    qk_forward_kernel<<<dim3(ceil_div(T, QK_WARPS), H), 32 * QK_WARPS>>>(
+    qk_forward_kernel<<<dim3(ceil_div(T, QK_WARPS), H), 32 * QK_WARPS, 0, cuda_stream()>>>(
         (bf16 *)q, (bf16 *)k, rstd, (const bf16 *)zs, (const bf16 *)gamma, (const bf16 *)beta, T, L, H, dz, C,
         log2f(rope_base), eps);
     LAUNCH_CHECK();
@@ -147,9 +147,9 @@ void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk
     qk_check(dz);
     const int T = B * L, Z = H * dz, nb = qk_blocks(T), rows = nb * QK_WARPS;
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * 4 * Z * sizeof(float));
-    qk_backward_kernel<<<dim3(nb, H), 32 * QK_WARPS>>>((bf16 *)dzs, part, (const bf16 *)dq, (const bf16 *)dk,
-                                                        (const bf16 *)zs, rstd, (const bf16 *)gamma, T, L, H, dz, C,
-                                                        log2f(rope_base), accumulate);
+    qk_backward_kernel<<<dim3(nb, H), 32 * QK_WARPS, 0, cuda_stream()>>>(
+        (bf16 *)dzs, part, (const bf16 *)dq, (const bf16 *)dk, (const bf16 *)zs, rstd, (const bf16 *)gamma, T, L, H, dz,
+        C, log2f(rope_base), accumulate);
     LAUNCH_CHECK();
     cuda_add_partials(dgamma, part, rows, 2 * Z, 4 * (size_t)Z);
     cuda_add_partials(dbeta, part + 2 * Z, rows, 2 * Z, 4 * (size_t)Z);

@@ -2,6 +2,8 @@
    master weights, gradients, optimizer moments and saved statistics, all in device memory. */
 #include "kernels/cuda/cuda.cuh"
 
+static void *compute_stream(void) { return cuda_stream(); }
+
 static const Ops table = {
     .name = "cuda",
     .act = DTYPE_BF16,
@@ -46,6 +48,7 @@ static const Ops table = {
     .adamw = cuda_adamw,
     .peak_memory = cuda_peak_memory,
     .select_device = cuda_select_device,
+    .stream = compute_stream,
 };
 
 /* NULL when no GPU is visible, so callers can say so instead of failing inside a kernel */

@@ -191,23 +191,23 @@ void cuda_tsnorm_forward(void *y, float *mean, float *rstd, float *state_out, co
     float2 *stats = (float2 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float2));
     float2 *segs = stats + cells;
     if (vec == 8)
-        tsn_stats_kernel<8><<<ceil_div(cells, 256), 256>>>(stats, (const bf16 *)x, rows, D, G);
+        tsn_stats_kernel<8><<<ceil_div(cells, 256), 256, 0, cuda_stream()>>>(stats, (const bf16 *)x, rows, D, G);
     else
-        tsn_stats_kernel<1><<<ceil_div(cells, 256), 256>>>(stats, (const bf16 *)x, rows, D, G);
+        tsn_stats_kernel<1><<<ceil_div(cells, 256), 256, 0, cuda_stream()>>>(stats, (const bf16 *)x, rows, D, G);
     LAUNCH_CHECK();
     const unsigned sb = ceil_div((size_t)B * nseg * G, 128);
-    tsn_seg_stats_kernel<<<sb, 128>>>(segs, stats, B, L, G, nseg);
+    tsn_seg_stats_kernel<<<sb, 128, 0, cuda_stream()>>>(segs, stats, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsn_seg_chain_kernel<<<ceil_div(B * G, 64), 64>>>(segs, state_out, state_in, n0, B, L, G, nseg);
+    tsn_seg_chain_kernel<<<ceil_div(B * G, 64), 64, 0, cuda_stream()>>>(segs, state_out, state_in, n0, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsn_seg_apply_kernel<<<sb, 128>>>(mean, rstd, segs, stats, n0, B, L, G, nseg, eps);
+    tsn_seg_apply_kernel<<<sb, 128, 0, cuda_stream()>>>(mean, rstd, segs, stats, n0, B, L, G, nseg, eps);
     LAUNCH_CHECK();
     if (vec == 8)
-        tsn_normalize_kernel<8><<<grid_for(rows * D / 8, 256), 256>>>((bf16 *)y, (const bf16 *)x, mean, rstd,
-                                                                      (const bf16 *)w, (const bf16 *)b, rows, D, G);
+        tsn_normalize_kernel<8><<<grid_for(rows * D / 8, 256), 256, 0, cuda_stream()>>>(
+            (bf16 *)y, (const bf16 *)x, mean, rstd, (const bf16 *)w, (const bf16 *)b, rows, D, G);
     else
-        tsn_normalize_kernel<1><<<grid_for(rows * D, 256), 256>>>((bf16 *)y, (const bf16 *)x, mean, rstd,
-                                                                  (const bf16 *)w, (const bf16 *)b, rows, D, G);
+        tsn_normalize_kernel<1><<<grid_for(rows * D, 256), 256, 0, cuda_stream()>>>(
+            (bf16 *)y, (const bf16 *)x, mean, rstd, (const bf16 *)w, (const bf16 *)b, rows, D, G);
     LAUNCH_CHECK();
 }
 
@@ -397,18 +397,18 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, cons
     float4 *bst = (float4 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float4));
     float4 *maps = bst + cells;
     if (vec == 8)
-        tsn_back_stats_kernel<8><<<ceil_div(cells, 256), 256>>>(bst, (const bf16 *)x, (const bf16 *)dy,
-                                                                (const bf16 *)w, mean, rows, D, G);
+        tsn_back_stats_kernel<8><<<ceil_div(cells, 256), 256, 0, cuda_stream()>>>(
+            bst, (const bf16 *)x, (const bf16 *)dy, (const bf16 *)w, mean, rows, D, G);
     else
-        tsn_back_stats_kernel<1><<<ceil_div(cells, 256), 256>>>(bst, (const bf16 *)x, (const bf16 *)dy,
-                                                                (const bf16 *)w, mean, rows, D, G);
+        tsn_back_stats_kernel<1><<<ceil_div(cells, 256), 256, 0, cuda_stream()>>>(
+            bst, (const bf16 *)x, (const bf16 *)dy, (const bf16 *)w, mean, rows, D, G);
     LAUNCH_CHECK();
     const unsigned sb = ceil_div((size_t)B * nseg * G, 128);
-    tsn_back_map_kernel<<<sb, 128>>>(maps, bst, mean, rstd, state_in, n0, B, L, G, nseg);
+    tsn_back_map_kernel<<<sb, 128, 0, cuda_stream()>>>(maps, bst, mean, rstd, state_in, n0, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsn_back_chain_kernel<<<ceil_div(B * G, 64), 64>>>(maps, dstate_in, dstate_out, B, G, nseg);
+    tsn_back_chain_kernel<<<ceil_div(B * G, 64), 64, 0, cuda_stream()>>>(maps, dstate_in, dstate_out, B, G, nseg);
     LAUNCH_CHECK();
-    tsn_back_coef_kernel<<<sb, 128>>>(bst, maps, mean, rstd, state_in, n0, B, L, D, G, nseg);
+    tsn_back_coef_kernel<<<sb, 128, 0, cuda_stream()>>>(bst, maps, mean, rstd, state_in, n0, B, L, D, G, nseg);
     LAUNCH_CHECK();
 
     /* (T, D) pass: threads cover a row in J <= 4 groups of VEC columns */
@@ -418,8 +418,8 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, cons
         fail("tsnorm: D = %d is too wide for the backward kernel (at most %d)", D, 1024 * vec);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
 #define TSN_APPLY(V, JJ)                                                                                       \
-    tsn_back_apply_kernel<V, JJ><<<nb, threads>>>((bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x,         \
-                                                  (const bf16 *)w, mean, rstd, bst, rows, D, G, accumulate)
+    tsn_back_apply_kernel<V, JJ><<<nb, threads, 0, cuda_stream()>>>(                                           \
+        (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, (const bf16 *)w, mean, rstd, bst, rows, D, G, accumulate)
     if (vec == 8)
         J == 1 ? TSN_APPLY(8, 1) : J == 2 ? TSN_APPLY(8, 2) : TSN_APPLY(8, 4);
     else
