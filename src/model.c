@@ -451,6 +451,23 @@ const void *model_input_grad(const Model *m) { return m->dy; }
 static float *st(const Model *m, float *base, int i) { return base + (size_t)i * m->state_elems; }
 static float *st_h(const Model *m, float *base, int i) { return st(m, base, i) + (size_t)m->B * m->Gl * 2; }
 
+/* The chunk boundary of state slot i: states come in when a piece precedes this one (pos0 > 0),
+   go out when one follows (want_state_out), their gradients the other way. A forward rerun for
+   backward (recomputing) writes no state out: what it sent stands. */
+static ChunkState chunk_state(const Model *m, ModelSlot *sl, int i, int recomputing)
+{
+    const int in = m->pos0 > 0, out = m->want_state_out;
+    return (ChunkState){.n0 = m->pos0,
+                        .tsn_in = in ? st(m, sl->state_in, i) : NULL,
+                        .h_in = in ? st_h(m, sl->state_in, i) : NULL,
+                        .tsn_out = out && !recomputing ? st(m, sl->state_out, i) : NULL,
+                        .h_out = out && !recomputing ? st_h(m, sl->state_out, i) : NULL,
+                        .dtsn_in = in ? st(m, sl->dstate_in, i) : NULL,
+                        .dh_in = in ? st_h(m, sl->dstate_in, i) : NULL,
+                        .dtsn_out = out ? st(m, sl->dstate_out, i) : NULL,
+                        .dh_out = out ? st_h(m, sl->dstate_out, i) : NULL};
+}
+
 /* Chunk-parallel exchange of state slot i (the model exchanges when cp_comm is set): forward
    states go to the next piece, their gradients to the previous one. Tags keep layers apart. */
 enum { TAG_STATE = 0, TAG_DSTATE = 1 << 16 };
@@ -549,16 +566,13 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
     void *y = sl->x[i + 1];
-    const int has_in = m->pos0 > 0;
-    float *state_out = m->want_state_out && !recomputing ? st(m, sl->state_out, i) : NULL;
+    const ChunkState cs = chunk_state(m, sl, i, recomputing);
     if (!recomputing)
         state_recv(m, sl, i);
 
     /* attention sub-layer (spec section 2, steps 1-11) */
-    ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, state_out, x, P(b->tsn_w), P(b->tsn_b),
-                        has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, d->eps);
-    ops->cema_forward(s->cema, state_out ? st_h(m, sl->state_out, i) : NULL, s->xhat, cema_params(m, b),
-                      has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N);
+    ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, x, P(b->tsn_w), P(b->tsn_b), cs, B, L, Dl, m->Gl, d->eps);
+    ops->cema_forward(s->cema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N);
     if (!recomputing)
         state_send(m, sl, i);
     tp_gather(m, s->cema_full, s->cema);
@@ -606,7 +620,7 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
     const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
-    const int has_in = m->pos0 > 0;
+    const ChunkState cs = chunk_state(m, sl, i, 0);
 
     /* FFN: y = x + p W2^T (row-parallel) */
     ops->copy(dx, dy, TDl);
@@ -644,12 +658,9 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
     /* adds to the value path's dxhat */
-    ops->cema_backward(g->dxhat, cg, has_in ? st_h(m, sl->dstate_in, i) : NULL, g->dcema,
-                       m->want_state_out ? st_h(m, sl->dstate_out, i) : NULL, s->xhat, cema_params(m, b),
-                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N, 1);
-    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), has_in ? st(m, sl->dstate_in, i) : NULL, g->dxhat,
-                         m->want_state_out ? st(m, sl->dstate_out, i) : NULL, x, s->tsn_mean, s->tsn_rstd,
-                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, 1);
+    ops->cema_backward(g->dxhat, cg, g->dcema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N, 1);
+    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), g->dxhat, x, s->tsn_mean, s->tsn_rstd, P(b->tsn_w), cs, B, L,
+                         Dl, m->Gl, 1);
     dstate_send(m, sl, i);
 }
 
@@ -658,7 +669,7 @@ double model_forward(Model *m, int slot, float grad_scale)
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
     ModelSlot *sl = &m->slots[slot];
-    const int nl = m->part.n_layers, has_in = m->pos0 > 0;
+    const int nl = m->part.n_layers;
     if (m->part.first)
         ops->embedding_forward(sl->x[0], sl->tokens, P(m->embed), m->T, m->Dl,
                                d->scale_emb ? sqrtf((float)d->D) : 1.0f);
@@ -669,10 +680,9 @@ double model_forward(Model *m, int slot, float grad_scale)
     sl->loss_sum = 0;
     if (!m->part.last)
         return 0;
-    float *state_out = m->want_state_out ? st(m, sl->state_out, nl) : NULL;
     state_recv(m, sl, nl);
-    ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, state_out, sl->x[nl], P(m->final_w), P(m->final_b),
-                        has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L, m->Dl, m->Gl, d->eps);
+    ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, sl->x[nl], P(m->final_w), P(m->final_b),
+                        chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, d->eps);
     state_send(m, sl, nl);
     /* head: each tp rank's features give a partial sum of the logits */
     ops->matmul_forward(sl->logits, sl->xf, P(m->out), NULL, m->T, m->Dl, d->vocab, 0);
@@ -687,14 +697,12 @@ void model_backward(Model *m, int slot)
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
     ModelSlot *sl = &m->slots[slot];
-    const int nl = m->part.n_layers, has_in = m->pos0 > 0;
+    const int nl = m->part.n_layers;
     if (m->part.last) { /* the head and the final norm write dxf and dy */
         ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab, 0);
         dstate_recv(m, sl, nl);
-        ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), has_in ? st(m, sl->dstate_in, nl) : NULL,
-                             m->g.dxf, m->want_state_out ? st(m, sl->dstate_out, nl) : NULL, sl->x[nl], sl->f_mean,
-                             sl->f_rstd, P(m->final_w), has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L,
-                             m->Dl, m->Gl, 0);
+        ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), m->g.dxf, sl->x[nl], sl->f_mean, sl->f_rstd,
+                             P(m->final_w), chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, 0);
         dstate_send(m, sl, nl);
     }
     for (int i = nl - 1; i >= 0; i--) {
