@@ -283,8 +283,6 @@ static void layout(Model *m, Arena *a)
     g->da1 = ACT(T * Fl);
     g->da3 = d->swiglu ? ACT(T * Fl) : NULL;
     g->dp = ACT(T * Fl);
-    m->blocks_buf = tp1 ? NULL : ACT(T * D);
-    m->rs_buf = tp1 ? NULL : ACT(T * Dl);
 #undef ACT
 #undef F32
 }
@@ -442,9 +440,8 @@ const void *model_stage_output(const Model *m, int slot) { return m->slots[slot]
 void *model_output_grad(Model *m) { return m->dy; }
 const void *model_input_grad(const Model *m) { return m->dy; }
 
-/* compute copy / gradient of the parameter at element offset o, plus k more elements */
+/* compute copy / gradient of the parameter at element offset o */
 #define P(o) ((const void *)((const char *)m->params_act + (o) * m->ops->act_size))
-#define PK(o, k) ((const void *)((const char *)m->params_act + ((o) + (k)) * m->ops->act_size))
 #define GR(o) (m->grads + (o))
 
 /* state slots: block i (or n_layers for the final norm): TimestepNorm part, then CEMA part */
@@ -468,86 +465,36 @@ static ChunkState chunk_state(const Model *m, ModelSlot *sl, int i, int recomput
                         .dh_out = out ? st_h(m, sl->dstate_out, i) : NULL};
 }
 
-/* Chunk-parallel exchange of state slot i (the model exchanges when cp_comm is set): forward
-   states go to the next piece, their gradients to the previous one. Tags keep layers apart. */
-enum { TAG_STATE = 0, TAG_DSTATE = 1 << 16 };
+/* ---- the exchanges with other ranks (parallel/tp.h, parallel/cp.h) ---- */
 
+/* full (T, D) = the tp ranks' (T, Dl) pieces side by side */
+static void gather(Model *m, void *full, const void *piece) { tp_gather(m->tp, m->ops, full, piece, m->T, m->Dl); }
+
+/* piece (T, Dl) = this rank's columns of the sum over tp ranks of full (T, D) */
+static void reduce_scatter(Model *m, void *piece, const void *full)
+{
+    tp_reduce_scatter(m->tp, m->ops, piece, full, m->T, m->Dl);
+}
+
+/* Chunk states of slot i go to the next piece, their gradients to the previous one. */
 static void state_recv(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->pos0 > 0)
-        comm_recv(m->cp_comm, st(m, sl->state_in, i), m->state_elems, COMM_F32, m->cp_comm->rank - 1,
-                  TAG_STATE + m->part.layer0 + i);
+    cp_recv_state(m->cp, st(m, sl->state_in, i), m->state_elems, m->part.layer0 + i);
 }
 
 static void state_send(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->want_state_out)
-        comm_send(m->cp_comm, st(m, sl->state_out, i), m->state_elems, COMM_F32, m->cp_comm->rank + 1,
-                  TAG_STATE + m->part.layer0 + i);
+    cp_send_state(m->cp, st(m, sl->state_out, i), m->state_elems, m->part.layer0 + i);
 }
 
 static void dstate_recv(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->want_state_out)
-        comm_recv(m->cp_comm, st(m, sl->dstate_out, i), m->state_elems, COMM_F32, m->cp_comm->rank + 1,
-                  TAG_DSTATE + m->part.layer0 + i);
+    cp_recv_grad(m->cp, st(m, sl->dstate_out, i), m->state_elems, m->part.layer0 + i);
 }
 
 static void dstate_send(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->pos0 > 0)
-        comm_send(m->cp_comm, st(m, sl->dstate_in, i), m->state_elems, COMM_F32, m->cp_comm->rank - 1,
-                  TAG_DSTATE + m->part.layer0 + i);
-}
-
-/* ---- tensor parallelism (spec section 7); each helper is a plain op when tp = 1 ---- */
-
-/* full (T, D) = the tp ranks' (T, Dl) pieces side by side */
-static void tp_gather(Model *m, void *full, const void *piece)
-{
-    if (m->part.tp == 1)
-        return; /* full aliases piece */
-    const size_t n = (size_t)m->T * m->Dl;
-    comm_allgather(m->tp_comm, piece, m->blocks_buf, n, comm_type_of(m->ops->act));
-    m->ops->join_columns(full, m->blocks_buf, m->part.tp, m->T, m->Dl);
-}
-
-/* piece (T, Dl) = this rank's columns of the sum over tp ranks of full (T, D); piece holds no
-   contribution of its own (with tp = 1 it is full) */
-static void tp_reduce_scatter(Model *m, void *piece, const void *full)
-{
-    if (m->part.tp == 1)
-        return; /* full aliases piece: the contributions are already there */
-    m->ops->split_columns(m->blocks_buf, full, m->part.tp, m->T, m->Dl);
-    comm_reduce_scatter(m->tp_comm, m->blocks_buf, piece, (size_t)m->T * m->Dl, comm_type_of(m->ops->act));
-}
-
-/* Row-parallel projection out (T, Dl) += sum over tp of inp (T, IC) w^T, w: (D, IC) local. */
-static void row_parallel_forward(Model *m, void *out, const void *inp, size_t w, int IC)
-{
-    const Ops *ops = m->ops;
-    if (m->part.tp == 1)
-        return ops->matmul_forward(out, inp, P(w), NULL, m->T, IC, m->d.D, 1);
-    const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
-    for (int j = 0; j < m->part.tp; j++) /* block j: the output columns rank j keeps */
-        ops->matmul_forward((char *)m->blocks_buf + j * blk * as, inp, PK(w, (size_t)j * m->Dl * IC), NULL, m->T, IC,
-                            m->Dl, 0);
-    comm_reduce_scatter(m->tp_comm, m->blocks_buf, m->rs_buf, blk, comm_type_of(ops->act));
-    ops->accumulate(out, m->rs_buf, blk);
-}
-
-/* Its backward: dinp (T, IC) = dout gathered over tp (T, D) times w, overwritten; w's gradient
-   accumulates. */
-static void row_parallel_backward(Model *m, void *dinp, size_t w, const void *dout, const void *inp, int IC)
-{
-    const Ops *ops = m->ops;
-    if (m->part.tp == 1)
-        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D, 0);
-    const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
-    comm_allgather(m->tp_comm, dout, m->blocks_buf, blk, comm_type_of(ops->act));
-    for (int j = 0; j < m->part.tp; j++) /* block 0 writes dinp, the others add */
-        ops->matmul_backward(dinp, GR(w) + (size_t)j * m->Dl * IC, NULL, (char *)m->blocks_buf + j * blk * as, inp,
-                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl, j > 0);
+    cp_send_grad(m->cp, st(m, sl->dstate_in, i), m->state_elems, m->part.layer0 + i);
 }
 
 static CemaParams cema_params(const Model *m, const BlockParams *b)
@@ -575,8 +522,8 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     ops->cema_forward(s->cema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N);
     if (!recomputing)
         state_send(m, sl, i);
-    tp_gather(m, s->cema_full, s->cema);
-    tp_gather(m, s->xhat_full, s->xhat);
+    gather(m, s->cema_full, s->cema);
+    gather(m, s->xhat_full, s->xhat);
     ops->rmsnorm_forward(s->m, s->rms, s->cema_full, P(b->rms_w), T, D, d->eps);
     ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), T, D, Zl, 0);
     ops->qk_forward(s->q, s->k, s->qk_rstd, s->zs, P(b->qk_gamma), P(b->qk_beta), B, L, m->Hl, d->Z / d->H, d->C,
@@ -589,10 +536,10 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     ops->mul_forward(s->ro, s->r, s->o, TV);
     ops->copy(s->yhat, x, TDl); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, Dl, 1);
-    row_parallel_forward(m, s->yhat, s->ro, b->wh2, Vl);
+    tp_row_forward(m->tp, ops, s->yhat, s->ro, P(b->wh2), T, Vl, Dl);
 
     /* FFN sub-layer (steps 12-14): normalises yhat, but the residual is the block input x */
-    tp_gather(m, s->yhat_full, s->yhat);
+    gather(m, s->yhat_full, s->yhat);
     ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat_full, P(b->ln_w), P(b->ln_b), T, D, d->eps);
     ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, T, D, Fl, 0);
     if (d->swiglu) {
@@ -604,7 +551,7 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
         return;
     ops->copy(y, x, TDl);
-    row_parallel_forward(m, y, s->p, b->w2, Fl);
+    tp_row_forward(m->tp, ops, y, s->p, P(b->w2), T, Fl, Dl);
 }
 
 /* dy: gradient of the block's output; dx receives the input's (overwritten). Every gradient
@@ -624,7 +571,7 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
 
     /* FFN: y = x + p W2^T (row-parallel) */
     ops->copy(dx, dy, TDl);
-    row_parallel_backward(m, g->dp, b->w2, dy, s->p, Fl);
+    tp_row_backward(m->tp, ops, g->dp, GR(b->w2), P(b->w2), dy, s->p, T, Fl, Dl);
     if (d->swiglu) {
         ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0);
         ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, 0);
@@ -635,12 +582,12 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
     ops->layernorm_backward(g->dyhat_full, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat_full, s->ln_mean, s->ln_rstd,
                             P(b->ln_w), T, D, 0);
-    tp_reduce_scatter(m, g->dyhat, g->dyhat_full);
+    reduce_scatter(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->accumulate(dx, g->dyhat, TDl);
     ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl, 0); /* Wr, Wz add */
-    row_parallel_backward(m, g->dro, b->wh2, g->dyhat, s->ro, Vl);
+    tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl);
     ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV, 0);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
                             d->V / d->H, d->C, 0);
@@ -653,8 +600,8 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl, 1);
     /* dm is a partial sum over tp ranks; RMSNorm's backward is linear in it */
     ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D, 0);
-    tp_reduce_scatter(m, g->dcema, g->dcema_full);
-    tp_reduce_scatter(m, g->dxhat, g->dxhat_full);
+    reduce_scatter(m, g->dcema, g->dcema_full);
+    reduce_scatter(m, g->dxhat, g->dxhat_full);
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
     /* adds to the value path's dxhat */
@@ -686,8 +633,7 @@ double model_forward(Model *m, int slot, float grad_scale)
     state_send(m, sl, nl);
     /* head: each tp rank's features give a partial sum of the logits */
     ops->matmul_forward(sl->logits, sl->xf, P(m->out), NULL, m->T, m->Dl, d->vocab, 0);
-    if (m->part.tp > 1)
-        comm_allreduce(m->tp_comm, sl->logits, (size_t)m->T * d->vocab, comm_type_of(ops->act));
+    tp_allreduce(m->tp, ops, sl->logits, (size_t)m->T * d->vocab);
     sl->loss_sum = ops->crossentropy(sl->logits, sl->targets, m->T, d->vocab, grad_scale);
     return sl->loss_sum;
 }

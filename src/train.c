@@ -103,8 +103,8 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     model_create(m, &tr->dims, &part, ops, tr->mb_rows, tr->Lloc, c->train.recompute, slots,
                  (size_t)tr->dpcp.size);
     model_init_params(m, (uint64_t)c->train.seed);
-    m->tp_comm = &tr->tp;
-    m->cp_comm = &tr->cp;
+    m->tp = t->tp > 1 ? tp_create(&tr->tp, ops, (size_t)m->T * m->Dl) : NULL;
+    m->cp = t->cp > 1 ? cp_create(&tr->cp) : NULL;
     m->grads_ctx = tr; /* grads_final is set around a step's last backward */
     m->pos0 = (int64_t)t->cp_rank * tr->Lloc;
     m->want_state_out = t->cp_rank < t->cp - 1;
@@ -139,6 +139,8 @@ void trainer_free(Trainer *tr)
         sampler_free(tr->src.sampler);
     zero_free(&tr->zero);
     guard_free(&tr->guard);
+    tp_free(tr->m.tp);
+    cp_free(tr->m.cp);
     model_free(&tr->m);
     for (int i = 0; i < n; i++)
         comm_free(cs[i]);
