@@ -3,7 +3,6 @@
 
 #include "kernels/ops.h"
 #include "parallel/mpi_check.h"
-#include "parallel/pipeline.h"
 #include "parallel/watchdog.h"
 #include "src/ckpt.h"
 #include "src/metrics.h"
@@ -72,6 +71,21 @@ static void inject_init(Trainer *tr)
     }
 }
 
+static int tp_replicated(const Model *m, const ParamInfo *p) { return p->split < 0; }
+static int tied(const Model *m, const ParamInfo *p) { return p->offset == m->embed; }
+
+/* The sums over comm of the gradients of the parameters that `which` selects (NULL: none). */
+static void replicas_of(Replicas *r, const Model *m, Comm *comm, int (*which)(const Model *, const ParamInfo *))
+{
+    GradSpan *spans = xcalloc((size_t)m->n_params, sizeof *spans);
+    int n = 0;
+    for (int i = 0; which && i < m->n_params; i++)
+        if (which(m, &m->params_info[i]))
+            spans[n++] = (GradSpan){m->params_info[i].offset, m->params_info[i].numel};
+    replicas_init(r, comm, spans, n);
+    free(spans);
+}
+
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
 {
     memset(tr, 0, sizeof *tr);
@@ -108,6 +122,12 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     m->grads_ctx = tr; /* grads_final is set around a step's last backward */
     m->pos0 = (int64_t)t->cp_rank * tr->Lloc;
     m->want_state_out = t->cp_rank < t->cp - 1;
+    tr->pipe = (Pipeline){.comm = &tr->pp,
+                          .micro_batches = micro,
+                          .n = (size_t)m->T * m->Dl,
+                          .type = comm_type_of(ops->act)};
+    replicas_of(&tr->tp_sums, m, &tr->tp, t->tp > 1 ? tp_replicated : NULL);
+    replicas_of(&tr->tied_sums, m, &tr->emb, tr->emb_live ? tied : NULL);
     zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
 
     tr->src = (BatchSource){.seed = (uint64_t)c->train.seed, .L = L, .vocab = tr->dims.vocab};
@@ -138,6 +158,8 @@ void trainer_free(Trainer *tr)
     if (tr->src.sampler)
         sampler_free(tr->src.sampler);
     zero_free(&tr->zero);
+    replicas_free(&tr->tp_sums);
+    replicas_free(&tr->tied_sums);
     guard_free(&tr->guard);
     tp_free(tr->m.tp);
     cp_free(tr->m.cp);
@@ -155,23 +177,18 @@ typedef struct {
     float grad_scale; /* 0: evaluation, no backward */
 } StepCtx;
 
-static void micro_forward(void *ctx, int k)
+static const void *micro_forward(void *ctx, int k)
 {
     StepCtx *x = ctx;
     Trainer *tr = x->tr;
     Model *m = &tr->m;
     const Topo *t = tr->t;
     const int slot = k % m->n_slots;
-    const size_t n = (size_t)m->T * m->Dl;
-    const CommType at = comm_type_of(tr->ops->act);
     batch_read(x->src, x->first + (int64_t)t->dp_rank * tr->rows + (int64_t)k * tr->mb_rows, tr->mb_rows,
                t->cp_rank * tr->Lloc, tr->Lloc, tr->tokens);
     model_set_batch(m, slot, tr->tokens);
-    if (!m->part.first)
-        comm_recv(&tr->pp, model_stage_input(m, slot), n, at, t->pp_rank - 1, k);
     tr->loss += model_forward(m, slot, x->grad_scale);
-    if (!m->part.last)
-        comm_send(&tr->pp, model_stage_output(m, slot), n, at, t->pp_rank + 1, k);
+    return model_stage_output(m, slot);
 }
 
 /* Gradients at offsets >= from are final (the step's last backward has passed them): sum the
@@ -180,31 +197,37 @@ static void micro_forward(void *ctx, int k)
 static void grads_final(void *ctx, size_t from)
 {
     Trainer *tr = ctx;
-    Model *m = &tr->m;
-    for (; tr->tp_next > 0 && m->params_info[tr->tp_next - 1].offset >= from; tr->tp_next--) {
-        const ParamInfo *p = &m->params_info[tr->tp_next - 1];
-        if (p->split < 0 && tr->t->tp > 1)
-            comm_allreduce(&tr->tp, m->grads + p->offset, p->numel, COMM_F32);
-    }
-    zero_reduce_from(&tr->zero, m->grads, from);
+    replicas_sum_from(&tr->tp_sums, tr->m.grads, from);
+    zero_reduce_from(&tr->zero, tr->m.grads, from);
 }
 
-static void micro_backward(void *ctx, int k)
+static const void *micro_backward(void *ctx, int k)
 {
     StepCtx *x = ctx;
     Trainer *tr = x->tr;
     Model *m = &tr->m;
-    const int pp_rank = tr->t->pp_rank;
-    const size_t n = (size_t)m->T * m->Dl;
-    const CommType at = comm_type_of(tr->ops->act);
-    if (!m->part.last)
-        comm_recv(&tr->pp, model_output_grad(m), n, at, pp_rank + 1, k);
     const Config *c = tr->c;
     m->grads_final = c->parallel.overlap_grad_reduce && k == c->parallel.micro_batches - 1 ? grads_final : NULL;
     model_backward(m, k % m->n_slots);
     m->grads_final = NULL;
-    if (!m->part.first)
-        comm_send(&tr->pp, model_input_grad(m), n, at, pp_rank - 1, k);
+    return model_input_grad(m);
+}
+
+static void *micro_input(void *ctx, int k)
+{
+    Model *m = &((StepCtx *)ctx)->tr->m;
+    return model_stage_input(m, k % m->n_slots);
+}
+
+static void *micro_output_grad(void *ctx, int k) { return model_output_grad(&((StepCtx *)ctx)->tr->m); }
+
+static PipelineSteps micro_steps(StepCtx *x)
+{
+    return (PipelineSteps){.ctx = x,
+                           .input = micro_input,
+                           .output_grad = micro_output_grad,
+                           .forward = micro_forward,
+                           .backward = micro_backward};
 }
 
 /* Losses live on the last stage, once per tp group: sum them over the job. */
@@ -250,16 +273,15 @@ static double grad_sumsq(Trainer *tr)
 double trainer_forward_backward(Trainer *tr)
 {
     const Config *c = tr->c;
-    const Topo *t = tr->t;
     model_zero_grads(&tr->m);
     if (tr->step + 1 >= tr->inject_first && tr->step + 1 <= tr->inject_last)
         tr->ops->upload(tr->m.grads, &tr->inject_value, sizeof(float));
-    tr->tp_next = tr->m.n_params;
+    replicas_restart(&tr->tp_sums);
+    replicas_restart(&tr->tied_sums);
     tr->loss = 0;
     StepCtx x = {.tr = tr, .src = &tr->src, .first = tr->cursor, .grad_scale = tr->grad_scale};
-    PipelineSteps steps = {.ctx = &x, .forward = micro_forward, .backward = micro_backward};
-    pipeline_1f1b(t->pp_rank, t->pp, c->parallel.micro_batches, &steps);
-    comm_wait(&tr->pp);
+    PipelineSteps steps = micro_steps(&x);
+    pipeline_1f1b(&tr->pipe, &steps);
     comm_wait(&tr->cp);
     tr->cursor += c->data.batch_size;
     return tr->step_loss = job_loss(tr) / ((double)c->data.batch_size * c->data.seq_len);
@@ -273,10 +295,7 @@ GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr)
     /* gradients: backward started the sums of most (grads_final); a tied embedding has a part on
        the first and on the last stage, summed before the rest is; then the data-parallel sum of
        this rank's shard is complete */
-    if (tr->emb_live) {
-        const ParamInfo *e = model_param(m, "embed.weight");
-        comm_allreduce(&tr->emb, m->grads + e->offset, e->numel, COMM_F32);
-    }
+    replicas_sum_from(&tr->tied_sums, m->grads, 0);
     grads_final(tr, 0);
     zero_reduce(&tr->zero, m->grads);
     *grad_norm = sqrt(grad_sumsq(tr));
@@ -308,13 +327,12 @@ double trainer_eval(Trainer *tr, Dataset *val)
     BatchSource src = {.sampler = s, .seed = rng_key((uint64_t)c->train.seed, "eval"), .L = c->data.seq_len,
                        .vocab = tr->dims.vocab};
     StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f};
+    PipelineSteps steps = micro_steps(&x);
     tr->loss = 0;
     for (int e = 0; e < c->eval.batches; e++) {
         /* unshuffled: sample k is window k mod W, so a small split just repeats */
         x.first = (int64_t)e * c->data.batch_size;
-        for (int k = 0; k < c->parallel.micro_batches; k++)
-            micro_forward(&x, k);
-        comm_wait(&tr->pp);
+        pipeline_forwards(&tr->pipe, &steps);
         comm_wait(&tr->cp);
     }
     if (s)
