@@ -47,6 +47,7 @@ typedef struct {
     ParamInfo *p;
     int n, cap, tp;
     size_t elems;
+    int layer; /* of the entries being added */
 } Table;
 
 static size_t table_add(Table *t, const char *name, int ndim, const int64_t *shape, int split, InitKind init,
@@ -54,7 +55,14 @@ static size_t table_add(Table *t, const char *name, int ndim, const int64_t *sha
 {
     if (t->p && t->n == t->cap)
         fail("parameter table overflow");
-    ParamInfo info = {.ndim = ndim, .split = split, .init = init, .std = std, .clip = clip, .offset = t->elems};
+    ParamInfo info = {.ndim = ndim,
+                      .split = split,
+                      .replicated = split < 0 && t->tp > 1,
+                      .layer = t->layer,
+                      .init = init,
+                      .std = std,
+                      .clip = clip,
+                      .offset = t->elems};
     snprintf(info.name, PARAM_NAME, "%s", name);
     info.numel = 1;
     for (int i = 0; i < ndim; i++) {
@@ -74,24 +82,37 @@ static size_t table_add(Table *t, const char *name, int ndim, const int64_t *sha
 #define ADD(t, name, split, init, std, clip, ...)                                                          \
     table_add(t, name, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), split, init, std, clip)
 
+/* The entry just added also serves as `also`; copy: held here for another stage's tensor. */
+static void table_tie(Table *t, const char *also, int copy)
+{
+    if (t->p) {
+        t->p[t->n - 1].tied_as = also;
+        t->p[t->n - 1].copy = copy;
+    }
+}
+
 /* linear weight (out, in): N(0, 1/(3 fan_in)) (Kaiming-normal with a = sqrt(5)) */
 static double linear_std(int64_t fan_in) { return 1.0 / sqrt(3.0 * (double)fan_in); }
 
-/* Names, global shapes and splits of spec section 16 for this part; fills m->blocks and the
-   global offsets. */
+/* Names, global shapes and splits of spec section 16 for this part, with where each tensor lives
+   (its block, the stage that owns it, a second name); fills m->blocks and the offsets. */
 static void build_table(Model *m, Table *t)
 {
     const ModelDims *d = &m->d;
     const ModelPart *part = &m->part;
     const int64_t D = d->D, N = d->N, Z = d->Z, V = d->V, F = d->F, vocab = d->vocab;
     const double emb_std = 1.0 / sqrt((double)D);
+    const char *head = "output.output.weight"; /* the embedding's second name when tied */
     char name[PARAM_NAME];
 #define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
     m->embed = m->out = m->final_w = m->final_b = (size_t)-1;
-    if (part->first || (part->last && d->share_emb))
+    t->layer = -1;
+    if (part->first || (part->last && d->share_emb)) {
         m->embed = ADD(t, "embed.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+        table_tie(t, d->share_emb ? head : NULL, !part->first);
+    }
     for (int i = 0; i < part->n_layers; i++) {
-        const int l = part->layer0 + i;
+        const int l = t->layer = part->layer0 + i;
         BlockParams *b = &m->blocks[i];
         b->tsn_w = ADD(t, NAME("layers.%d.mega.timenorm.weight", l), 0, INIT_ZERO, 0, 0, D);
         b->tsn_b = ADD(t, NAME("layers.%d.mega.timenorm.bias", l), 0, INIT_ZERO, 0, 0, D);
@@ -119,23 +140,30 @@ static void build_table(Model *m, Table *t)
             b->w3 = ADD(t, NAME("layers.%d.nffn.fc3.weight", l), 0, INIT_NORMAL, linear_std(D), 0, F, D);
         b->w2 = ADD(t, NAME("layers.%d.nffn.fc2.weight", l), 1, INIT_NORMAL, linear_std(F), 0, D, F);
     }
+    t->layer = d->n_layers;
     if (part->last) {
         m->final_w = ADD(t, "output.final_norm.weight", 0, INIT_ZERO, 0, 0, D);
         m->final_b = ADD(t, "output.final_norm.bias", 0, INIT_ZERO, 0, 0, D);
-        m->out = d->share_emb ? m->embed
-                              : ADD(t, "output.output.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+        m->out = d->share_emb ? m->embed : ADD(t, head, 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
     }
 #undef NAME
+}
+
+/* m's table (m->blocks allocated): counted, then filled */
+static Table table_of(Model *m)
+{
+    Table t = {.tp = m->part.tp};
+    build_table(m, &t);
+    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = m->part.tp};
+    build_table(m, &t);
+    return t;
 }
 
 int model_table(const ModelDims *d, const ModelPart *part, ParamInfo **out)
 {
     Model m = {.d = *d, .part = *part};
     m.blocks = xcalloc((size_t)part->n_layers, sizeof *m.blocks);
-    Table t = {.tp = part->tp};
-    build_table(&m, &t); /* count */
-    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = part->tp};
-    build_table(&m, &t);
+    Table t = table_of(&m);
     free(m.blocks);
     *out = t.p;
     return t.n;
@@ -308,10 +336,7 @@ void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops
     m->n_slots = n_slots;
     m->shared_slot = m->shared_layer = -1;
     m->blocks = xcalloc((size_t)part->n_layers, sizeof *m->blocks);
-    Table t = {.tp = tp};
-    build_table(m, &t); /* count */
-    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = tp};
-    build_table(m, &t);
+    Table t = table_of(m);
     m->params_info = t.p;
     m->n_params = t.n;
     m->n_elems = t.elems;

@@ -56,12 +56,23 @@ typedef enum {
 #define PARAM_NAME 64
 #define PARAM_MAXDIM 3
 
+/* One parameter of a part's table. What the trainer, checkpoints, dumps and converters must treat
+   specially is recorded here when the table is built, never recognised by name. */
 typedef struct {
     char name[PARAM_NAME];        /* spec section 16 */
     int ndim;
     int64_t shape[PARAM_MAXDIM];  /* global shape */
     int64_t local[PARAM_MAXDIM];  /* this rank's shard: shape[split] / tp */
-    int split;                    /* dimension split under tensor parallelism, -1: replicated */
+    int split;                    /* dimension split under tensor parallelism, -1: none */
+    int replicated;               /* whole on each of tp > 1 ranks, which hold partial sums of its
+                                     gradient: summed over tp, counted and gathered from tp rank 0 */
+    int layer;                    /* its block; -1: before the blocks (the embedding: first stage),
+                                     n_layers: after them (final norm, head: last stage) */
+    const char *tied_as;          /* NULL, or the second name of a tensor that serves twice: with
+                                     share_emb the embedding is the head, "output.output.weight" */
+    int copy;                     /* a copy of a tensor another stage owns (a tied head on the last
+                                     stage): its gradient is summed with the owner's; it is not
+                                     written, gathered or counted here */
     InitKind init;
     double std, clip;
     size_t offset, numel;         /* the shard's place and size in this rank's buffers */

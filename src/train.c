@@ -71,16 +71,16 @@ static void inject_init(Trainer *tr)
     }
 }
 
-static int tp_replicated(const Model *m, const ParamInfo *p) { return p->split < 0; }
-static int tied(const Model *m, const ParamInfo *p) { return p->offset == m->embed; }
+static int replicated(const ParamInfo *p) { return p->replicated; }
+static int tied(const ParamInfo *p) { return p->tied_as != NULL; }
 
 /* The sums over comm of the gradients of the parameters that `which` selects (NULL: none). */
-static void replicas_of(Replicas *r, const Model *m, Comm *comm, int (*which)(const Model *, const ParamInfo *))
+static void replicas_of(Replicas *r, const Model *m, Comm *comm, int (*which)(const ParamInfo *))
 {
     GradSpan *spans = xcalloc((size_t)m->n_params, sizeof *spans);
     int n = 0;
     for (int i = 0; which && i < m->n_params; i++)
-        if (which(m, &m->params_info[i]))
+        if (which(&m->params_info[i]))
             spans[n++] = (GradSpan){m->params_info[i].offset, m->params_info[i].numel};
     replicas_init(r, comm, spans, n);
     free(spans);
@@ -126,8 +126,8 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
                           .micro_batches = micro,
                           .n = (size_t)m->T * m->Dl,
                           .type = comm_type_of(ops->act)};
-    replicas_of(&tr->tp_sums, m, &tr->tp, t->tp > 1 ? tp_replicated : NULL);
-    replicas_of(&tr->tied_sums, m, &tr->emb, tr->emb_live ? tied : NULL);
+    replicas_of(&tr->tp_sums, m, &tr->tp, replicated);
+    replicas_of(&tr->tied_sums, m, &tr->emb, tr->emb_live ? tied : NULL); /* held by two stages */
     zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
 
     tr->src = (BatchSource){.seed = (uint64_t)c->train.seed, .L = L, .vocab = tr->dims.vocab};
@@ -239,7 +239,7 @@ static double job_loss(Trainer *tr)
 }
 
 /* Sum of squares of the gradient shard this rank updates, counting each parameter once over the
-   job: tensor-parallel replicas (split -1) on tp rank 0 only, a tied embedding on the first stage. */
+   job: tensor-parallel replicas on tp rank 0 only, not a stage's copy of another's tensor. */
 static double grad_sumsq(Trainer *tr)
 {
     const Model *m = &tr->m;
@@ -250,7 +250,7 @@ static double grad_sumsq(Trainer *tr)
         size_t lo = 0, hi = 0;
         if (i < m->n_params) {
             const ParamInfo *p = &m->params_info[i];
-            if ((p->split < 0 && tr->t->tp_rank > 0) || (p->offset == m->embed && !m->part.first))
+            if ((p->replicated && tr->t->tp_rank > 0) || p->copy)
                 continue;
             lo = p->offset > z->lo ? p->offset : z->lo;
             hi = p->offset + p->numel < z->lo + z->shard ? p->offset + p->numel : z->lo + z->shard;
@@ -359,13 +359,13 @@ void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, c
         int n = model_table(&tr->dims, &part, &table);
         for (int i = 0; i < n; i++) {
             const ParamInfo *p = &table[i];
-            if (s > 0 && !strcmp(p->name, "embed.weight"))
-                continue; /* the tied head: gathered with stage 0 */
+            if (p->copy)
+                continue; /* gathered from the stage that owns it */
             size_t global = 1;
             for (int k = 0; k < p->ndim; k++)
                 global *= (size_t)p->shape[k];
             float *full = t->rank == 0 ? xmalloc(global * sizeof(float)) : NULL, *piece = NULL;
-            int ranks = p->split < 0 ? 1 : t->tp;
+            int ranks = p->replicated ? 1 : t->tp;
             if (t->rank == 0)
                 piece = xmalloc(p->numel * sizeof(float));
             for (int j = 0; j < ranks; j++) {
