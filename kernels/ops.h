@@ -13,13 +13,13 @@
      dk, dvalue) follow the last argument, `accumulate`: 0 overwrites them, non-zero adds to
      them. So a tensor used twice gets its first contribution written and the second added, and
      no gradient buffer needs zeroing.
-     State gradients (dstate_in, dh0) are always overwritten.
+     The gradients of incoming chunk states (ChunkState's dtsn_in, dh_in) are always overwritten.
    - Linear weights are stored as in PyTorch, (out, in), and applied as y = x W^T + b.
    - Norm scales are applied as (1 + w) (spec: "+1" reparameterisation).
    - Feature vectors of Q/K (size Z = H*dz) and of values (V = H*dv) are head-major.
-   - A state that crosses a chunk boundary is fp32: TimestepNorm (B, G, 2) = [mean, var] per
-     (b, g); CEMA hidden state (B, D, N, 2) = complex h as (re, im). NULL means "none": a fresh
-     state in forward, a zero gradient in backward. */
+   - What crosses a chunk boundary (ChunkState) is fp32: TimestepNorm (B, G, 2) = [mean, var]
+     per (b, g); CEMA hidden state (B, D, N, 2) = complex h as (re, im). NULL means "none": a
+     fresh state in forward, no final state, a zero gradient in backward. */
 #ifndef MEGATRAIN_OPS_H
 #define MEGATRAIN_OPS_H
 
@@ -41,6 +41,18 @@ typedef struct {
 typedef struct {
     float *alpha, *delta, *theta, *gamma, *omega;
 } CemaGrads;
+
+/* The state that crosses a chunk boundary at one TimestepNorm and the CEMA after it (spec section
+   12), for a piece of B sequences that may follow an earlier piece and precede a later one: where
+   it starts, where it ends, and their gradients. TimestepNorm uses n0 and the tsn members, CEMA
+   the h members. */
+typedef struct {
+    int64_t n0;                     /* timesteps before the piece: TimestepNorm's running count */
+    const float *tsn_in, *h_in;     /* (B, G, 2), (B, D, N, 2): the states the piece starts from */
+    float *tsn_out, *h_out;         /* the same at its end (forward writes them) */
+    float *dtsn_in, *dh_in;         /* gradients of the incoming states (backward writes them) */
+    const float *dtsn_out, *dh_out; /* gradients of the final states (backward reads them) */
+} ChunkState;
 
 typedef struct Ops {
     const char *name; /* "cpu", "cpu64", "cuda" */
@@ -103,25 +115,26 @@ typedef struct Ops {
                                const float *rstd, const void *w, int T, int D, int accumulate);
 
     /* ---- TimestepNorm (spec section 4): x, y (B, L, D), G groups of D/G channels.
-       Running state starts from (n0, state_in) -- n0 timesteps already seen, state_in (B, G, 2)
-       their [mean, var] (ignored when n0 == 0 or state_in is NULL: fresh start). Saves the
-       per-timestep mean and rstd (B, L, G); writes the final [mean, var] to state_out (B, G, 2)
-       when it is not NULL. ---- */
-    void (*tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
-                           const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
-    /* dstate_out: gradient of state_out (B, G, 2) or NULL; dstate_in: gradient of state_in
-       (B, G, 2), overwritten, or NULL when not wanted. */
-    void (*tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
-                            const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                            int64_t n0, int B, int L, int D, int G, int accumulate);
+       Running state starts from (chunk.n0, chunk.tsn_in) -- n0 timesteps already seen and their
+       [mean, var] (ignored when n0 == 0 or tsn_in is NULL: a fresh start). Saves the
+       per-timestep mean and rstd (B, L, G); writes the final [mean, var] to chunk.tsn_out when it
+       is not NULL. ---- */
+    void (*tsnorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
+                           ChunkState chunk, int B, int L, int D, int G, float eps);
+    /* takes chunk.dtsn_out (the gradient of tsn_out, or NULL) and writes chunk.dtsn_in when it is
+       not NULL */
+    void (*tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                            const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
+                            int accumulate);
 
-    /* ---- CEMA (spec section 3): u, y (B, L, D); h0, h_out (B, D, N, 2) fp32 or NULL.
-       y = causal EMA of u along L per channel + omega * u; h_out gets the final hidden state. ---- */
-    void (*cema_forward)(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
-                         int N);
-    /* dh_out: gradient of h_out or NULL; dh0: gradient of h0, overwritten, or NULL. */
-    void (*cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                          CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate);
+    /* ---- CEMA (spec section 3): u, y (B, L, D); states (B, D, N, 2).
+       y = causal EMA of u along L per channel + omega * u, from the hidden state chunk.h_in (NULL:
+       zero); chunk.h_out gets the final hidden state when it is not NULL. ---- */
+    void (*cema_forward)(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
+    /* takes chunk.dh_out (the gradient of h_out, or NULL) and writes chunk.dh_in when it is not
+       NULL */
+    void (*cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk,
+                          int B, int L, int D, int N, int accumulate);
 
     /* ---- Q/K (spec section 2 steps 4, 5, 8): zs (B, L, Z = H*dz) -> per-head RMS norm (rstd
        (B, L, H) saved), affine q = zn (1 + gamma[0]) / sqrt(dz) + beta[0] (k with row 1),

@@ -37,7 +37,7 @@ typedef struct {
     void *done;      /* NCCL: cudaEvent_t recorded after the send that read it */
 } CommStage;
 
-typedef struct {
+typedef struct Comm {
     MPI_Comm mpi;
     const char *axis; /* "tp", "cp", "pp", "dpcp", "emb", "world": what the watchdog names */
     int rank, size;

@@ -30,17 +30,16 @@ static char *shard_file(const char *ckpt, int pp_rank, int tp_rank)
     return xasprintf("%s/shard-pp%03d-tp%03d.h5", ckpt, pp_rank, tp_rank);
 }
 
-/* pipeline stage of a parameter under a layout of pp stages */
-static int stage_of(const char *name, const ModelDims *d, int pp)
+/* pipeline stage of a parameter under a layout of pp stages: the one holding its block, the first
+   for what comes before the blocks, the last for what follows them */
+static int stage_of(const ParamInfo *p, const ModelDims *d, int pp)
 {
-    int l;
-    if (sscanf(name, "layers.%d.", &l) == 1)
-        for (int s = 0; s < pp; s++) {
-            ModelPart part = model_part(d, 1, 0, pp, s);
-            if (l >= part.layer0 && l < part.layer0 + part.n_layers)
-                return s;
-        }
-    return strncmp(name, "output.", 7) ? 0 : pp - 1;
+    for (int s = 0; s < pp; s++) {
+        ModelPart part = model_part(d, 1, 0, pp, s);
+        if (p->layer < part.layer0 + part.n_layers)
+            return s;
+    }
+    return pp - 1;
 }
 
 /* length of "step-" and at least 8 digits at the start of s, else 0 */
@@ -347,10 +346,10 @@ void ckpt_info_free(CkptInfo *info)
 /* ---- writing ---- */
 
 /* Write one shard file: every tensor of `table` (a part's, tp_rank of tp) in the three groups,
-   each fetched into a scratch buffer. The tied embedding of a last stage is skipped (stage 0
-   writes it). */
-static void write_shard(const char *file, const ParamInfo *table, int n, int tp, int tp_rank, int skip_embed,
-                        CkptFetch fetch, void *ctx)
+   each fetched into a scratch buffer. A copy of another stage's tensor (a tied head) is skipped:
+   its owner writes it. */
+static void write_shard(const char *file, const ParamInfo *table, int n, int tp, int tp_rank, CkptFetch fetch,
+                        void *ctx)
 {
     hid_t f = h5u_create(file);
     size_t most = 0;
@@ -359,7 +358,7 @@ static void write_shard(const char *file, const ParamInfo *table, int n, int tp,
     float *buf = xmalloc(most * sizeof(float));
     for (int i = 0; i < n; i++) {
         const ParamInfo *p = &table[i];
-        if (skip_embed && !strcmp(p->name, "embed.weight"))
+        if (p->copy)
             continue;
         hsize_t local[PARAM_MAXDIM];
         for (int k = 0; k < p->ndim; k++)
@@ -459,7 +458,7 @@ void ckpt_save(Trainer *tr, const char *dir)
         model_params_to_host(m, params);
         HostArrays h = {{params, mall, vall}};
         char *file = shard_file(tmp, t->pp_rank, t->tp_rank);
-        write_shard(file, m->params_info, m->n_params, t->tp, t->tp_rank, !m->part.first, fetch_host, &h);
+        write_shard(file, m->params_info, m->n_params, t->tp, t->tp_rank, fetch_host, &h);
         free(file);
         free(params);
     }
@@ -538,7 +537,7 @@ static void read_body(void *arg)
     ReadArgs *a = arg;
     const CkptInfo *ck = a->ck;
     const ParamInfo *p = a->p;
-    const int stage = stage_of(p->name, &ck->dims, ck->pp);
+    const int stage = stage_of(p, &ck->dims, ck->pp);
     const int k = p->split, tp_src = k < 0 ? 1 : ck->tp;
     int64_t src_local[PARAM_MAXDIM];
     int64_t outer = 1, inner = 1;
@@ -702,7 +701,7 @@ int ckpt_verify(const char *path)
             ParamInfo *table;
             int n = model_table(&ck.dims, &part, &table);
             for (int i = 0; i < n; i++) {
-                if (s > 0 && !strcmp(table[i].name, "embed.weight"))
+                if (table[i].copy)
                     continue;
                 float *buf = xmalloc(table[i].numel * sizeof(float));
                 for (int g = 0; g < 3; g++)
@@ -735,7 +734,7 @@ void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *c
             ParamInfo *table;
             int n = model_table(&meta->dims, &part, &table);
             char *file = shard_file(tmp, s, r);
-            write_shard(file, table, n, meta->tp, r, s > 0, fetch, ctx);
+            write_shard(file, table, n, meta->tp, r, fetch, ctx);
             free(file);
             free(table);
         }

@@ -13,21 +13,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every parameter as group/<name>; a tied head is written under both of its names. */
+static void write_param(hid_t f, const char *file, const char *group, const char *name, const ParamInfo *p,
+                        const float *host)
+{
+    hsize_t shape[PARAM_MAXDIM];
+    for (int k = 0; k < p->ndim; k++)
+        shape[k] = (hsize_t)p->shape[k];
+    char *path = xasprintf("%s/%s", group, name);
+    h5u_write(f, file, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, shape, host + p->offset);
+    free(path);
+}
+
+/* Every parameter as group/<name>, then a tensor that serves twice (a tied head) under its second
+   name. */
 static void write_params(hid_t f, const char *file, const char *group, const Model *m, const float *host)
 {
-    for (int i = 0; i <= m->n_params; i++) {
-        const ParamInfo *p = i < m->n_params ? &m->params_info[i] : model_param(m, "embed.weight");
-        if (i == m->n_params && !m->d.share_emb)
-            break;
-        const char *name = i < m->n_params ? p->name : "output.output.weight";
-        hsize_t shape[PARAM_MAXDIM];
-        for (int k = 0; k < p->ndim; k++)
-            shape[k] = (hsize_t)p->shape[k];
-        char *path = xasprintf("%s/%s", group, name);
-        h5u_write(f, file, path, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, shape, host + p->offset);
-        free(path);
-    }
+    for (int i = 0; i < m->n_params; i++)
+        write_param(f, file, group, m->params_info[i].name, &m->params_info[i], host);
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params_info[i].tied_as)
+            write_param(f, file, group, m->params_info[i].tied_as, &m->params_info[i], host);
 }
 
 static void load_params(Model *m, const char *path)

@@ -47,6 +47,7 @@ typedef struct {
     ParamInfo *p;
     int n, cap, tp;
     size_t elems;
+    int layer; /* of the entries being added */
 } Table;
 
 static size_t table_add(Table *t, const char *name, int ndim, const int64_t *shape, int split, InitKind init,
@@ -54,7 +55,14 @@ static size_t table_add(Table *t, const char *name, int ndim, const int64_t *sha
 {
     if (t->p && t->n == t->cap)
         fail("parameter table overflow");
-    ParamInfo info = {.ndim = ndim, .split = split, .init = init, .std = std, .clip = clip, .offset = t->elems};
+    ParamInfo info = {.ndim = ndim,
+                      .split = split,
+                      .replicated = split < 0 && t->tp > 1,
+                      .layer = t->layer,
+                      .init = init,
+                      .std = std,
+                      .clip = clip,
+                      .offset = t->elems};
     snprintf(info.name, PARAM_NAME, "%s", name);
     info.numel = 1;
     for (int i = 0; i < ndim; i++) {
@@ -74,24 +82,37 @@ static size_t table_add(Table *t, const char *name, int ndim, const int64_t *sha
 #define ADD(t, name, split, init, std, clip, ...)                                                          \
     table_add(t, name, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), split, init, std, clip)
 
+/* The entry just added also serves as `also`; copy: held here for another stage's tensor. */
+static void table_tie(Table *t, const char *also, int copy)
+{
+    if (t->p) {
+        t->p[t->n - 1].tied_as = also;
+        t->p[t->n - 1].copy = copy;
+    }
+}
+
 /* linear weight (out, in): N(0, 1/(3 fan_in)) (Kaiming-normal with a = sqrt(5)) */
 static double linear_std(int64_t fan_in) { return 1.0 / sqrt(3.0 * (double)fan_in); }
 
-/* Names, global shapes and splits of spec section 16 for this part; fills m->blocks and the
-   global offsets. */
+/* Names, global shapes and splits of spec section 16 for this part, with where each tensor lives
+   (its block, the stage that owns it, a second name); fills m->blocks and the offsets. */
 static void build_table(Model *m, Table *t)
 {
     const ModelDims *d = &m->d;
     const ModelPart *part = &m->part;
     const int64_t D = d->D, N = d->N, Z = d->Z, V = d->V, F = d->F, vocab = d->vocab;
     const double emb_std = 1.0 / sqrt((double)D);
+    const char *head = "output.output.weight"; /* the embedding's second name when tied */
     char name[PARAM_NAME];
 #define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
     m->embed = m->out = m->final_w = m->final_b = (size_t)-1;
-    if (part->first || (part->last && d->share_emb))
+    t->layer = -1;
+    if (part->first || (part->last && d->share_emb)) {
         m->embed = ADD(t, "embed.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+        table_tie(t, d->share_emb ? head : NULL, !part->first);
+    }
     for (int i = 0; i < part->n_layers; i++) {
-        const int l = part->layer0 + i;
+        const int l = t->layer = part->layer0 + i;
         BlockParams *b = &m->blocks[i];
         b->tsn_w = ADD(t, NAME("layers.%d.mega.timenorm.weight", l), 0, INIT_ZERO, 0, 0, D);
         b->tsn_b = ADD(t, NAME("layers.%d.mega.timenorm.bias", l), 0, INIT_ZERO, 0, 0, D);
@@ -119,23 +140,30 @@ static void build_table(Model *m, Table *t)
             b->w3 = ADD(t, NAME("layers.%d.nffn.fc3.weight", l), 0, INIT_NORMAL, linear_std(D), 0, F, D);
         b->w2 = ADD(t, NAME("layers.%d.nffn.fc2.weight", l), 1, INIT_NORMAL, linear_std(F), 0, D, F);
     }
+    t->layer = d->n_layers;
     if (part->last) {
         m->final_w = ADD(t, "output.final_norm.weight", 0, INIT_ZERO, 0, 0, D);
         m->final_b = ADD(t, "output.final_norm.bias", 0, INIT_ZERO, 0, 0, D);
-        m->out = d->share_emb ? m->embed
-                              : ADD(t, "output.output.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+        m->out = d->share_emb ? m->embed : ADD(t, head, 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
     }
 #undef NAME
+}
+
+/* m's table (m->blocks allocated): counted, then filled */
+static Table table_of(Model *m)
+{
+    Table t = {.tp = m->part.tp};
+    build_table(m, &t);
+    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = m->part.tp};
+    build_table(m, &t);
+    return t;
 }
 
 int model_table(const ModelDims *d, const ModelPart *part, ParamInfo **out)
 {
     Model m = {.d = *d, .part = *part};
     m.blocks = xcalloc((size_t)part->n_layers, sizeof *m.blocks);
-    Table t = {.tp = part->tp};
-    build_table(&m, &t); /* count */
-    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = part->tp};
-    build_table(&m, &t);
+    Table t = table_of(&m);
     free(m.blocks);
     *out = t.p;
     return t.n;
@@ -283,8 +311,6 @@ static void layout(Model *m, Arena *a)
     g->da1 = ACT(T * Fl);
     g->da3 = d->swiglu ? ACT(T * Fl) : NULL;
     g->dp = ACT(T * Fl);
-    m->blocks_buf = tp1 ? NULL : ACT(T * D);
-    m->rs_buf = tp1 ? NULL : ACT(T * Dl);
 #undef ACT
 #undef F32
 }
@@ -310,10 +336,7 @@ void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops
     m->n_slots = n_slots;
     m->shared_slot = m->shared_layer = -1;
     m->blocks = xcalloc((size_t)part->n_layers, sizeof *m->blocks);
-    Table t = {.tp = tp};
-    build_table(m, &t); /* count */
-    t = (Table){.p = xcalloc((size_t)t.n, sizeof(ParamInfo)), .cap = t.n, .tp = tp};
-    build_table(m, &t);
+    Table t = table_of(m);
     m->params_info = t.p;
     m->n_params = t.n;
     m->n_elems = t.elems;
@@ -442,95 +465,61 @@ const void *model_stage_output(const Model *m, int slot) { return m->slots[slot]
 void *model_output_grad(Model *m) { return m->dy; }
 const void *model_input_grad(const Model *m) { return m->dy; }
 
-/* compute copy / gradient of the parameter at element offset o, plus k more elements */
+/* compute copy / gradient of the parameter at element offset o */
 #define P(o) ((const void *)((const char *)m->params_act + (o) * m->ops->act_size))
-#define PK(o, k) ((const void *)((const char *)m->params_act + ((o) + (k)) * m->ops->act_size))
 #define GR(o) (m->grads + (o))
 
 /* state slots: block i (or n_layers for the final norm): TimestepNorm part, then CEMA part */
 static float *st(const Model *m, float *base, int i) { return base + (size_t)i * m->state_elems; }
 static float *st_h(const Model *m, float *base, int i) { return st(m, base, i) + (size_t)m->B * m->Gl * 2; }
 
-/* Chunk-parallel exchange of state slot i (the model exchanges when cp_comm is set): forward
-   states go to the next piece, their gradients to the previous one. Tags keep layers apart. */
-enum { TAG_STATE = 0, TAG_DSTATE = 1 << 16 };
+/* The chunk boundary of state slot i: states come in when a piece precedes this one (pos0 > 0),
+   go out when one follows (want_state_out), their gradients the other way. A forward rerun for
+   backward (recomputing) writes no state out: what it sent stands. */
+static ChunkState chunk_state(const Model *m, ModelSlot *sl, int i, int recomputing)
+{
+    const int in = m->pos0 > 0, out = m->want_state_out;
+    return (ChunkState){.n0 = m->pos0,
+                        .tsn_in = in ? st(m, sl->state_in, i) : NULL,
+                        .h_in = in ? st_h(m, sl->state_in, i) : NULL,
+                        .tsn_out = out && !recomputing ? st(m, sl->state_out, i) : NULL,
+                        .h_out = out && !recomputing ? st_h(m, sl->state_out, i) : NULL,
+                        .dtsn_in = in ? st(m, sl->dstate_in, i) : NULL,
+                        .dh_in = in ? st_h(m, sl->dstate_in, i) : NULL,
+                        .dtsn_out = out ? st(m, sl->dstate_out, i) : NULL,
+                        .dh_out = out ? st_h(m, sl->dstate_out, i) : NULL};
+}
 
+/* ---- the exchanges with other ranks (parallel/tp.h, parallel/cp.h) ---- */
+
+/* full (T, D) = the tp ranks' (T, Dl) pieces side by side */
+static void gather(Model *m, void *full, const void *piece) { tp_gather(m->tp, m->ops, full, piece, m->T, m->Dl); }
+
+/* piece (T, Dl) = this rank's columns of the sum over tp ranks of full (T, D) */
+static void reduce_scatter(Model *m, void *piece, const void *full)
+{
+    tp_reduce_scatter(m->tp, m->ops, piece, full, m->T, m->Dl);
+}
+
+/* Chunk states of slot i go to the next piece, their gradients to the previous one. */
 static void state_recv(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->pos0 > 0)
-        comm_recv(m->cp_comm, st(m, sl->state_in, i), m->state_elems, COMM_F32, m->cp_comm->rank - 1,
-                  TAG_STATE + m->part.layer0 + i);
+    cp_recv_state(m->cp, st(m, sl->state_in, i), m->state_elems, m->part.layer0 + i);
 }
 
 static void state_send(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->want_state_out)
-        comm_send(m->cp_comm, st(m, sl->state_out, i), m->state_elems, COMM_F32, m->cp_comm->rank + 1,
-                  TAG_STATE + m->part.layer0 + i);
+    cp_send_state(m->cp, st(m, sl->state_out, i), m->state_elems, m->part.layer0 + i);
 }
 
 static void dstate_recv(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->want_state_out)
-        comm_recv(m->cp_comm, st(m, sl->dstate_out, i), m->state_elems, COMM_F32, m->cp_comm->rank + 1,
-                  TAG_DSTATE + m->part.layer0 + i);
+    cp_recv_grad(m->cp, st(m, sl->dstate_out, i), m->state_elems, m->part.layer0 + i);
 }
 
 static void dstate_send(Model *m, ModelSlot *sl, int i)
 {
-    if (m->cp_comm && m->pos0 > 0)
-        comm_send(m->cp_comm, st(m, sl->dstate_in, i), m->state_elems, COMM_F32, m->cp_comm->rank - 1,
-                  TAG_DSTATE + m->part.layer0 + i);
-}
-
-/* ---- tensor parallelism (spec section 7); each helper is a plain op when tp = 1 ---- */
-
-/* full (T, D) = the tp ranks' (T, Dl) pieces side by side */
-static void tp_gather(Model *m, void *full, const void *piece)
-{
-    if (m->part.tp == 1)
-        return; /* full aliases piece */
-    const size_t n = (size_t)m->T * m->Dl;
-    comm_allgather(m->tp_comm, piece, m->blocks_buf, n, comm_type_of(m->ops->act));
-    m->ops->join_columns(full, m->blocks_buf, m->part.tp, m->T, m->Dl);
-}
-
-/* piece (T, Dl) = this rank's columns of the sum over tp ranks of full (T, D); piece holds no
-   contribution of its own (with tp = 1 it is full) */
-static void tp_reduce_scatter(Model *m, void *piece, const void *full)
-{
-    if (m->part.tp == 1)
-        return; /* full aliases piece: the contributions are already there */
-    m->ops->split_columns(m->blocks_buf, full, m->part.tp, m->T, m->Dl);
-    comm_reduce_scatter(m->tp_comm, m->blocks_buf, piece, (size_t)m->T * m->Dl, comm_type_of(m->ops->act));
-}
-
-/* Row-parallel projection out (T, Dl) += sum over tp of inp (T, IC) w^T, w: (D, IC) local. */
-static void row_parallel_forward(Model *m, void *out, const void *inp, size_t w, int IC)
-{
-    const Ops *ops = m->ops;
-    if (m->part.tp == 1)
-        return ops->matmul_forward(out, inp, P(w), NULL, m->T, IC, m->d.D, 1);
-    const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
-    for (int j = 0; j < m->part.tp; j++) /* block j: the output columns rank j keeps */
-        ops->matmul_forward((char *)m->blocks_buf + j * blk * as, inp, PK(w, (size_t)j * m->Dl * IC), NULL, m->T, IC,
-                            m->Dl, 0);
-    comm_reduce_scatter(m->tp_comm, m->blocks_buf, m->rs_buf, blk, comm_type_of(ops->act));
-    ops->accumulate(out, m->rs_buf, blk);
-}
-
-/* Its backward: dinp (T, IC) = dout gathered over tp (T, D) times w, overwritten; w's gradient
-   accumulates. */
-static void row_parallel_backward(Model *m, void *dinp, size_t w, const void *dout, const void *inp, int IC)
-{
-    const Ops *ops = m->ops;
-    if (m->part.tp == 1)
-        return ops->matmul_backward(dinp, GR(w), NULL, dout, inp, P(w), m->T, IC, m->d.D, 0);
-    const size_t blk = (size_t)m->T * m->Dl, as = ops->act_size;
-    comm_allgather(m->tp_comm, dout, m->blocks_buf, blk, comm_type_of(ops->act));
-    for (int j = 0; j < m->part.tp; j++) /* block 0 writes dinp, the others add */
-        ops->matmul_backward(dinp, GR(w) + (size_t)j * m->Dl * IC, NULL, (char *)m->blocks_buf + j * blk * as, inp,
-                             PK(w, (size_t)j * m->Dl * IC), m->T, IC, m->Dl, j > 0);
+    cp_send_grad(m->cp, st(m, sl->dstate_in, i), m->state_elems, m->part.layer0 + i);
 }
 
 static CemaParams cema_params(const Model *m, const BlockParams *b)
@@ -549,20 +538,17 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
     void *y = sl->x[i + 1];
-    const int has_in = m->pos0 > 0;
-    float *state_out = m->want_state_out && !recomputing ? st(m, sl->state_out, i) : NULL;
+    const ChunkState cs = chunk_state(m, sl, i, recomputing);
     if (!recomputing)
         state_recv(m, sl, i);
 
     /* attention sub-layer (spec section 2, steps 1-11) */
-    ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, state_out, x, P(b->tsn_w), P(b->tsn_b),
-                        has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, d->eps);
-    ops->cema_forward(s->cema, state_out ? st_h(m, sl->state_out, i) : NULL, s->xhat, cema_params(m, b),
-                      has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N);
+    ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, x, P(b->tsn_w), P(b->tsn_b), cs, B, L, Dl, m->Gl, d->eps);
+    ops->cema_forward(s->cema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N);
     if (!recomputing)
         state_send(m, sl, i);
-    tp_gather(m, s->cema_full, s->cema);
-    tp_gather(m, s->xhat_full, s->xhat);
+    gather(m, s->cema_full, s->cema);
+    gather(m, s->xhat_full, s->xhat);
     ops->rmsnorm_forward(s->m, s->rms, s->cema_full, P(b->rms_w), T, D, d->eps);
     ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), T, D, Zl, 0);
     ops->qk_forward(s->q, s->k, s->qk_rstd, s->zs, P(b->qk_gamma), P(b->qk_beta), B, L, m->Hl, d->Z / d->H, d->C,
@@ -575,10 +561,10 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     ops->mul_forward(s->ro, s->r, s->o, TV);
     ops->copy(s->yhat, x, TDl); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, Dl, 1);
-    row_parallel_forward(m, s->yhat, s->ro, b->wh2, Vl);
+    tp_row_forward(m->tp, ops, s->yhat, s->ro, P(b->wh2), T, Vl, Dl);
 
     /* FFN sub-layer (steps 12-14): normalises yhat, but the residual is the block input x */
-    tp_gather(m, s->yhat_full, s->yhat);
+    gather(m, s->yhat_full, s->yhat);
     ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat_full, P(b->ln_w), P(b->ln_b), T, D, d->eps);
     ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, T, D, Fl, 0);
     if (d->swiglu) {
@@ -590,7 +576,7 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
         return;
     ops->copy(y, x, TDl);
-    row_parallel_forward(m, y, s->p, b->w2, Fl);
+    tp_row_forward(m->tp, ops, y, s->p, P(b->w2), T, Fl, Dl);
 }
 
 /* dy: gradient of the block's output; dx receives the input's (overwritten). Every gradient
@@ -606,11 +592,11 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
     const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
-    const int has_in = m->pos0 > 0;
+    const ChunkState cs = chunk_state(m, sl, i, 0);
 
     /* FFN: y = x + p W2^T (row-parallel) */
     ops->copy(dx, dy, TDl);
-    row_parallel_backward(m, g->dp, b->w2, dy, s->p, Fl);
+    tp_row_backward(m->tp, ops, g->dp, GR(b->w2), P(b->w2), dy, s->p, T, Fl, Dl);
     if (d->swiglu) {
         ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0);
         ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, 0);
@@ -621,12 +607,12 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
     ops->layernorm_backward(g->dyhat_full, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat_full, s->ln_mean, s->ln_rstd,
                             P(b->ln_w), T, D, 0);
-    tp_reduce_scatter(m, g->dyhat, g->dyhat_full);
+    reduce_scatter(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->accumulate(dx, g->dyhat, TDl);
     ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl, 0); /* Wr, Wz add */
-    row_parallel_backward(m, g->dro, b->wh2, g->dyhat, s->ro, Vl);
+    tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl);
     ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV, 0);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
                             d->V / d->H, d->C, 0);
@@ -639,17 +625,14 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl, 1);
     /* dm is a partial sum over tp ranks; RMSNorm's backward is linear in it */
     ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D, 0);
-    tp_reduce_scatter(m, g->dcema, g->dcema_full);
-    tp_reduce_scatter(m, g->dxhat, g->dxhat_full);
+    reduce_scatter(m, g->dcema, g->dcema_full);
+    reduce_scatter(m, g->dxhat, g->dxhat_full);
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
     /* adds to the value path's dxhat */
-    ops->cema_backward(g->dxhat, cg, has_in ? st_h(m, sl->dstate_in, i) : NULL, g->dcema,
-                       m->want_state_out ? st_h(m, sl->dstate_out, i) : NULL, s->xhat, cema_params(m, b),
-                       has_in ? st_h(m, sl->state_in, i) : NULL, B, L, Dl, d->N, 1);
-    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), has_in ? st(m, sl->dstate_in, i) : NULL, g->dxhat,
-                         m->want_state_out ? st(m, sl->dstate_out, i) : NULL, x, s->tsn_mean, s->tsn_rstd,
-                         P(b->tsn_w), has_in ? st(m, sl->state_in, i) : NULL, m->pos0, B, L, Dl, m->Gl, 1);
+    ops->cema_backward(g->dxhat, cg, g->dcema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N, 1);
+    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), g->dxhat, x, s->tsn_mean, s->tsn_rstd, P(b->tsn_w), cs, B, L,
+                         Dl, m->Gl, 1);
     dstate_send(m, sl, i);
 }
 
@@ -658,7 +641,7 @@ double model_forward(Model *m, int slot, float grad_scale)
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
     ModelSlot *sl = &m->slots[slot];
-    const int nl = m->part.n_layers, has_in = m->pos0 > 0;
+    const int nl = m->part.n_layers;
     if (m->part.first)
         ops->embedding_forward(sl->x[0], sl->tokens, P(m->embed), m->T, m->Dl,
                                d->scale_emb ? sqrtf((float)d->D) : 1.0f);
@@ -669,15 +652,13 @@ double model_forward(Model *m, int slot, float grad_scale)
     sl->loss_sum = 0;
     if (!m->part.last)
         return 0;
-    float *state_out = m->want_state_out ? st(m, sl->state_out, nl) : NULL;
     state_recv(m, sl, nl);
-    ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, state_out, sl->x[nl], P(m->final_w), P(m->final_b),
-                        has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L, m->Dl, m->Gl, d->eps);
+    ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, sl->x[nl], P(m->final_w), P(m->final_b),
+                        chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, d->eps);
     state_send(m, sl, nl);
     /* head: each tp rank's features give a partial sum of the logits */
     ops->matmul_forward(sl->logits, sl->xf, P(m->out), NULL, m->T, m->Dl, d->vocab, 0);
-    if (m->part.tp > 1)
-        comm_allreduce(m->tp_comm, sl->logits, (size_t)m->T * d->vocab, comm_type_of(ops->act));
+    tp_allreduce(m->tp, ops, sl->logits, (size_t)m->T * d->vocab);
     sl->loss_sum = ops->crossentropy(sl->logits, sl->targets, m->T, d->vocab, grad_scale);
     return sl->loss_sum;
 }
@@ -687,14 +668,12 @@ void model_backward(Model *m, int slot)
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
     ModelSlot *sl = &m->slots[slot];
-    const int nl = m->part.n_layers, has_in = m->pos0 > 0;
+    const int nl = m->part.n_layers;
     if (m->part.last) { /* the head and the final norm write dxf and dy */
         ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab, 0);
         dstate_recv(m, sl, nl);
-        ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), has_in ? st(m, sl->dstate_in, nl) : NULL,
-                             m->g.dxf, m->want_state_out ? st(m, sl->dstate_out, nl) : NULL, sl->x[nl], sl->f_mean,
-                             sl->f_rstd, P(m->final_w), has_in ? st(m, sl->state_in, nl) : NULL, m->pos0, m->B, m->L,
-                             m->Dl, m->Gl, 0);
+        ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), m->g.dxf, sl->x[nl], sl->f_mean, sl->f_rstd,
+                             P(m->final_w), chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, 0);
         dstate_send(m, sl, nl);
     }
     for (int i = nl - 1; i >= 0; i--) {

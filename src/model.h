@@ -16,13 +16,18 @@
    sequences: pos0 > 0 tokens come before it and every TimestepNorm and CEMA starts from the state
    of the previous piece (state_in); the piece leaves its final states in state_out, takes their
    gradients in dstate_out and gives its incoming states' gradients in dstate_in (spec section
-   12). With cp_comm set, the model exchanges them with its chunk-parallel neighbours itself,
-   block by block, so the ranks run as a wavefront. */
+   12).
+
+   The model computes; it reaches the other ranks only through two opaque handles of parallel/
+   that the caller sets: the tensor-parallel mappings (tp.h: gathers, reduce-scatters,
+   row-parallel layers, the logits' sum) and the chunk-parallel exchange (cp.h), through which it
+   trades its states with its neighbours block by block, so the ranks run as a wavefront. */
 #ifndef MEGATRAIN_MODEL_H
 #define MEGATRAIN_MODEL_H
 
 #include "kernels/ops.h"
-#include "parallel/comm.h"
+#include "parallel/cp.h"
+#include "parallel/tp.h"
 #include "src/config.h"
 
 #include <stddef.h>
@@ -51,12 +56,23 @@ typedef enum {
 #define PARAM_NAME 64
 #define PARAM_MAXDIM 3
 
+/* One parameter of a part's table. What the trainer, checkpoints, dumps and converters must treat
+   specially is recorded here when the table is built, never recognised by name. */
 typedef struct {
     char name[PARAM_NAME];        /* spec section 16 */
     int ndim;
     int64_t shape[PARAM_MAXDIM];  /* global shape */
     int64_t local[PARAM_MAXDIM];  /* this rank's shard: shape[split] / tp */
-    int split;                    /* dimension split under tensor parallelism, -1: replicated */
+    int split;                    /* dimension split under tensor parallelism, -1: none */
+    int replicated;               /* whole on each of tp > 1 ranks, which hold partial sums of its
+                                     gradient: summed over tp, counted and gathered from tp rank 0 */
+    int layer;                    /* its block; -1: before the blocks (the embedding: first stage),
+                                     n_layers: after them (final norm, head: last stage) */
+    const char *tied_as;          /* NULL, or the second name of a tensor that serves twice: with
+                                     share_emb the embedding is the head, "output.output.weight" */
+    int copy;                     /* a copy of a tensor another stage owns (a tied head on the last
+                                     stage): its gradient is summed with the owner's; it is not
+                                     written, gathered or counted here */
     InitKind init;
     double std, clip;
     size_t offset, numel;         /* the shard's place and size in this rank's buffers */
@@ -147,15 +163,15 @@ typedef struct {
     int shared_slot, shared_layer; /* whose block activations the recompute set holds */
     BlockGrads g;
     void *dx, *dy;             /* (T, Dl) residual gradient, ping-pong */
-    void *blocks_buf;          /* (tp, T, Dl) tensor-parallel partial sums / gathers */
-    void *rs_buf;              /* (T, Dl) a reduce-scatter's result */
 
     /* chunk parallelism: set by the caller */
     int64_t pos0;           /* tokens of the sequence before this piece; > 0: states come in */
     int want_state_out;     /* a next piece exists: compute the final states (and their gradients come) */
     size_t state_elems;     /* floats per state slot */
-    Comm *tp_comm;          /* tensor-parallel group (NULL when tp = 1) */
-    Comm *cp_comm;          /* chunk-parallel neighbours exchange states (NULL: the caller does) */
+
+    /* set by the caller: the other ranks (NULL: none on that axis) */
+    TpGroup *tp;            /* the tensor-parallel group, for pieces of (T, Dl) */
+    CpChain *cp;            /* the chunk-parallel neighbours (NULL: the caller moves the states) */
 
     /* set by the caller around a step's last backward: called after each block with the offset
        from which the gradients are final (the block's first parameter), to start their reduction */

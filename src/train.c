@@ -3,7 +3,6 @@
 
 #include "kernels/ops.h"
 #include "parallel/mpi_check.h"
-#include "parallel/pipeline.h"
 #include "parallel/watchdog.h"
 #include "src/ckpt.h"
 #include "src/metrics.h"
@@ -72,6 +71,21 @@ static void inject_init(Trainer *tr)
     }
 }
 
+static int replicated(const ParamInfo *p) { return p->replicated; }
+static int tied(const ParamInfo *p) { return p->tied_as != NULL; }
+
+/* The sums over comm of the gradients of the parameters that `which` selects (NULL: none). */
+static void replicas_of(Replicas *r, const Model *m, Comm *comm, int (*which)(const ParamInfo *))
+{
+    GradSpan *spans = xcalloc((size_t)m->n_params, sizeof *spans);
+    int n = 0;
+    for (int i = 0; which && i < m->n_params; i++)
+        if (which(&m->params_info[i]))
+            spans[n++] = (GradSpan){m->params_info[i].offset, m->params_info[i].numel};
+    replicas_init(r, comm, spans, n);
+    free(spans);
+}
+
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
 {
     memset(tr, 0, sizeof *tr);
@@ -103,11 +117,17 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     model_create(m, &tr->dims, &part, ops, tr->mb_rows, tr->Lloc, c->train.recompute, slots,
                  (size_t)tr->dpcp.size);
     model_init_params(m, (uint64_t)c->train.seed);
-    m->tp_comm = &tr->tp;
-    m->cp_comm = &tr->cp;
+    m->tp = t->tp > 1 ? tp_create(&tr->tp, ops, (size_t)m->T * m->Dl) : NULL;
+    m->cp = t->cp > 1 ? cp_create(&tr->cp) : NULL;
     m->grads_ctx = tr; /* grads_final is set around a step's last backward */
     m->pos0 = (int64_t)t->cp_rank * tr->Lloc;
     m->want_state_out = t->cp_rank < t->cp - 1;
+    tr->pipe = (Pipeline){.comm = &tr->pp,
+                          .micro_batches = micro,
+                          .n = (size_t)m->T * m->Dl,
+                          .type = comm_type_of(ops->act)};
+    replicas_of(&tr->tp_sums, m, &tr->tp, replicated);
+    replicas_of(&tr->tied_sums, m, &tr->emb, tr->emb_live ? tied : NULL); /* held by two stages */
     zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
 
     tr->src = (BatchSource){.seed = (uint64_t)c->train.seed, .L = L, .vocab = tr->dims.vocab};
@@ -138,7 +158,11 @@ void trainer_free(Trainer *tr)
     if (tr->src.sampler)
         sampler_free(tr->src.sampler);
     zero_free(&tr->zero);
+    replicas_free(&tr->tp_sums);
+    replicas_free(&tr->tied_sums);
     guard_free(&tr->guard);
+    tp_free(tr->m.tp);
+    cp_free(tr->m.cp);
     model_free(&tr->m);
     for (int i = 0; i < n; i++)
         comm_free(cs[i]);
@@ -153,23 +177,18 @@ typedef struct {
     float grad_scale; /* 0: evaluation, no backward */
 } StepCtx;
 
-static void micro_forward(void *ctx, int k)
+static const void *micro_forward(void *ctx, int k)
 {
     StepCtx *x = ctx;
     Trainer *tr = x->tr;
     Model *m = &tr->m;
     const Topo *t = tr->t;
     const int slot = k % m->n_slots;
-    const size_t n = (size_t)m->T * m->Dl;
-    const CommType at = comm_type_of(tr->ops->act);
     batch_read(x->src, x->first + (int64_t)t->dp_rank * tr->rows + (int64_t)k * tr->mb_rows, tr->mb_rows,
                t->cp_rank * tr->Lloc, tr->Lloc, tr->tokens);
     model_set_batch(m, slot, tr->tokens);
-    if (!m->part.first)
-        comm_recv(&tr->pp, model_stage_input(m, slot), n, at, t->pp_rank - 1, k);
     tr->loss += model_forward(m, slot, x->grad_scale);
-    if (!m->part.last)
-        comm_send(&tr->pp, model_stage_output(m, slot), n, at, t->pp_rank + 1, k);
+    return model_stage_output(m, slot);
 }
 
 /* Gradients at offsets >= from are final (the step's last backward has passed them): sum the
@@ -178,31 +197,37 @@ static void micro_forward(void *ctx, int k)
 static void grads_final(void *ctx, size_t from)
 {
     Trainer *tr = ctx;
-    Model *m = &tr->m;
-    for (; tr->tp_next > 0 && m->params_info[tr->tp_next - 1].offset >= from; tr->tp_next--) {
-        const ParamInfo *p = &m->params_info[tr->tp_next - 1];
-        if (p->split < 0 && tr->t->tp > 1)
-            comm_allreduce(&tr->tp, m->grads + p->offset, p->numel, COMM_F32);
-    }
-    zero_reduce_from(&tr->zero, m->grads, from);
+    replicas_sum_from(&tr->tp_sums, tr->m.grads, from);
+    zero_reduce_from(&tr->zero, tr->m.grads, from);
 }
 
-static void micro_backward(void *ctx, int k)
+static const void *micro_backward(void *ctx, int k)
 {
     StepCtx *x = ctx;
     Trainer *tr = x->tr;
     Model *m = &tr->m;
-    const int pp_rank = tr->t->pp_rank;
-    const size_t n = (size_t)m->T * m->Dl;
-    const CommType at = comm_type_of(tr->ops->act);
-    if (!m->part.last)
-        comm_recv(&tr->pp, model_output_grad(m), n, at, pp_rank + 1, k);
     const Config *c = tr->c;
     m->grads_final = c->parallel.overlap_grad_reduce && k == c->parallel.micro_batches - 1 ? grads_final : NULL;
     model_backward(m, k % m->n_slots);
     m->grads_final = NULL;
-    if (!m->part.first)
-        comm_send(&tr->pp, model_input_grad(m), n, at, pp_rank - 1, k);
+    return model_input_grad(m);
+}
+
+static void *micro_input(void *ctx, int k)
+{
+    Model *m = &((StepCtx *)ctx)->tr->m;
+    return model_stage_input(m, k % m->n_slots);
+}
+
+static void *micro_output_grad(void *ctx, int k) { return model_output_grad(&((StepCtx *)ctx)->tr->m); }
+
+static PipelineSteps micro_steps(StepCtx *x)
+{
+    return (PipelineSteps){.ctx = x,
+                           .input = micro_input,
+                           .output_grad = micro_output_grad,
+                           .forward = micro_forward,
+                           .backward = micro_backward};
 }
 
 /* Losses live on the last stage, once per tp group: sum them over the job. */
@@ -214,7 +239,7 @@ static double job_loss(Trainer *tr)
 }
 
 /* Sum of squares of the gradient shard this rank updates, counting each parameter once over the
-   job: tensor-parallel replicas (split -1) on tp rank 0 only, a tied embedding on the first stage. */
+   job: tensor-parallel replicas on tp rank 0 only, not a stage's copy of another's tensor. */
 static double grad_sumsq(Trainer *tr)
 {
     const Model *m = &tr->m;
@@ -225,7 +250,7 @@ static double grad_sumsq(Trainer *tr)
         size_t lo = 0, hi = 0;
         if (i < m->n_params) {
             const ParamInfo *p = &m->params_info[i];
-            if ((p->split < 0 && tr->t->tp_rank > 0) || (p->offset == m->embed && !m->part.first))
+            if ((p->replicated && tr->t->tp_rank > 0) || p->copy)
                 continue;
             lo = p->offset > z->lo ? p->offset : z->lo;
             hi = p->offset + p->numel < z->lo + z->shard ? p->offset + p->numel : z->lo + z->shard;
@@ -248,16 +273,15 @@ static double grad_sumsq(Trainer *tr)
 double trainer_forward_backward(Trainer *tr)
 {
     const Config *c = tr->c;
-    const Topo *t = tr->t;
     model_zero_grads(&tr->m);
     if (tr->step + 1 >= tr->inject_first && tr->step + 1 <= tr->inject_last)
         tr->ops->upload(tr->m.grads, &tr->inject_value, sizeof(float));
-    tr->tp_next = tr->m.n_params;
+    replicas_restart(&tr->tp_sums);
+    replicas_restart(&tr->tied_sums);
     tr->loss = 0;
     StepCtx x = {.tr = tr, .src = &tr->src, .first = tr->cursor, .grad_scale = tr->grad_scale};
-    PipelineSteps steps = {.ctx = &x, .forward = micro_forward, .backward = micro_backward};
-    pipeline_1f1b(t->pp_rank, t->pp, c->parallel.micro_batches, &steps);
-    comm_wait(&tr->pp);
+    PipelineSteps steps = micro_steps(&x);
+    pipeline_1f1b(&tr->pipe, &steps);
     comm_wait(&tr->cp);
     tr->cursor += c->data.batch_size;
     return tr->step_loss = job_loss(tr) / ((double)c->data.batch_size * c->data.seq_len);
@@ -271,10 +295,7 @@ GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr)
     /* gradients: backward started the sums of most (grads_final); a tied embedding has a part on
        the first and on the last stage, summed before the rest is; then the data-parallel sum of
        this rank's shard is complete */
-    if (tr->emb_live) {
-        const ParamInfo *e = model_param(m, "embed.weight");
-        comm_allreduce(&tr->emb, m->grads + e->offset, e->numel, COMM_F32);
-    }
+    replicas_sum_from(&tr->tied_sums, m->grads, 0);
     grads_final(tr, 0);
     zero_reduce(&tr->zero, m->grads);
     *grad_norm = sqrt(grad_sumsq(tr));
@@ -306,13 +327,12 @@ double trainer_eval(Trainer *tr, Dataset *val)
     BatchSource src = {.sampler = s, .seed = rng_key((uint64_t)c->train.seed, "eval"), .L = c->data.seq_len,
                        .vocab = tr->dims.vocab};
     StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f};
+    PipelineSteps steps = micro_steps(&x);
     tr->loss = 0;
     for (int e = 0; e < c->eval.batches; e++) {
         /* unshuffled: sample k is window k mod W, so a small split just repeats */
         x.first = (int64_t)e * c->data.batch_size;
-        for (int k = 0; k < c->parallel.micro_batches; k++)
-            micro_forward(&x, k);
-        comm_wait(&tr->pp);
+        pipeline_forwards(&tr->pipe, &steps);
         comm_wait(&tr->cp);
     }
     if (s)
@@ -339,13 +359,13 @@ void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, c
         int n = model_table(&tr->dims, &part, &table);
         for (int i = 0; i < n; i++) {
             const ParamInfo *p = &table[i];
-            if (s > 0 && !strcmp(p->name, "embed.weight"))
-                continue; /* the tied head: gathered with stage 0 */
+            if (p->copy)
+                continue; /* gathered from the stage that owns it */
             size_t global = 1;
             for (int k = 0; k < p->ndim; k++)
                 global *= (size_t)p->shape[k];
             float *full = t->rank == 0 ? xmalloc(global * sizeof(float)) : NULL, *piece = NULL;
-            int ranks = p->split < 0 ? 1 : t->tp;
+            int ranks = p->replicated ? 1 : t->tp;
             if (t->rank == 0)
                 piece = xmalloc(p->numel * sizeof(float));
             for (int j = 0; j < ranks; j++) {

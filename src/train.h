@@ -7,6 +7,8 @@
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "parallel/comm.h"
+#include "parallel/pipeline.h"
+#include "parallel/replicas.h"
 #include "parallel/topo.h"
 #include "parallel/zero.h"
 #include "src/config.h"
@@ -36,8 +38,10 @@ typedef struct {
     Comm tp, cp, pp, dpcp, world; /* this rank's groups (tp/cp/pp of size 1 when unused) */
     Comm emb;                     /* first and last stage, for a tied embedding; emb_live */
     int emb_live;
+    Pipeline pipe;                /* the stages' schedule and traffic over pp */
+    Replicas tp_sums;             /* the gradient sums of what the tp group replicates */
+    Replicas tied_sums;           /* of a tied embedding, between the first and last stage */
     Zero zero;
-    int tp_next;                  /* this step's tensor-parallel sums of replicated tensors tp_next.. are done */
     BatchSource src;
     int rows, mb_rows, Lloc;      /* sequences per step and per micro-batch on this rank; its piece */
     int32_t *tokens;              /* host (mb_rows, Lloc + 1) */

@@ -541,15 +541,21 @@ static inline OpCase *norm_case(int layer, int T, int D)
     return c;
 }
 
+/* the op's chunk boundary: the case's incoming state, final state and their gradients */
+static inline ChunkState tsnorm_chunk(OpCase *c)
+{
+    return (ChunkState){.n0 = c->n0, .tsn_in = IN("state_in"), .tsn_out = OUT("state_out"),
+                        .dtsn_in = DIN("state_in"), .dtsn_out = DOUT("state_out")};
+}
 static inline void tsnorm_fwd(const Ops *o, OpCase *c)
 {
-    o->tsnorm_forward(OUT("y"), OUT("mean"), OUT("rstd"), OUT("state_out"), IN("x"), IN("w"), IN("b"), IN("state_in"),
-                      c->n0, c->B, c->L, c->D, c->G, c->eps);
+    o->tsnorm_forward(OUT("y"), OUT("mean"), OUT("rstd"), IN("x"), IN("w"), IN("b"), tsnorm_chunk(c), c->B, c->L, c->D,
+                      c->G, c->eps);
 }
 static inline void tsnorm_bwd(const Ops *o, OpCase *c)
 {
-    o->tsnorm_backward(DIN("x"), DIN("w"), DIN("b"), DIN("state_in"), DOUT("y"), DOUT("state_out"), IN("x"),
-                       OUT("mean"), OUT("rstd"), IN("w"), IN("state_in"), c->n0, c->B, c->L, c->D, c->G, c->grad_acc);
+    o->tsnorm_backward(DIN("x"), DIN("w"), DIN("b"), DOUT("y"), IN("x"), OUT("mean"), OUT("rstd"), IN("w"),
+                       tsnorm_chunk(c), c->B, c->L, c->D, c->G, c->grad_acc);
 }
 static inline void tsnorm_exact(OpCase *c, const char *out, double *dst) { ref_tsnorm(c, NULL, NULL, NULL, dst); }
 
@@ -583,15 +589,19 @@ static inline CemaParams cema_params(OpCase *c)
 {
     return (CemaParams){IN("alpha"), IN("delta"), IN("theta"), IN("gamma"), IN("omega")};
 }
+static inline ChunkState cema_chunk(OpCase *c)
+{
+    return (ChunkState){.h_in = IN("h0"), .h_out = OUT("h_out"), .dh_in = DIN("h0"), .dh_out = DOUT("h_out")};
+}
 static inline void cema_fwd(const Ops *o, OpCase *c)
 {
-    o->cema_forward(OUT("y"), OUT("h_out"), IN("u"), cema_params(c), IN("h0"), c->B, c->L, c->D, c->N);
+    o->cema_forward(OUT("y"), IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N);
 }
 static inline void cema_bwd(const Ops *o, OpCase *c)
 {
     CemaGrads g = {DIN("alpha"), DIN("delta"), DIN("theta"), DIN("gamma"), DIN("omega")};
-    o->cema_backward(DIN("u"), g, DIN("h0"), DOUT("y"), DOUT("h_out"), IN("u"), cema_params(c), IN("h0"), c->B, c->L,
-                     c->D, c->N, c->grad_acc);
+    o->cema_backward(DIN("u"), g, DOUT("y"), IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N,
+                     c->grad_acc);
 }
 static inline void cema_exact(OpCase *c, const char *out, double *dst) { ref_cema(c, NULL, dst); }
 

@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TIED "output.output.weight" /* with share_emb, the head is embed.weight under this name too */
-#define LIST_MAX 10                 /* problems named in one message */
+#define LIST_MAX 10 /* problems named in one message */
 
 /* The whole model's parameter table (one rank, one stage): every tensor at its global shape. */
 static int whole_table(const ModelDims *d, ParamInfo **table)
@@ -19,13 +18,18 @@ static int whole_table(const ModelDims *d, ParamInfo **table)
     return model_table(d, &part, table);
 }
 
+/* The parameter that has this name, as its own or as its second name (a tied head). */
 static const ParamInfo *find_param(const ParamInfo *table, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
-        if (!strcmp(table[i].name, name))
+        if (!strcmp(table[i].name, name) || (table[i].tied_as && !strcmp(table[i].tied_as, name)))
             return &table[i];
     return NULL;
 }
+
+/* A parameter's name in the safetensors file's two passes: every parameter under its own name,
+   then those that serve twice (a tied head) under their second (NULL: none). */
+static const char *name_in(const ParamInfo *p, int pass) { return pass ? p->tied_as : p->name; }
 
 /* ---- export ---- */
 
@@ -46,14 +50,14 @@ void convert_export(const CkptInfo *ck, const char *out)
 {
     ParamInfo *table;
     int n = whole_table(&ck->dims, &table), total = 0;
-    SafeTensorSpec *specs = xcalloc((size_t)n + 1, sizeof *specs);
-    Export x = {ck, xcalloc((size_t)n + 1, sizeof *x.params)};
-    for (int i = 0; i <= n; i++) {
-        const ParamInfo *p = i < n ? &table[i] : find_param(table, n, "embed.weight");
-        if (i == n && !ck->dims.share_emb)
-            break;
+    SafeTensorSpec *specs = xcalloc(2 * (size_t)n, sizeof *specs);
+    Export x = {ck, xcalloc(2 * (size_t)n, sizeof *x.params)};
+    for (int e = 0; e < 2 * n; e++) { /* both passes */
+        const ParamInfo *p = &table[e % n];
+        if (!name_in(p, e / n))
+            continue;
         x.params[total] = p;
-        specs[total++] = (SafeTensorSpec){i < n ? p->name : TIED, p->ndim, p->shape};
+        specs[total++] = (SafeTensorSpec){name_in(p, e / n), p->ndim, p->shape};
     }
     char step[32];
     snprintf(step, sizeof step, "%lld", (long long)ck->step);
@@ -83,8 +87,9 @@ static const char *shape_text(char *buf, size_t len, int ndim, const int64_t *sh
     return buf;
 }
 
-/* Every tensor of the model present, F32, of its shape; one message naming all that are not. */
-static void import_check(const SafeTensors *st, const ParamInfo *table, int n, int tied)
+/* Every tensor of the model present, F32, of its shape (a second name is optional); one message
+   naming all that are not. */
+static void import_check(const SafeTensors *st, const ParamInfo *table, int n)
 {
     char *list;
     size_t len;
@@ -92,12 +97,12 @@ static void import_check(const SafeTensors *st, const ParamInfo *table, int n, i
     if (!f)
         fail("open_memstream: %s", strerror(errno));
     int bad = 0;
-    for (int i = 0; i <= n; i++) {
-        const ParamInfo *p = i < n ? &table[i] : find_param(table, n, "embed.weight");
-        const char *name = i < n ? p->name : TIED;
-        const SafeTensor *t = safetensors_find(st, name);
-        if (i == n && (!tied || !t))
-            break; /* the tied head's second name is optional */
+    for (int e = 0; e < 2 * n; e++) { /* both passes */
+        const ParamInfo *p = &table[e % n];
+        const char *name = name_in(p, e / n);
+        const SafeTensor *t = name ? safetensors_find(st, name) : NULL;
+        if (!name || (!t && e >= n))
+            continue; /* a second name is optional */
         char want[128], got[128];
         shape_text(want, sizeof want, p->ndim, p->shape);
         int same = t && t->ndim == p->ndim;
@@ -121,7 +126,7 @@ static void import_check(const SafeTensors *st, const ParamInfo *table, int n, i
     free(list);
     int extra = 0;
     for (int i = 0; i < st->n; i++)
-        if (!find_param(table, n, st->t[i].name) && strcmp(st->t[i].name, TIED) && extra++ < LIST_MAX)
+        if (!find_param(table, n, st->t[i].name) && extra++ < LIST_MAX)
             log_warn("%s: tensor %s is not a parameter of this model: ignored", st->path, st->t[i].name);
     if (extra > LIST_MAX)
         log_warn("%s: and %d more tensors ignored", st->path, extra - LIST_MAX);
@@ -154,21 +159,23 @@ void convert_import(const char *in, const char *out, const CkptInfo *meta)
     safetensors_open(&x.st, in);
     ParamInfo *table;
     int n = whole_table(&meta->dims, &table);
-    import_check(&x.st, table, n, meta->dims.share_emb);
+    import_check(&x.st, table, n);
     size_t most = 0;
     for (int i = 0; i < n; i++)
         most = table[i].numel > most ? table[i].numel : most;
     x.full = xmalloc(most * sizeof(float));
-    if (meta->dims.share_emb && safetensors_find(&x.st, TIED)) {
-        const ParamInfo *e = find_param(table, n, "embed.weight");
-        float *head = xmalloc(e->numel * sizeof(float));
-        import_read(&x, TIED);
-        memcpy(head, x.full, e->numel * sizeof(float));
-        import_read(&x, e->name);
-        if (memcmp(head, x.full, e->numel * sizeof(float)))
-            log_warn("%s: %s differs from embed.weight; the model ties them (model.share_emb): embed.weight is used",
-                     in, TIED);
-        free(head);
+    for (int i = 0; i < n; i++) {
+        const ParamInfo *p = &table[i];
+        if (!p->tied_as || !safetensors_find(&x.st, p->tied_as))
+            continue;
+        float *second = xmalloc(p->numel * sizeof(float));
+        import_read(&x, p->tied_as);
+        memcpy(second, x.full, p->numel * sizeof(float));
+        import_read(&x, p->name);
+        if (memcmp(second, x.full, p->numel * sizeof(float)))
+            log_warn("%s: %s differs from %s; the model ties them (model.share_emb): %s is used", in, p->tied_as,
+                     p->name, p->name);
+        free(second);
     }
     ckpt_write(out, meta, import_fill, &x);
     free(x.full);

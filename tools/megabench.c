@@ -226,32 +226,30 @@ static void t_layernorm_backward(void *dx, float *dw, float *db, const void *dy,
     TIMED("layernorm_backward", 4.0 * T * D * AS, 0, PEAK_BF16,
           base->layernorm_backward(dx, dw, db, dy, x, m, r, w, T, D, acc));
 }
-static void t_tsnorm_forward(void *y, float *mean, float *rstd, float *so, const void *x, const void *w,
-                             const void *b, const float *si, int64_t n0, int B, int L, int D, int G, float eps)
+static void t_tsnorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
+                             ChunkState cs, int B, int L, int D, int G, float eps)
 {
     TIMED("tsnorm_forward", 2.0 * B * L * D * AS + 8.0 * B * L * G, 0, PEAK_BF16,
-          base->tsnorm_forward(y, mean, rstd, so, x, w, b, si, n0, B, L, D, G, eps));
+          base->tsnorm_forward(y, mean, rstd, x, w, b, cs, B, L, D, G, eps));
 }
-static void t_tsnorm_backward(void *dx, float *dw, float *db, float *dsi, const void *dy, const float *dso,
-                              const void *x, const float *mean, const float *rstd, const void *w, const float *si,
-                              int64_t n0, int B, int L, int D, int G, int acc)
+static void t_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                              const float *rstd, const void *w, ChunkState cs, int B, int L, int D, int G, int acc)
 {
     TIMED("tsnorm_backward", 4.0 * B * L * D * AS + 8.0 * B * L * G, 0, PEAK_BF16,
-          base->tsnorm_backward(dx, dw, db, dsi, dy, dso, x, mean, rstd, w, si, n0, B, L, D, G, acc));
+          base->tsnorm_backward(dx, dw, db, dy, x, mean, rstd, w, cs, B, L, D, G, acc));
 }
 /* CEMA's floor counts the recurrence's fp32 FLOPs (complex multiply-add per step and state:
    forward 8 for h plus 4 for y, twice in backward plus the reverse carry and its sums ~ 24) */
-static void t_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
-                           int N)
+static void t_cema_forward(void *y, const void *u, CemaParams p, ChunkState cs, int B, int L, int D, int N)
 {
     TIMED("cema_forward", 2.0 * B * L * D * AS, 12.0 * B * L * D * N, PEAK_FP32,
-          base->cema_forward(y, h_out, u, p, h0, B, L, D, N));
+          base->cema_forward(y, u, p, cs, B, L, D, N));
 }
-static void t_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                            CemaParams p, const float *h0, int B, int L, int D, int N, int acc)
+static void t_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState cs, int B,
+                            int L, int D, int N, int acc)
 {
     TIMED("cema_backward", 4.0 * B * L * D * AS, 40.0 * B * L * D * N, PEAK_FP32,
-          base->cema_backward(du, g, dh0, dy, dh_out, u, p, h0, B, L, D, N, acc));
+          base->cema_backward(du, g, dy, u, p, cs, B, L, D, N, acc));
 }
 static void t_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gm, const void *bt, int B, int L,
                          int H, int dz, int C, float base_, float eps)

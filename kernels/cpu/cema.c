@@ -51,10 +51,12 @@ static void cema_scan(const CemaCoef *c, const double *uc, int L, const float *h
     hL[1] = hi;
 }
 
-void CPU(cema_forward)(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D, int N)
+void CPU(cema_forward)(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N)
 {
     real *out = y;
     const real *in = u, *omega = p.omega;
+    const float *h0 = chunk.h_in;
+    float *h_out = chunk.h_out;
 #pragma omp parallel
     {
         double *uc = xmalloc(2 * (size_t)L * sizeof(double)), *yc = uc + L; /* columns (L) */
@@ -116,11 +118,13 @@ static void cema_scan_backward(const CemaCoef *c, const double *uc, const double
     }
 }
 
-void CPU(cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate)
+void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
+                        int L, int D, int N, int accumulate)
 {
     real *din = du;
     const real *gy = dy, *in = u, *omega = p.omega, *theta = p.theta;
+    const float *h0 = chunk.h_in, *dh_out = chunk.dh_out;
+    float *dh0 = chunk.dh_in;
 #pragma omp parallel
     {
         double *uc = xmalloc(5 * (size_t)L * sizeof(double)), *dyc = uc + L, *duc = dyc + L, *hs = duc + L;

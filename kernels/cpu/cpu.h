@@ -98,16 +98,15 @@ void CPU(layernorm_forward)(void *y, float *mean, float *rstd, const void *x, co
 void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                              const float *rstd, const void *w, int T, int D, int accumulate);
 
-void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
-                         const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
-void CPU(tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
-                          const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G, int accumulate);
+void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
+                         ChunkState chunk, int B, int L, int D, int G, float eps);
+void CPU(tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                          const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
+                          int accumulate);
 
-void CPU(cema_forward)(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
-                       int N);
-void CPU(cema_backward)(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate);
+void CPU(cema_forward)(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
+void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
+                        int L, int D, int N, int accumulate);
 
 void CPU(qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);

@@ -21,13 +21,15 @@ static void group_stats(const real *x, int Dg, double *mean, double *var)
 /* The prior applies only with a count and a state (ops.h); otherwise a fresh start. */
 static int64_t tsnorm_prior(const float *state_in, int64_t n0) { return state_in ? n0 : 0; }
 
-void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
-                         const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps)
+void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
+                         ChunkState chunk, int B, int L, int D, int G, float eps)
 {
     real *out = y;
     const real *in = x, *scale = w, *shift = b;
     const int Dg = D / G;
-    n0 = tsnorm_prior(state_in, n0);
+    const float *state_in = chunk.tsn_in;
+    float *state_out = chunk.tsn_out;
+    const int64_t n0 = tsnorm_prior(state_in, chunk.n0);
 #pragma omp parallel for collapse(2)
     for (int bi = 0; bi < B; bi++)
         for (int g = 0; g < G; g++) {
@@ -54,14 +56,16 @@ void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, float *state_out, co
         }
 }
 
-void CPU(tsnorm_backward)(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
-                          const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G, int accumulate)
+void CPU(tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                          const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
+                          int accumulate)
 {
     real *din = dx;
     const real *gy = dy, *in = x, *scale = w;
     const int Dg = D / G;
-    n0 = tsnorm_prior(state_in, n0);
+    const float *state_in = chunk.tsn_in, *dstate_out = chunk.dtsn_out;
+    float *dstate_in = chunk.dtsn_in;
+    const int64_t n0 = tsnorm_prior(state_in, chunk.n0);
     double *part = partials_alloc(2 * (size_t)D); /* [dw | db] */
 #pragma omp parallel
     {

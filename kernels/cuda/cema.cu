@@ -275,9 +275,10 @@ static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 
     LAUNCH_CHECK();
 }
 
-void cuda_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
-                       int N)
+void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N)
 {
+    const float *h0 = chunk.h_in;
+    float *h_out = chunk.h_out;
     cema_check(N);
     const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, (size_t)B * nparts * D * CEMA_NK * sizeof(float2));
@@ -428,9 +429,11 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
     g.omega[d] += dom;
 }
 
-void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate)
+void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
+                        int L, int D, int N, int accumulate)
 {
+    const float *h0 = chunk.h_in, *dh_out = chunk.dh_out;
+    float *dh0 = chunk.dh_in;
     cema_check(N);
     const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     const size_t per_part = (size_t)B * nparts * D * CEMA_NK;

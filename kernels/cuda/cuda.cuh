@@ -220,16 +220,15 @@ void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, co
 void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                              const float *rstd, const void *w, int T, int D, int accumulate);
 
-void cuda_tsnorm_forward(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
-                         const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps);
-void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
-                          const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G, int accumulate);
+void cuda_tsnorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
+                         ChunkState chunk, int B, int L, int D, int G, float eps);
+void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                          const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
+                          int accumulate);
 
-void cuda_cema_forward(void *y, float *h_out, const void *u, CemaParams p, const float *h0, int B, int L, int D,
-                       int N);
-void cuda_cema_backward(void *du, CemaGrads g, float *dh0, const void *dy, const float *dh_out, const void *u,
-                        CemaParams p, const float *h0, int B, int L, int D, int N, int accumulate);
+void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
+void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
+                        int L, int D, int N, int accumulate);
 
 void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);

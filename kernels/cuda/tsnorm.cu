@@ -182,10 +182,12 @@ static int tsn_vec(int D, int G, const void *a, const void *b, const void *c, co
     return (D / G) % 8 == 0 && aligned16(a, b, c, d) ? 8 : 1;
 }
 
-void cuda_tsnorm_forward(void *y, float *mean, float *rstd, float *state_out, const void *x, const void *w,
-                         const void *b, const float *state_in, int64_t n0, int B, int L, int D, int G, float eps)
+void cuda_tsnorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
+                         ChunkState chunk, int B, int L, int D, int G, float eps)
 {
-    n0 = state_in ? n0 : 0;
+    const float *state_in = chunk.tsn_in;
+    float *state_out = chunk.tsn_out;
+    const int64_t n0 = state_in ? chunk.n0 : 0;
     const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, y, x, w, b);
     const size_t rows = (size_t)B * L, cells = rows * G;
     float2 *stats = (float2 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float2));
@@ -387,11 +389,13 @@ __global__ void tsn_back_apply_kernel(bf16 *dx, float *part, const bf16 *dy, con
     }
 }
 
-void cuda_tsnorm_backward(void *dx, float *dw, float *db, float *dstate_in, const void *dy, const float *dstate_out,
-                          const void *x, const float *mean, const float *rstd, const void *w, const float *state_in,
-                          int64_t n0, int B, int L, int D, int G, int accumulate)
+void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
+                          const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
+                          int accumulate)
 {
-    n0 = state_in ? n0 : 0;
+    const float *state_in = chunk.tsn_in, *dstate_out = chunk.dtsn_out;
+    float *dstate_in = chunk.dtsn_in;
+    const int64_t n0 = state_in ? chunk.n0 : 0;
     const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, dx, dy, x, w);
     const size_t rows = (size_t)B * L, cells = rows * G;
     float4 *bst = (float4 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float4));

@@ -1,0 +1,42 @@
+/* tp.h: the tensor-parallel mappings (spec section 7; the split of Megatron-core's mappings and
+   its column- and row-parallel layers). The ranks of a tensor-parallel group each hold a slice of
+   the features, rank j the j-th: a piece (T, w) of an activation whose whole is (T, n w). These
+   functions gather the pieces where a consumer needs every feature, and sum partial results back
+   into pieces; the model calls them on an opaque handle, so it never sees the communicator.
+
+   A NULL handle is a group of one: a gather or reduce-scatter does nothing (the caller's whole
+   buffer is then its piece) and a row-parallel layer is one matmul. Buffers are the backend's
+   (ops) memory in its act dtype; a call is complete when it returns. */
+#ifndef MEGATRAIN_TP_H
+#define MEGATRAIN_TP_H
+
+#include "kernels/ops.h"
+
+#include <stddef.h>
+
+struct Comm;
+typedef struct TpGroup TpGroup;
+
+/* A handle on the group comm, for pieces of at most `piece` elements (its scratch, (n, piece) and
+   (piece), is allocated here, in ops's memory). */
+TpGroup *tp_create(struct Comm *comm, const Ops *ops, size_t piece);
+void tp_free(TpGroup *tp);
+
+/* full (T, n w) = the ranks' pieces (T, w) side by side. */
+void tp_gather(TpGroup *tp, const Ops *ops, void *full, const void *piece, int T, int w);
+/* piece (T, w) = this rank's columns of the sum over the ranks of their full (T, n w); the piece
+   holds no contribution of its own. */
+void tp_reduce_scatter(TpGroup *tp, const Ops *ops, void *piece, const void *full, int T, int w);
+/* buf (n) = the sum over the ranks of their buf (partial sums of an output every rank needs whole,
+   such as the head's logits). */
+void tp_allreduce(TpGroup *tp, const Ops *ops, void *buf, size_t n);
+
+/* Row-parallel linear layer: out (T, w) += this rank's columns of the sum over the ranks of
+   inp (T, IC) W^T, where W (n w, IC) multiplies this rank's IC input features. */
+void tp_row_forward(TpGroup *tp, const Ops *ops, void *out, const void *inp, const void *W, int T, int IC, int w);
+/* Its backward: dinp (T, IC) = dout gathered over the ranks (T, n w) times W, overwritten; dW
+   (n w, IC) accumulates dout^T inp. */
+void tp_row_backward(TpGroup *tp, const Ops *ops, void *dinp, float *dW, const void *W, const void *dout,
+                     const void *inp, int T, int IC, int w);
+
+#endif
