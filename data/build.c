@@ -8,7 +8,7 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "data/writer.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

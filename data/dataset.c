@@ -9,7 +9,7 @@
 #include "data/h5_check.h"
 #include "data/manifest.h"
 #include "data/shard.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 #include <string.h>

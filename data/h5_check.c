@@ -2,7 +2,7 @@
    h5_check.h). */
 #include "data/h5_check.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <setjmp.h>

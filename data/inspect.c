@@ -5,7 +5,7 @@
 #include "data/h5_check.h"
 #include "data/manifest.h"
 #include "data/shard.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -14,7 +14,7 @@ data_libdata_a_SOURCES = \
   data/inspect.h data/inspect.c
 
 # The data programs need only this library and util (not the model, kernels or CUDA).
-DATA_LDADD = data/libdata.a src/libutil.a $(HDF5_LIBS) -lm
+DATA_LDADD = data/libdata.a base/libbase.a $(HDF5_LIBS) -lm
 
 bin_PROGRAMS += megadata
 megadata_SOURCES = tools/megadata.c tools/cliopt.h tools/cliopt.c

@@ -4,7 +4,7 @@
 #include "data/manifest.h"
 
 #include "data/h5_check.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,7 +1,7 @@
 /* perm.c: keyed Feistel permutation with cycle walking (see perm.h). */
 #include "data/perm.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #define PERM_ROUNDS 6 /* 4 already give a pseudo-random permutation; 6 mix small domains well */
 

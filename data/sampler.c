@@ -5,7 +5,7 @@
 
 #include "data/dataset_internal.h"
 #include "data/perm.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 

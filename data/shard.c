@@ -3,7 +3,7 @@
 
 #include "data/h5_check.h"
 #include "data/tokenizer.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <ctype.h>
 #include <dirent.h>

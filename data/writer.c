@@ -6,7 +6,7 @@
 #include "data/h5_check.h"
 #include "data/manifest.h"
 #include "data/shard.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdio.h>

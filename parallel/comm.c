@@ -7,7 +7,7 @@
 #include "parallel/comm_nccl.h"
 #include "parallel/mpi_check.h"
 #include "parallel/watchdog.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdlib.h>

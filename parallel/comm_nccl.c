@@ -21,7 +21,7 @@
 #include "kernels/cuda/check.h"
 #include "parallel/mpi_check.h"
 #include "parallel/watchdog.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <nccl.h>
 #include <pthread.h>

@@ -2,7 +2,7 @@
 #include "parallel/cp.h"
 
 #include "parallel/comm.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 

@@ -2,7 +2,7 @@
 #ifndef MEGATRAIN_MPI_CHECK_H
 #define MEGATRAIN_MPI_CHECK_H
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <mpi.h>
 

@@ -1,7 +1,7 @@
 /* replicas.c: gradient sums of replicated tensors (see replicas.h). */
 #include "parallel/replicas.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #include "parallel/tp.h"
 
 #include "parallel/comm.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 

@@ -2,7 +2,7 @@
 #include "parallel/watchdog.h"
 
 #include "parallel/mpi_check.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <sched.h>
 #include <time.h>

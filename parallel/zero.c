@@ -1,7 +1,7 @@
 /* zero.c: sharded AdamW over the data-parallel group (see zero.h). */
 #include "parallel/zero.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, float *grads)
 {

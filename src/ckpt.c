@@ -5,7 +5,7 @@
 #include "parallel/mpi_check.h"
 #include "parallel/watchdog.h"
 #include "src/h5util.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

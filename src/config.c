@@ -2,7 +2,7 @@
    overrides, presets, validation and printing. */
 #include "src/config.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -7,7 +7,7 @@
 #include "src/h5util.h"
 #include "src/model.h"
 #include "src/train.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <omp.h>
 #include <stdlib.h>

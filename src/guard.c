@@ -1,7 +1,7 @@
 /* guard.c: the update guard (see guard.h). */
 #include "src/guard.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* h5util.c: HDF5 helpers (see h5util.h). */
 #include "src/h5util.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <string.h>
 

@@ -1,6 +1,5 @@
-# src/: megatrain itself; libutil.a holds what every folder shares.
-noinst_LIBRARIES += src/libutil.a src/libsrc.a
-src_libutil_a_SOURCES = src/util.h src/util.c
+# src/: megatrain itself.
+noinst_LIBRARIES += src/libsrc.a
 src_libsrc_a_SOURCES = \
   src/config.h src/config.c \
   src/model.h src/model.c \

@@ -9,7 +9,7 @@
 #include "src/config.h"
 #include "src/dump.h"
 #include "src/train.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
 
 #include "autoconfig.h"
 #include "parallel/mpi_check.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdlib.h>

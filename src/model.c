@@ -2,7 +2,7 @@
    forward and backward over the ops interface (spec sections 1-7, 12), for one rank's part. */
 #include "src/model.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include "src/ckpt.h"
 #include "src/metrics.h"
 #include "src/optim.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <omp.h>

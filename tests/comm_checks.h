@@ -10,7 +10,7 @@
 #define MEGATRAIN_COMM_CHECKS_H
 
 #include "parallel/comm.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdlib.h>

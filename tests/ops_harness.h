@@ -15,7 +15,7 @@
 #define MEGATRAIN_OPS_HARNESS_H
 
 #include "kernels/ops.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <complex.h>
 #include <math.h>

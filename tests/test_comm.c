@@ -6,7 +6,7 @@
    upload and download alone: bf16 sums widened to fp32, bf16 moved as raw words, an
    asynchronous reduce's result delivered at comm_wait, receives through a host copy. */
 #include "parallel/comm.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 #include "tests/comm_checks.h"
 

@@ -9,7 +9,7 @@
 #include "data/inspect.h"
 #include "data/manifest.h"
 #include "data/shard.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 
 #include <errno.h>

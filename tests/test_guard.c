@@ -9,7 +9,7 @@
 #include "src/config.h"
 #include "src/guard.h"
 #include "src/train.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 
 #include <math.h>

@@ -10,7 +10,7 @@
 #include "kernels/ops.h"
 #include "src/config.h"
 #include "src/model.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 
 #include <math.h>

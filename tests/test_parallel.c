@@ -38,7 +38,7 @@
    once, which moves the same few ulps. */
 #include "src/config.h"
 #include "src/train.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 #include "tests/subjob.h"
 

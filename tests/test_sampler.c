@@ -10,7 +10,7 @@
 #include "data/dataset.h"
 #include "data/perm.h"
 #include "data/sampler.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* cliopt.c: option values for the small tools (see cliopt.h). */
 #include "tools/cliopt.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdlib.h>

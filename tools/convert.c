@@ -1,7 +1,7 @@
 /* convert.c: checkpoints to and from safetensors (see convert.h). */
 #include "tools/convert.h"
 
-#include "src/util.h"
+#include "base/util.h"
 #include "tools/safetensors.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* jsonl.c: strict JSON (RFC 8259) for one line at a time, flattened to dotted keys (see jsonl.h). */
 #include "tools/jsonl.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@
 #include "parallel/topo.h"
 #include "src/model.h"
 #include "src/train.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <mpi.h>

@@ -5,7 +5,7 @@
 #include "data/dataset.h"
 #include "src/ckpt.h"
 #include "src/config.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tools/cliopt.h"
 #include "tools/convert.h"
 

@@ -5,7 +5,7 @@
 #include "data/inspect.h"
 #include "data/manifest.h"
 #include "tools/cliopt.h"
-#include "src/util.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>

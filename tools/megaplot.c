@@ -2,7 +2,7 @@
    of a sweep (doc/scaling.md). */
 #include "autoconfig.h"
 
-#include "src/util.h"
+#include "base/util.h"
 #include "tools/cliopt.h"
 #include "tools/plots.h"
 #include "tools/runlog.h"

@@ -5,7 +5,7 @@
 #include "autoconfig.h"
 
 #include "src/config.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tools/cliopt.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* plots.c: megaplot's gnuplot scripts and the running of gnuplot (see plots.h). */
 #include "tools/plots.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* runlog.c: read and check one metrics log (see runlog.h; record fields in doc/scaling.md). */
 #include "tools/runlog.h"
 
-#include "src/util.h"
+#include "base/util.h"
 #include "tools/jsonl.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* safetensors.c: reading and writing safetensors files (see safetensors.h). */
 #include "tools/safetensors.h"
 
-#include "src/util.h"
+#include "base/util.h"
 #include "tools/jsonl.h"
 
 #include <errno.h>

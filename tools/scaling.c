@@ -1,7 +1,7 @@
 /* scaling.c: rows of the scaling table and its Markdown and CSV forms (columns in doc/scaling.md). */
 #include "tools/scaling.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdlib.h>

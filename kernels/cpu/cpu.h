@@ -6,7 +6,7 @@
 
 #include "kernels/ops.h"
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -3,7 +3,7 @@
 #ifndef MEGATRAIN_CUDA_CHECK_H
 #define MEGATRAIN_CUDA_CHECK_H
 
-#include "src/util.h"
+#include "base/util.h"
 
 #include <cuda_runtime.h>
 

@@ -11,12 +11,12 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-/* src/util.h is C11 (noreturn from stdnoreturn.h); give it C++'s attribute */
+/* base/util.h is C11 (noreturn from stdnoreturn.h); give it C++'s attribute */
 #include <stdnoreturn.h>
 #define noreturn [[noreturn]]
 extern "C" {
 #include "kernels/ops.h"
-#include "src/util.h"
+#include "base/util.h"
 }
 #undef noreturn
 #include "kernels/cuda/check.h"

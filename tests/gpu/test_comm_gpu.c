@@ -18,7 +18,7 @@
 #include "parallel/comm.h"
 #include "src/config.h"
 #include "src/train.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 #include "tests/comm_checks.h"
 #include "tests/subjob.h"

@@ -20,7 +20,7 @@
 #include "src/config.h"
 #include "src/model.h"
 #include "src/optim.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/tap.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
 /* util.c: fatal errors, allocation, counter-based RNG, clocks. */
-#include "src/util.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <mpi.h>
