@@ -586,8 +586,10 @@ static void test_broken_shards(void)
     mkdir(dir, 0777);
     expect_bad(child_run(child_read_train, dir), "broken", "no shard of split 'train'",
                "a folder without shards is refused");
-    expect_bad(child_run(child_read_train, in_tmp("nowhere")), "nowhere", "cannot open the dataset folder",
+    char *nowhere = in_tmp("nowhere");
+    expect_bad(child_run(child_read_train, nowhere), "nowhere", "cannot open the dataset folder",
                "a missing folder is refused");
+    free(nowhere);
     free(renamed);
     free(last);
     free(other);

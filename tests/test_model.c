@@ -76,7 +76,9 @@ static void test_table(void)
     for (int i = 0; i < 4; i++) {
         Config c;
         config_defaults(&c);
-        config_set(&c, xasprintf("model.preset=%s", sizes[i].preset));
+        char *preset = xasprintf("model.preset=%s", sizes[i].preset);
+        config_set(&c, preset);
+        free(preset);
         config_set(&c, "model.vocab_size=32000");
         config_set(&c, "data.seq_len=4096");
         config_finish(&c, 1, 0, 0);
