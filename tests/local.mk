@@ -3,6 +3,7 @@ EXTRA_DIST += tests/tap.h tests/tap.sh tests/lsan.supp
 include tests/ops.mk
 include tests/ref/local.mk
 include tests/gpu/local.mk
+include tests/fuzz/local.mk
 
 check_PROGRAMS += tests/test_model tests/test_parallel
 tests_test_model_SOURCES = tests/test_model.c
