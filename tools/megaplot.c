@@ -3,7 +3,7 @@
 #include "autoconfig.h"
 
 #include "base/util.h"
-#include "tools/cliopt.h"
+#include "base/cliopt.h"
 #include "tools/plots.h"
 #include "tools/runlog.h"
 #include "tools/scaling.h"
