@@ -17,7 +17,7 @@ data_libdata_a_SOURCES = \
 DATA_LDADD = data/libdata.a base/libbase.a $(HDF5_LIBS) -lm
 
 bin_PROGRAMS += megadata
-megadata_SOURCES = tools/megadata.c tools/cliopt.h tools/cliopt.c
+megadata_SOURCES = tools/megadata.c
 megadata_LDADD = $(DATA_LDADD)
 
 EXTRA_DIST += doc/data.md

@@ -11,6 +11,7 @@ CPU_SOURCES = \
   kernels/cpu/cema.c \
   kernels/cpu/qk.c \
   kernels/cpu/attention.c \
+  kernels/cpu/attention_step.c \
   kernels/cpu/crossentropy.c \
   kernels/cpu/adamw.c \
   kernels/cpu/table.c

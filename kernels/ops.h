@@ -154,6 +154,13 @@ typedef struct Ops {
     void (*attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                                const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                                int C, int accumulate);
+    /* ---- one token of recurrent decoding (spec section 13): q, k (B, H*dz) as qk_forward gives
+       them at position 0 (not rotated), v (B, H*dv); kcache (B, C, H*dz) and vcache (B, C, H*dv)
+       hold rows 0..pos-1 of the current chunk (keys rotated). Rotates q and k to position pos
+       (0 <= pos < C), writes k and v into row pos of the caches, and o (B, H*dv) = causal softmax
+       attention of q over rows 0..pos, scale 1: the row of attention_forward for that token. ---- */
+    void (*attention_step)(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
+                           int B, int H, int dz, int dv, int C, float rope_base);
 
     /* ---- cross-entropy over logits (T, V) with targets (T): returns the sum over tokens of
        -log softmax(logits)[target] (fp64 on the host). When grad_scale != 0, logits are

@@ -579,8 +579,7 @@ int ckpt_read(const CkptInfo *ck, const char *group, const ParamInfo *p, int tp_
 
 /* ---- resuming ---- */
 
-/* The model of the checkpoint must be this run's. */
-static int same_model(const ModelDims *a, const ModelDims *b)
+int ckpt_same_model(const ModelDims *a, const ModelDims *b)
 {
     return a->vocab == b->vocab && a->n_layers == b->n_layers && a->D == b->D && a->H == b->H && a->Z == b->Z &&
            a->V == b->V && a->F == b->F && a->swiglu == b->swiglu && a->C == b->C && a->G == b->G &&
@@ -595,7 +594,7 @@ static int load_one(Trainer *tr, const char *path, CkptInfo *ck, char *err, size
     Zero *z = &tr->zero;
     if (ckpt_info(path, ck, err, errlen))
         return -1;
-    if (!same_model(&ck->dims, &tr->dims))
+    if (!ckpt_same_model(&ck->dims, &tr->dims))
         fail_input_all("%s: this checkpoint is of another model (its config says:\n%s)", path, ck->config);
     float *host[3];
     int rc = 0;

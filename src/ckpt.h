@@ -40,6 +40,9 @@ void ckpt_save(Trainer *tr, const char *dir);
    Returns 1 when a checkpoint was loaded, 0 when there was none. */
 int ckpt_resume(Trainer *tr, const char *path);
 
+/* Whether two models are the same (a checkpoint of one loads into the other). */
+int ckpt_same_model(const ModelDims *a, const ModelDims *b);
+
 /* What an entry of a run folder is to megatrain, by its name (*step: N, when not CKPT_OTHER). The
    next ckpt_save deletes leftovers; nothing else there is ever deleted but old checkpoints. */
 typedef enum {

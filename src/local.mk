@@ -9,7 +9,13 @@ src_libsrc_a_SOURCES = \
   src/train.h src/train.c \
   src/h5util.h src/h5util.c \
   src/ckpt.h src/ckpt.c \
-  src/dump.h src/dump.c
+  src/dump.h src/dump.c \
+  src/cli.h src/cli.c \
+  src/codec.h src/codec.c \
+  src/decode.h src/decode.c \
+  src/sample.h src/sample.c \
+  src/eval.h src/eval.c \
+  src/generate.h src/generate.c
 
 bin_PROGRAMS += megatrain
 megatrain_SOURCES = src/main.c

@@ -1,18 +1,20 @@
 /* main.c: the megatrain command line: train from a YAML file (alone or under mpirun/srun), print
-   the resolved config, or dump one batch through the model for reference checks. */
+   the resolved config, dump one batch through the model for reference checks, or hand over to the
+   eval and generate subcommands. */
 #include "autoconfig.h"
+#include "base/cliopt.h"
 #include "data/dataset.h"
-#include "data/shard.h"
 #include "parallel/mpi_check.h"
 #include "parallel/topo.h"
 #include "parallel/watchdog.h"
+#include "src/cli.h"
 #include "src/config.h"
 #include "src/dump.h"
+#include "src/eval.h"
+#include "src/generate.h"
 #include "src/train.h"
 #include "base/util.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,8 @@
 static const char usage[] =
     "usage: megatrain RUN.yaml [--set section.key=value ...] [--print-config]\n"
     "       megatrain dump RUN.yaml OUT.h5 [--load PARAMS.h5] [--steps K] [--set section.key=value ...]\n"
+    "       megatrain eval RUN.yaml --checkpoint CKPT [options]      (megatrain eval --help)\n"
+    "       megatrain generate RUN.yaml --checkpoint CKPT [options]  (megatrain generate --help)\n"
     "       megatrain --help | --help-config | --version\n"
     "\n"
     "Train a MEGALODON language model as RUN.yaml says, alone or under mpirun or srun:\n"
@@ -38,12 +42,15 @@ static const char usage[] =
     "  --load PARAMS.h5         take the parameters from /params/<name> of this file\n"
     "  --steps K                also take K AdamW steps on that batch and write /updated/<name>\n"
     "\n"
+    "Subcommands eval and generate: the held-out loss of a checkpoint (by position too), and text\n"
+    "sampled from it one token at a time (doc/eval.md).\n"
+    "\n"
     "Exit status: 0 done, 2 bad input (config, flags, data), 1 any other failure.\n";
 
 typedef struct {
-    const char *yaml, *out, *load;
-    const char *sets[256];
-    int nsets, print_config, dump, steps;
+    CliRun run;
+    const char *out, *load;
+    int print_config, dump, steps;
 } Args;
 
 static void parse_args(Args *a, int argc, char **argv)
@@ -55,12 +62,9 @@ static void parse_args(Args *a, int argc, char **argv)
         i++;
     }
     for (; i < argc; i++) {
-        const char *s = argv[i];
+        const char *s = argv[i], *v;
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            if (util_world_rank() == 0)
-                fputs(usage, stdout);
-            MPI_Finalize();
-            exit(0);
+            cli_help(usage);
         } else if (!strcmp(s, "--version")) {
             if (util_world_rank() == 0)
                 printf("megatrain %s (git %s)\n", PACKAGE_VERSION, MEGATRAIN_GIT_REV);
@@ -73,119 +77,48 @@ static void parse_args(Args *a, int argc, char **argv)
             exit(0);
         } else if (!strcmp(s, "--print-config") && !a->dump) {
             a->print_config = 1;
-        } else if (!strcmp(s, "--set") || !strncmp(s, "--set=", 6)) {
-            const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v)
-                fail_input_all("--set needs section.key=value");
-            if (a->nsets == (int)(sizeof a->sets / sizeof a->sets[0]))
-                fail_input_all("too many --set options");
-            a->sets[a->nsets++] = v;
-        } else if (a->dump && (!strcmp(s, "--load") || !strcmp(s, "--steps"))) {
-            if (i + 1 >= argc)
-                fail_input_all("%s needs a value", s);
-            if (s[2] == 'l') {
-                a->load = argv[++i];
-            } else {
-                char *end;
-                long k = strtol(argv[++i], &end, 10);
-                if (*end || k < 0 || k > 1000000)
-                    fail_input_all("--steps: expected a number of steps >= 0, got '%s'", argv[i]);
-                a->steps = (int)k;
-            }
+        } else if (a->dump && (v = cliopt_value(argc, argv, &i, "--load", NULL))) {
+            a->load = v;
+        } else if (a->dump && (v = cliopt_value(argc, argv, &i, "--steps", NULL))) {
+            a->steps = (int)cliopt_int("--steps", v, 0, 1000000);
+        } else if (cli_run_arg(&a->run, argc, argv, &i)) {
+            continue;
         } else if (s[0] == '-' && s[1]) {
             fail_input_all("unknown option '%s' (see megatrain --help)", s);
-        } else if (!a->yaml) {
-            a->yaml = s;
         } else if (a->dump && !a->out) {
             a->out = s;
         } else {
             fail_input_all("unexpected argument '%s' (see megatrain --help)", s);
         }
     }
-    if (!a->yaml)
-        fail_input_all("no run file given (usage: megatrain RUN.yaml; see megatrain --help)");
-    if (a->dump && !a->out)
+    if (a->dump && a->run.yaml && !a->out)
         fail_input_all("dump needs an output file (usage: megatrain dump RUN.yaml OUT.h5)");
 }
 
-/* data.path names a folder of shards: say which key is wrong, how to set it, and that text must
-   be built into a dataset first. */
-static void data_path_check(const char *dir)
+/* train, print the config or dump, as the arguments say */
+static int train_main(int argc, char **argv)
 {
-    const char *where = config_origin("data.path");
-    DIR *d = opendir(dir);
-    if (!d)
-        fail_input("%s: data.path: %s: no such dataset (%s; set it in the run file or with --set data.path=DIR)",
-                   where, dir, strerror(errno));
-    int shards = 0, others = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        ShardName s;
-        if (shard_name_parse(e->d_name, &s)) {
-            shards++;
-            shard_names_free(&s, 1);
-        } else {
-            others += e->d_name[0] != '.';
-        }
-    }
-    closedir(d);
-    if (!shards)
-        fail_input("%s: data.path: %s holds no dataset shards (train-NNNNN.h5)%s", where, dir,
-                   others ? ", only other files: to train on text files, build a dataset from them first "
-                            "(megadata build DATASET FILE...) and set data.path=DATASET"
-                          : "");
-}
-
-/* Open a split on rank 0 first, so a bad dataset is reported once before the others look. */
-static Dataset *open_split(const char *dir, const char *split)
-{
-    Dataset *ds = NULL;
-    if (util_world_rank() == 0) {
-        data_path_check(dir);
-        ds = dataset_open(dir, split);
-    }
-    watchdog_barrier(MPI_COMM_WORLD, "barrier while rank 0 checks the dataset", "world");
-    if (util_world_rank() != 0)
-        ds = dataset_open(dir, split);
-    return ds;
-}
-
-int main(int argc, char **argv)
-{
-    MPI_CHECK(MPI_Init(&argc, &argv));
-    util_set_progname("megatrain");
     Args a;
     parse_args(&a, argc, argv);
-
     Config c;
-    config_defaults(&c);
-    config_load_yaml(&c, a.yaml);
-    for (int i = 0; i < a.nsets; i++)
-        config_set(&c, a.sets[i]);
-    int world;
-    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
-#ifdef HAVE_CUDA
-    const int cuda_built = 1;
-#else
-    const int cuda_built = 0;
-#endif
+    const int world = cli_run_config(&a.run, &c);
     if (a.print_config) {
-        config_finish(&c, world, CONFIG_VOCAB_UNREAD, cuda_built);
+        cli_finish(&c, world, CONFIG_VOCAB_UNREAD);
         if (util_world_rank() == 0)
             config_print(&c, stdout);
-        MPI_Finalize();
         return 0;
     }
 
     watchdog_set_timeout(c.parallel.timeout); /* the waits while opening the dataset too */
     Dataset *train = NULL, *val = NULL;
     if (c.data.path[0]) {
-        train = open_split(c.data.path, "train");
+        train = cli_open_split(c.data.path, "train");
         if (c.eval.every > 0 && !a.dump)
-            val = open_split(c.data.path, "val");
+            val = cli_open_split(c.data.path, "val");
     }
     if (a.dump) /* one rank: the run file's layout does not apply */
         c.parallel.tp = c.parallel.pp = c.parallel.cp = 1;
-    config_finish(&c, a.dump ? 1 : world, train ? dataset_vocab(train) : 0, cuda_built);
+    cli_finish(&c, a.dump ? 1 : world, train ? dataset_vocab(train) : 0);
 
     int status = 0;
     if (a.dump) {
@@ -195,13 +128,24 @@ int main(int argc, char **argv)
     } else {
         Topo t;
         topo_init(&t, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);
-        status = train_run(&c, a.yaml, &t, train, val);
+        status = train_run(&c, a.run.yaml, &t, train, val);
         topo_free(&t);
     }
     if (train)
         dataset_close(train);
     if (val)
         dataset_close(val);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_CHECK(MPI_Init(&argc, &argv));
+    util_set_progname("megatrain");
+    const char *cmd = argc > 1 ? argv[1] : "";
+    int status = !strcmp(cmd, "eval")       ? eval_main(argc - 1, argv + 1)
+                 : !strcmp(cmd, "generate") ? generate_main(argc - 1, argv + 1)
+                                            : train_main(argc, argv);
     MPI_Finalize();
     return status;
 }

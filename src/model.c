@@ -557,7 +557,11 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     ops->silu_forward(s->vv, s->av, TV);
     ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), T, D, Vl, 0);
     ops->silu_forward(s->r, s->ar, TV);
-    ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H, d->C);
+    if (m->cache) /* one token: q and k are at position 0 so far, the step rotates them */
+        ops->attention_step(s->o, s->q, s->k, s->vv, m->cache->k[i], m->cache->v[i], (int)(m->pos0 % d->C), B, m->Hl,
+                            d->Z / d->H, d->V / d->H, d->C, d->rope_base);
+    else
+        ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H, d->C);
     ops->mul_forward(s->ro, s->r, s->o, TV);
     ops->copy(s->yhat, x, TDl); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, Dl, 1);
@@ -661,6 +665,11 @@ double model_forward(Model *m, int slot, float grad_scale)
     tp_allreduce(m->tp, ops, sl->logits, (size_t)m->T * d->vocab);
     sl->loss_sum = ops->crossentropy(sl->logits, sl->targets, m->T, d->vocab, grad_scale);
     return sl->loss_sum;
+}
+
+double model_loss(Model *m, int slot, const int32_t *targets)
+{
+    return m->ops->crossentropy(m->slots[slot].logits, targets, m->T, m->d.vocab, 0.0f);
 }
 
 void model_backward(Model *m, int slot)

@@ -139,6 +139,13 @@ typedef struct {
     double loss_sum;           /* of the last forward (last stage) */
 } ModelSlot;
 
+/* Recurrent decoding (spec section 13): with a cache, the forward of a slot of L = 1 is one token
+   of each of its B sequences at position pos0, and attention reads and extends the keys and values
+   of the token's chunk kept here (src/decode.h owns them) instead of seeing only the piece. */
+typedef struct {
+    void **k, **v; /* (part.n_layers) x (B, C, Zl), (B, C, Vl) */
+} ModelCache;
+
 typedef struct {
     ModelDims d;
     ModelPart part;
@@ -172,6 +179,7 @@ typedef struct {
     /* set by the caller: the other ranks (NULL: none on that axis) */
     TpGroup *tp;            /* the tensor-parallel group, for pieces of (T, Dl) */
     CpChain *cp;            /* the chunk-parallel neighbours (NULL: the caller moves the states) */
+    ModelCache *cache;      /* recurrent decoding; NULL: whole pieces (training, evaluation) */
 
     /* set by the caller around a step's last backward: called after each block with the offset
        from which the gradients are final (the block's first parameter), to start their reduction */
@@ -212,6 +220,9 @@ void model_set_batch(Model *m, int slot, const int32_t *tokens);
    0). grad_scale != 0 prepares backward with d(loss)/d(logits) = grad_scale * d(sum)/d(logits).
    A stage other than the first reads its input from model_stage_input. */
 double model_forward(Model *m, int slot, float grad_scale);
+/* The summed cross-entropy of the logits of that slot's last forward (last stage, grad_scale 0)
+   against other targets (backend (T); < 0: ignored), such as a subset of its own. */
+double model_loss(Model *m, int slot, const int32_t *targets);
 /* Backward of that slot's last forward; accumulates into m->grads (zero them per step). A stage
    other than the last takes the gradient of its output from model_output_grad. */
 void model_backward(Model *m, int slot);

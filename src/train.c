@@ -175,6 +175,7 @@ typedef struct {
     BatchSource *src;
     int64_t first; /* the global batch's first sample */
     float grad_scale; /* 0: evaluation, no backward */
+    const EvalHook *hook; /* evaluation: after each forward of the last stage, or NULL */
 } StepCtx;
 
 static const void *micro_forward(void *ctx, int k)
@@ -188,6 +189,8 @@ static const void *micro_forward(void *ctx, int k)
                t->cp_rank * tr->Lloc, tr->Lloc, tr->tokens);
     model_set_batch(m, slot, tr->tokens);
     tr->loss += model_forward(m, slot, x->grad_scale);
+    if (x->hook && m->part.last)
+        x->hook->after(x->hook->ctx, m, slot, tr->tokens, tr->mb_rows, tr->Lloc, (int64_t)t->cp_rank * tr->Lloc);
     return model_stage_output(m, slot);
 }
 
@@ -320,13 +323,13 @@ double trainer_step(Trainer *tr, double *grad_norm, double *lr)
     return loss;
 }
 
-double trainer_eval(Trainer *tr, Dataset *val)
+double trainer_eval(Trainer *tr, Dataset *val, const EvalHook *hook)
 {
     const Config *c = tr->c;
     Sampler *s = val ? sampler_create(val, (uint64_t)c->train.seed, c->data.seq_len, 0) : NULL;
     BatchSource src = {.sampler = s, .seed = rng_key((uint64_t)c->train.seed, "eval"), .L = c->data.seq_len,
                        .vocab = tr->dims.vocab};
-    StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f};
+    StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f, .hook = hook};
     PipelineSteps steps = micro_steps(&x);
     tr->loss = 0;
     for (int e = 0; e < c->eval.batches; e++) {
@@ -502,7 +505,7 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
             break;
         }
         if (val && c->eval.every > 0 && (step % c->eval.every == 0 || step == c->train.steps))
-            metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val));
+            metrics_eval(&mt, step, st.tokens, trainer_eval(&tr, val, NULL));
         /* every rank must agree to stop at the same step */
         int stop = comm_max(&tr.world, stop_signal, "all-reduce of the stop flag");
         if (dir && (stop || step == c->train.steps || (c->checkpoint.every > 0 && step % c->checkpoint.every == 0)))

@@ -69,9 +69,16 @@ double trainer_step(Trainer *tr, double *grad_norm, double *lr);
    step number (which drives the schedule and AdamW's bias correction) advances. */
 double trainer_forward_backward(Trainer *tr);
 GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr);
+/* What evaluation may do with each forward besides summing its loss: on the last stage, after
+   the forward of micro-batch slot `slot`, whose logits are in place, with the tokens it read
+   (rows, L + 1), column 0 at position pos0 of the windows (src/eval.c: losses by position). */
+typedef struct {
+    void (*after)(void *ctx, Model *m, int slot, const int32_t *tokens, int rows, int L, int64_t pos0);
+    void *ctx;
+} EvalHook;
 /* Mean loss over eval.batches global batches of val (in order; NULL: random tokens from another
-   key than training's), on every rank. */
-double trainer_eval(Trainer *tr, Dataset *val);
+   key than training's), on every rank; hook may be NULL. */
+double trainer_eval(Trainer *tr, Dataset *val, const EvalHook *hook);
 /* Collective: every parameter of the model, whole (global shape), handed to take() on rank 0 of
    the job, stage by stage in table order. */
 void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, const int64_t *shape, int ndim,

@@ -4,7 +4,8 @@
 # unigram entropy, which is what a model that ignores context would reach. Two data-parallel
 # ranks give the losses of one. Then tools/demo.sh on a small folder of text (tests/data/text) with
 # this build's programs (nothing installed, built or downloaded): a folder named relative to the
-# current one, its own dataset and metrics logs beside those of another folder of the same name,
+# current one, its own dataset, metrics logs and checkpoints beside those of another folder of the
+# same name, the checkpoint evaluated (given a validation split) and a sample of its text at the end,
 # the dataset reused while the files stay the same and rebuilt when one changes, and a folder that
 # does not exist refused with exit 2.
 . "$top_srcdir/tests/tap.sh"
@@ -87,8 +88,11 @@ show
 first=$(ls -d demo/corpus-*)
 cp "$first/run-001.jsonl" first.jsonl
 tap_ok $([ $rc -eq 0 ] && [ -f "$first/data/train-00000.h5" ] && [ -f "$first/run-001.jsonl" ] &&
-    grep -q "^demo: dataset $here/$first/data; metrics log $here/$first/run-001.jsonl$" out &&
+    grep -q "^demo: dataset $here/$first/data; metrics log $here/$first/run-001.jsonl; checkpoints $here/$first/run-001$" out &&
     echo 0 || echo 1) "demo.sh corpus: the folder relative to the current one, outputs in $first, named on stdout"
+tap_ok $([ -d "$first/run-001/step-00000001" ] && grep -q "^demo: a sample from the checkpoint:" out &&
+    grep -q "prompt tokens" err && echo 0 || echo 1) \
+    "demo.sh corpus: ends with a sample from the run's checkpoint (no validation split: no evaluation)"
 demo other/corpus
 show
 tap_ok $([ $rc -eq 0 ] && [ "$(ls -d demo/corpus-* | wc -l)" -eq 2 ] && [ "$(ls demo/corpus-*/*.jsonl | wc -l)" -eq 2 ] &&
@@ -105,4 +109,8 @@ demo corpus
 tap_ok $([ $rc -eq 0 ] && grep -q "^demo: building the dataset of $here/corpus" out &&
     [ -n "$(find "$first/data" -newer before)" ] && [ -f "$first/run-003.jsonl" ] && echo 0 || echo 1) \
     "demo.sh corpus after a file changed: the dataset rebuilt"
+demo text
+tap_ok $([ $rc -eq 0 ] && d=$(ls -d demo/text-*) && [ -s "$d/run-001.position.jsonl" ] &&
+    grep -q "^eval $here/$d/run-001 (step 1), split val:" out && grep -q "^demo: a sample from the checkpoint:" out &&
+    echo 0 || echo 1) "demo.sh on a corpus with a validation split: evaluates the checkpoint (loss by position too), then a sample"
 tap_done

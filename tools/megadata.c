@@ -4,7 +4,7 @@
 #include "data/build.h"
 #include "data/inspect.h"
 #include "data/manifest.h"
-#include "tools/cliopt.h"
+#include "base/cliopt.h"
 #include "base/util.h"
 
 #include <stdarg.h>

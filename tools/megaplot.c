@@ -3,7 +3,7 @@
 #include "autoconfig.h"
 
 #include "base/util.h"
-#include "tools/cliopt.h"
+#include "base/cliopt.h"
 #include "tools/plots.h"
 #include "tools/runlog.h"
 #include "tools/scaling.h"
@@ -24,6 +24,8 @@ static const char usage[] =
     "TFLOP/s, MFU and of the compute and communication times over its steps. With --out, also\n"
     "draw into that folder:\n"
     "  loss.png/.svg        loss against tokens, every run (validation dashed, with points)\n"
+    "  position.png/.svg    loss against position in the window, log scale, from the files of\n"
+    "                       megatrain eval --by-position (read like logs)\n"
     "  throughput.png/.svg  tokens/s against ranks per model size and sequence length,\n"
     "                       with linear scaling from the fewest ranks dashed\n"
     "  mfu.png/.svg         MFU against sequence length per model size and rank count\n"

@@ -6,7 +6,7 @@
 
 #include "src/config.h"
 #include "base/util.h"
-#include "tools/cliopt.h"
+#include "base/cliopt.h"
 
 #include <errno.h>
 #include <stdio.h>

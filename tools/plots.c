@@ -281,9 +281,38 @@ static void mfu_figure(const char *dir, const ScalingTable *t)
     free(all);
 }
 
+/* Loss against position in the window (megatrain eval --by-position), one series per file: each
+   bucket's mean loss at the bucket's end. */
+static void position_figure(const char *dir, const RunLog *runs, int nruns)
+{
+    Figure g;
+    fig_begin(&g, dir, "position");
+    double lo = INFINITY, hi = 0;
+    for (int i = 0; i < nruns; i++) {
+        const RunLog *r = &runs[i];
+        if (!r->npositions)
+            continue;
+        int b = fig_block(&g);
+        for (int k = 0; k < r->npositions; k++) {
+            fprintf(g.f, "%lld %.9g\n", (long long)r->positions[k].to, r->positions[k].loss);
+            lo = fmin(lo, (double)r->positions[k].to);
+            hi = fmax(hi, (double)r->positions[k].to);
+        }
+        fig_block_end(&g);
+        char style[64];
+        snprintf(style, sizeof style, "linespoints lt %d pt 7 lw 1.5", i + 1);
+        fig_item(&g, b, "1:2", style, r->name);
+    }
+    char *settings = g.nitems ? log2_axis(lo, hi) : xstrdup("");
+    fig_end(&g, "Loss by position in the window (each point: the mean over the positions since the previous one)",
+            "position (tokens)", "loss (nats per token)", settings);
+    free(settings);
+}
+
 void plots_draw(const char *dir, const RunLog *runs, int nruns, const ScalingTable *t)
 {
     loss_figure(dir, runs, nruns);
+    position_figure(dir, runs, nruns);
     throughput_figure(dir, t);
     mfu_figure(dir, t);
 }

@@ -123,6 +123,17 @@ static void read_eval(RunLog *r, const Where *w, int *cap)
     r->evals[r->nevals++] = e;
 }
 
+static void read_position(RunLog *r, const Where *w, int *cap)
+{
+    PositionRecord p = {.from = integer(w, "from", 0), .to = integer(w, "to", 1), .tokens = integer(w, "tokens", 0),
+                        .loss = number(w, "loss", 1, 1)};
+    if (p.to <= p.from)
+        fail_input("%s:%d: position record from %lld to %lld: expected from < to", w->path, w->line,
+                   (long long)p.from, (long long)p.to);
+    r->positions = grow(r->positions, r->npositions, cap, sizeof *r->positions);
+    r->positions[r->npositions++] = p;
+}
+
 static char *stem(const char *path)
 {
     const char *base = strrchr(path, '/');
@@ -146,7 +157,7 @@ void runlog_read(RunLog *r, const char *path)
     char *line = NULL;
     size_t size = 0;
     ssize_t len;
-    int lineno = 0, seg_cap = 0, step_cap = 0, eval_cap = 0;
+    int lineno = 0, seg_cap = 0, step_cap = 0, eval_cap = 0, pos_cap = 0;
     while ((len = getline(&line, &size, f)) >= 0) {
         lineno++;
         if (len > 0 && line[len - 1] == '\n')
@@ -163,6 +174,8 @@ void runlog_read(RunLog *r, const char *path)
         Where w = {path, lineno, type->str, &rec};
         if (!strcmp(type->str, "header"))
             read_header(r, &w, &seg_cap);
+        else if (!strcmp(type->str, "position"))
+            read_position(r, &w, &pos_cap);
         else if (strcmp(type->str, "step") && strcmp(type->str, "eval"))
             continue; /* a kind of record this reader does not know: later versions may add some */
         else if (r->nsegments == 0)
@@ -177,8 +190,9 @@ void runlog_read(RunLog *r, const char *path)
     fclose(f);
     free(line);
     jsonl_free(&rec);
-    if (r->nsegments == 0)
-        fail_input("%s: no header record: not a megatrain metrics log", path);
+    if (r->nsegments == 0 && r->npositions == 0)
+        fail_input("%s: no header record: not a megatrain metrics log (nor a megatrain eval --by-position file)",
+                   path);
 }
 
 void runlog_free(RunLog *r)
@@ -188,5 +202,6 @@ void runlog_free(RunLog *r)
     free(r->segments);
     free(r->steps);
     free(r->evals);
+    free(r->positions);
     memset(r, 0, sizeof *r);
 }

@@ -1,6 +1,7 @@
 /* runlog.h: one run's metrics log (megatrain's log.metrics, JSON Lines) read into memory: its
    segments (one per start of megatrain, each opened by a header record), its step and eval records.
-   A resumed run repeats the steps after its checkpoint: the later records replace the earlier. */
+   A resumed run repeats the steps after its checkpoint: the later records replace the earlier.
+   The file of `megatrain eval --by-position` reads as a log too: position records, no header. */
 #ifndef MEGATRAIN_RUNLOG_H
 #define MEGATRAIN_RUNLOG_H
 
@@ -32,6 +33,13 @@ typedef struct {
     double val_loss, val_ppl;
 } EvalRecord;
 
+/* `megatrain eval --by-position`: the mean loss of the tokens at positions [from, to) of the
+   windows. */
+typedef struct {
+    int64_t from, to, tokens;
+    double loss;
+} PositionRecord;
+
 typedef struct {
     char *path;
     char *name; /* the file name without folder and .jsonl */
@@ -41,6 +49,8 @@ typedef struct {
     int nsteps;
     EvalRecord *evals;
     int nevals;
+    PositionRecord *positions; /* an eval file's, in its order (it has no header) */
+    int npositions;
 } RunLog;
 
 /* Read and check a whole log; bad input stops with "path:line: ..." and exit code 2. */

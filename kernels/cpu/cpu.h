@@ -36,6 +36,13 @@ const Ops *CPU(ops)(void);
    parameter-gradient sums run in double. */
 static inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static inline real real_sigmoid(real x) { return 1 / (1 + real_exp(-x)); }
+/* RoPE: cos and sin of the angle of pair i (of dz/2) at position pos, pos * base^(-2i/dz) */
+static inline void rope_cs(double cs[2], int pos, int i, int dz, double base)
+{
+    double a = pos * pow(base, -2.0 * i / dz);
+    cs[0] = cos(a);
+    cs[1] = sin(a);
+}
 
 /* Parameter gradients summed over tokens in parallel, race-free and deterministic: inside a
    parallel region each thread adds into its own fp64 row of a (threads, n) scratch
@@ -119,6 +126,8 @@ void CPU(attention_forward)(void *o, float *lse, const void *q, const void *k, c
 void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                              int C, int accumulate);
+void CPU(attention_step)(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
+                         int B, int H, int dz, int dv, int C, float rope_base);
 
 double CPU(crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale);
 

@@ -8,11 +8,8 @@ static double *rope_table(int P, int dz, float base)
 {
     double *tab = xmalloc((size_t)P * dz * sizeof(double));
     for (int pos = 0; pos < P; pos++)
-        for (int i = 0; i < dz / 2; i++) {
-            double a = pos * pow(base, -2.0 * i / dz);
-            tab[(size_t)pos * dz + 2 * i] = cos(a);
-            tab[(size_t)pos * dz + 2 * i + 1] = sin(a);
-        }
+        for (int i = 0; i < dz / 2; i++)
+            rope_cs(tab + (size_t)pos * dz + 2 * i, pos, i, dz, base);
     return tab;
 }
 

@@ -40,6 +40,7 @@ static const Ops table = {
     .qk_backward = CPU(qk_backward),
     .attention_forward = CPU(attention_forward),
     .attention_backward = CPU(attention_backward),
+    .attention_step = CPU(attention_step),
     .crossentropy = CPU(crossentropy),
     .sumsq = CPU(sumsq),
     .adamw = CPU(adamw),

@@ -44,6 +44,13 @@ static inline unsigned grid_for(size_t n, int threads)
 __device__ __forceinline__ float bf(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ bf16 tobf(float x) { return __float2bfloat16_rn(x); }
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
+/* RoPE: cos, sin of the rotation of pair j (of dz/2) at position pos */
+__device__ __forceinline__ float2 rope_cs(int pos, int j, int dz, float log2_base)
+{
+    float inv = exp2f(-2.0f * (float)j / (float)dz * log2_base), sn, cs;
+    sincosf((float)pos * inv, &sn, &cs);
+    return make_float2(cs, sn);
+}
 
 /* ---- VEC consecutive bf16 as floats: one 16-byte access when VEC == 8 (the caller guarantees
    alignment), scalar accesses when VEC == 1 ---- */
@@ -241,6 +248,9 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
 void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                              int C, int accumulate);
+
+void cuda_attention_step(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
+                         int B, int H, int dz, int dv, int C, float rope_base);
 
 double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, float grad_scale);
 

@@ -12,6 +12,7 @@ CUDA_SOURCES = \
   kernels/cuda/cema.cu \
   kernels/cuda/qk.cu \
   kernels/cuda/attention.cu \
+  kernels/cuda/attention_step.cu \
   kernels/cuda/crossentropy.cu \
   kernels/cuda/adamw.cu \
   kernels/cuda/table.cu

@@ -9,14 +9,6 @@
 #define QK_WARPS 8 /* warps per block */
 #define QK_BLOCKS 128
 
-/* cos, sin of the rotation of pair j at position pos */
-__device__ __forceinline__ float2 rope_cs(int pos, int j, int dz, float log2_base)
-{
-    float inv = exp2f(-2.0f * (float)j / (float)dz * log2_base), sn, cs;
-    sincosf((float)pos * inv, &sn, &cs);
-    return make_float2(cs, sn);
-}
-
 __global__ void qk_forward_kernel(bf16 *q, bf16 *k, float *rstd, const bf16 *zs, const bf16 *gamma,
                                   const bf16 *beta, int T, int L, int H, int dz, int C, float log2_base, float eps)
 {

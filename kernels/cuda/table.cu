@@ -43,6 +43,7 @@ static const Ops table = {
     .qk_backward = cuda_qk_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
+    .attention_step = cuda_attention_step,
     .crossentropy = cuda_crossentropy,
     .sumsq = cuda_sumsq,
     .adamw = cuda_adamw,

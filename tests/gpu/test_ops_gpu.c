@@ -13,6 +13,8 @@
    op that adds to them or reads them at all, as a GEMM with beta 0 must not, gives NaN), each
    against the one CPU run.
 
+   The decoding step (attention_step) has no backward: its output and both caches are compared.
+
    Tolerances, relative and norm-wise:
    - bf16 results (activations and their gradients), 1e-2: a bf16 rounding is at most 2^-9
      (2e-3) relative, about 1e-3 in norm for random data; an op rounds its output once, and a few
@@ -377,6 +379,52 @@ static void test_sumsq(void)
     free(f);
 }
 
+/* one token of decoding: the output row and both caches after the step, from the same inputs and
+   the same (bf16) earlier cache rows, at the chunk's first, a middle and its last position */
+static void test_attention_step(int B, int H, int dz, int dv, int C)
+{
+    const int Z = H * dz, V = H * dv, pos[3] = {0, C / 2 + 1, C - 1};
+    const size_t nq = (size_t)B * Z, nv = (size_t)B * V, nkc = (size_t)C * nq, nvc = (size_t)C * nv;
+    double *in[5], *want[3], *got[3];
+    const size_t n[5] = {nq, nq, nv, nkc, nvc}; /* q, k, v, kcache, vcache */
+    for (int i = 0; i < 5; i++) {
+        in[i] = xmalloc(n[i] * sizeof(double));
+        fill_uniform(in[i], n[i], 300 + i, -1, 1);
+        round_bf16(in[i], n[i]);
+    }
+    for (int p = 0; p < 3; p++) {
+        const size_t nout[3] = {nv, nkc, nvc};
+        for (int side = 0; side < 2; side++) {
+            const Ops *o = side ? gpu : cpu;
+            void *buf[6];
+            for (int i = 0; i < 5; i++) {
+                buf[i] = o->alloc(n[i] * o->act_size);
+                put(o, ARG_ACT, buf[i], in[i], n[i]);
+            }
+            buf[5] = o->alloc(nv * o->act_size);
+            o->attention_step(buf[5], buf[0], buf[1], buf[2], buf[3], buf[4], pos[p], B, H, dz, dv, C, 10000.0f);
+            double **dst = side ? got : want;
+            void *res[3] = {buf[5], buf[3], buf[4]};
+            for (int r = 0; r < 3; r++) {
+                dst[r] = xmalloc(nout[r] * sizeof(double));
+                get(o, ARG_ACT, dst[r], res[r], nout[r]);
+            }
+            for (int i = 0; i < 6; i++)
+                o->release(buf[i]);
+        }
+        const char *names[3] = {"o", "kcache", "vcache"};
+        for (int r = 0; r < 3; r++) {
+            double err = tap_relerr(got[r], want[r], nout[r]);
+            tap_check(err < TOL_BF16, "attention_step B%d H%d dz%d dv%d C%d pos %d: %s matches the CPU (rel err %.1e)",
+                      B, H, dz, dv, C, pos[p], names[r], err);
+            free(got[r]);
+            free(want[r]);
+        }
+    }
+    for (int i = 0; i < 5; i++)
+        free(in[i]);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -437,6 +485,13 @@ int main(int argc, char **argv)
     check(attention_case(2, 300, 2, 16, 32, 128));
     check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 causal blocks per chunk */
     check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk: 4 causal blocks */
+
+    /* decoding: one token at a time (L = 1) through the stateful ops, and the attention step with
+       the presets' head and chunk, and a small odd one */
+    check(tsnorm_case(2, 1, 256, 8, 37, 1));
+    check(cema_case(2, 1, 64, 16, 1, 1));
+    test_attention_step(2, 2, 256, 2048, 2048);
+    test_attention_step(1, 3, 8, 24, 16);
 
     check(crossentropy_case(257, 1000));
     check(crossentropy_case(64, 32000));
