@@ -71,6 +71,10 @@ typedef struct Ops {
        act dtype is fp32 */
     void (*f32_to_act)(void *dst, const float *src, size_t n);
     void (*act_to_f32)(float *dst, const void *src, size_t n);
+    /* fp32 backend array <-> bf16 (n elements, round to nearest even), whatever the act dtype:
+       the gradients' wire format under parallel.grad_reduce_dtype: bf16 */
+    void (*f32_to_bf16)(void *dst, const float *src, size_t n);
+    void (*bf16_to_f32)(float *dst, const void *src, size_t n);
 
     /* ---- elementwise (n elements of act dtype) ---- */
     void (*copy)(void *dst, const void *src, size_t n);

@@ -441,26 +441,20 @@ void ckpt_save(Trainer *tr, const char *dir)
     }
     watchdog_barrier(t->world_comm, "barrier before writing a checkpoint", "world");
 
-    /* the moments are sharded over the dp x cp group: gather them on its rank 0, which writes */
+    /* the master weights and moments are spread over the dp x cp group: gathered on its rank 0,
+       which writes */
     const int writer = tr->dpcp.rank == 0;
-    const size_t shard = z->shard;
-    float *ms = xmalloc(shard * sizeof(float)), *vs = xmalloc(shard * sizeof(float));
-    tr->ops->download(ms, z->m, shard * sizeof(float));
-    tr->ops->download(vs, z->v, shard * sizeof(float));
-    float *mall = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
-    float *vall = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
-    MPI_Request gather[2];
-    MPI_CHECK(MPI_Igather(ms, (int)shard, MPI_FLOAT, mall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm, &gather[0]));
-    MPI_CHECK(MPI_Igather(vs, (int)shard, MPI_FLOAT, vall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm, &gather[1]));
-    watchdog_wait(gather, 2, "gather of the AdamW moments for a checkpoint", "dpcp", -1);
+    const float *shards[3] = {z->master, z->m, z->v};
+    HostArrays h;
+    for (int g = 0; g < 3; g++) {
+        float *all = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
+        zero_gather(z, shards[g], all);
+        h.arrays[g] = all;
+    }
     if (writer) {
-        float *params = xmalloc(m->n_elems * sizeof(float));
-        model_params_to_host(m, params);
-        HostArrays h = {{params, mall, vall}};
         char *file = shard_file(tmp, t->pp_rank, t->tp_rank);
         write_shard(file, m->params_info, m->n_params, t->tp, t->tp_rank, fetch_host, &h);
         free(file);
-        free(params);
     }
     if (t->rank == 0) {
         CkptInfo ck = {.step = tr->step,
@@ -488,10 +482,8 @@ void ckpt_save(Trainer *tr, const char *dir)
         log_info("checkpoint %s written", final);
     }
     watchdog_barrier(t->world_comm, "barrier after renaming a checkpoint", "world");
-    free(ms);
-    free(vs);
-    free(mall);
-    free(vall);
+    for (int g = 0; g < 3; g++)
+        free((float *)h.arrays[g]);
     free(tmp);
     free(final);
 }
@@ -607,8 +599,7 @@ static int load_one(Trainer *tr, const char *path, CkptInfo *ck, char *err, size
                            err, errlen);
     if (!rc) {
         model_params_from_host(m, host[0]);
-        tr->ops->upload(z->m, host[1] + z->lo, z->shard * sizeof(float));
-        tr->ops->upload(z->v, host[2] + z->lo, z->shard * sizeof(float));
+        zero_load(z, host[0], host[1], host[2]);
         tr->step = ck->step;
         tr->cursor = ck->cursor;
     }

@@ -58,6 +58,12 @@ static const Key keys[] = {
      "micro-batches per step on each data-parallel rank (gradient accumulation)"},
     {"parallel", "overlap_grad_reduce", KT_BOOL, OFF(parallel.overlap_grad_reduce), "true", 0, 0, NULL,
      "start the data-parallel gradient sums during backward (false: all after it, for measuring the overlap)"},
+    {"parallel", "grad_bucket_mb", KT_FLOAT, OFF(parallel.grad_bucket_mb), "64", 1e-4, 4096, NULL,
+     "MiB of fp32 gradients per data-parallel reduce-scatter (bucket); each starts as soon as backward has "
+     "finished its gradients"},
+    {"parallel", "grad_reduce_dtype", KT_ENUM, OFF(parallel.grad_reduce_dtype), "fp32", 0, 0, "fp32|bf16",
+     "the data-parallel gradient sums' type on the wire: bf16 rounds each rank's gradients and the sum to bf16 "
+     "(half the traffic); on the CPU MPI adds the bf16 values in fp32"},
     {"parallel", "comm", KT_ENUM, OFF(parallel.comm), "auto", 0, 0, "auto|nccl|mpi",
      "how ranks talk: auto is nccl on CUDA, mpi on the CPU; mpi on CUDA stages device buffers through host "
      "memory (several ranks may share a GPU; slow, for tests)"},

@@ -236,8 +236,7 @@ static void layout(Model *m, Arena *a)
     const int tp1 = m->part.tp == 1;
 #define ACT(n) carve(a, (n) * as)
 #define F32(n) ((float *)carve(a, (n) * f4))
-    m->params = F32(m->n_padded);
-    m->params_act = m->ops->act == DTYPE_F32 ? (void *)m->params : ACT(m->n_padded);
+    m->params_act = ACT(m->n_padded);
     m->grads = F32(m->n_padded);
     BlockActs shared = {0};
     for (int si = 0; si < m->n_slots; si++) {
@@ -356,7 +355,7 @@ void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops
 
 void model_free(Model *m)
 {
-    m->ops->release(m->params); /* the arena starts with the parameters */
+    m->ops->release(m->params_act); /* the arena starts with the parameters */
     for (int s = 0; s < m->n_slots; s++) {
         free(m->slots[s].x);
         free(m->slots[s].acts);
@@ -424,22 +423,63 @@ static void init_param(const Model *m, const ParamInfo *p, uint64_t seed, float 
     free(perm);
 }
 
+/* fp32 <-> the act dtype on the host: the backend holds no fp32 copy of the parameters */
+static void host_to_act(Dtype t, void *dst, const float *src, size_t n)
+{
+    switch (t) {
+    case DTYPE_BF16:
+        util_f32_to_bf16(dst, src, n);
+        break;
+    case DTYPE_F64:
+        for (size_t i = 0; i < n; i++)
+            ((double *)dst)[i] = src[i];
+        break;
+    default:
+        memcpy(dst, src, n * sizeof(float));
+    }
+}
+
+static void host_from_act(Dtype t, float *dst, const void *src, size_t n)
+{
+    switch (t) {
+    case DTYPE_BF16:
+        util_bf16_to_f32(dst, src, n);
+        break;
+    case DTYPE_F64:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)((const double *)src)[i];
+        break;
+    default:
+        memcpy(dst, src, n * sizeof(float));
+    }
+}
+
 void model_params_from_host(Model *m, const float *host)
 {
-    m->ops->upload(m->params, host, m->n_elems * sizeof(float));
-    m->ops->f32_to_act(m->params_act, m->params, m->n_elems);
+    void *act = xmalloc(m->n_elems * m->ops->act_size);
+    host_to_act(m->ops->act, act, host, m->n_elems);
+    m->ops->upload(m->params_act, act, m->n_elems * m->ops->act_size);
+    free(act);
 }
 
 void model_params_to_host(const Model *m, float *host)
 {
-    m->ops->download(host, m->params, m->n_elems * sizeof(float));
+    void *act = xmalloc(m->n_elems * m->ops->act_size);
+    m->ops->download(act, m->params_act, m->n_elems * m->ops->act_size);
+    host_from_act(m->ops->act, host, act, m->n_elems);
+    free(act);
+}
+
+void model_init_host(const Model *m, uint64_t seed, float *host)
+{
+    for (int i = 0; i < m->n_params; i++)
+        init_param(m, &m->params_info[i], seed, host + m->params_info[i].offset);
 }
 
 void model_init_params(Model *m, uint64_t seed)
 {
     float *host = xmalloc(m->n_elems * sizeof(float));
-    for (int i = 0; i < m->n_params; i++)
-        init_param(m, &m->params_info[i], seed, host + m->params_info[i].offset);
+    model_init_host(m, seed, host);
     model_params_from_host(m, host);
     free(host);
 }

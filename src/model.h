@@ -1,8 +1,9 @@
 /* model.h: the MEGALODON graph (spec sections 1-2), written once over the ops interface, for any
    part of the model a rank holds under the 4-D layout.
 
-   Parameters live in one fp32 master buffer carved by a table of (name, global shape, split);
-   gradients mirror it. Activations live in slots, one per micro-batch in flight (pipeline
+   Parameters live in one buffer of compute copies (the act dtype) carved by a table of (name,
+   global shape, split); fp32 gradients mirror it. The fp32 master weights are the optimizer's
+   (parallel/zero.h), each on the rank that updates it. Activations live in slots, one per micro-batch in flight (pipeline
    parallelism keeps several), all allocated once at start-up.
 
    A rank's part (ModelPart) is a tensor-parallel shard of a pipeline stage: D, G, Z, V, F and
@@ -154,9 +155,8 @@ typedef struct {
     BlockParams *blocks;     /* (part.n_layers) */
     size_t embed, out, final_w, final_b; /* out == embed when share_emb; (size_t)-1 if not here */
 
-    float *params;      /* (n_padded) fp32 master */
-    void *params_act;   /* (n_padded) compute copy, aliases params when the act dtype is fp32 */
-    float *grads;       /* (n_padded) */
+    void *params_act;   /* (n_padded) compute copy */
+    float *grads;       /* (n_padded) fp32 */
 
     ModelSlot *slots;
     int n_slots;
@@ -193,8 +193,10 @@ double model_flops_per_token(const ModelDims *d, int seq_len);
 void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
                   int n_slots, size_t pad_to);
 void model_free(Model *m);
-/* Initialise parameters (spec sections 3 and 6); a value depends on (seed, name, global index)
-   only, so every layout starts from the same model. */
+/* The initial parameters (spec sections 3 and 6) in host (n_elems); a value depends on (seed,
+   name, global index) only, so every layout starts from the same model. */
+void model_init_host(const Model *m, uint64_t seed, float *host);
+/* Set the parameters to their initial values. */
 void model_init_params(Model *m, uint64_t seed);
 /* Parameter I/O through host fp32 arrays in table order (n_elems). */
 void model_params_to_host(const Model *m, float *host);

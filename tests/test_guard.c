@@ -50,33 +50,38 @@ static void check_verdicts(void)
     guard_free(&g);
 }
 
-/* This rank's parameters (n) and its shard of the AdamW moments (shard), on the host. */
+/* This rank's parameters (n) and its shard of the master weights and AdamW moments (shard), on
+   the host. */
 typedef struct {
     size_t n, shard;
-    float *params, *m, *v;
+    float *params, *master, *m, *v;
 } State;
 
 static State state_get(const Trainer *tr)
 {
     const Model *m = &tr->m;
     const Zero *z = &tr->zero;
-    State s = {m->n_elems, z->shard, xmalloc(m->n_elems * sizeof(float)), xmalloc(z->shard * sizeof(float)),
-               xmalloc(z->shard * sizeof(float))};
+    const size_t bytes = z->shard * sizeof(float);
+    State s = {m->n_elems, z->shard, xmalloc(m->n_elems * sizeof(float)), xmalloc(bytes), xmalloc(bytes),
+               xmalloc(bytes)};
     model_params_to_host(m, s.params);
-    tr->ops->download(s.m, z->m, z->shard * sizeof(float));
-    tr->ops->download(s.v, z->v, z->shard * sizeof(float));
+    tr->ops->download(s.master, z->master, bytes);
+    tr->ops->download(s.m, z->m, bytes);
+    tr->ops->download(s.v, z->v, bytes);
     return s;
 }
 
 static int state_equal(const State *a, const State *b)
 {
+    const size_t bytes = a->shard * sizeof(float);
     return a->n == b->n && a->shard == b->shard && !memcmp(a->params, b->params, a->n * sizeof(float)) &&
-           !memcmp(a->m, b->m, a->shard * sizeof(float)) && !memcmp(a->v, b->v, a->shard * sizeof(float));
+           !memcmp(a->master, b->master, bytes) && !memcmp(a->m, b->m, bytes) && !memcmp(a->v, b->v, bytes);
 }
 
 static void state_free(State *s)
 {
     free(s->params);
+    free(s->master);
     free(s->m);
     free(s->v);
 }

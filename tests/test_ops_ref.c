@@ -326,6 +326,23 @@ static void test_memory(const Ops *o)
     o->release(x);
 }
 
+/* 1 + k 2^-9, k = 0..7, is a quarter-ulp grid of bf16 (8 significant bits) near 1: round to
+   nearest, ties (k = 2, 6) to even; an infinity and a NaN stay what they are */
+static void test_bf16(const Ops *o)
+{
+    float x[10], back[10], want[10] = {1, 1, 1, 1 + 0x1p-7f, 1 + 0x1p-7f, 1 + 0x1p-7f, 1 + 0x1p-6f, 1 + 0x1p-6f,
+                                       -INFINITY};
+    for (int k = 0; k < 8; k++)
+        x[k] = 1 + k * 0x1p-9f;
+    x[8] = -INFINITY;
+    x[9] = NAN;
+    uint16_t wire[10];
+    o->f32_to_bf16(wire, x, 10);
+    o->bf16_to_f32(back, wire, 10);
+    tap_check(!memcmp(back, want, 9 * sizeof(float)) && isnan(back[9]),
+              "%s: f32_to_bf16 rounds to nearest even, bf16_to_f32 is exact", o->name);
+}
+
 int main(void)
 {
     test_elementwise();
@@ -346,6 +363,7 @@ int main(void)
     test_adamw(ops_cpu64(), 0);
     test_memory(ops_cpu());
     test_memory(ops_cpu64());
+    test_bf16(ops_cpu());
     /* every op with an accumulate argument, at sizes where OpenMP and BLAS split the work */
     for (int b = 0; b < 2; b++) {
         const Ops *o = b ? ops_cpu64() : ops_cpu();

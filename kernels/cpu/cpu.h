@@ -69,6 +69,8 @@ void CPU(zero)(void *p, size_t bytes);
 void CPU(sync)(void);
 void CPU(f32_to_act)(void *dst, const float *src, size_t n);
 void CPU(act_to_f32)(float *dst, const void *src, size_t n);
+void CPU(f32_to_bf16)(void *dst, const float *src, size_t n);
+void CPU(bf16_to_f32)(float *dst, const void *src, size_t n);
 
 void CPU(copy)(void *dst, const void *src, size_t n);
 void CPU(accumulate)(void *dst, const void *src, size_t n);

@@ -245,6 +245,18 @@ static void test_memory(void)
     for (size_t i = 0; i < n; i++)
         bad += back[i] != (float)bf16_value(bf16_bits(x[i]));
     tap_check(bad == 0, "f32_to_act then act_to_f32 rounds to nearest bf16 (%zu mismatches)", bad);
+    gpu->upload(dx, x, n * sizeof(float));
+    gpu->f32_to_bf16(act, dx, n);
+    gpu->bf16_to_f32(dx, act, n);
+    gpu->download(back, dx, n * sizeof(float));
+    uint16_t *wire = xmalloc(n * sizeof(uint16_t));
+    float *want = xmalloc(n * sizeof(float));
+    cpu->f32_to_bf16(wire, x, n);
+    cpu->bf16_to_f32(want, wire, n);
+    tap_check(!memcmp(back, want, n * sizeof(float)),
+              "f32_to_bf16 then bf16_to_f32 (the gradients' bf16 wire) give the CPU's values bit for bit");
+    free(wire);
+    free(want);
 
     round_bf16(a, n);
     round_bf16(b, n);
