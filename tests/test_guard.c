@@ -108,7 +108,7 @@ static void run(const char *sets, int world, const char *inject, Run *out)
         return;
     Config c;
     config_defaults(&c);
-    char *all = xasprintf("model.vocab_size=23 model.n_layers=2 model.d_model=16 model.n_heads=2 model.z_dim=8 "
+    char *all = xasprintf("model.vocab_size=24 model.n_layers=2 model.d_model=16 model.n_heads=2 model.z_dim=8 "
                           "model.v_dim=12 model.ffn_dim=20 model.chunk=4 model.groups=4 model.cema_ndim=3 "
                           "data.seq_len=16 data.batch_size=4 parallel.micro_batches=2 train.steps=%d train.seed=3 "
                           "schedule.warmup_steps=1 optimizer.lr=1e-2 log.metrics= %s",

@@ -42,6 +42,7 @@ static const Ops table = {
     .qk_backward = CPU(qk_backward),
     .attention_forward = CPU(attention_forward),
     .attention_backward = CPU(attention_backward),
+    .crossentropy_stats = CPU(crossentropy_stats),
     .crossentropy = CPU(crossentropy),
     .sumsq = CPU(sumsq),
     .adamw = CPU(adamw),

@@ -45,6 +45,7 @@ static const Ops table = {
     .qk_backward = cuda_qk_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
+    .crossentropy_stats = cuda_crossentropy_stats,
     .crossentropy = cuda_crossentropy,
     .sumsq = cuda_sumsq,
     .adamw = cuda_adamw,

@@ -181,7 +181,8 @@ static void test_training(void)
             double norm = sqrt(m->ops->sumsq(m->grads, m->n_elems));
             m->ops->adamw(adam[k][2], m->params_act, m->grads, adam[k][0], adam[k][1], m->n_elems,
                           (float)schedule_lr(&cfg, s), (float)cfg.optimizer.beta1, (float)cfg.optimizer.beta2,
-                          (float)cfg.optimizer.eps, (float)cfg.optimizer.weight_decay, s, (float)clip_scale(&cfg, norm));
+                          (float)cfg.optimizer.eps, (float)cfg.optimizer.weight_decay, s,
+                          (float)clip_scale(&cfg, norm));
             if (s == 1)
                 first[k] = loss[k];
             last[k] = loss[k];

@@ -409,8 +409,9 @@ int main(int argc, char **argv)
         check(elementwise_case(ew[i], (1 << 20) + 3));
         check(elementwise_case(ew[i], 37));
     }
-    check(embedding_case(4096, 512, 1000));
-    check(embedding_case(300, 100, 40)); /* D not a multiple of 8: scalar path */
+    check(embedding_case(4096, 512, 1000, 0, 1000));
+    check(embedding_case(4096, 512, 1000, 250, 250)); /* a tensor-parallel rank's slice */
+    check(embedding_case(300, 100, 40, 0, 40)); /* D not a multiple of 8: scalar path */
 
     check(matmul_case(512, 256, 384, 1, 0, 1));
     check(matmul_case(512, 256, 384, 0, 1, 1));
@@ -453,9 +454,11 @@ int main(int argc, char **argv)
     check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 causal blocks per chunk */
     check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk: 4 causal blocks */
 
-    check(crossentropy_case(257, 1000));
-    check(crossentropy_case(64, 32000));
-    check(crossentropy_case(31, 37)); /* vocabulary not a multiple of 8 */
+    check(crossentropy_case(257, 1000, 1));
+    check(crossentropy_case(64, 32000, 1));
+    check(crossentropy_case(64, 32000, 4)); /* tensor-parallel slices */
+    check(crossentropy_case(31, 37, 1)); /* vocabulary not a multiple of 8 */
+    check(crossentropy_case(31, 111, 3)); /* slices of 37 */
 
     int rc = tap_done();
     MPI_Finalize();
