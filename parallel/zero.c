@@ -146,7 +146,7 @@ void zero_step(Zero *z, float lr, float beta1, float beta2, float eps, float wei
     }
     if (z->comm->size == 1)
         return;
-    for (int i = 0; i < z->nbuckets; i++) { /* after every update: they queue behind each other */
+    for (int i = 0; i < z->nbuckets; i++) { /* after all the updates: over NCCL they run back to back */
         const ZeroBucket *b = &z->buckets[i];
         comm_allgather(z->comm, act + own(z, b) * ops->act_size, act + b->start * ops->act_size, b->piece,
                        comm_type_of(ops->act));

@@ -48,7 +48,7 @@
    2^-9 (sum of |terms| + |sum|), 2^-8 of it where the terms do not cancel; with eps above the
    gradients the update is proportional to the gradient, so a tensor's error is about its
    gradient's: 3e-3 to 8e-3 measured, 2e-2 allowed (where a weight's terms partly cancel its
-   relative error grows). The losses, which every weight moves a little, agree to 1e-5: 1e-4
+   relative error grows). The losses, which every weight moves a little, agree to 2e-5: 1e-4
    allowed. A gradient summed into the wrong owner's or bucket's place gives O(1) errors. */
 #include "src/config.h"
 #include "src/train.h"
