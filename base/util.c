@@ -178,6 +178,24 @@ uint64_t util_fnv1a(const void *data, size_t bytes, uint64_t h)
     return h;
 }
 
+void util_f32_to_bf16(uint16_t *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, in + i, sizeof u);
+        out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40)
+                                                 : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+    }
+}
+
+void util_bf16_to_f32(float *out, const uint16_t *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)in[i] << 16;
+        memcpy(out + i, &u, sizeof u);
+    }
+}
+
 uint64_t rng_key(uint64_t seed, const char *name)
 {
     return rng_mix(rng_mix(seed) ^ util_fnv1a(name, strlen(name), UTIL_FNV_INIT));

@@ -48,5 +48,9 @@ double util_now(void); /* monotonic seconds */
 void util_write_quoted(FILE *f, const char *s);
 uint64_t util_fnv1a(const void *data, size_t bytes, uint64_t h); /* h = UTIL_FNV_INIT to start */
 #define UTIL_FNV_INIT 0xcbf29ce484222325ULL
+/* fp32 <-> bf16 (the upper 16 bits) on the host, n values: rounding to nearest even, as the GPU
+   rounds; a NaN stays a NaN */
+void util_f32_to_bf16(uint16_t *out, const float *in, size_t n);
+void util_bf16_to_f32(float *out, const uint16_t *in, size_t n);
 
 #endif

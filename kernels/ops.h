@@ -6,7 +6,8 @@
    - Pointers are backend memory (host for the CPU backends, device for CUDA).
    - `void *` / `const void *` are activations and compute copies of parameters, in the backend's
      activation dtype (Ops.act); `float *` are fp32 (saved statistics, states, gradients of
-     parameters, master weights, optimizer moments); `int32_t *` are token ids.
+     parameters, master weights, optimizer moments); `double *` are the cross-entropy's row
+     statistics (the CPU reference sums the softmax in fp64); `int32_t *` are token ids.
    - Activations are row-major (B, L, features): token t = b*L + l, feature fastest. T = B*L.
    - Backward ops ADD (+=) into every parameter gradient (the model zeroes those once per step).
      The gradients of their activation inputs (din, da, db, dinp, dx, du, dzs, attention's dq,
@@ -71,6 +72,10 @@ typedef struct Ops {
        act dtype is fp32 */
     void (*f32_to_act)(void *dst, const float *src, size_t n);
     void (*act_to_f32)(float *dst, const void *src, size_t n);
+    /* fp32 backend array <-> bf16 (n elements, round to nearest even), whatever the act dtype:
+       the gradients' wire format under parallel.grad_reduce_dtype: bf16 */
+    void (*f32_to_bf16)(void *dst, const float *src, size_t n);
+    void (*bf16_to_f32)(float *dst, const void *src, size_t n);
 
     /* ---- elementwise (n elements of act dtype) ---- */
     void (*copy)(void *dst, const void *src, size_t n);
@@ -90,9 +95,13 @@ typedef struct Ops {
     void (*join_columns)(void *dst, const void *src, int n, int T, int w);
     void (*split_columns)(void *dst, const void *src, int n, int T, int w);
 
-    /* ---- embedding: out (T, D) = table[tok] * scale; table (vocab, D) ---- */
-    void (*embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
-    void (*embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
+    /* ---- embedding over a slice of the vocabulary (tensor parallelism splits it): table (V, D)
+       holds the rows of ids v0 .. v0 + V - 1; out (T, D) = table[tok - v0] * scale for the tokens
+       in the slice and 0 for the others; backward adds only those tokens' rows ---- */
+    void (*embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
+                              float scale);
+    void (*embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
+                               float scale);
 
     /* ---- linear: out (T, OC) = inp (T, IC) w^T (w: (OC, IC)) + bias (OC, may be NULL);
        accumulate != 0 adds to out instead of overwriting it ---- */
@@ -162,11 +171,18 @@ typedef struct Ops {
     void (*attention_step)(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
                            int B, int H, int dz, int dv, int C, float rope_base);
 
-    /* ---- cross-entropy over logits (T, V) with targets (T): returns the sum over tokens of
-       -log softmax(logits)[target] (fp64 on the host). When grad_scale != 0, logits are
-       overwritten with grad_scale * d(sum)/d(logits). A target < 0 is ignored (no loss, zero
-       gradient). ---- */
-    double (*crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale);
+    /* ---- cross-entropy over a vocabulary cut into n equal slices (tensor parallelism; n = 1: the
+       whole vocabulary), the rank of a slice holding its logits (T, V), ids v0 .. v0 + V - 1.
+       crossentropy_stats writes the slice's statistics of each row to stats (T, 3) fp64: the
+       max logit, the sum of exp(logit - max), and the target's logit when the slice holds the
+       target, else 0. crossentropy takes every slice's statistics, all (n, T, 3) in slice
+       order, and returns the sum over tokens of -log softmax(logits)[target] (fp64 on the host,
+       the same from every slice); when grad_scale != 0 it overwrites the slice's logits with
+       grad_scale * d(sum)/d(logits). A target < 0 is ignored (no loss, zero gradient); one at or
+       above n V is an error. ---- */
+    void (*crossentropy_stats)(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0);
+    double (*crossentropy)(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
+                           float grad_scale);
 
     /* ---- optimizer ---- */
     /* sum of squares of n fp32 values, fp64 on the host */

@@ -39,25 +39,6 @@ static CommType sum_type(CommType t) { return t == COMM_BF16 ? COMM_F32 : t; }
 
 static int piece(size_t n, size_t at) { return (int)(n - at < MPI_PIECE ? n - at : MPI_PIECE); }
 
-static void bf16_widen(float *out, const uint16_t *in, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)in[i] << 16;
-        memcpy(out + i, &u, sizeof u);
-    }
-}
-
-/* round to nearest even, as the CUDA backend does; a NaN stays a NaN */
-static void bf16_narrow(uint16_t *out, const float *in, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, in + i, sizeof u);
-        out[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40)
-                                                 : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
-    }
-}
-
 /* ---- host copies of device buffers (MPI) ---- */
 
 /* h (n elements as MPI moved them: type t, or fp32 staged as [fp32 (n) | bf16 (n)] when w is
@@ -66,7 +47,7 @@ static void host_copy_back(Comm *c, void *buf, void *h, size_t n, CommType t, Co
 {
     const size_t bytes = n * type_size(t), wide = t == w ? 0 : n * type_size(w);
     if (wide)
-        bf16_narrow((uint16_t *)((char *)h + wide), h, n);
+        util_f32_to_bf16((uint16_t *)((char *)h + wide), h, n);
     if (c->device)
         c->ops->upload(buf, (char *)h + wide, bytes); /* ordered after the compute issued so far */
     else
@@ -148,7 +129,7 @@ static void *host_in(Comm *c, const void *buf, size_t n, CommType t, CommType w,
         else
             memcpy(h + wide, buf, bytes);
         if (wide)
-            bf16_widen((float *)h, (const uint16_t *)(h + wide), n);
+            util_bf16_to_f32((float *)h, (const uint16_t *)(h + wide), n);
     }
     return h;
 }
@@ -235,23 +216,20 @@ static void mpi_broadcast(Comm *c, void *buf, size_t n, CommType t, int root)
     host_out(c, buf, h, n, t, t, s);
 }
 
-static void mpi_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root)
+static void mpi_reduce_scatter_async(Comm *c, const void *send, void *recv, size_t n, CommType t)
 {
+    if (n > MPI_PIECE)
+        fail("comm_reduce_scatter_async: %zu elements per rank is over MPI's count limit", n);
     const CommType w = sum_type(t);
-    const int at_root = c->rank == root;
-    const size_t ws = type_size(w);
     int s;
-    char *h = host_in(c, send, n, t, w, 0, 1, &s);
-    if (s >= 0 && at_root) { /* the sum lands in the staging buffer, which hands it to recv when done */
+    char *h = host_in(c, send, (size_t)c->size * n, t, w, 0, 1, &s);
+    if (s >= 0) { /* the sum lands at the start of the staging buffer, which hands it to recv when done */
         c->stages[s].dst = recv;
         c->stages[s].n = n;
         c->stages[s].t = t;
     }
-    for (size_t at = 0; at < n; at += MPI_PIECE) {
-        const void *sb = s >= 0 && at_root ? MPI_IN_PLACE : h + at * ws;
-        void *rb = !at_root ? NULL : s >= 0 ? h + at * ws : (char *)recv + at * ws;
-        MPI_CHECK(MPI_Ireduce(sb, rb, piece(n, at), mpi_type(w), MPI_SUM, root, c->mpi, pending_push(c, s)));
-    }
+    MPI_CHECK(MPI_Ireduce_scatter_block(s >= 0 ? MPI_IN_PLACE : h, s >= 0 ? (void *)h : recv, (int)n, mpi_type(w),
+                                        MPI_SUM, c->mpi, pending_push(c, s)));
     stage_drop(c, s);
 }
 
@@ -337,7 +315,7 @@ void nccl_allreduce(Comm *c, void *buf, size_t n, CommType t) { UNREACHABLE; }
 void nccl_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommType t) { UNREACHABLE; }
 void nccl_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t) { UNREACHABLE; }
 void nccl_broadcast(Comm *c, void *buf, size_t n, CommType t, int root) { UNREACHABLE; }
-void nccl_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root) { UNREACHABLE; }
+void nccl_reduce_scatter_async(Comm *c, const void *send, void *recv, size_t n, CommType t) { UNREACHABLE; }
 void nccl_send(Comm *c, CommStage *s, const void *buf, size_t bytes, size_t n, CommType t, int peer) { UNREACHABLE; }
 void nccl_recv(Comm *c, void *buf, size_t n, CommType t, int peer) { UNREACHABLE; }
 void nccl_wait(Comm *c) { UNREACHABLE; }
@@ -371,9 +349,9 @@ void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root)
     if (c->size > 1)
         VIA(nccl_broadcast(c, buf, n, t, root), mpi_broadcast(c, buf, n, t, root));
 }
-void comm_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root)
+void comm_reduce_scatter_async(Comm *c, const void *send, void *recv, size_t n, CommType t)
 {
-    VIA(nccl_reduce(c, send, recv, n, t, root), mpi_reduce(c, send, recv, n, t, root));
+    VIA(nccl_reduce_scatter_async(c, send, recv, n, t), mpi_reduce_scatter_async(c, send, recv, n, t));
 }
 void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag)
 {

@@ -10,9 +10,9 @@
    soon as it returns. The copies live in staging buffers the Comm owns, each held until
    comm_wait: a pool that grows in the first step to what one step sends and then stays (no
    allocation after that; over NCCL the copy into a reused buffer also waits for the event of
-   the send that last read it). comm_reduce is asynchronous too but reads its send buffer in place (a gradient buffer
-   the size of the model, which a copy would double): that buffer must stay untouched, and recv
-   is ready, only after comm_wait.
+   the send that last read it). comm_reduce_scatter_async is asynchronous too but reads its send
+   buffer in place (a gradient buffer the size of the model, which a copy would double): that
+   buffer must stay untouched, and recv is ready, only after comm_wait.
    Every wait for another rank is bounded by the watchdog (watchdog.h). */
 #ifndef MEGATRAIN_COMM_H
 #define MEGATRAIN_COMM_H
@@ -68,8 +68,8 @@ void comm_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommTy
 /* send: n elements; recv: size * n, rank blocks in order (send may be recv's own block) */
 void comm_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void comm_broadcast(Comm *c, void *buf, size_t n, CommType t, int root);
-/* Asynchronous sum of send (n) over the group into recv on root (recv unused elsewhere). */
-void comm_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root);
+/* comm_reduce_scatter, asynchronous: recv is ready at comm_wait */
+void comm_reduce_scatter_async(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void comm_send(Comm *c, const void *buf, size_t n, CommType t, int peer, int tag); /* asynchronous, copied */
 void comm_recv(Comm *c, void *buf, size_t n, CommType t, int peer, int tag);
 /* The maximum of a host int over the group (agreement on a flag or verdict), on host Comms. */

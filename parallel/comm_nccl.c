@@ -297,12 +297,12 @@ void nccl_broadcast(Comm *c, void *buf, size_t n, CommType t, int root)
     collective_end(x, "broadcast");
 }
 
-void nccl_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root)
+void nccl_reduce_scatter_async(Comm *c, const void *send, void *recv, size_t n, CommType t)
 {
     Nccl *x = c->nccl;
     after_compute(x, x->sdown);
-    NCCL_CHECK(ncclReduce(send, recv, n, nccl_type(t), ncclSum, root, x->down, x->sdown));
-    track_push(x, 0, "reduce", root);
+    NCCL_CHECK(ncclReduceScatter(send, recv, n, nccl_type(t), ncclSum, x->down, x->sdown));
+    track_push(x, 0, "reduce-scatter", -1);
 }
 
 void nccl_send(Comm *c, CommStage *s, const void *buf, size_t bytes, size_t n, CommType t, int peer)

@@ -11,7 +11,7 @@ void nccl_allreduce(Comm *c, void *buf, size_t n, CommType t);
 void nccl_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void nccl_allgather(Comm *c, const void *send, void *recv, size_t n, CommType t);
 void nccl_broadcast(Comm *c, void *buf, size_t n, CommType t, int root);
-void nccl_reduce(Comm *c, const void *send, void *recv, size_t n, CommType t, int root);
+void nccl_reduce_scatter_async(Comm *c, const void *send, void *recv, size_t n, CommType t);
 /* Copy bytes of buf (n elements of t) into the staging buffer s (after the last send from it),
    then send that. */
 void nccl_send(Comm *c, CommStage *s, const void *buf, size_t bytes, size_t n, CommType t, int peer);

@@ -5,7 +5,8 @@
    into pieces; the model calls them on an opaque handle, so it never sees the communicator.
 
    A NULL handle is a group of one: a gather or reduce-scatter does nothing (the caller's whole
-   buffer is then its piece) and a row-parallel layer is one matmul. Buffers are the backend's
+   buffer is then its piece), a row-parallel layer is one matmul and the cross-entropy sees the
+   whole vocabulary. Buffers are the backend's
    (ops) memory in its act dtype; a call is complete when it returns. */
 #ifndef MEGATRAIN_TP_H
 #define MEGATRAIN_TP_H
@@ -27,9 +28,12 @@ void tp_gather(TpGroup *tp, const Ops *ops, void *full, const void *piece, int T
 /* piece (T, w) = this rank's columns of the sum over the ranks of their full (T, n w); the piece
    holds no contribution of its own. */
 void tp_reduce_scatter(TpGroup *tp, const Ops *ops, void *piece, const void *full, int T, int w);
-/* buf (n) = the sum over the ranks of their buf (partial sums of an output every rank needs whole,
-   such as the head's logits). */
-void tp_allreduce(TpGroup *tp, const Ops *ops, void *buf, size_t n);
+/* The vocabulary-parallel cross-entropy (ops.h): rank j holds the logits (T, V) of ids j V ..
+   (j + 1) V - 1; the ranks trade their rows' statistics through stats ((n, T, 3) fp64, ops's
+   memory) and each returns the loss summed over the tokens and, with grad_scale != 0, gets its
+   slice's gradient over its logits. No rank holds the logits of the whole vocabulary. */
+double tp_crossentropy(TpGroup *tp, const Ops *ops, void *logits, const int32_t *targets, double *stats, int T, int V,
+                       float grad_scale);
 
 /* Row-parallel linear layer: out (T, w) += this rank's columns of the sum over the ranks of
    inp (T, IC) W^T, where W (n w, IC) multiplies this rank's IC input features. */

@@ -1,9 +1,11 @@
-/* zero.h: the data-parallel optimizer (ZeRO stage 1). The ranks that hold the same parameters
-   (the dp x cp group) sum the gradients so that each owns the sum of one 1/n shard of the flat
-   parameter buffer; AdamW updates only that shard (its moments live only there); then the
-   parameters are all-gathered. Backward finishes the buffer from its end (the last layers), so
-   each shard's sum is a reduce to its owner, started as soon as its gradients are final and
-   running while backward goes on. */
+/* zero.h: the distributed optimizer (Megatron's: ZeRO stage 1 with the master weights sharded
+   too). The n ranks that hold the same parameters (the dp x cp group) cut the flat parameter
+   buffer into buckets, and each rank owns 1/n of every bucket: the fp32 master weights, the
+   AdamW moments and the summed gradient of those elements live only there. Backward finishes the
+   gradient buffer from its end, so each bucket's reduce-scatter to the owners starts as soon as
+   backward has passed it and runs while backward goes on; the gradients travel in fp32 or
+   rounded to bf16. AdamW then updates the owned elements and their compute copy, which the group
+   all-gathers bucket by bucket in the compute dtype. */
 #ifndef MEGATRAIN_ZERO_H
 #define MEGATRAIN_ZERO_H
 
@@ -12,27 +14,49 @@
 
 #include <stddef.h>
 
+/* Elements [start, start + n piece) of the flat buffers: rank r of the group owns
+   [start + r piece, start + (r + 1) piece), held from element `at` of its shard arrays. */
+typedef struct {
+    size_t start, piece, at;
+} ZeroBucket;
+
 typedef struct {
     const Ops *ops;
-    Comm *comm;        /* the group sharing parameters */
-    size_t n;          /* padded buffer length, a multiple of comm->size */
-    size_t shard, lo;  /* this rank owns [lo, lo + shard) */
-    float *grad;       /* (shard) summed gradient; aliases the full buffer's shard when alone */
-    float *m, *v;      /* (shard) AdamW moments */
-    int next;          /* this step's sums of shards next .. size - 1 are under way */
+    Comm *comm;          /* the group sharing parameters */
+    size_t n;            /* padded buffer length, a multiple of comm->size */
+    size_t shard;        /* the elements this rank owns, n / comm->size */
+    ZeroBucket *buckets; /* (nbuckets) ascending; one when the rank is alone */
+    int nbuckets;
+    CommType wire;       /* how the gradients travel: COMM_F32, or COMM_BF16 (rounded to it) */
+    void *params;        /* (n) the compute copy of the parameters (the model's) */
+    float *master;       /* (shard) fp32 master weights; params itself when alone and that is fp32 */
+    float *grad;         /* (shard) summed gradient; the gradient buffer itself when alone */
+    float *m, *v;        /* (shard) AdamW moments */
+    void *send, *recv;   /* bf16 wire: (n) the gradients rounded, (shard) their sum */
+    int next;            /* this step's reduce-scatters of buckets next .. nbuckets - 1 are under way */
 } Zero;
 
-/* n: the parameter buffers' padded length (a multiple of the group size). */
-void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, float *grads);
+/* params (n, compute copy) and grads (n, fp32): the model's buffers, n a multiple of the group
+   size; buckets of about `bucket` elements (rounded down to a multiple of the group size). */
+void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, void *params, float *grads, size_t bucket,
+               CommType wire);
 void zero_free(Zero *z);
-/* Start the sums of the shards not yet started that lie at or above element from of grads (n):
-   their gradients are final. */
+/* This rank's master weights and moments from host arrays of the whole buffer (n); m, v NULL:
+   zero (a fresh start). The compute copy is the caller's. */
+void zero_load(Zero *z, const float *params, const float *m, const float *v);
+/* Collective over the group: out (n, host) on its rank 0 = the whole buffer of shard arrays
+   `shard` (z->master, z->m or z->v) of every rank. */
+void zero_gather(const Zero *z, const float *shard, float *out);
+/* Start the reduce-scatters of the buckets not yet started that lie at or above element from of
+   grads (n): their gradients are final. */
 void zero_reduce_from(Zero *z, const float *grads, size_t from);
 /* Finish the sum of grads (n) over the group into z->grad: start what is left, wait for all. */
 void zero_reduce(Zero *z, const float *grads);
-/* AdamW on this rank's shard with the gradient times grad_scale, then all-gather the fp32
-   parameters and refresh the compute copy. */
-void zero_step(Zero *z, float *params, void *params_act, float lr, float beta1, float beta2, float eps,
-               float weight_decay, int step, float grad_scale);
+/* The sum of squares of the summed gradient over the elements of [lo, hi) this rank owns. */
+double zero_sumsq(const Zero *z, size_t lo, size_t hi);
+/* AdamW on this rank's elements with the gradient times grad_scale, refreshing their compute
+   copy, then the all-gather of the compute copy. */
+void zero_step(Zero *z, float lr, float beta1, float beta2, float eps, float weight_decay, int step,
+               float grad_scale);
 
 #endif

@@ -272,9 +272,10 @@ static void meta_check(const char *file, const int64_t *ints, const double *floa
     if (d->D % d->G || d->Z % d->H || d->V % d->H)
         data_bad(file, "a model of d_model %d, groups %d, n_heads %d, z_dim %d, v_dim %d (groups must divide d_model, "
                  "n_heads z_dim and v_dim)", d->D, d->G, d->H, d->Z, d->V);
-    if (d->H % ck->tp || d->D % ck->tp || d->G % ck->tp || d->F % ck->tp || d->n_layers < ck->pp)
+    if (d->H % ck->tp || d->D % ck->tp || d->G % ck->tp || d->F % ck->tp || d->vocab % ck->tp ||
+        d->n_layers < ck->pp)
         data_bad(file, "layout tp %d pp %d does not fit the model (n_heads %d, d_model %d, groups %d, ffn_dim %d, "
-                 "%d layers)", ck->tp, ck->pp, d->H, d->D, d->G, d->F, d->n_layers);
+                 "vocab_size %d, %d layers)", ck->tp, ck->pp, d->H, d->D, d->G, d->F, d->vocab, d->n_layers);
 }
 
 static void info_body(void *arg)
@@ -441,26 +442,20 @@ void ckpt_save(Trainer *tr, const char *dir)
     }
     watchdog_barrier(t->world_comm, "barrier before writing a checkpoint", "world");
 
-    /* the moments are sharded over the dp x cp group: gather them on its rank 0, which writes */
+    /* the master weights and moments are spread over the dp x cp group: gathered on its rank 0,
+       which writes */
     const int writer = tr->dpcp.rank == 0;
-    const size_t shard = z->shard;
-    float *ms = xmalloc(shard * sizeof(float)), *vs = xmalloc(shard * sizeof(float));
-    tr->ops->download(ms, z->m, shard * sizeof(float));
-    tr->ops->download(vs, z->v, shard * sizeof(float));
-    float *mall = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
-    float *vall = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
-    MPI_Request gather[2];
-    MPI_CHECK(MPI_Igather(ms, (int)shard, MPI_FLOAT, mall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm, &gather[0]));
-    MPI_CHECK(MPI_Igather(vs, (int)shard, MPI_FLOAT, vall, (int)shard, MPI_FLOAT, 0, t->dpcp_comm, &gather[1]));
-    watchdog_wait(gather, 2, "gather of the AdamW moments for a checkpoint", "dpcp", -1);
+    const float *shards[3] = {z->master, z->m, z->v};
+    HostArrays h;
+    for (int g = 0; g < 3; g++) {
+        float *all = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
+        zero_gather(z, shards[g], all);
+        h.arrays[g] = all;
+    }
     if (writer) {
-        float *params = xmalloc(m->n_elems * sizeof(float));
-        model_params_to_host(m, params);
-        HostArrays h = {{params, mall, vall}};
         char *file = shard_file(tmp, t->pp_rank, t->tp_rank);
         write_shard(file, m->params_info, m->n_params, t->tp, t->tp_rank, fetch_host, &h);
         free(file);
-        free(params);
     }
     if (t->rank == 0) {
         CkptInfo ck = {.step = tr->step,
@@ -488,10 +483,8 @@ void ckpt_save(Trainer *tr, const char *dir)
         log_info("checkpoint %s written", final);
     }
     watchdog_barrier(t->world_comm, "barrier after renaming a checkpoint", "world");
-    free(ms);
-    free(vs);
-    free(mall);
-    free(vall);
+    for (int g = 0; g < 3; g++)
+        free((float *)h.arrays[g]);
     free(tmp);
     free(final);
 }
@@ -532,37 +525,72 @@ static void read_source(ReadArgs *a, int stage, int s, const int64_t *src_local)
     H5_CHECK_AT(file, H5Fclose(f));
 }
 
+/* The dimension the writer cut the tensor along, from its file's split_tp_rank (-1: whole in
+   every file): an older table may have cut it elsewhere than this one does. */
+static int source_split(ReadArgs *a, int stage)
+{
+    const ParamInfo *p = a->p;
+    free(a->file);
+    a->file = shard_file(a->ck->path, stage, a->tp_rank % a->ck->tp);
+    const char *file = a->file;
+    hid_t f = h5u_open(file, 0), d = H5_CHECK_AT(file, H5Dopen2(f, a->name, H5P_DEFAULT));
+    int64_t meta[3];
+    h5u_attr_i64s(d, file, "split_tp_rank", 3, meta);
+    H5_CHECK_AT(file, H5Dclose(d));
+    H5_CHECK_AT(file, H5Fclose(f));
+    if (meta[0] < -1 || meta[0] >= p->ndim || meta[1] != a->ck->tp ||
+        (meta[0] >= 0 && p->shape[meta[0]] % meta[1]))
+        data_bad(file, "%s: split_tp_rank (%lld, %lld, %lld) does not fit a tensor of %d dimensions written under "
+                 "tp %d", a->name, (long long)meta[0], (long long)meta[1], (long long)meta[2], p->ndim, a->ck->tp);
+    return (int)meta[0];
+}
+
+/* Copy the box of global indices [lo, hi) (each dimension) from src, the block of shape src_n at
+   src_lo, into dst, the block of shape dst_n at dst_lo: runs along the last dimension. */
+static void copy_box(float *dst, const int64_t *dst_lo, const int64_t *dst_n, const float *src, const int64_t *src_lo,
+                     const int64_t *src_n, const int64_t *lo, const int64_t *hi, int ndim)
+{
+    int64_t g[PARAM_MAXDIM];
+    memcpy(g, lo, (size_t)ndim * sizeof *g);
+    int k;
+    do {
+        int64_t di = 0, si = 0;
+        for (int j = 0; j < ndim; j++) {
+            di = di * dst_n[j] + g[j] - dst_lo[j];
+            si = si * src_n[j] + g[j] - src_lo[j];
+        }
+        memcpy(dst + di, src + si, (size_t)(hi[ndim - 1] - lo[ndim - 1]) * sizeof(float));
+        for (k = ndim - 2; k >= 0 && ++g[k] == hi[k]; k--) /* the next run */
+            g[k] = lo[k];
+    } while (k >= 0);
+}
+
+/* This rank's shard from the files' blocks that overlap it, however each was cut. */
 static void read_body(void *arg)
 {
     ReadArgs *a = arg;
     const CkptInfo *ck = a->ck;
     const ParamInfo *p = a->p;
-    const int stage = stage_of(p, &ck->dims, ck->pp);
-    const int k = p->split, tp_src = k < 0 ? 1 : ck->tp;
-    int64_t src_local[PARAM_MAXDIM];
-    int64_t outer = 1, inner = 1;
+    const int stage = stage_of(p, &ck->dims, ck->pp), ks = source_split(a, stage);
+    int64_t mine_lo[PARAM_MAXDIM], src_lo[PARAM_MAXDIM], src_n[PARAM_MAXDIM], lo[PARAM_MAXDIM], hi[PARAM_MAXDIM];
     for (int j = 0; j < p->ndim; j++) {
-        src_local[j] = j == k ? p->shape[j] / ck->tp : p->shape[j];
-        if (k >= 0 && j < k)
-            outer *= p->shape[j];
-        if (k >= 0 && j > k)
-            inner *= p->shape[j];
+        mine_lo[j] = j == p->split ? a->tp_rank * p->local[j] : 0;
+        src_n[j] = j == ks ? p->shape[j] / ck->tp : p->shape[j];
     }
-    if (k < 0) { /* replicated: any tp rank's copy; the same rank's when it exists (verify reads each) */
-        read_source(a, stage, a->tp_rank % ck->tp, src_local);
-        memcpy(a->out, a->buf, p->numel * sizeof(float));
-        return;
-    }
-    /* along the split dimension, this shard is [lo, hi); source s holds [s S, (s + 1) S) */
-    const int64_t mine = p->local[k], src = src_local[k], lo = (int64_t)a->tp_rank * mine, hi = lo + mine;
-    for (int s = 0; s < tp_src; s++) {
-        int64_t a0 = s * src > lo ? s * src : lo, b0 = (s + 1) * src < hi ? (s + 1) * src : hi;
-        if (a0 >= b0)
+    for (int s = 0; s < (ks < 0 ? 1 : ck->tp); s++) {
+        int empty = 0;
+        for (int j = 0; j < p->ndim; j++) {
+            src_lo[j] = j == ks ? s * src_n[j] : 0;
+            lo[j] = mine_lo[j] > src_lo[j] ? mine_lo[j] : src_lo[j];
+            const int64_t mine_hi = mine_lo[j] + p->local[j], src_hi = src_lo[j] + src_n[j];
+            hi[j] = mine_hi < src_hi ? mine_hi : src_hi;
+            empty |= lo[j] >= hi[j];
+        }
+        if (empty)
             continue;
-        read_source(a, stage, s, src_local);
-        for (int64_t o = 0; o < outer; o++)
-            memcpy(a->out + (o * mine + (a0 - lo)) * inner, a->buf + (o * src + (a0 - s * src)) * inner,
-                   (size_t)((b0 - a0) * inner) * sizeof(float));
+        /* a tensor whole in every file: the same rank's copy when it exists (verify reads each) */
+        read_source(a, stage, ks < 0 ? a->tp_rank % ck->tp : s, src_n);
+        copy_box(a->out, mine_lo, p->local, a->buf, src_lo, src_n, lo, hi, p->ndim);
     }
 }
 
@@ -606,8 +634,7 @@ static int load_one(Trainer *tr, const char *path, CkptInfo *ck, char *err, size
                            err, errlen);
     if (!rc) {
         model_params_from_host(m, host[0]);
-        tr->ops->upload(z->m, host[1] + z->lo, z->shard * sizeof(float));
-        tr->ops->upload(z->v, host[2] + z->lo, z->shard * sizeof(float));
+        zero_load(z, host[0], host[1], host[2]);
         tr->step = ck->step;
         tr->cursor = ck->cursor;
     }

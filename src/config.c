@@ -33,7 +33,7 @@ static const Key keys[] = {
      "named architecture: mega200M, mega1.3B, mega1.3B_pg19, mega7.1B, mega7.3B, paper7B (spec section 8), "
      "or empty for the explicit dimensions below; explicit keys override the preset's"},
     {"model", "vocab_size", KT_INT, OFF(model.vocab_size), "0", 0, 1 << 30, NULL,
-     "vocabulary size; 0 takes it from the dataset"},
+     "vocabulary size; 0 takes it from the dataset; may be larger than the dataset's (parallel.tp must divide it)"},
     {"model", "n_layers", KT_INT, OFF(model.n_layers), "2", 1, 4096, NULL, "Megalodon blocks"},
     {"model", "d_model", KT_INT, OFF(model.d_model), "128", 1, 1 << 20, NULL, "model width D"},
     {"model", "n_heads", KT_INT, OFF(model.n_heads), "2", 1, 4096, NULL, "attention heads H"},
@@ -58,6 +58,12 @@ static const Key keys[] = {
      "micro-batches per step on each data-parallel rank (gradient accumulation)"},
     {"parallel", "overlap_grad_reduce", KT_BOOL, OFF(parallel.overlap_grad_reduce), "true", 0, 0, NULL,
      "start the data-parallel gradient sums during backward (false: all after it, for measuring the overlap)"},
+    {"parallel", "grad_bucket_mb", KT_FLOAT, OFF(parallel.grad_bucket_mb), "64", 1e-4, 4096, NULL,
+     "MiB of fp32 gradients per data-parallel reduce-scatter (bucket); each starts as soon as backward has "
+     "finished its gradients"},
+    {"parallel", "grad_reduce_dtype", KT_ENUM, OFF(parallel.grad_reduce_dtype), "fp32", 0, 0, "fp32|bf16",
+     "the data-parallel gradient sums' type on the wire: bf16 rounds each rank's gradients and the sum to bf16 "
+     "(half the traffic); on the CPU MPI adds the bf16 values in fp32"},
     {"parallel", "comm", KT_ENUM, OFF(parallel.comm), "auto", 0, 0, "auto|nccl|mpi",
      "how ranks talk: auto is nccl on CUDA, mpi on the CPU; mpi on CUDA stages device buffers through host "
      "memory (several ranks may share a GPU; slow, for tests)"},
@@ -544,6 +550,10 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
             "%d must divide model.d_model (%d) and model.groups (%d)", tp, D, c->model.groups);
     REQUIRE(c->model.ffn_dim % tp == 0, "parallel.tp", "%d does not divide model.ffn_dim (%d)", tp,
             c->model.ffn_dim);
+    REQUIRE(c->model.vocab_size % tp == 0, "parallel.tp",
+            "%d does not divide model.vocab_size (%d), which tensor parallelism splits: round the vocabulary up "
+            "(it may be larger than the dataset's)",
+            tp, c->model.vocab_size);
     REQUIRE(pp <= c->model.n_layers, "parallel.pp", "%d stages for %d layers", pp, c->model.n_layers);
 
     const int L = c->data.seq_len, C = c->model.chunk;

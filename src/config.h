@@ -14,6 +14,7 @@ typedef enum { DECAY_COSINE = 0, DECAY_LINEAR = 1, DECAY_CONSTANT = 2 } DecayKin
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 typedef enum { PRECISION_AUTO = 0, PRECISION_FP32 = 1, PRECISION_BF16 = 2 } PrecisionKind;
 typedef enum { PARALLEL_COMM_AUTO = 0, PARALLEL_COMM_NCCL = 1, PARALLEL_COMM_MPI = 2 } ParallelComm;
+typedef enum { GRAD_REDUCE_FP32 = 0, GRAD_REDUCE_BF16 = 1 } GradReduceDtype;
 
 typedef struct {
     struct {
@@ -28,6 +29,8 @@ typedef struct {
     struct {
         int tp, pp, cp, micro_batches;
         int overlap_grad_reduce;
+        double grad_bucket_mb; /* MiB of fp32 gradients per data-parallel reduce-scatter */
+        int grad_reduce_dtype; /* GradReduceDtype */
         int comm;       /* ParallelComm; config_finish resolves auto */
         double timeout; /* seconds a rank waits for another before the watchdog stops the job */
     } parallel;

@@ -35,10 +35,11 @@ static void write_params(hid_t f, const char *file, const char *group, const Mod
             write_param(f, file, group, m->params_info[i].tied_as, &m->params_info[i], host);
 }
 
-static void load_params(Model *m, const char *path)
+static void load_params(Trainer *tr, const char *path)
 {
+    Model *m = &tr->m;
     hid_t f = h5u_open(path, 0);
-    float *host = xmalloc(m->n_elems * sizeof(float));
+    float *host = xcalloc(m->n_padded, sizeof(float));
     for (int i = 0; i < m->n_params; i++) {
         const ParamInfo *p = &m->params_info[i];
         hsize_t shape[PARAM_MAXDIM];
@@ -50,6 +51,7 @@ static void load_params(Model *m, const char *path)
     }
     H5_CHECK_AT(path, H5Fclose(f));
     model_params_from_host(m, host);
+    zero_load(&tr->zero, host, NULL, NULL);
     free(host);
 }
 
@@ -76,7 +78,7 @@ void dump_run(const Config *c, Dataset *train, const char *out_path, const char 
     const ModelDims *d = &tr.dims;
     const int B = c->data.batch_size, L = c->data.seq_len;
     if (load_path)
-        load_params(m, load_path);
+        load_params(&tr, load_path);
 
     hid_t f = h5u_create(out_path);
     const char *int_names[] = {"vocab_size", "n_layers", "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu",
@@ -92,8 +94,8 @@ void dump_run(const Config *c, Dataset *train, const char *out_path, const char 
     h5u_write(f, out_path, "tokens", H5T_NATIVE_INT32, H5T_STD_I32LE, 2, (hsize_t[]){(hsize_t)B, (hsize_t)L + 1},
               tokens);
 
-    float *host = xmalloc(m->n_elems * sizeof(float));
-    model_params_to_host(m, host);
+    float *host = xmalloc(m->n_padded * sizeof(float));
+    zero_gather(&tr.zero, tr.zero.master, host);
     write_params(f, out_path, "params", m, host);
 
     /* logits first (a training forward overwrites them with their gradient), one micro-batch of
@@ -135,7 +137,7 @@ void dump_run(const Config *c, Dataset *train, const char *out_path, const char 
         write_attr_double(g, out_path, "weight_decay", c->optimizer.weight_decay);
         write_attr_double(g, out_path, "grad_clip", c->optimizer.grad_clip);
         H5_CHECK_AT(out_path, H5Gclose(g));
-        model_params_to_host(m, host);
+        zero_gather(&tr.zero, tr.zero.master, host);
         write_params(f, out_path, "updated", m, host);
     }
     H5_CHECK_AT(out_path, H5Fclose(f));

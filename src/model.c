@@ -108,7 +108,7 @@ static void build_table(Model *m, Table *t)
     m->embed = m->out = m->final_w = m->final_b = (size_t)-1;
     t->layer = -1;
     if (part->first || (part->last && d->share_emb)) {
-        m->embed = ADD(t, "embed.weight", 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+        m->embed = ADD(t, "embed.weight", 0, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
         table_tie(t, d->share_emb ? head : NULL, !part->first);
     }
     for (int i = 0; i < part->n_layers; i++) {
@@ -144,7 +144,7 @@ static void build_table(Model *m, Table *t)
     if (part->last) {
         m->final_w = ADD(t, "output.final_norm.weight", 0, INIT_ZERO, 0, 0, D);
         m->final_b = ADD(t, "output.final_norm.bias", 0, INIT_ZERO, 0, 0, D);
-        m->out = d->share_emb ? m->embed : ADD(t, head, 1, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
+        m->out = d->share_emb ? m->embed : ADD(t, head, 0, INIT_TRUNCATED, emb_std, 3 * emb_std, vocab, D);
     }
 #undef NAME
 }
@@ -236,8 +236,7 @@ static void layout(Model *m, Arena *a)
     const int tp1 = m->part.tp == 1;
 #define ACT(n) carve(a, (n) * as)
 #define F32(n) ((float *)carve(a, (n) * f4))
-    m->params = F32(m->n_padded);
-    m->params_act = m->ops->act == DTYPE_F32 ? (void *)m->params : ACT(m->n_padded);
+    m->params_act = ACT(m->n_padded);
     m->grads = F32(m->n_padded);
     BlockActs shared = {0};
     for (int si = 0; si < m->n_slots; si++) {
@@ -283,9 +282,10 @@ static void layout(Model *m, Arena *a)
         }
         if (m->part.last) {
             sl->xf = ACT(T * Dl);
+            sl->xf_full = tp1 ? sl->xf : ACT(T * D);
             sl->f_mean = F32(T * Gl);
             sl->f_rstd = F32(T * Gl);
-            sl->logits = ACT(T * (size_t)d->vocab);
+            sl->logits = ACT(T * (size_t)m->vocab_l);
         }
         size_t states = (nl + 1) * m->state_elems;
         sl->state_in = F32(states);
@@ -297,6 +297,7 @@ static void layout(Model *m, Arena *a)
     void **tdl[] = {&g->dxhat, &g->dcema, &g->dyhat, &g->dxf, &m->dx, &m->dy};
     for (size_t i = 0; i < sizeof tdl / sizeof tdl[0]; i++)
         *tdl[i] = ACT(T * Dl);
+    g->dxf_full = tp1 || !m->part.last ? g->dxf : ACT(T * D);
     g->dxhat_full = tp1 ? g->dxhat : ACT(T * D);
     g->dcema_full = tp1 ? g->dcema : ACT(T * D);
     g->dyhat_full = tp1 ? g->dyhat : ACT(T * D);
@@ -311,6 +312,8 @@ static void layout(Model *m, Arena *a)
     g->da1 = ACT(T * Fl);
     g->da3 = d->swiglu ? ACT(T * Fl) : NULL;
     g->dp = ACT(T * Fl);
+    m->emb_full = m->part.first && !tp1 ? ACT(T * D) : NULL;
+    m->ce_stats = m->part.last ? (double *)carve(a, (size_t)m->part.tp * T * 3 * sizeof(double)) : NULL;
 #undef ACT
 #undef F32
 }
@@ -328,6 +331,7 @@ void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops
     m->Vl = d->V / tp;
     m->Fl = d->F / tp;
     m->Hl = d->H / tp;
+    m->vocab_l = d->vocab / tp;
     m->ops = ops;
     m->B = B;
     m->L = L;
@@ -356,7 +360,7 @@ void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops
 
 void model_free(Model *m)
 {
-    m->ops->release(m->params); /* the arena starts with the parameters */
+    m->ops->release(m->params_act); /* the arena starts with the parameters */
     for (int s = 0; s < m->n_slots; s++) {
         free(m->slots[s].x);
         free(m->slots[s].acts);
@@ -424,22 +428,63 @@ static void init_param(const Model *m, const ParamInfo *p, uint64_t seed, float 
     free(perm);
 }
 
+/* fp32 <-> the act dtype on the host: the backend holds no fp32 copy of the parameters */
+static void host_to_act(Dtype t, void *dst, const float *src, size_t n)
+{
+    switch (t) {
+    case DTYPE_BF16:
+        util_f32_to_bf16(dst, src, n);
+        break;
+    case DTYPE_F64:
+        for (size_t i = 0; i < n; i++)
+            ((double *)dst)[i] = src[i];
+        break;
+    default:
+        memcpy(dst, src, n * sizeof(float));
+    }
+}
+
+static void host_from_act(Dtype t, float *dst, const void *src, size_t n)
+{
+    switch (t) {
+    case DTYPE_BF16:
+        util_bf16_to_f32(dst, src, n);
+        break;
+    case DTYPE_F64:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)((const double *)src)[i];
+        break;
+    default:
+        memcpy(dst, src, n * sizeof(float));
+    }
+}
+
 void model_params_from_host(Model *m, const float *host)
 {
-    m->ops->upload(m->params, host, m->n_elems * sizeof(float));
-    m->ops->f32_to_act(m->params_act, m->params, m->n_elems);
+    void *act = xmalloc(m->n_elems * m->ops->act_size);
+    host_to_act(m->ops->act, act, host, m->n_elems);
+    m->ops->upload(m->params_act, act, m->n_elems * m->ops->act_size);
+    free(act);
 }
 
 void model_params_to_host(const Model *m, float *host)
 {
-    m->ops->download(host, m->params, m->n_elems * sizeof(float));
+    void *act = xmalloc(m->n_elems * m->ops->act_size);
+    m->ops->download(act, m->params_act, m->n_elems * m->ops->act_size);
+    host_from_act(m->ops->act, host, act, m->n_elems);
+    free(act);
+}
+
+void model_init_host(const Model *m, uint64_t seed, float *host)
+{
+    for (int i = 0; i < m->n_params; i++)
+        init_param(m, &m->params_info[i], seed, host + m->params_info[i].offset);
 }
 
 void model_init_params(Model *m, uint64_t seed)
 {
     float *host = xmalloc(m->n_elems * sizeof(float));
-    for (int i = 0; i < m->n_params; i++)
-        init_param(m, &m->params_info[i], seed, host + m->params_info[i].offset);
+    model_init_host(m, seed, host);
     model_params_from_host(m, host);
     free(host);
 }
@@ -500,6 +545,9 @@ static void reduce_scatter(Model *m, void *piece, const void *full)
 {
     tp_reduce_scatter(m->tp, m->ops, piece, full, m->T, m->Dl);
 }
+
+/* the first vocabulary id of this rank's slice (embedding and head rows) */
+static int vocab0(const Model *m) { return m->part.tp_rank * m->vocab_l; }
 
 /* Chunk states of slot i go to the next piece, their gradients to the previous one. */
 static void state_recv(Model *m, ModelSlot *sl, int i)
@@ -646,9 +694,12 @@ double model_forward(Model *m, int slot, float grad_scale)
     const ModelDims *d = &m->d;
     ModelSlot *sl = &m->slots[slot];
     const int nl = m->part.n_layers;
-    if (m->part.first)
-        ops->embedding_forward(sl->x[0], sl->tokens, P(m->embed), m->T, m->Dl,
+    if (m->part.first) { /* each tp rank looks up the ids of its vocabulary slice; the sum has them all */
+        void *full = m->tp ? m->emb_full : sl->x[0];
+        ops->embedding_forward(full, sl->tokens, P(m->embed), m->T, d->D, vocab0(m), m->vocab_l,
                                d->scale_emb ? sqrtf((float)d->D) : 1.0f);
+        reduce_scatter(m, sl->x[0], full);
+    }
     for (int i = 0; i < nl; i++)
         block_forward(m, sl, i, 0);
     if (m->recompute)
@@ -660,16 +711,16 @@ double model_forward(Model *m, int slot, float grad_scale)
     ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, sl->x[nl], P(m->final_w), P(m->final_b),
                         chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, d->eps);
     state_send(m, sl, nl);
-    /* head: each tp rank's features give a partial sum of the logits */
-    ops->matmul_forward(sl->logits, sl->xf, P(m->out), NULL, m->T, m->Dl, d->vocab, 0);
-    tp_allreduce(m->tp, ops, sl->logits, (size_t)m->T * d->vocab);
-    sl->loss_sum = ops->crossentropy(sl->logits, sl->targets, m->T, d->vocab, grad_scale);
+    /* head: each tp rank computes the logits of its vocabulary slice from every feature */
+    gather(m, sl->xf_full, sl->xf);
+    ops->matmul_forward(sl->logits, sl->xf_full, P(m->out), NULL, m->T, d->D, m->vocab_l, 0);
+    sl->loss_sum = tp_crossentropy(m->tp, ops, sl->logits, sl->targets, m->ce_stats, m->T, m->vocab_l, grad_scale);
     return sl->loss_sum;
 }
 
 double model_loss(Model *m, int slot, const int32_t *targets)
 {
-    return m->ops->crossentropy(m->slots[slot].logits, targets, m->T, m->d.vocab, 0.0f);
+    return tp_crossentropy(m->tp, m->ops, m->slots[slot].logits, targets, m->ce_stats, m->T, m->vocab_l, 0.0f);
 }
 
 void model_backward(Model *m, int slot)
@@ -679,7 +730,9 @@ void model_backward(Model *m, int slot)
     ModelSlot *sl = &m->slots[slot];
     const int nl = m->part.n_layers;
     if (m->part.last) { /* the head and the final norm write dxf and dy */
-        ops->matmul_backward(m->g.dxf, GR(m->out), NULL, sl->logits, sl->xf, P(m->out), m->T, m->Dl, d->vocab, 0);
+        ops->matmul_backward(m->g.dxf_full, GR(m->out), NULL, sl->logits, sl->xf_full, P(m->out), m->T, d->D,
+                             m->vocab_l, 0);
+        reduce_scatter(m, m->g.dxf, m->g.dxf_full);
         dstate_recv(m, sl, nl);
         ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), m->g.dxf, sl->x[nl], sl->f_mean, sl->f_rstd,
                              P(m->final_w), chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, 0);
@@ -696,9 +749,12 @@ void model_backward(Model *m, int slot)
         m->dx = m->dy;
         m->dy = t;
     }
-    if (m->part.first)
-        ops->embedding_backward(GR(m->embed), m->dy, sl->tokens, m->T, m->Dl,
+    if (m->part.first) {
+        void *full = m->tp ? m->emb_full : m->dy;
+        gather(m, full, m->dy);
+        ops->embedding_backward(GR(m->embed), full, sl->tokens, m->T, d->D, vocab0(m), m->vocab_l,
                                 d->scale_emb ? sqrtf((float)d->D) : 1.0f);
+    }
 }
 
 void model_zero_grads(Model *m) { m->ops->zero(m->grads, m->n_padded * sizeof(float)); }

@@ -1,16 +1,19 @@
 /* model.h: the MEGALODON graph (spec sections 1-2), written once over the ops interface, for any
    part of the model a rank holds under the 4-D layout.
 
-   Parameters live in one fp32 master buffer carved by a table of (name, global shape, split);
-   gradients mirror it. Activations live in slots, one per micro-batch in flight (pipeline
-   parallelism keeps several), all allocated once at start-up.
+   Parameters live in one buffer of compute copies (the act dtype) carved by a table of (name,
+   global shape, split); fp32 gradients mirror it. The fp32 master weights are the optimizer's
+   (parallel/zero.h), each on the rank that updates it. Activations live in slots, one per
+   micro-batch in flight (pipeline parallelism keeps several), all allocated once at start-up.
 
    A rank's part (ModelPart) is a tensor-parallel shard of a pipeline stage: D, G, Z, V, F and
    the heads are split tp ways as in spec section 7 (residual stream sharded on features; CEMA
    output, TimestepNorm output and the attention output gathered to full width where a full-width
-   consumer needs them; W_h2 and W_2 row-parallel with a reduce-scatter); the stage holds blocks
-   [layer0, layer0 + n_layers) and, on the first stage, the embedding, on the last, the final
-   norm, the head and the loss.
+   consumer needs them; W_h2 and W_2 row-parallel with a reduce-scatter), and so is the
+   vocabulary (the embedding's and the head's rows: each rank looks up the ids of its slice and
+   computes its slice's logits, and the cross-entropy combines the slices' softmax statistics);
+   the stage holds blocks [layer0, layer0 + n_layers) and, on the first stage, the embedding, on
+   the last, the final norm, the head and the loss.
 
    A slot computes B sequences of L tokens. Under chunk parallelism they are a piece of longer
    sequences: pos0 > 0 tokens come before it and every TimestepNorm and CEMA starts from the state
@@ -20,8 +23,9 @@
 
    The model computes; it reaches the other ranks only through two opaque handles of parallel/
    that the caller sets: the tensor-parallel mappings (tp.h: gathers, reduce-scatters,
-   row-parallel layers, the logits' sum) and the chunk-parallel exchange (cp.h), through which it
-   trades its states with its neighbours block by block, so the ranks run as a wavefront. */
+   row-parallel layers, the vocabulary-parallel cross-entropy) and the chunk-parallel exchange
+   (cp.h), through which it trades its states with its neighbours block by block, so the ranks
+   run as a wavefront. */
 #ifndef MEGATRAIN_MODEL_H
 #define MEGATRAIN_MODEL_H
 
@@ -123,6 +127,7 @@ typedef struct {
     void *dvv, *dav, *dr, *dar, *do_, *dro;  /* (T, Vl) */
     void *da1, *da3, *dp;                    /* (T, Fl) */
     void *dxf;                               /* (T, Dl) final norm output */
+    void *dxf_full;                          /* (T, D) partial sums over tp (aliases dxf when tp = 1) */
 } BlockGrads;
 
 /* One micro-batch's activations. */
@@ -132,7 +137,9 @@ typedef struct {
     BlockActs *acts;           /* (n_layers); with recompute all alias one shared set */
     void *xf;                  /* (T, Dl) final TimestepNorm output (last stage) */
     float *f_mean, *f_rstd;    /* (B, L, Gl) */
-    void *logits;              /* (T, vocab); d(loss)/d(logits) after a training forward */
+    void *xf_full;             /* (T, D) gathered (aliases xf when tp = 1) */
+    void *logits;              /* (T, vocab_l) this rank's vocabulary slice; d(loss)/d(logits) after a
+                                  training forward */
     /* chunk-boundary states, one slot per block and one for the final norm:
        [TimestepNorm (B, Gl, 2) | CEMA h (B, Dl, N, 2)] fp32 */
     float *state_in, *state_out, *dstate_in, *dstate_out; /* (n_layers + 1) x state_elems */
@@ -150,6 +157,7 @@ typedef struct {
     ModelDims d;
     ModelPart part;
     int Dl, Gl, Zl, Vl, Fl, Hl; /* this rank's widths */
+    int vocab_l;                /* its vocabulary slice: ids tp_rank vocab_l .. (tp_rank + 1) vocab_l - 1 */
     const Ops *ops;
     int B, L, T; /* sequences, tokens per sequence, B*L */
     int recompute;
@@ -161,15 +169,17 @@ typedef struct {
     BlockParams *blocks;     /* (part.n_layers) */
     size_t embed, out, final_w, final_b; /* out == embed when share_emb; (size_t)-1 if not here */
 
-    float *params;      /* (n_padded) fp32 master */
-    void *params_act;   /* (n_padded) compute copy, aliases params when the act dtype is fp32 */
-    float *grads;       /* (n_padded) */
+    void *params_act;   /* (n_padded) compute copy */
+    float *grads;       /* (n_padded) fp32 */
 
     ModelSlot *slots;
     int n_slots;
     int shared_slot, shared_layer; /* whose block activations the recompute set holds */
     BlockGrads g;
     void *dx, *dy;             /* (T, Dl) residual gradient, ping-pong */
+    void *emb_full;            /* (T, D) the embedding's partial sums over tp, then its gathered
+                                  gradient (first stage, tp > 1; else NULL) */
+    double *ce_stats;          /* (tp, T, 3) the cross-entropy's row statistics (last stage) */
 
     /* chunk parallelism: set by the caller */
     int64_t pos0;           /* tokens of the sequence before this piece; > 0: states come in */
@@ -201,8 +211,10 @@ double model_flops_per_token(const ModelDims *d, int seq_len);
 void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
                   int n_slots, size_t pad_to);
 void model_free(Model *m);
-/* Initialise parameters (spec sections 3 and 6); a value depends on (seed, name, global index)
-   only, so every layout starts from the same model. */
+/* The initial parameters (spec sections 3 and 6) in host (n_elems); a value depends on (seed,
+   name, global index) only, so every layout starts from the same model. */
+void model_init_host(const Model *m, uint64_t seed, float *host);
+/* Set the parameters to their initial values. */
 void model_init_params(Model *m, uint64_t seed);
 /* Parameter I/O through host fp32 arrays in table order (n_elems). */
 void model_params_to_host(const Model *m, float *host);

@@ -116,7 +116,6 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     Model *m = &tr->m;
     model_create(m, &tr->dims, &part, ops, tr->mb_rows, tr->Lloc, c->train.recompute, slots,
                  (size_t)tr->dpcp.size);
-    model_init_params(m, (uint64_t)c->train.seed);
     m->tp = t->tp > 1 ? tp_create(&tr->tp, ops, (size_t)m->T * m->Dl) : NULL;
     m->cp = t->cp > 1 ? cp_create(&tr->cp) : NULL;
     m->grads_ctx = tr; /* grads_final is set around a step's last backward */
@@ -128,7 +127,14 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
                           .type = comm_type_of(ops->act)};
     replicas_of(&tr->tp_sums, m, &tr->tp, replicated);
     replicas_of(&tr->tied_sums, m, &tr->emb, tr->emb_live ? tied : NULL); /* held by two stages */
-    zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->grads);
+    zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->params_act, m->grads,
+              (size_t)(c->parallel.grad_bucket_mb * 1048576.0 / sizeof(float)),
+              c->parallel.grad_reduce_dtype == GRAD_REDUCE_BF16 ? COMM_BF16 : COMM_F32);
+    float *init = xcalloc(m->n_padded, sizeof(float));
+    model_init_host(m, (uint64_t)c->train.seed, init);
+    model_params_from_host(m, init);
+    zero_load(&tr->zero, init, NULL, NULL);
+    free(init);
 
     tr->src = (BatchSource){.seed = (uint64_t)c->train.seed, .L = L, .vocab = tr->dims.vocab};
     if (train) {
@@ -241,31 +247,28 @@ static double job_loss(Trainer *tr)
     return loss;
 }
 
-/* Sum of squares of the gradient shard this rank updates, counting each parameter once over the
-   job: tensor-parallel replicas on tp rank 0 only, not a stage's copy of another's tensor. */
+/* Sum of squares of the gradient elements this rank updates, counting each parameter once over
+   the job: tensor-parallel replicas on tp rank 0 only, not a stage's copy of another's tensor. */
 static double grad_sumsq(Trainer *tr)
 {
     const Model *m = &tr->m;
-    const Zero *z = &tr->zero;
     double s = 0;
-    size_t run_lo = 0, run_hi = 0; /* adjacent counted tensors make one call (one device sync) */
+    size_t run_lo = 0, run_hi = 0; /* adjacent counted tensors make one run (few device syncs) */
     for (int i = 0; i <= m->n_params; i++) {
         size_t lo = 0, hi = 0;
         if (i < m->n_params) {
             const ParamInfo *p = &m->params_info[i];
             if ((p->replicated && tr->t->tp_rank > 0) || p->copy)
                 continue;
-            lo = p->offset > z->lo ? p->offset : z->lo;
-            hi = p->offset + p->numel < z->lo + z->shard ? p->offset + p->numel : z->lo + z->shard;
-            if (lo >= hi)
-                continue;
+            lo = p->offset;
+            hi = p->offset + p->numel;
             if (lo == run_hi) {
                 run_hi = hi;
                 continue;
             }
         }
         if (run_lo < run_hi)
-            s += tr->ops->sumsq(z->grad + (run_lo - z->lo), run_hi - run_lo);
+            s += zero_sumsq(&tr->zero, run_lo, run_hi);
         run_lo = lo;
         run_hi = hi;
     }
@@ -309,8 +312,8 @@ GuardVerdict trainer_update(Trainer *tr, double *grad_norm, double *lr)
                      guard_check(&tr->guard, tr->step_loss, *grad_norm, c->train.spike_loss_z, c->train.spike_grad_z),
                      "all-reduce of the update's verdict");
     if (v == GUARD_APPLY)
-        zero_step(&tr->zero, m->params, m->params_act, (float)*lr, (float)c->optimizer.beta1,
-                  (float)c->optimizer.beta2, (float)c->optimizer.eps, (float)c->optimizer.weight_decay, (int)tr->step,
+        zero_step(&tr->zero, (float)*lr, (float)c->optimizer.beta1, (float)c->optimizer.beta2,
+                  (float)c->optimizer.eps, (float)c->optimizer.weight_decay, (int)tr->step,
                   (float)clip_scale(c, *grad_norm));
     tr->ops->sync();
     return (GuardVerdict)v;
@@ -351,11 +354,9 @@ void trainer_gather_all(Trainer *tr, void (*take)(void *ctx, const char *name, c
 {
     const Topo *t = tr->t;
     const Model *m = &tr->m;
-    float *host = NULL;
-    if (t->dp_rank == 0 && t->cp_rank == 0) { /* the holders of each stage's shards (all replicas agree) */
-        host = xmalloc(m->n_elems * sizeof(float));
-        model_params_to_host(m, host);
-    }
+    /* the master weights, on rank 0 of each stage's dp x cp groups (dp and cp rank 0) */
+    float *host = tr->dpcp.rank == 0 ? xmalloc(m->n_padded * sizeof(float)) : NULL;
+    zero_gather(&tr->zero, tr->zero.master, host);
     for (int s = 0; s < t->pp; s++) {
         ModelPart part = model_part(&tr->dims, t->tp, 0, t->pp, s);
         ParamInfo *table;

@@ -2,8 +2,8 @@
    (tests/test_comm.c on the CPU, tests/gpu/test_comm_gpu.c on GPUs). Include after tap.h, in one
    file of a test program.
    Values are small integers, exact in bf16 and in any summation order, so every check is exact:
-   every collective in fp32 and bf16 (in place or not), the asynchronous reduce (ready at
-   comm_wait), and comm_send owning what it sends: each rank sends 8 messages of 16 KiB (above
+   every collective in fp32 and bf16 (in place or not), the asynchronous reduce-scatter (ready
+   at comm_wait), and comm_send owning what it sends: each rank sends 8 messages of 16 KiB (above
    MPI's eager limit) from one buffer it overwrites after each send, and the staging pool holds
    one step's sends and no more after the first step. */
 #ifndef MEGATRAIN_COMM_CHECKS_H
@@ -112,13 +112,13 @@ static void cc_collectives(Comm *c, CommType t, const char *what)
     cc_get(c, h, a, n * es);
     tap_check_all(MPI_COMM_WORLD, cc_holds(h, t, n, size, root, 0, 0), "%s: broadcast from rank %d", what, root);
 
-    cc_fill(h, t, n, rank, 0);
-    cc_put(c, a, h, n * es);
-    comm_reduce(c, a, b, n, t, root);
+    cc_fill(h, t, (size_t)size * n, rank, 0);
+    cc_put(c, a, h, all);
+    comm_reduce_scatter_async(c, a, b, n, t);
     comm_wait(c);
     cc_get(c, h, b, n * es);
-    tap_check_all(MPI_COMM_WORLD, rank != root || cc_holds(h, t, n, size, rank, 0, 1),
-                  "%s: asynchronous reduce to rank %d, ready at comm_wait", what, root);
+    tap_check_all(MPI_COMM_WORLD, cc_holds(h, t, n, size, rank, (size_t)rank * n, 1),
+                  "%s: asynchronous reduce-scatter, ready at comm_wait", what);
     free(h);
     cc_free(c, a);
     cc_free(c, b);

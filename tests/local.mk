@@ -5,14 +5,16 @@ include tests/ref/local.mk
 include tests/gpu/local.mk
 include tests/fuzz/local.mk
 
-check_PROGRAMS += tests/test_model tests/test_parallel tests/test_guard tests/test_comm tests/test_generate
+check_PROGRAMS += tests/test_model tests/test_parallel tests/test_guard tests/test_comm tests/test_generate \
+  tests/test_ckpt_split
 tests_test_model_SOURCES = tests/test_model.c
 tests_test_generate_SOURCES = tests/test_generate.c
+tests_test_ckpt_split_SOURCES = tests/test_ckpt_split.c
 tests_test_parallel_SOURCES = tests/test_parallel.c tests/subjob.h
 tests_test_guard_SOURCES = tests/test_guard.c
 tests_test_comm_SOURCES = tests/test_comm.c tests/comm_checks.h
-TESTS += tests/test_model tests/test_generate tests/test_eval.sh tests/test_cli.sh tests/test_demo.sh \
-  tests/test_parallel.sh tests/test_guard.sh tests/test_skip.sh tests/test_metrics.sh tests/test_comm.sh \
-  tests/test_watchdog.sh tests/test_layers.sh
+TESTS += tests/test_model tests/test_generate tests/test_ckpt_split tests/test_eval.sh tests/test_cli.sh \
+  tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh \
+  tests/test_skip.sh tests/test_metrics.sh tests/test_comm.sh tests/test_watchdog.sh tests/test_layers.sh
 EXTRA_DIST += tests/test_eval.sh tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh \
   tests/test_skip.sh tests/test_metrics.sh tests/test_comm.sh tests/test_watchdog.sh tests/test_layers.sh

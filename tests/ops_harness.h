@@ -49,6 +49,8 @@ typedef struct OpCase {
     /* exact fp64 value of a differentiable fp32 output (the states), from the inputs */
     void (*exact)(struct OpCase *c, const char *out, double *dst);
     int B, L, D, G, N, H, dz, dv, C, T, IC, OC, V, accumulate;
+    int v0, slices; /* embedding: the table's first row of the vocabulary V; cross-entropy: the
+                       vocabulary in slices, as tensor-parallel ranks hold it */
     int grad_acc;  /* backward's accumulate argument; -1: the op takes none */
     int64_t n0;
     double eps, base, scale;
@@ -453,22 +455,28 @@ static inline OpCase *elementwise_case(const char *which, int n)
 
 static inline void embedding_fwd(const Ops *o, OpCase *c)
 {
-    o->embedding_forward(OUT("y"), c->ids, IN("table"), c->T, c->D, c->scale);
+    o->embedding_forward(OUT("y"), c->ids, IN("table"), c->T, c->D, c->v0, (int)(case_arg(c, 1, "table")->n / c->D),
+                         c->scale);
 }
 static inline void embedding_bwd(const Ops *o, OpCase *c)
 {
-    o->embedding_backward(DIN("table"), DOUT("y"), c->ids, c->T, c->D, c->scale);
+    o->embedding_backward(DIN("table"), DOUT("y"), c->ids, c->T, c->D, c->v0,
+                          (int)(case_arg(c, 1, "table")->n / c->D), c->scale);
 }
 
-/* tokens drawn from a vocabulary smaller than T, so rows repeat */
-static inline OpCase *embedding_case(int T, int D, int V)
+/* tokens drawn from a vocabulary V smaller than T, so rows repeat; the table holds `rows` rows
+   from id v0 (the whole vocabulary, or a tensor-parallel rank's slice) */
+static inline OpCase *embedding_case(int T, int D, int V, int v0, int rows)
 {
-    OpCase *c = case_new("embedding", embedding_fwd, embedding_bwd);
-    c->T = T, c->D = D, c->V = V, c->scale = 1.75;
+    char name[64] = "embedding";
+    if (rows < V)
+        snprintf(name, sizeof name, "embedding, ids %d-%d of %d", v0, v0 + rows - 1, V);
+    OpCase *c = case_new(name, embedding_fwd, embedding_bwd);
+    c->T = T, c->D = D, c->V = V, c->v0 = v0, c->scale = 1.75;
     c->ids = xmalloc(T * sizeof(int32_t));
     for (int t = 0; t < T; t++)
         c->ids[t] = rng_u64(case_key(c, "tok"), t) % V;
-    param_in(c, "table", (size_t)V * D, -1, 1);
+    param_in(c, "table", (size_t)rows * D, -1, 1);
     case_out(c, "y", (size_t)T * D, ARG_ACT, 0);
     return c;
 }
@@ -680,9 +688,33 @@ static inline OpCase *attention_case(int B, int L, int H, int dz, int dv, int C)
     return c;
 }
 
+/* The op on logits (T, V) as c->slices tensor-parallel ranks run it: the columns cut into slices,
+   each slice's statistics, then each slice's loss (the same from every slice) and, with
+   grad_scale != 0, its gradient, joined back over the logits. */
+static inline double crossentropy_slices(const Ops *o, OpCase *c, void *logits, float grad_scale)
+{
+    const int n = c->slices, T = c->T, w = c->V / n;
+    const size_t piece = (size_t)T * w * o->act_size;
+    char *parts = o->alloc((size_t)n * piece);
+    double *all = o->alloc((size_t)n * T * 3 * sizeof(double)), loss = 0;
+    o->split_columns(parts, logits, n, T, w);
+    for (int j = 0; j < n; j++)
+        o->crossentropy_stats(all + (size_t)j * T * 3, parts + j * piece, c->ids, T, w, j * w);
+    for (int j = 0; j < n; j++) {
+        double lj = o->crossentropy(parts + j * piece, c->ids, all, n, T, w, j * w, grad_scale);
+        if (j > 0 && lj != loss)
+            fail("%s: slice %d's loss %.17g is not slice 0's %.17g", c->name, j, lj, loss);
+        loss = lj;
+    }
+    o->join_columns(logits, parts, n, T, w);
+    o->release(parts);
+    o->release(all);
+    return loss;
+}
+
 static inline void crossentropy_fwd(const Ops *o, OpCase *c)
 {
-    double loss = o->crossentropy(IN("logits"), c->ids, c->T, c->V, 0);
+    double loss = crossentropy_slices(o, c, IN("logits"), 0);
     buf_put(o, ARG_HOST, OUT("loss"), &loss, 1);
 }
 /* the gradient is written over a copy of the logits, scaled by the upstream gradient of the loss */
@@ -691,16 +723,19 @@ static inline void crossentropy_bwd(const Ops *o, OpCase *c)
     size_t n = (size_t)c->T * c->V;
     void *g = o->alloc(n * o->act_size);
     o->copy(g, IN("logits"), n);
-    o->crossentropy(g, c->ids, c->T, c->V, (float)case_arg(c, 0, "loss")->grad[0]);
+    crossentropy_slices(o, c, g, (float)case_arg(c, 0, "loss")->grad[0]);
     o->accumulate(DIN("logits"), g, n);
     o->release(g);
 }
 
-/* every fourth target (from the second) is -1, ignored */
-static inline OpCase *crossentropy_case(int T, int V)
+/* every fourth target (from the second) is -1, ignored; the vocabulary V in `slices` slices */
+static inline OpCase *crossentropy_case(int T, int V, int slices)
 {
-    OpCase *c = case_new("crossentropy", crossentropy_fwd, crossentropy_bwd);
-    c->T = T, c->V = V;
+    char name[64] = "crossentropy";
+    if (slices > 1)
+        snprintf(name, sizeof name, "crossentropy, %d vocabulary slices", slices);
+    OpCase *c = case_new(name, crossentropy_fwd, crossentropy_bwd);
+    c->T = T, c->V = V, c->slices = slices;
     c->ids = xmalloc(T * sizeof(int32_t));
     for (int t = 0; t < T; t++)
         c->ids[t] = t % 4 == 1 ? -1 : (int32_t)(rng_u64(case_key(c, "targets"), t) % V);

@@ -91,8 +91,8 @@ expect_fail 2 "huge.yaml: larger than 1048576 bytes" "a 2 MB file: exit 2"
 # products and ranges in 64 bits
 run timeout 60 "$mt" good.yaml --set model.n_layers=4096 --set model.d_model=4096 --set model.n_heads=4096 \
     --set model.z_dim=8192 --set model.v_dim=4096 --set model.ffn_dim=4096 --set model.groups=4096 \
-    --set model.chunk=1 --set data.seq_len=256 --set parallel.tp=4096 --set parallel.pp=4096 --set parallel.cp=256 \
-    --print-config
+    --set model.chunk=1 --set data.seq_len=256 --set model.vocab_size=4096 --set parallel.tp=4096 \
+    --set parallel.pp=4096 --set parallel.cp=256 --print-config
 expect_fail 2 "parallel.tp: tp \* pp \* cp = 4096 \* 4096 \* 256 = 4294967296 does not divide the 1 ranks" \
     "tp x pp x cp beyond 2^31: exit 2, no division by zero"
 run timeout 60 "$mt" good.yaml --set train.tokens=9000000000000000000 --print-config
@@ -121,6 +121,9 @@ run "$mt" good.yaml --set parallel.cp=2 --print-config
 expect_fail 2 "parallel.cp: tp \* pp \* cp = 1 \* 1 \* 2 = 2 does not divide the 1 ranks" "layout not dividing the world size"
 run "$mt" good.yaml --set parallel.tp=4 --print-config
 expect_fail 2 "parallel.tp: 4 does not divide model.n_heads (2)" "tp not dividing the heads"
+run "$mt" good.yaml --set parallel.tp=2 --set model.vocab_size=63 --print-config
+expect_fail 2 "parallel.tp: 2 does not divide model.vocab_size (63), which tensor parallelism splits" \
+    "tp not dividing the vocabulary"
 run "$mt" good.yaml --set parallel.pp=2 --set model.n_layers=1 --print-config
 expect_fail 2 "parallel.pp: 2 stages for 1 layers" "more pipeline stages than layers"
 run timeout 60 $MPIRUN -np 2 "$mt" good.yaml --set parallel.cp=2 --set data.seq_len=24 --print-config

@@ -50,21 +50,24 @@ static void check_verdicts(void)
     guard_free(&g);
 }
 
-/* This rank's parameters (n) and its shard of the AdamW moments (shard), on the host. */
+/* This rank's parameters (n) and its shard of the master weights and AdamW moments (shard), on
+   the host. */
 typedef struct {
     size_t n, shard;
-    float *params, *m, *v;
+    float *params, *master, *m, *v;
 } State;
 
 static State state_get(const Trainer *tr)
 {
     const Model *m = &tr->m;
     const Zero *z = &tr->zero;
-    State s = {m->n_elems, z->shard, xmalloc(m->n_elems * sizeof(float)), xmalloc(z->shard * sizeof(float)),
-               xmalloc(z->shard * sizeof(float))};
+    const size_t bytes = z->shard * sizeof(float);
+    State s = {m->n_elems, z->shard, xmalloc(m->n_elems * sizeof(float)), xmalloc(bytes), xmalloc(bytes),
+               xmalloc(bytes)};
     model_params_to_host(m, s.params);
-    tr->ops->download(s.m, z->m, z->shard * sizeof(float));
-    tr->ops->download(s.v, z->v, z->shard * sizeof(float));
+    tr->ops->download(s.master, z->master, bytes);
+    tr->ops->download(s.m, z->m, bytes);
+    tr->ops->download(s.v, z->v, bytes);
     return s;
 }
 
@@ -73,13 +76,14 @@ static int same(const float *a, const float *b, size_t n) { return n == 0 || !me
 
 static int state_equal(const State *a, const State *b)
 {
-    return a->n == b->n && a->shard == b->shard && same(a->params, b->params, a->n) && same(a->m, b->m, a->shard) &&
-           same(a->v, b->v, a->shard);
+    return a->n == b->n && a->shard == b->shard && same(a->params, b->params, a->n) &&
+           same(a->master, b->master, a->shard) && same(a->m, b->m, a->shard) && same(a->v, b->v, a->shard);
 }
 
 static void state_free(State *s)
 {
     free(s->params);
+    free(s->master);
     free(s->m);
     free(s->v);
 }
@@ -106,7 +110,7 @@ static void run(const char *sets, int world, const char *inject, Run *out)
         return;
     Config c;
     config_defaults(&c);
-    char *all = xasprintf("model.vocab_size=23 model.n_layers=2 model.d_model=16 model.n_heads=2 model.z_dim=8 "
+    char *all = xasprintf("model.vocab_size=24 model.n_layers=2 model.d_model=16 model.n_heads=2 model.z_dim=8 "
                           "model.v_dim=12 model.ffn_dim=20 model.chunk=4 model.groups=4 model.cema_ndim=3 "
                           "data.seq_len=16 data.batch_size=4 parallel.micro_batches=2 train.steps=%d train.seed=3 "
                           "schedule.warmup_steps=1 optimizer.lr=1e-2 log.metrics= %s",

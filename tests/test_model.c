@@ -19,7 +19,7 @@
 
 static ModelDims tiny(int swiglu)
 {
-    return (ModelDims){.vocab = 23, .n_layers = 2, .D = 16, .H = 2, .Z = 8, .V = 12, .F = 20, .C = 4, .G = 4,
+    return (ModelDims){.vocab = 24, .n_layers = 2, .D = 16, .H = 2, .Z = 8, .V = 12, .F = 20, .C = 4, .G = 4,
                        .N = 3, .swiglu = swiglu, .scale_emb = swiglu, .share_emb = swiglu,
                        .rope_base = 10000.0f, .eps = 1e-5f};
 }

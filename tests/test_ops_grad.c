@@ -64,7 +64,8 @@ int main(void)
     check_grads(elementwise_case("silu", 37));
     check_grads(elementwise_case("swiglu", 37));
     check_grads(elementwise_case("mul", 37));
-    check_grads(embedding_case(9, 5, 4));
+    check_grads(embedding_case(9, 5, 4, 0, 4));
+    check_grads(embedding_case(9, 5, 8, 2, 3));
     check_grads(matmul_case(6, 5, 7, 1, 1, 1));
     check_grads(matmul_case(6, 5, 7, 0, 0, 0));
     check_grads(norm_case(0, 5, 8));
@@ -81,6 +82,7 @@ int main(void)
     check_grads(attention_case(2, 12, 2, 4, 6, 4));
     check_grads(attention_case(1, 5, 2, 3, 2, 8));
     check_grads(attention_case(1, 10, 1, 4, 3, 4));
-    check_grads(crossentropy_case(6, 9));
+    check_grads(crossentropy_case(6, 9, 1));
+    check_grads(crossentropy_case(6, 9, 3));
     return tap_done();
 }

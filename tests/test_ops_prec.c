@@ -41,7 +41,7 @@ static void compare(OpCase *(*make)(void))
 static OpCase *silu(void) { return elementwise_case("silu", 3000); }
 static OpCase *swiglu(void) { return elementwise_case("swiglu", 3000); }
 static OpCase *mul(void) { return elementwise_case("mul", 3000); }
-static OpCase *embedding(void) { return embedding_case(200, 48, 37); }
+static OpCase *embedding(void) { return embedding_case(200, 48, 37, 0, 37); }
 static OpCase *matmul(void) { return matmul_case(150, 96, 80, 1, 1, 1); }
 static OpCase *rmsnorm(void) { return norm_case(0, 100, 96); }
 static OpCase *layernorm(void) { return norm_case(1, 100, 96); }
@@ -50,7 +50,7 @@ static OpCase *tsnorm_prior(void) { return tsnorm_case(2, 64, 32, 2, 64, 1); }
 static OpCase *cema(void) { return cema_case(3, 100, 24, 8, 1, 1); }
 static OpCase *qk(void) { return qk_case(2, 96, 2, 16, 32, 10000); }
 static OpCase *attention(void) { return attention_case(2, 96, 2, 16, 24, 32); }
-static OpCase *crossentropy(void) { return crossentropy_case(120, 97); }
+static OpCase *crossentropy(void) { return crossentropy_case(120, 97, 1); }
 
 int main(void)
 {

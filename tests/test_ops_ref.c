@@ -41,15 +41,15 @@ static void test_elementwise(void)
     }
 }
 
-static void test_embedding(void)
+static void test_embedding(int v0, int rows)
 {
-    OpCase *c = embedding_case(11, 6, 5);
+    OpCase *c = embedding_case(11, 6, 9, v0, rows);
     case_run(ops_cpu64(), c, 0);
     double *ref = zeros((size_t)c->T * c->D);
     for (int t = 0; t < c->T; t++)
-        for (int i = 0; i < c->D; i++)
-            ref[t * c->D + i] = VAL("table")[c->ids[t] * c->D + i] * c->scale;
-    check_out(c, "y", ref, TOL_F64, "is the scaled table row");
+        for (int i = 0; c->ids[t] >= v0 && c->ids[t] < v0 + rows && i < c->D; i++)
+            ref[t * c->D + i] = VAL("table")[(c->ids[t] - v0) * c->D + i] * c->scale;
+    check_out(c, "y", ref, TOL_F64, "is the scaled table row (0 for ids outside the table's slice)");
     free(ref);
     case_free(c);
 }
@@ -214,11 +214,11 @@ static void test_attention(int B, int L, int H, int dz, int dv, int C)
     case_free(c);
 }
 
-static void test_crossentropy(void)
+static void test_crossentropy(int V, int slices)
 {
-    OpCase *c = crossentropy_case(10, 7);
+    OpCase *c = crossentropy_case(10, V, slices);
     case_run(ops_cpu64(), c, 0);
-    const int T = c->T, V = c->V;
+    const int T = c->T;
     double loss = 0, *grad = zeros((size_t)T * V), r = case_arg(c, 0, "loss")->grad[0];
     for (int t = 0; t < T; t++) {
         if (c->ids[t] < 0)
@@ -233,7 +233,7 @@ static void test_crossentropy(void)
     }
     check_out(c, "loss", &loss, TOL_F64, "= sum of -log softmax[target], ignored targets skipped");
     double err = tap_relerr(case_arg(c, 1, "logits")->grad, grad, (size_t)T * V);
-    tap_check(err < TOL_F64, "crossentropy: gradient = scale (softmax - onehot), 0 where ignored (rel err %.1e)", err);
+    tap_check(err < TOL_F64, "%s: gradient = scale (softmax - onehot), 0 where ignored (rel err %.1e)", c->name, err);
     free(grad);
     case_free(c);
 }
@@ -326,10 +326,28 @@ static void test_memory(const Ops *o)
     o->release(x);
 }
 
+/* 1 + k 2^-9, k = 0..7, is a quarter-ulp grid of bf16 (8 significant bits) near 1: round to
+   nearest, ties (k = 2, 6) to even; an infinity and a NaN stay what they are */
+static void test_bf16(const Ops *o)
+{
+    float x[10], back[10], want[10] = {1, 1, 1, 1 + 0x1p-7f, 1 + 0x1p-7f, 1 + 0x1p-7f, 1 + 0x1p-6f, 1 + 0x1p-6f,
+                                       -INFINITY};
+    for (int k = 0; k < 8; k++)
+        x[k] = 1 + k * 0x1p-9f;
+    x[8] = -INFINITY;
+    x[9] = NAN;
+    uint16_t wire[10];
+    o->f32_to_bf16(wire, x, 10);
+    o->bf16_to_f32(back, wire, 10);
+    tap_check(!memcmp(back, want, 9 * sizeof(float)) && isnan(back[9]),
+              "%s: f32_to_bf16 rounds to nearest even, bf16_to_f32 is exact", o->name);
+}
+
 int main(void)
 {
     test_elementwise();
-    test_embedding();
+    test_embedding(0, 9);
+    test_embedding(3, 4);
     test_matmul(1, 1);
     test_matmul(0, 0);
     test_norms();
@@ -340,12 +358,14 @@ int main(void)
     test_qk();
     test_attention(2, 12, 2, 5, 3, 4);
     test_attention(2, 6, 3, 4, 4, 8);
-    test_crossentropy();
+    test_crossentropy(7, 1);
+    test_crossentropy(9, 3);
     test_adamw(ops_cpu(), 0);
     test_adamw(ops_cpu(), 1);
     test_adamw(ops_cpu64(), 0);
     test_memory(ops_cpu());
     test_memory(ops_cpu64());
+    test_bf16(ops_cpu());
     /* every op with an accumulate argument, at sizes where OpenMP and BLAS split the work */
     for (int b = 0; b < 2; b++) {
         const Ops *o = b ? ops_cpu64() : ops_cpu();

@@ -179,14 +179,17 @@ static void t_mul_backward(void *da, void *db, const void *dout, const void *a, 
 {
     TIMED("mul_backward", 7 * n * AS, 0, PEAK_BF16, base->mul_backward(da, db, dout, a, b, n, acc));
 }
-static void t_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale)
+static void t_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
+                                float scale)
 {
-    TIMED("embedding_forward", 2.0 * T * D * AS, 0, PEAK_BF16, base->embedding_forward(out, tok, table, T, D, scale));
+    TIMED("embedding_forward", 2.0 * T * D * AS, 0, PEAK_BF16,
+          base->embedding_forward(out, tok, table, T, D, v0, V, scale));
 }
-static void t_embedding_backward(float *dt, const void *dout, const int32_t *tok, int T, int D, float scale)
+static void t_embedding_backward(float *dt, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
+                                 float scale)
 {
     TIMED("embedding_backward", (double)T * D * (AS + 8), 0, PEAK_BF16,
-          base->embedding_backward(dt, dout, tok, T, D, scale));
+          base->embedding_backward(dt, dout, tok, T, D, v0, V, scale));
 }
 static void t_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
                              int acc)
@@ -283,11 +286,26 @@ static void t_attention_backward(void *dq, void *dk, void *dvv, const void *dout
           2 * attn_flops(B, L, H, dz, dv, C), PEAK_BF16,
           base->attention_backward(dq, dk, dvv, dout, q, k, v, o, lse, B, L, H, dz, dv, C, acc));
 }
-static double t_crossentropy(void *logits, const int32_t *targets, int T, int V, float gs)
+static void t_crossentropy_stats(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0)
+{
+    TIMED("crossentropy_stats", (double)T * V * AS, 0, PEAK_BF16,
+          base->crossentropy_stats(stats, logits, targets, T, V, v0));
+}
+static double t_crossentropy(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
+                             float gs)
 {
     double r;
-    TIMED("crossentropy", 2.0 * T * V * AS, 0, PEAK_BF16, r = base->crossentropy(logits, targets, T, V, gs));
+    TIMED("crossentropy", 2.0 * T * V * AS, 0, PEAK_BF16,
+          r = base->crossentropy(logits, targets, all, n, T, V, v0, gs));
     return r;
+}
+static void t_f32_to_bf16(void *d, const float *s, size_t n)
+{
+    TIMED("f32_to_bf16", 6.0 * n, 0, PEAK_BF16, base->f32_to_bf16(d, s, n));
+}
+static void t_bf16_to_f32(float *d, const void *s, size_t n)
+{
+    TIMED("bf16_to_f32", 6.0 * n, 0, PEAK_BF16, base->bf16_to_f32(d, s, n));
 }
 static double t_sumsq(const float *x, size_t n)
 {
@@ -317,7 +335,8 @@ static Ops timed_ops(const Ops *o)
     t.cema_forward = t_cema_forward, t.cema_backward = t_cema_backward;
     t.qk_forward = t_qk_forward, t.qk_backward = t_qk_backward;
     t.attention_forward = t_attention_forward, t.attention_backward = t_attention_backward;
-    t.crossentropy = t_crossentropy, t.sumsq = t_sumsq, t.adamw = t_adamw;
+    t.crossentropy_stats = t_crossentropy_stats, t.crossentropy = t_crossentropy;
+    t.sumsq = t_sumsq, t.adamw = t_adamw, t.f32_to_bf16 = t_f32_to_bf16, t.bf16_to_f32 = t_bf16_to_f32;
     return t;
 }
 

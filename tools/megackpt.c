@@ -65,7 +65,7 @@ static const char usage_reshard[] =
     "(stage, tp rank). megatrain reads a checkpoint under any layout, so this is only needed to\n"
     "give each rank exactly its own file (large runs, other tools). Step, data cursor and config\n"
     "are kept; dp and cp are not part of the files.\n"
-    "  --tp N   tensor-parallel ranks (must divide n_heads, d_model, groups and ffn_dim)\n"
+    "  --tp N   tensor-parallel ranks (must divide n_heads, d_model, groups, ffn_dim and vocab_size)\n"
     "  --pp M   pipeline stages (at most n_layers)\n";
 
 static const char usage_export[] =
@@ -330,9 +330,9 @@ static int cmd_reshard(int argc, char **argv)
     CkptInfo ck;
     open_ckpt(a.pos[0], &ck);
     const ModelDims *d = &ck.dims;
-    if (d->H % tp || d->D % tp || d->G % tp || d->F % tp)
-        fail_input("--tp %d must divide the model's n_heads (%d), d_model (%d), groups (%d) and ffn_dim (%d)", tp,
-                   d->H, d->D, d->G, d->F);
+    if (d->H % tp || d->D % tp || d->G % tp || d->F % tp || d->vocab % tp)
+        fail_input("--tp %d must divide the model's n_heads (%d), d_model (%d), groups (%d), ffn_dim (%d) and "
+                   "vocab_size (%d)", tp, d->H, d->D, d->G, d->F, d->vocab);
     if (pp > d->n_layers)
         fail_input("--pp %d: the model has %d layers", pp, d->n_layers);
     char *out = new_output(a.pos[1]);

@@ -76,6 +76,8 @@ void CPU(zero)(void *p, size_t bytes);
 void CPU(sync)(void);
 void CPU(f32_to_act)(void *dst, const float *src, size_t n);
 void CPU(act_to_f32)(float *dst, const void *src, size_t n);
+void CPU(f32_to_bf16)(void *dst, const float *src, size_t n);
+void CPU(bf16_to_f32)(float *dst, const void *src, size_t n);
 
 void CPU(copy)(void *dst, const void *src, size_t n);
 void CPU(accumulate)(void *dst, const void *src, size_t n);
@@ -89,8 +91,10 @@ void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, cons
 void CPU(join_columns)(void *dst, const void *src, int n, int T, int w);
 void CPU(split_columns)(void *dst, const void *src, int n, int T, int w);
 
-void CPU(embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
-void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
+void CPU(embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
+                            float scale);
+void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
+                             float scale);
 
 void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
                          int accumulate);
@@ -129,7 +133,9 @@ void CPU(attention_backward)(void *dq, void *dk, void *dvalue, const void *dout,
 void CPU(attention_step)(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
                          int B, int H, int dz, int dv, int C, float rope_base);
 
-double CPU(crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale);
+void CPU(crossentropy_stats)(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0);
+double CPU(crossentropy)(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
+                         float grad_scale);
 
 double CPU(sumsq)(const float *x, size_t n);
 void CPU(adamw)(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,

@@ -1,8 +1,29 @@
-/* crossentropy.c: the summed token loss -log softmax(logits)[target] (stable log-sum-exp in
-   double) and, when asked, its gradient written over the logits. */
+/* crossentropy.c: the summed token loss -log softmax(logits)[target] over a vocabulary cut in
+   slices (see ops.h): each slice's row statistics (stable log-sum-exp in double), then the loss
+   and, when asked, its gradient written over the slice's logits. */
 #include "kernels/cpu/cpu.h"
 
-double CPU(crossentropy)(void *logits, const int32_t *targets, int T, int V, float grad_scale)
+void CPU(crossentropy_stats)(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0)
+{
+    const real *lg = logits;
+#pragma omp parallel for
+    for (int t = 0; t < T; t++) {
+        const real *row = lg + (size_t)t * V;
+        const int y = targets[t] - v0;
+        real m = row[0];
+        double sum = 0;
+        for (int i = 1; i < V; i++)
+            m = row[i] > m ? row[i] : m;
+        for (int i = 0; i < V; i++)
+            sum += real_exp(row[i] - m);
+        stats[3 * (size_t)t] = m;
+        stats[3 * (size_t)t + 1] = sum;
+        stats[3 * (size_t)t + 2] = y >= 0 && y < V ? row[y] : 0;
+    }
+}
+
+double CPU(crossentropy)(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
+                         float grad_scale)
 {
     real *lg = logits;
     double loss = 0;
@@ -10,24 +31,28 @@ double CPU(crossentropy)(void *logits, const int32_t *targets, int T, int V, flo
     for (int t = 0; t < T; t++) {
         real *row = lg + (size_t)t * V;
         int y = targets[t];
-        if (y >= V)
-            fail("crossentropy: target %d at token %d is outside the vocabulary of %d", y, t, V);
+        if (y >= (int64_t)n * V)
+            fail("crossentropy: target %d at token %d is outside the vocabulary of %lld", y, t, (long long)n * V);
         if (y < 0) { /* ignored: no loss, zero gradient */
             if (grad_scale != 0)
                 for (int i = 0; i < V; i++)
                     row[i] = 0;
             continue;
         }
-        real m = row[0];
-        double sum = 0;
-        for (int i = 1; i < V; i++)
-            m = row[i] > m ? row[i] : m;
-        for (int i = 0; i < V; i++)
-            sum += real_exp(row[i] - m);
-        loss += m + log(sum) - row[y];
+        /* the whole row's max (a logit, so a real), its sum of exponentials, the target's logit */
+        real m = (real)all[3 * (size_t)t];
+        for (int j = 1; j < n; j++)
+            m = all[3 * ((size_t)j * T + t)] > m ? (real)all[3 * ((size_t)j * T + t)] : m;
+        double sum = 0, target = 0;
+        for (int j = 0; j < n; j++) {
+            const double *s = all + 3 * ((size_t)j * T + t);
+            sum += s[1] * exp(s[0] - m);
+            target += s[2];
+        }
+        loss += m + log(sum) - target;
         if (grad_scale != 0)
             for (int i = 0; i < V; i++)
-                row[i] = grad_scale * (real_exp(row[i] - m) / sum - (i == y));
+                row[i] = grad_scale * (real_exp(row[i] - m) / sum - (i == y - v0));
     }
     return loss;
 }

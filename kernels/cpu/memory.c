@@ -1,5 +1,5 @@
 /* memory.c: host memory for the CPU backend (64-byte aligned, zero-filled) and the fp32 <-> act
-   conversions. */
+   and fp32 <-> bf16 conversions. */
 #include "kernels/cpu/cpu.h"
 
 #include <string.h>
@@ -41,3 +41,6 @@ void CPU(act_to_f32)(float *dst, const void *src, size_t n)
     for (size_t i = 0; i < n; i++)
         dst[i] = (float)s[i];
 }
+
+void CPU(f32_to_bf16)(void *dst, const float *src, size_t n) { util_f32_to_bf16(dst, src, n); }
+void CPU(bf16_to_f32)(float *dst, const void *src, size_t n) { util_bf16_to_f32(dst, src, n); }

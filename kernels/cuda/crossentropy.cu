@@ -1,31 +1,19 @@
-/* crossentropy.cu: the summed token loss over bf16 logits (T, V), softmax statistics in fp32, and
-   when asked its gradient written over the logits in bf16; no fp32 copy of the logits is kept.
-   One block per token row: one pass for the row's online max and sum of exponentials, one pass
-   writing the gradient; per-row losses are summed in fp64 by a last one-block kernel. */
+/* crossentropy.cu: the summed token loss over a vocabulary cut in slices (see ops.h), each
+   rank's logits (T, V) in bf16, softmax statistics in fp32; when asked, the gradient is written
+   over the logits in bf16, with no fp32 copy of them kept. One block per token row: the stats
+   kernel makes one pass for the slice's online max and sum of exponentials; the loss kernel
+   combines every slice's statistics and makes one pass writing the gradient; the rows' losses
+   are summed in fp64 by a last one-block kernel. */
 #include "kernels/cuda/cuda.cuh"
 
 #define CE_THREADS 256
 
 template <int VEC>
-__global__ void crossentropy_kernel(bf16 *logits, float *losses, int *bad, const int32_t *targets, int V,
-                                    float grad_scale)
+__global__ void crossentropy_stats_kernel(double *stats, const bf16 *logits, const int32_t *targets, int V, int v0)
 {
     __shared__ float sh[32];
-    const int t = blockIdx.x, y = targets[t];
-    bf16 *row = logits + (size_t)t * V;
-    if (y >= V) {
-        if (threadIdx.x == 0)
-            *bad = t + 1;
-        return;
-    }
-    if (y < 0) { /* ignored: no loss, zero gradient */
-        if (threadIdx.x == 0)
-            losses[t] = 0.0f;
-        if (grad_scale != 0.0f)
-            for (int i = threadIdx.x; i < V; i += blockDim.x)
-                row[i] = tobf(0.0f);
-        return;
-    }
+    const int t = blockIdx.x, y = targets[t] - v0;
+    const bf16 *row = logits + (size_t)t * V;
     float m = -INFINITY, s = 0;
     for (int i = threadIdx.x * VEC; i < V; i += blockDim.x * VEC) {
         float x[VEC];
@@ -49,10 +37,44 @@ __global__ void crossentropy_kernel(bf16 *logits, float *losses, int *bad, const
     M = threadIdx.x % 32 < blockDim.x / 32 ? sh[threadIdx.x % 32] : -INFINITY;
     M = warp_max(M);
     const float total = block_sum(m == -INFINITY ? 0.0f : s * __expf(m - M), sh);
-    const float lse = M + logf(total);
+    if (threadIdx.x == 0) {
+        stats[3 * (size_t)t] = M;
+        stats[3 * (size_t)t + 1] = total;
+        stats[3 * (size_t)t + 2] = y >= 0 && y < V ? bf(row[y]) : 0.0f;
+    }
+}
+
+template <int VEC>
+__global__ void crossentropy_kernel(bf16 *logits, float *losses, int *bad, const int32_t *targets, const double *all,
+                                    int n, int T, int V, int v0, float grad_scale)
+{
+    const int t = blockIdx.x, y = targets[t];
+    bf16 *row = logits + (size_t)t * V;
+    if (y >= (long long)n * V) {
+        if (threadIdx.x == 0)
+            *bad = t + 1;
+        return;
+    }
+    if (y < 0) { /* ignored: no loss, zero gradient */
+        if (threadIdx.x == 0)
+            losses[t] = 0.0f;
+        if (grad_scale != 0.0f)
+            for (int i = threadIdx.x; i < V; i += blockDim.x)
+                row[i] = tobf(0.0f);
+        return;
+    }
+    /* every thread combines the slices' statistics (n is small) */
+    float M = -INFINITY, S = 0, target = 0;
+    for (int j = 0; j < n; j++)
+        M = fmaxf(M, (float)all[3 * ((size_t)j * T + t)]);
+    for (int j = 0; j < n; j++) {
+        const double *s = all + 3 * ((size_t)j * T + t);
+        S += (float)s[1] * expf((float)s[0] - M); /* exactly the slice's sum where its max is M */
+        target += (float)s[2];
+    }
+    const float lse = M + logf(S);
     if (threadIdx.x == 0)
-        losses[t] = lse - bf(row[y]);
-    __syncthreads(); /* row[y] is read before anyone overwrites it */
+        losses[t] = lse - target;
     if (grad_scale == 0.0f)
         return;
     for (int i = threadIdx.x * VEC; i < V; i += blockDim.x * VEC) {
@@ -60,7 +82,7 @@ __global__ void crossentropy_kernel(bf16 *logits, float *losses, int *bad, const
         load_bf<VEC>(x, row + i);
 #pragma unroll
         for (int e = 0; e < VEC; e++)
-            x[e] = grad_scale * (__expf(x[e] - lse) - (i + e == y ? 1.0f : 0.0f));
+            x[e] = grad_scale * (__expf(x[e] - lse) - (i + e == y - v0 ? 1.0f : 0.0f));
         store_bf<VEC>(row + i, x);
     }
 }
@@ -77,7 +99,18 @@ __global__ void sum_f64_kernel(double *out, const float *x, size_t n)
         *out = s;
 }
 
-double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, float grad_scale)
+void cuda_crossentropy_stats(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0)
+{
+    const cudaStream_t s = cuda_stream();
+    if (V % 8 == 0 && aligned16(logits))
+        crossentropy_stats_kernel<8><<<T, CE_THREADS, 0, s>>>(stats, (const bf16 *)logits, targets, V, v0);
+    else
+        crossentropy_stats_kernel<1><<<T, CE_THREADS, 0, s>>>(stats, (const bf16 *)logits, targets, V, v0);
+    LAUNCH_CHECK();
+}
+
+double cuda_crossentropy(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
+                         float grad_scale)
 {
     /* scratch: [sum (double) | bad-target flag | pad] then T losses */
     char *scr = (char *)cuda_scratch(SCRATCH_REDUCE, 16 + (size_t)T * sizeof(float));
@@ -87,9 +120,11 @@ double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, flo
     const cudaStream_t s = cuda_stream();
     CUDA_CHECK(cudaMemsetAsync(bad, 0, sizeof(int), s));
     if (V % 8 == 0 && aligned16(logits))
-        crossentropy_kernel<8><<<T, CE_THREADS, 0, s>>>((bf16 *)logits, losses, bad, targets, V, grad_scale);
+        crossentropy_kernel<8>
+            <<<T, CE_THREADS, 0, s>>>((bf16 *)logits, losses, bad, targets, all, n, T, V, v0, grad_scale);
     else
-        crossentropy_kernel<1><<<T, CE_THREADS, 0, s>>>((bf16 *)logits, losses, bad, targets, V, grad_scale);
+        crossentropy_kernel<1>
+            <<<T, CE_THREADS, 0, s>>>((bf16 *)logits, losses, bad, targets, all, n, T, V, v0, grad_scale);
     LAUNCH_CHECK();
     sum_f64_kernel<<<1, 1024, 0, s>>>(sum, losses, (size_t)T);
     LAUNCH_CHECK();
@@ -99,6 +134,7 @@ double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, flo
     } host;
     cuda_download(&host, scr, 12);
     if (host.bad)
-        fail("crossentropy: the target at token %d is outside the vocabulary of %d", host.bad - 1, V);
+        fail("crossentropy: the target at token %d is outside the vocabulary of %lld", host.bad - 1,
+             (long long)n * V);
     return host.sum;
 }

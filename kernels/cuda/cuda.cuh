@@ -211,8 +211,10 @@ void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, c
 void cuda_mul_forward(void *out, const void *a, const void *b, size_t n);
 void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
 
-void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, float scale);
-void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, float scale);
+void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
+                            float scale);
+void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
+                             float scale);
 
 void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
                          int accumulate);
@@ -252,7 +254,9 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
 void cuda_attention_step(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
                          int B, int H, int dz, int dv, int C, float rope_base);
 
-double cuda_crossentropy(void *logits, const int32_t *targets, int T, int V, float grad_scale);
+void cuda_crossentropy_stats(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0);
+double cuda_crossentropy(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
+                         float grad_scale);
 
 double cuda_sumsq(const float *x, size_t n);
 void cuda_adamw(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,

@@ -194,10 +194,15 @@ static void test_training(void)
     create(&g, &d, ops_cuda(), B, L, 0);
     Model *ms[2] = {&c, &g};
     set_params(ms, 2, 5);
-    float *adam[2][2]; /* AdamW moments of each model, as the trainer's unsharded optimizer keeps them */
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 2; j++)
+    /* fp32 master weights and AdamW moments of each model, as the optimizer of a rank alone keeps them */
+    float *adam[2][3], *h = xmalloc(c.n_elems * sizeof(float));
+    model_params_to_host(&c, h); /* bf16 values: exact in fp32 */
+    for (int k = 0; k < 2; k++) {
+        for (int j = 0; j < 3; j++)
             adam[k][j] = ms[k]->ops->alloc(ms[k]->n_elems * sizeof(float));
+        ms[k]->ops->upload(adam[k][2], h, c.n_elems * sizeof(float));
+    }
+    free(h);
     int32_t *tok = xmalloc((size_t)B * (L + 1) * sizeof(int32_t));
     double first[2] = {0}, last[2] = {0}, worst = 0;
     int off = 0;
@@ -208,9 +213,10 @@ static void test_training(void)
             Model *m = ms[k];
             loss[k] = step_grads(m, tok);
             double norm = sqrt(m->ops->sumsq(m->grads, m->n_elems));
-            m->ops->adamw(m->params, m->params_act, m->grads, adam[k][0], adam[k][1], m->n_elems,
+            m->ops->adamw(adam[k][2], m->params_act, m->grads, adam[k][0], adam[k][1], m->n_elems,
                           (float)schedule_lr(&cfg, s), (float)cfg.optimizer.beta1, (float)cfg.optimizer.beta2,
-                          (float)cfg.optimizer.eps, (float)cfg.optimizer.weight_decay, s, (float)clip_scale(&cfg, norm));
+                          (float)cfg.optimizer.eps, (float)cfg.optimizer.weight_decay, s,
+                          (float)clip_scale(&cfg, norm));
             if (s == 1)
                 first[k] = loss[k];
             last[k] = loss[k];
@@ -225,10 +231,9 @@ static void test_training(void)
     tap_check(last[0] < 0.5 * first[0] && last[1] < 0.5 * first[1],
               "training: both learn (CPU %.3f -> %.3f, GPU %.3f -> %.3f)", first[0], last[0], first[1], last[1]);
     free(tok);
-    for (int k = 0; k < 2; k++) {
-        ms[k]->ops->release(adam[k][0]);
-        ms[k]->ops->release(adam[k][1]);
-    }
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 3; j++)
+            ms[k]->ops->release(adam[k][j]);
     model_free(&c);
     model_free(&g);
 }

@@ -247,6 +247,18 @@ static void test_memory(void)
     for (size_t i = 0; i < n; i++)
         bad += back[i] != (float)bf16_value(bf16_bits(x[i]));
     tap_check(bad == 0, "f32_to_act then act_to_f32 rounds to nearest bf16 (%zu mismatches)", bad);
+    gpu->upload(dx, x, n * sizeof(float));
+    gpu->f32_to_bf16(act, dx, n);
+    gpu->bf16_to_f32(dx, act, n);
+    gpu->download(back, dx, n * sizeof(float));
+    uint16_t *wire = xmalloc(n * sizeof(uint16_t));
+    float *want = xmalloc(n * sizeof(float));
+    cpu->f32_to_bf16(wire, x, n);
+    cpu->bf16_to_f32(want, wire, n);
+    tap_check(!memcmp(back, want, n * sizeof(float)),
+              "f32_to_bf16 then bf16_to_f32 (the gradients' bf16 wire) give the CPU's values bit for bit");
+    free(wire);
+    free(want);
 
     round_bf16(a, n);
     round_bf16(b, n);
@@ -442,8 +454,9 @@ int main(int argc, char **argv)
         check(elementwise_case(ew[i], (1 << 20) + 3));
         check(elementwise_case(ew[i], 37));
     }
-    check(embedding_case(4096, 512, 1000));
-    check(embedding_case(300, 100, 40)); /* D not a multiple of 8: scalar path */
+    check(embedding_case(4096, 512, 1000, 0, 1000));
+    check(embedding_case(4096, 512, 1000, 250, 250)); /* a tensor-parallel rank's slice */
+    check(embedding_case(300, 100, 40, 0, 40)); /* D not a multiple of 8: scalar path */
 
     check(matmul_case(512, 256, 384, 1, 0, 1));
     check(matmul_case(512, 256, 384, 0, 1, 1));
@@ -493,9 +506,11 @@ int main(int argc, char **argv)
     test_attention_step(2, 2, 256, 2048, 2048);
     test_attention_step(1, 3, 8, 24, 16);
 
-    check(crossentropy_case(257, 1000));
-    check(crossentropy_case(64, 32000));
-    check(crossentropy_case(31, 37)); /* vocabulary not a multiple of 8 */
+    check(crossentropy_case(257, 1000, 1));
+    check(crossentropy_case(64, 32000, 1));
+    check(crossentropy_case(64, 32000, 4)); /* tensor-parallel slices */
+    check(crossentropy_case(31, 37, 1)); /* vocabulary not a multiple of 8 */
+    check(crossentropy_case(31, 111, 3)); /* slices of 37 */
 
     int rc = tap_done();
     MPI_Finalize();
