@@ -34,6 +34,9 @@ static const Key keys[] = {
      "or empty for the explicit dimensions below; explicit keys override the preset's"},
     {"model", "vocab_size", KT_INT, OFF(model.vocab_size), "0", 0, 1 << 30, NULL,
      "vocabulary size; 0 takes it from the dataset; may be larger than the dataset's (parallel.tp must divide it)"},
+    {"model", "vocab_multiple", KT_INT, OFF(model.vocab_multiple), "64", 1, 1 << 20, NULL,
+     "with vocab_size 0, the dataset's vocabulary is rounded up to a multiple of this, so that parallel.tp up to it "
+     "splits the embedding and the head GEMMs stay aligned; the extra rows are never targets or sampled"},
     {"model", "n_layers", KT_INT, OFF(model.n_layers), "2", 1, 4096, NULL, "Megalodon blocks"},
     {"model", "d_model", KT_INT, OFF(model.d_model), "128", 1, 1 << 20, NULL, "model width D"},
     {"model", "n_heads", KT_INT, OFF(model.n_heads), "2", 1, 4096, NULL, "attention heads H"},
@@ -530,8 +533,12 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
     const int D = c->model.d_model, H = c->model.n_heads, tp = c->parallel.tp, pp = c->parallel.pp,
               cp = c->parallel.cp;
 
-    if (c->model.vocab_size == 0 && vocab_from_data > 0)
-        c->model.vocab_size = vocab_from_data;
+    if (c->model.vocab_size == 0 && vocab_from_data > 0) {
+        const int64_t vm = c->model.vocab_multiple, padded = (vocab_from_data + vm - 1) / vm * vm;
+        REQUIRE(padded <= 1 << 30, "model.vocab_multiple", "%lld rounds the dataset's vocabulary (%d) past 2^30",
+                (long long)vm, vocab_from_data);
+        c->model.vocab_size = (int)padded;
+    }
     /* with the dataset not read (--print-config), 0 stays "the dataset's" and prints so */
     REQUIRE(c->model.vocab_size > 0 || (vocab_from_data == CONFIG_VOCAB_UNREAD && c->data.path[0]),
             "model.vocab_size", "%s", c->data.path[0] ? "needs a value (the dataset is not read here)"
@@ -552,7 +559,7 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
             c->model.ffn_dim);
     REQUIRE(c->model.vocab_size % tp == 0, "parallel.tp",
             "%d does not divide model.vocab_size (%d), which tensor parallelism splits: round the vocabulary up "
-            "(it may be larger than the dataset's)",
+            "(it may be larger than the dataset's; with vocab_size 0, model.vocab_multiple rounds it)",
             tp, c->model.vocab_size);
     REQUIRE(pp <= c->model.n_layers, "parallel.pp", "%d stages for %d layers", pp, c->model.n_layers);
 

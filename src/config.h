@@ -19,7 +19,8 @@ typedef enum { GRAD_REDUCE_FP32 = 0, GRAD_REDUCE_BF16 = 1 } GradReduceDtype;
 typedef struct {
     struct {
         char preset[CONFIG_STR];
-        int vocab_size; /* 0: take it from the dataset */
+        int vocab_size;     /* 0: take it from the dataset, rounded up to vocab_multiple */
+        int vocab_multiple;
         int n_layers, d_model, n_heads, z_dim, v_dim, ffn_dim;
         int ffn; /* FfnKind */
         int chunk, groups, cema_ndim;

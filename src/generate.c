@@ -164,6 +164,8 @@ int generate_main(int argc, char **argv)
     model_dims_from_config(&d, &c);
 
     const Codec codec = codec_of(ds);
+    /* rows past the dataset's vocabulary (model.vocab_multiple's padding) are no tokens: never read or drawn */
+    const int tokens = ds && dataset_vocab(ds) < d.vocab ? dataset_vocab(ds) : d.vocab;
     int32_t *prompt;
     size_t np;
     if (a.prompt) {
@@ -174,7 +176,7 @@ int generate_main(int argc, char **argv)
         prompt = xmalloc((strlen(a.prompt) + 1) * sizeof *prompt);
         np = codec_encode(&codec, a.prompt, strlen(a.prompt), prompt);
     } else {
-        np = parse_ids(a.prompt_ids, d.vocab, &prompt);
+        np = parse_ids(a.prompt_ids, tokens, &prompt);
     }
     const int fresh = np == 0; /* start a document */
     if (fresh && codec.eod < 0)
@@ -196,7 +198,7 @@ int generate_main(int argc, char **argv)
     decode_create(&dec, &d, ops, 1);
     load_params(&dec.m, a.run.checkpoint);
     Sampling smp;
-    sampling_init(&smp, &a.sample, d.vocab);
+    sampling_init(&smp, &a.sample, tokens);
     float *logits = xmalloc((size_t)d.vocab * sizeof(float));
 
     double t0 = util_now();
