@@ -45,10 +45,8 @@ void slices_add(SliceList *l, int tensor, int shard, int64_t lo, int64_t hi, int
         const int64_t b = hi - a > CKPT_SLICE_MAX ? a + CKPT_SLICE_MAX : hi;
         if (l->n == l->cap) {
             l->cap = l->cap ? 2 * l->cap : 64;
-            CkptSlice *more = xmalloc((size_t)l->cap * sizeof *more);
-            memcpy(more, l->s, (size_t)l->n * sizeof *more);
-            free(l->s);
-            l->s = more;
+            if (!(l->s = realloc(l->s, (size_t)l->cap * sizeof *l->s)))
+                fail("out of memory listing a checkpoint's slices");
         }
         l->s[l->n++] = (CkptSlice){.tensor = tensor, .shard = shard, .lo = a, .hi = b, .file = file,
                                    .offset = l->len, .at = at + (a - lo)};
