@@ -210,5 +210,9 @@ const Ops *ops_cpu64(void); /* the same code in float64, for gradient checks */
 const Ops *ops_cuda(void);
 /* By name ("cpu", "cpu64", "cuda"); NULL if unknown or not built. */
 const Ops *ops_get(const char *name);
+/* What memory plans need of a backend, built or not: its name, act dtype and size and whether its
+   memory is a device's. "cuda" is a table with only those set (never the device's own, which
+   would touch the GPU); the CPU backends are their tables. NULL if unknown. */
+const Ops *ops_describe(const char *name);
 
 #endif
