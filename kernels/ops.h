@@ -197,6 +197,8 @@ typedef struct Ops {
     /* the most backend memory (bytes) held at once so far: allocations plus the backend's own
        scratch (CUDA); for the metrics' peak memory */
     size_t (*peak_memory)(void);
+    /* the device's total memory in bytes (what the memory plan must fit) */
+    size_t (*device_memory)(void);
     /* use the local_rank-th device of the node (before any other call; several ranks per node) */
     void (*select_device)(int local_rank);
     /* the stream every op of the backend runs on (a cudaStream_t), for communication and timing

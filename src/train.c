@@ -7,6 +7,7 @@
 #include "src/ckpt.h"
 #include "src/metrics.h"
 #include "src/optim.h"
+#include "src/plan.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -467,6 +468,7 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    plan_check_run(c, config_path, ops_get(config_device_name(c->train.device)), t->world, t->world_comm);
     Trainer tr;
     trainer_init(&tr, c, t, train);
     resume(&tr, c);
@@ -535,6 +537,11 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
         }
     }
     metrics_close(&mt);
+    /* Testing aid, never set in production: MEGATRAIN_TEST_PEAK makes every rank say the most
+       backend memory it held, for tests/test_plan.sh to compare with the memory plan. */
+    if (getenv("MEGATRAIN_TEST_PEAK") && tr.ops->peak_memory)
+        fprintf(stderr, "megatrain: rank %d stage %d cp %d: peak memory %zu bytes\n", t->rank, t->pp_rank,
+                t->cp_rank, tr.ops->peak_memory());
     trainer_free(&tr);
     return status;
 }

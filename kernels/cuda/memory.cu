@@ -15,6 +15,14 @@ static void track(CudaCtx *x, ptrdiff_t bytes)
 
 size_t cuda_peak_memory(void) { return cuda_ctx()->bytes_peak; }
 
+size_t cuda_device_memory(void)
+{
+    size_t free_b = 0, total_b = 0;
+    cuda_ctx(); /* on the device select_device chose */
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return total_b;
+}
+
 static void *device_alloc(CudaCtx *x, size_t bytes)
 {
     void *p = NULL;

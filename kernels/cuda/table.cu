@@ -51,6 +51,7 @@ static const Ops table = {
     .sumsq = cuda_sumsq,
     .adamw = cuda_adamw,
     .peak_memory = cuda_peak_memory,
+    .device_memory = cuda_device_memory,
     .select_device = cuda_select_device,
     .stream = compute_stream,
 };
