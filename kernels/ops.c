@@ -2,6 +2,7 @@
 #include "kernels/ops.h"
 
 #include "autoconfig.h"
+#include "kernels/scratch.h"
 #include <string.h>
 
 /* the two builds of kernels/cpu (cpu.h) */
@@ -27,7 +28,8 @@ const Ops *ops_get(const char *name)
 }
 
 /* the CUDA backend's dtype, as kernels/cuda/table.cu gives it, for builds and machines without it */
-static const Ops cuda_described = {.name = "cuda", .act = DTYPE_BF16, .act_size = 2, .on_device = 1};
+static const Ops cuda_described = {
+    .name = "cuda", .act = DTYPE_BF16, .act_size = 2, .on_device = 1, .scratch_plan = scratch_plan};
 
 const Ops *ops_describe(const char *name)
 {

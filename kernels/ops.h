@@ -199,6 +199,10 @@ typedef struct Ops {
     size_t (*peak_memory)(void);
     /* the device's total memory in bytes (what the memory plan must fit) */
     size_t (*device_memory)(void);
+    /* the bytes of the backend's own scratch a training step grows for micro-batches of B
+       sequences of L tokens in chunks of C, D channels and G groups (kernels/scratch.h); for the
+       memory plan, so also in the table ops_describe gives */
+    size_t (*scratch_plan)(int B, int L, int C, int D, int G);
     /* use the local_rank-th device of the node (before any other call; several ranks per node) */
     void (*select_device)(int local_rank);
     /* the stream every op of the backend runs on (a cudaStream_t), for communication and timing

@@ -34,6 +34,8 @@ static PlanRow plan_rank(const Config *c, const ModelDims *d, const Ops *ops, co
     r.params = mb.params;
     r.grads = mb.grads;
     r.backward = mb.backward;
+    if (ops->scratch_plan)
+        r.scratch = ops->scratch_plan(sh.mb_rows, sh.Lloc, d->C, m.Dl, m.Gl);
     const ZeroBytes zb = zero_plan(ops, sh.via, p->dp * p->cp, m.n_padded, sh.bucket, sh.wire);
     r.master = zb.master;
     r.grads += zb.grad;
@@ -45,7 +47,8 @@ static PlanRow plan_rank(const Config *c, const ModelDims *d, const Ops *ops, co
         r.cp = in * (size_t)cp_sends(cp_rank, p->cp, model_boundaries(&m), micro) * comm_plan_send(m.state_elems, COMM_F32);
     r.pp = in * (size_t)pipeline_sends(stage, p->pp, micro) * comm_plan_send(piece, comm_type_of(ops->act));
     model_unshape(&m);
-    r.total = r.params + r.master + r.grads + r.moments + r.acts[p->recompute] + r.backward + r.tp + r.cp + r.pp + r.dp;
+    r.total = r.params + r.master + r.grads + r.moments + r.acts[p->recompute] + r.backward + r.scratch + r.tp + r.cp +
+              r.pp + r.dp;
     return r;
 }
 
@@ -117,7 +120,7 @@ void plan_print(const Plan *p, const char *path, int bytes, FILE *f)
             p->ops->act == DTYPE_BF16 ? "bf16" : p->ops->act == DTYPE_F64 ? "fp64" : "fp32",
             p->recompute ? "on" : "off", bytes ? "bytes" : "GiB");
     static const char *heads[] = {"params", "master", "grads", "moments", "acts-rc", "acts+rc",
-                                  "backward", "tp", "cp", "pp", "dp", "total"};
+                                  "backward", "scratch", "tp", "cp", "pp", "dp", "total"};
     const int w = bytes ? 13 : 8, nh = (int)(sizeof heads / sizeof heads[0]);
     fprintf(f, "%-16s", "position");
     for (int i = 0; i < nh; i++)
@@ -126,7 +129,7 @@ void plan_print(const Plan *p, const char *path, int bytes, FILE *f)
     for (int i = 0; i < p->n; i++) {
         const PlanRow *r = &p->rows[i];
         const size_t v[] = {r->params, r->master, r->grads, r->moments, r->acts[0], r->acts[1],
-                            r->backward, r->tp, r->cp, r->pp, r->dp, r->total};
+                            r->backward, r->scratch, r->tp, r->cp, r->pp, r->dp, r->total};
         char pos[64];
         position(p, r, pos, sizeof pos);
         fprintf(f, "%-16s", pos);
@@ -138,8 +141,8 @@ void plan_print(const Plan *p, const char *path, int bytes, FILE *f)
         fputc('\n', f);
     }
     fprintf(f, "acts-rc, acts+rc: activations with train.recompute off and on (total counts the run's); tp, cp, pp, "
-               "dp: communication buffers; not counted: the backend's own scratch and the CUDA, cuBLAS and NCCL "
-               "contexts\n");
+               "dp: communication buffers; scratch: the backend's own (attention, CEMA, TimestepNorm, GEMM); not "
+               "counted: the CUDA, cuBLAS and NCCL contexts\n");
 }
 
 int plan_fits(const Plan *p, size_t limit) { return !limit || p->rows[p->peak].total <= limit; }
@@ -174,11 +177,11 @@ void plan_check(const Plan *p, const Config *c, const char *path, size_t limit, 
         at += snprintf(at, end - (size_t)(at - fix), "parallel.micro_batches: %d, %d rows per micro-batch (%.3g GiB); ",
                        2 * micro, rows / (2 * micro), plan_with(c, p, p->recompute, 2 * micro) / GIB);
     fail_input_all("%s: the memory plan of %s needs %.3g GiB per rank (%s: parameters %.3g, gradients %.3g, "
-                   "optimizer %.3g, activations %.3g, communication %.3g) but %s is %.3g GiB; to fit: %smore "
+                   "optimizer %.3g, activations %.3g, scratch %.3g, communication %.3g) but %s is %.3g GiB; to fit: %smore "
                    "parallel.tp or parallel.pp (they split parameters, gradients and activations) or parallel.cp "
                    "(activations); megatrain plan %s --world %d shows every kind",
                    path, lay, r->total / GIB, pos, r->params / GIB, r->grads / GIB, (r->master + r->moments) / GIB,
-                   (r->acts[p->recompute] + r->backward) / GIB, (r->tp + r->cp + r->pp + r->dp) / GIB, from,
+                   (r->acts[p->recompute] + r->backward) / GIB, r->scratch / GIB, (r->tp + r->cp + r->pp + r->dp) / GIB, from,
                    limit / GIB, fix, path, p->world);
 }
 

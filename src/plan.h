@@ -22,6 +22,8 @@ typedef struct {
     size_t moments;   /* AdamW moments of the shard */
     size_t acts[2];   /* activations with train.recompute off [0] and on [1] */
     size_t backward;  /* backward's gradient scratch, the embedding's sums, cross-entropy statistics */
+    size_t scratch;   /* the backend's own: attention scores, CEMA and TimestepNorm states, the GEMM
+                         workspace (ops->scratch_plan; none on the CPU) */
     size_t tp, cp, pp, dp; /* communication: tp scratch; staging of cp and pipeline sends; the
                               optimizer's bf16 wire buffers and reduce-scatter staging */
     size_t total;     /* with the activations of the configured recompute */

@@ -93,7 +93,7 @@ done
 
 # the target: the paper's 7B, dp 128 x cp 2 at 32K context with recompute, at most 72 GB per rank
 run "$mt" plan "$top_srcdir/jobs/paper/paper7B-256-cp2.yaml" --world 256 --bytes
-peak=$(awk '/^(every|cp|stage)/ { if ($NF > m) m = $NF } END { print m + 0 }' out)
+peak=$(awk '/^(every|cp|stage)/ { if ($NF > m) m = $NF } END { printf "%.0f", m }' out)
 tap_ok $([ $rc -eq 0 ] && grep -q 'dp 128 x tp 1 x pp 1 x cp 2, cuda (bf16), train.recompute on' out &&
          awk -v p="$peak" 'BEGIN { exit !(p > 0 && p <= 72e9) }' && echo 0 || echo 1) \
     "paper7B on 256 GPUs (dp 128 x cp 2, recompute): $peak bytes per rank, at most 72 GB"

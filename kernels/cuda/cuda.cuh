@@ -16,6 +16,7 @@
 #define noreturn [[noreturn]]
 extern "C" {
 #include "kernels/ops.h"
+#include "kernels/scratch.h"
 #include "base/util.h"
 }
 #undef noreturn

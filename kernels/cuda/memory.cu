@@ -101,7 +101,7 @@ void *cuda_scratch(ScratchSlot slot, size_t bytes)
     if (bytes > x->scratch_bytes[slot]) { /* only while sizes still grow: the first step */
         if (x->scratch[slot])
             device_free(x, x->scratch[slot], x->scratch_bytes[slot]);
-        bytes = (bytes + 4095) & ~(size_t)4095;
+        bytes = scratch_round(bytes);
         x->scratch[slot] = device_alloc(x, bytes);
         x->scratch_bytes[slot] = bytes;
     }
