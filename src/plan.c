@@ -195,15 +195,19 @@ static size_t agree_min(MPI_Comm comm, size_t v)
     return x == ~0ULL ? 0 : (size_t)x;
 }
 
-void plan_check_run(const Config *c, const char *path, const Ops *ops, int world, MPI_Comm comm)
+void plan_check_run(const Config *c, const char *path, const Ops *ops, const Topo *t)
 {
+    if (!ops)
+        return; /* not built here: trainer_init says so */
     const int own = c->train.memory_gib > 0;
-    const size_t limit = agree_min(comm, own ? (size_t)(c->train.memory_gib * GIB)
-                                             : ops->device_memory ? ops->device_memory() : 0);
+    if (!own && ops->select_device) /* as trainer_init will: the device whose memory counts */
+        ops->select_device(t->local_rank);
+    const size_t limit = agree_min(t->world_comm, own ? (size_t)(c->train.memory_gib * GIB)
+                                                      : ops->device_memory ? ops->device_memory() : 0);
     if (!limit)
         return;
     Plan p;
-    plan_make(&p, c, ops, world);
+    plan_make(&p, c, ops, t->world);
     plan_check(&p, c, path, limit, own ? "train.memory_gib" : "the device's memory");
     plan_free(&p);
 }

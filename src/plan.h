@@ -6,9 +6,9 @@
 #define MEGATRAIN_PLAN_H
 
 #include "kernels/ops.h"
+#include "parallel/topo.h"
 #include "src/config.h"
 
-#include <mpi.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -47,9 +47,9 @@ int plan_fits(const Plan *p, size_t limit);
 /* Stop every rank with exit 2 when the plan does not fit limit bytes (`from` says where the limit
    comes from), naming the layout, the largest rank's needs and what would make it fit. */
 void plan_check(const Plan *p, const Config *c, const char *path, size_t limit, const char *from);
-/* A run's check before it allocates: the limit is train.memory_gib, else the device's memory
-   (the smallest of the job's devices, agreed over comm). */
-void plan_check_run(const Config *c, const char *path, const Ops *ops, int world, MPI_Comm comm);
+/* A run's check on the grid t before it allocates: the limit is train.memory_gib, else the
+   device's memory (of the device the rank will use; the smallest over the job). */
+void plan_check_run(const Config *c, const char *path, const Ops *ops, const Topo *t);
 /* megatrain plan RUN.yaml --world N [--gpu-mem GiB] [--bytes] [--set k=v ...] */
 int plan_main(int argc, char **argv);
 

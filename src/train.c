@@ -468,7 +468,7 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    plan_check_run(c, config_path, ops_get(config_device_name(c->train.device)), t->world, t->world_comm);
+    plan_check_run(c, config_path, ops_get(config_device_name(c->train.device)), t);
     Trainer tr;
     trainer_init(&tr, c, t, train);
     resume(&tr, c);
