@@ -13,17 +13,8 @@
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 . "$top_srcdir/tests/ckpt.sh"
-cat >run.yaml <<'Y'
-model: {vocab_size: 64, n_layers: 4, d_model: 32, n_heads: 4, z_dim: 16, v_dim: 32, ffn_dim: 48,
-        chunk: 8, groups: 4, cema_ndim: 2, share_emb: true}
-data: {seq_len: 32, batch_size: 16}
-optimizer: {lr: 0.01, eps: 1.0e-3}
-schedule: {warmup_steps: 1, decay: constant}
-train: {steps: 6, seed: 5}
-log: {every: 1000}
-checkpoint: {keep_last: 10}
-parallel: {timeout: 600}
-Y
+ckpt_runfile run.yaml # tests/ckpt.sh's model, with 4 heads and 16 sequences
+set -- --set model.n_heads=4 --set data.batch_size=16 --set train.steps=6 --set parallel.timeout=600
 case ${SCALE:-64} in
 64) a="2 4 2 4" b="8 2 2 2" ;;
 256) a="4 4 4 4" b="16 2 4 2" ;;
@@ -37,11 +28,11 @@ named() { set -- $1 && echo "dp$1 x pp$2 x cp$3 x tp$4"; }
 export OMPI_MCA_mpi_yield_when_idle=1
 
 t0=$(date +%s)
-run "$mt" run.yaml --set log.metrics=ref.jsonl
+run "$mt" run.yaml "$@" --set log.metrics=ref.jsonl
 tap_ok $rc "reference: 6 steps on one rank"
 
 # shellcheck disable=SC2046 # lay prints a list of words
-run $MPIRUN -np "$np" "$mt" run.yaml $(lay "$a") --set train.steps=3 --set checkpoint.every=3 \
+run $MPIRUN -np "$np" "$mt" run.yaml "$@" $(lay "$a") --set train.steps=3 --set checkpoint.every=3 \
     --set checkpoint.dir=ck --set log.metrics=a.jsonl
 t1=$(date +%s)
 tap_ok $([ $rc -eq 0 ] && [ -d ck/step-00000003 ] && echo 0 || echo 1) \
@@ -51,7 +42,7 @@ compare ref.jsonl a.jsonl 1e-5 1e-5
 tap_ok $? "$np ranks, $(named "$a"): one rank's losses and gradient norms ($worst)"
 
 # shellcheck disable=SC2046
-run $MPIRUN -np "$np" "$mt" run.yaml $(lay "$b") --set checkpoint.dir=ck --set log.metrics=b.jsonl
+run $MPIRUN -np "$np" "$mt" run.yaml "$@" $(lay "$b") --set checkpoint.dir=ck --set log.metrics=b.jsonl
 t2=$(date +%s)
 tap_ok $([ $rc -eq 0 ] && grep -q "resumed from ck/step-00000003" "$tap_tmp/err" "$tap_tmp/out" && echo 0 || echo 1) \
     "$np ranks, $(named "$b"): resumed at step 3, to step 6 ($((t2 - t1)) s)"
