@@ -276,7 +276,7 @@ static void write_meta(const char *file, const CkptInfo *ck)
     memcpy(v.strings, strings, sizeof strings);
     const int64_t sum = (int64_t)meta_checksum(&v);
 
-    hid_t h = h5u_create(file);
+    hid_t h = h5u_create_sealed(file);
     for (int k = 0; k < META_INTS; k++)
         h5u_attr_write_i64s(h, file, meta_ints[k].name, 1, &v.ints[k]);
     for (int k = 0; k < 2; k++)
@@ -289,7 +289,7 @@ static void write_meta(const char *file, const CkptInfo *ck)
     h5u_write(h, file, "slices", H5T_NATIVE_INT64, H5T_STD_I64LE, 2,
               (hsize_t[]){(hsize_t)v.ns, SLICES_SLICE_COLS}, v.slices);
     H5_CHECK_AT(file, H5Fclose(h));
-    fsync_path(file);
+    h5u_seal(file); /* fsyncs it */
     free((void *)v.tensors);
     free((void *)v.slices);
     free(names);

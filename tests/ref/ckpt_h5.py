@@ -127,14 +127,16 @@ def to_v2(ckpt):
                     d.attrs["fnv1a64"] = np.array([fnv1a64(a.tobytes())], np.uint64).view(np.int64)
     for file in glob.glob(os.path.join(ckpt, "rank-*.h5")):
         os.remove(file)
-    with h5py.File(os.path.join(ckpt, "meta.h5"), "r+") as f:
-        for k in ("files", "tensor_names", "fnv1a64"):
-            del f.attrs[k]
-        del f["tensors"], f["slices"]
-        f.attrs.modify("format_version", np.array([2], np.int64))
-        f.attrs.modify("pp", np.array([1], np.int64))
+    path = os.path.join(ckpt, "meta.h5")
+    with h5py.File(path, "r") as f:
+        attrs = {k: f.attrs[k] for k in f.attrs if k not in ("files", "tensor_names", "fnv1a64")}
+    attrs["format_version"] = np.array([2], np.int64)
+    attrs["pp"] = np.array([1], np.int64)
+    with h5py.File(path + ".new", "w") as f:  # as format 2 was written: no user block, no seal
+        for k, v in attrs.items():
+            f.attrs[k] = v
         f.attrs["fnv1a64"] = np.array([meta_checksum(f)], np.uint64).view(np.int64)
-
+    os.replace(path + ".new", path)
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "to-v2":
