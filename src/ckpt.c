@@ -6,6 +6,7 @@
 #include "src/ckpt_meta.h"
 #include "src/ckpt_slices.h"
 #include "src/ckpt_v2.h"
+#include "data/h5_check.h"
 #include "base/util.h"
 
 #include <dirent.h>
