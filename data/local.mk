@@ -9,7 +9,7 @@ data_libdata_a_SOURCES = \
   data/dataset.c \
   data/perm.h data/perm.c \
   data/sampler.c \
-  data/tokenizer.h data/tokenizer.c \
+  data/tokenizer.h data/tokenizer_impl.h data/tokenizer.c \
   data/build.h data/build.c \
   data/inspect.h data/inspect.c
 
