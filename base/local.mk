@@ -1,4 +1,4 @@
 # base/: what every folder shares (errors and exit codes, allocation, logging, counter-based
-# random numbers, timing); it includes nothing of the project's.
+# random numbers, timing, a JSON reader); it includes nothing of the project's.
 noinst_LIBRARIES += base/libbase.a
-base_libbase_a_SOURCES = base/util.h base/util.c
+base_libbase_a_SOURCES = base/util.h base/util.c base/jsonl.h base/jsonl.c

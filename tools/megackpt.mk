@@ -4,7 +4,7 @@
 
 bin_PROGRAMS += megackpt
 megackpt_SOURCES = tools/megackpt.c tools/convert.h tools/convert.c tools/safetensors.h tools/safetensors.c \
-  tools/jsonl.h tools/jsonl.c tools/cliopt.h tools/cliopt.c
+  tools/cliopt.h tools/cliopt.c
 
 CKPT_TESTS = tests/test_megackpt.sh tests/test_ckpt_resume.sh tests/test_ckpt_reshard.sh \
   tests/test_ckpt_damage.sh tests/test_ckpt_kill.sh tests/test_ckpt_files.sh tests/test_ckpt_export.py
