@@ -10,6 +10,8 @@ data_libdata_a_SOURCES = \
   data/perm.h data/perm.c \
   data/sampler.c \
   data/tokenizer.h data/tokenizer_impl.h data/tokenizer.c \
+  data/strmap.h data/strmap.c data/utf8.h data/utf8.c \
+  data/spm_model.h data/spm_model.c data/spm_tokenizer.c \
   data/build.h data/build.c \
   data/inspect.h data/inspect.c
 
@@ -17,7 +19,7 @@ data_libdata_a_SOURCES = \
 DATA_LDADD = data/libdata.a base/libbase.a $(HDF5_LIBS) -lm
 
 bin_PROGRAMS += megadata
-megadata_SOURCES = tools/megadata.c tools/cliopt.h tools/cliopt.c
+megadata_SOURCES = tools/megadata.c tools/megadata.h tools/megadata_tokenizer.c tools/cliopt.h tools/cliopt.c
 megadata_LDADD = $(DATA_LDADD)
 
 EXTRA_DIST += doc/data.md

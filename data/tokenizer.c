@@ -34,8 +34,11 @@ static void bytes_free(Tokenizer *t) { free(t); }
 
 Tokenizer *tokenizer_open(const char *spec)
 {
-    if (strcmp(spec, TOKENIZER_BYTES) != 0)
-        fail_input("%s: tokenizer files are not supported yet (only '%s')", spec, TOKENIZER_BYTES);
+    if (strcmp(spec, TOKENIZER_BYTES) != 0) {
+        size_t size;
+        char *file = util_read_file(spec, &size);
+        return spm_open(spec, file, size);
+    }
     Tokenizer *t = xmalloc(sizeof *t);
     *t = (Tokenizer){TOKENIZER_BYTES, BYTES_VOCAB, -1, BYTES_EOD, 0, bytes_encode, bytes_free};
     return t;

@@ -5,6 +5,7 @@
 #include "data/inspect.h"
 #include "data/manifest.h"
 #include "tools/cliopt.h"
+#include "tools/megadata.h"
 #include "base/util.h"
 
 #include <stdarg.h>
@@ -23,6 +24,7 @@ static const char usage_main[] =
     "  info DIR                 summarise a dataset: splits, shards, tokens, vocabulary\n"
     "  verify DIR               read every shard to the end and check it\n"
     "  manifest DIR             check new shards and list them in DIR/manifest.h5\n"
+    "  tokenizer ...            train, describe, run and time tokenizers\n"
     "\n"
     "megadata COMMAND --help tells more; megadata --version gives the version.\n";
 
@@ -75,8 +77,7 @@ static const char usage_manifest[] =
     "build writes one, so this is for shards written by other programs and for datasets made\n"
     "before manifests (format version 1). Exits with status 2 on a missing or bad shard.\n";
 
-static noreturn void bad_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bad_usage(const char *cmd, const char *fmt, ...)
+void bad_usage(const char *cmd, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
@@ -86,7 +87,7 @@ static void bad_usage(const char *cmd, const char *fmt, ...)
     fail_input("%s (see megadata %s --help)", what, cmd);
 }
 
-static int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
+int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
 static int cmd_build(int argc, char **argv)
 {
@@ -199,6 +200,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "build") == 0)
         return cmd_build(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenizer") == 0)
+        return megadata_tokenizer(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) {
         data_info(one_dir("info", usage_info, argc - 1, argv + 1), stdout);
         return 0;
