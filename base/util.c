@@ -149,6 +149,17 @@ char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
+void *xgrow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    *cap = need > 2 * *cap ? need : 2 * *cap;
+    p = realloc(p, *cap * size);
+    if (!p)
+        fail("out of memory for %zu x %zu bytes", *cap, size);
+    return p;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;

@@ -10,8 +10,9 @@ data_libdata_a_SOURCES = \
   data/perm.h data/perm.c \
   data/sampler.c \
   data/tokenizer.h data/tokenizer_impl.h data/tokenizer.c \
-  data/strmap.h data/strmap.c data/utf8.h data/utf8.c \
-  data/spm_model.h data/spm_model.c data/spm_tokenizer.c \
+  data/strmap.h data/strmap.c data/idcache.h data/idcache.c data/utf8.h data/utf8.c \
+  data/pairheap.h data/pairheap.c data/spm_model.h data/spm_model.c data/spm_tokenizer.c \
+  data/unicode_classes.h data/unicode_classes.c data/pretok.h data/pretok.c data/hf_tokenizer.c \
   data/build.h data/build.c \
   data/inspect.h data/inspect.c
 
@@ -34,7 +35,8 @@ tests_test_data_SOURCES = tests/test_data.c
 tests_test_data_LDADD = $(DATA_LDADD)
 tests_test_sampler_SOURCES = tests/test_sampler.c
 tests_test_sampler_LDADD = $(DATA_LDADD)
-TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py
+TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_tokenizers.py
 EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py \
+  tests/test_tokenizers.py tests/tokenizer_corpus.py tools/gen-unicode-classes.py \
   tests/data/text/notes.txt tests/data/text/poems/autumn.txt tests/data/text/poems/spring.txt \
   tests/data/text/unicode.txt

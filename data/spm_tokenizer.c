@@ -2,6 +2,8 @@
    gives (its normalizer with the model's flags, its BPE merge order, byte fallback; the rules are
    in doc/data.md). The text is normalized, cut into segments that merge independently where the
    vocabulary allows it, and each segment is merged once: a cache remembers short ones. */
+#include "data/idcache.h"
+#include "data/pairheap.h"
 #include "data/spm_model.h"
 #include "data/strmap.h"
 #include "data/tokenizer_impl.h"
@@ -11,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPM_CACHE_BYTES 64        /* segments up to this long are cached */
-#define SPM_CACHE_INTS (1u << 22) /* the cache is emptied when it holds more */
 #define SPM_SPACE "\xe2\x96\x81"  /* U+2581, which stands for a space when escape_whitespaces is on */
 
 typedef struct {
@@ -20,11 +20,6 @@ typedef struct {
     int prev, next;  /* neighbours, -1 at the ends */
     int freeze;      /* a user-defined piece: never merged */
 } SpmSym;
-
-typedef struct {
-    float score; /* of the merged piece */
-    int left, right, size;
-} SpmPair;
 
 typedef struct {
     Tokenizer base;
@@ -38,29 +33,15 @@ typedef struct {
     const char *space; /* what a space becomes: SPM_SPACE or " " */
     int space_len;
     int segmented; /* segments merge independently: no piece has the space after another character */
-    StrMap cache;  /* segment -> its offset in cache_ids: count, then (id, bytes) per symbol */
-    int32_t *cache_ids;
-    size_t cache_n, cache_cap;
+    IdCache cache; /* segment -> (id, bytes) per symbol */
     char *norm; /* scratch: the normalized text */
     size_t norm_cap;
     SpmSym *syms;
     size_t syms_cap;
-    SpmPair *heap;
-    size_t heap_n, heap_cap;
+    PairHeap heap; /* candidate merges: (left, right) and the merged size */
     int32_t *seg; /* a segment's symbols as (id, bytes) */
     size_t seg_n, seg_cap;
 } Spm;
-
-static void *spm_grow(void *p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return p;
-    *cap = need > 2 * *cap ? need : 2 * *cap;
-    p = realloc(p, *cap * size);
-    if (!p)
-        fail("out of memory for %zu bytes", *cap * size);
-    return p;
-}
 
 /* ---- normalization (Normalizer::Normalize with no character map) */
 
@@ -102,7 +83,7 @@ static int spm_ends_with_space(const Spm *s, const char *o)
 static size_t spm_normalize(Spm *s, const char *text, size_t len)
 {
     const SpmModel *m = &s->m;
-    s->norm = spm_grow(s->norm, &s->norm_cap, 3 * len + 4, 1);
+    s->norm = xgrow(s->norm, &s->norm_cap, 3 * len + 4, 1);
     const unsigned char *p = (const unsigned char *)text, *end = p + len;
     char *o = s->norm;
     size_t used, n;
@@ -146,37 +127,14 @@ static size_t spm_normalize(Spm *s, const char *text, size_t len)
 
 /* ---- BPE (bpe_model.cc's Encode): the best pair merges first: highest score, then leftmost */
 
-static int spm_pair_before(const SpmPair *a, const SpmPair *b)
+/* The heap key of a pair: higher scores first (float order, -0 equal to 0), then smaller left. */
+static uint64_t spm_pair_key(float score, int left)
 {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static void spm_heap_push(Spm *s, SpmPair pair)
-{
-    s->heap = spm_grow(s->heap, &s->heap_cap, s->heap_n + 1, sizeof *s->heap);
-    size_t i = s->heap_n++;
-    for (; i > 0 && spm_pair_before(&pair, &s->heap[(i - 1) / 2]); i = (i - 1) / 2)
-        s->heap[i] = s->heap[(i - 1) / 2];
-    s->heap[i] = pair;
-}
-
-static SpmPair spm_heap_pop(Spm *s)
-{
-    SpmPair top = s->heap[0], last = s->heap[--s->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->heap_n)
-            break;
-        if (c + 1 < s->heap_n && spm_pair_before(&s->heap[c + 1], &s->heap[c]))
-            c++;
-        if (!spm_pair_before(&s->heap[c], &last))
-            break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    s->heap[i] = last;
-    return top;
+    uint32_t u;
+    score = score == 0 ? 0 : score;
+    memcpy(&u, &score, sizeof u);
+    u = u & 0x80000000u ? ~u : u | 0x80000000u; /* increasing with the float */
+    return (uint64_t)~u << 32 | (uint32_t)left;
 }
 
 /* Symbols left and right, neighbours, become a candidate when their concatenation is a piece. */
@@ -187,7 +145,7 @@ static void spm_try_pair(Spm *s, const char *t, int left, int right)
     int size = s->syms[left].len + s->syms[right].len;
     int id = strmap_get(&s->pieces, t + s->syms[left].start, (size_t)size);
     if (id >= 0)
-        spm_heap_push(s, (SpmPair){s->m.pieces[id].score, left, right, size});
+        pairheap_push(&s->heap, (PairItem){spm_pair_key(s->m.pieces[id].score, left), right, size});
 }
 
 /* ModelInterface::PieceToId: reserved pieces first, then the others, else unknown. */
@@ -209,29 +167,30 @@ static void spm_bpe(Spm *s, const char *t, int a, int b)
             len = "\1\1\1\1\1\1\1\1\1\1\1\1\2\2\3\4"[(unsigned char)t[i] >> 4];
         if (len > b - i)
             len = b - i;
-        s->syms = spm_grow(s->syms, &s->syms_cap, (size_t)n + 1, sizeof *s->syms);
+        s->syms = xgrow(s->syms, &s->syms_cap, (size_t)n + 1, sizeof *s->syms);
         s->syms[n] = (SpmSym){i, len, n - 1, i + len < b ? n + 1 : -1, freeze};
         i += len;
     }
-    s->heap_n = 0;
+    s->heap.n = 0;
     for (int i = 1; i < n; i++)
         spm_try_pair(s, t, i - 1, i);
-    while (s->heap_n) {
-        SpmPair top = spm_heap_pop(s);
-        SpmSym *l = &s->syms[top.left], *r = &s->syms[top.right];
-        if (!l->len || !r->len || l->len + r->len != top.size)
+    while (s->heap.n) {
+        PairItem top = pairheap_pop(&s->heap);
+        int left = (int)(uint32_t)top.key;
+        SpmSym *l = &s->syms[left], *r = &s->syms[top.a];
+        if (!l->len || !r->len || l->len + r->len != top.b)
             continue; /* one of them merged since */
         l->len += r->len;
         l->next = r->next;
         if (r->next >= 0)
-            s->syms[r->next].prev = top.left;
+            s->syms[r->next].prev = left;
         r->len = 0;
-        spm_try_pair(s, t, l->prev, top.left);
-        spm_try_pair(s, t, top.left, l->next);
+        spm_try_pair(s, t, l->prev, left);
+        spm_try_pair(s, t, left, l->next);
     }
     s->seg_n = 0;
     for (int i = 0; i >= 0; i = s->syms[i].next) {
-        s->seg = spm_grow(s->seg, &s->seg_cap, s->seg_n + 2, sizeof *s->seg);
+        s->seg = xgrow(s->seg, &s->seg_cap, s->seg_n + 2, sizeof *s->seg);
         s->seg[s->seg_n++] = spm_piece_id(s, t + s->syms[i].start, (size_t)s->syms[i].len);
         s->seg[s->seg_n++] = s->syms[i].len;
     }
@@ -264,27 +223,18 @@ static size_t spm_segment_end(const Spm *s, const char *t, size_t a, size_t n)
     return n;
 }
 
-/* Segment t[a, b): from the cache, or merged (and cached when short). */
+/* Segment t[a, b): from the cache, or merged (and cached). */
 static void spm_segment(Spm *s, const char *t, size_t a, size_t b, int *prev_unk, TokenBuf *out)
 {
-    int at = b - a <= SPM_CACHE_BYTES ? strmap_get(&s->cache, t + a, b - a) : -1;
-    if (at >= 0) {
-        spm_emit(s, t + a, s->cache_ids + at + 1, (size_t)s->cache_ids[at], prev_unk, out);
+    int n;
+    const int32_t *sym = idcache_get(&s->cache, t + a, b - a, &n);
+    if (sym) {
+        spm_emit(s, t + a, sym, (size_t)n / 2, prev_unk, out);
         return;
     }
     spm_bpe(s, t, (int)a, (int)b);
     spm_emit(s, t + a, s->seg, s->seg_n / 2, prev_unk, out);
-    if (b - a > SPM_CACHE_BYTES)
-        return;
-    if (s->cache_n + s->seg_n + 1 > SPM_CACHE_INTS) {
-        strmap_clear(&s->cache);
-        s->cache_n = 0;
-    }
-    s->cache_ids = spm_grow(s->cache_ids, &s->cache_cap, s->cache_n + s->seg_n + 1, sizeof *s->cache_ids);
-    strmap_put(&s->cache, t + a, b - a, (int)s->cache_n);
-    s->cache_ids[s->cache_n++] = (int32_t)(s->seg_n / 2);
-    memcpy(s->cache_ids + s->cache_n, s->seg, s->seg_n * sizeof *s->seg);
-    s->cache_n += s->seg_n;
+    idcache_put(&s->cache, t + a, b - a, s->seg, (int)s->seg_n);
 }
 
 static void spm_encode(Tokenizer *t, const char *text, size_t len, TokenBuf *out)
@@ -310,13 +260,12 @@ static void spm_free(Tokenizer *t)
     Spm *s = (Spm *)t;
     strmap_free(&s->pieces);
     strmap_free(&s->reserved);
-    strmap_free(&s->cache);
+    idcache_free(&s->cache);
     spm_model_free(&s->m);
     free(s->user);
-    free(s->cache_ids);
     free(s->norm);
     free(s->syms);
-    free(s->heap);
+    pairheap_free(&s->heap);
     free(s->seg);
     free(s->file);
     free(s);

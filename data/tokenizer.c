@@ -37,7 +37,8 @@ Tokenizer *tokenizer_open(const char *spec)
     if (strcmp(spec, TOKENIZER_BYTES) != 0) {
         size_t size;
         char *file = util_read_file(spec, &size);
-        return spm_open(spec, file, size);
+        size_t i = strspn(file, " \t\r\n");
+        return file[i] == '{' ? hf_open(spec, file, size) : spm_open(spec, file, size);
     }
     Tokenizer *t = xmalloc(sizeof *t);
     *t = (Tokenizer){TOKENIZER_BYTES, BYTES_VOCAB, -1, BYTES_EOD, 0, bytes_encode, bytes_free};

@@ -16,5 +16,6 @@ struct Tokenizer {
 /* Each kind's constructor takes the file's bytes (file[0, size), NUL-terminated after them), which
    the tokenizer then owns. */
 Tokenizer *spm_open(const char *path, char *file, size_t size);
+Tokenizer *hf_open(const char *path, char *file, size_t size);
 
 #endif

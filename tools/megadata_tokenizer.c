@@ -249,7 +249,7 @@ static int tok_train(int argc, char **argv)
         bad_usage(cmd, "more than 256 --spm-option");
     for (int k = 0; k < nextra; k++)
         args[n++] = extra[k];
-    args[n++] = verbose ? "--minloglevel=0" : "--minloglevel=1";
+    args[n++] = verbose ? "--minloglevel=0" : "--minloglevel=2";
     args[n] = NULL;
     int rc = tok_run(args);
     char *tmp_model = xasprintf("%s.model", tmp_prefix), *tmp_vocab = xasprintf("%s.vocab", tmp_prefix);
