@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,10 +192,12 @@ static void build_after_existing(const char *dir, const TokenFormat *fmt, int fi
         hid_t file = shard_open(path);
         shard_meta(path, file, names[i].split, &m);
         H5_CHECK_AT(path, H5Fclose(file));
-        if (m.vocab != fmt->vocab || m.eod != fmt->eod || strcmp(m.tokenizer, fmt->tokenizer) != 0)
-            fail_input("%s: cannot append: it has vocab_size %d, eod_id %d, tokenizer '%s'; the new shards would "
-                       "have %d, %d, '%s'",
-                       path, m.vocab, m.eod, m.tokenizer, fmt->vocab, fmt->eod, fmt->tokenizer);
+        if (m.vocab != fmt->vocab || m.eod != fmt->eod || m.bos != fmt->bos || strcmp(m.tokenizer, fmt->tokenizer) != 0 ||
+            m.tokenizer_checksum != fmt->tokenizer_checksum)
+            fail_input("%s: cannot append: it has vocab_size %d, eod_id %d, bos_id %d, tokenizer '%s' (checksum "
+                       "%016" PRIx64 "); the new shards would have %d, %d, %d, '%s' (%016" PRIx64 ")",
+                       path, m.vocab, m.eod, m.bos, m.tokenizer, m.tokenizer_checksum, fmt->vocab, fmt->eod, fmt->bos,
+                       fmt->tokenizer, fmt->tokenizer_checksum);
         free(path);
     }
     if (n)
@@ -294,12 +297,13 @@ static void build_text_doc(Build *b, Doc *d)
 void data_build(const BuildOptions *o, BuildSplit stats[2])
 {
     Build b = {.o = o, .width = o->kind == BUILD_TEXT ? 1 : o->kind == BUILD_UINT16 ? 2 : 4, .stats = stats};
-    TokenFormat fmt = {o->vocab, o->eod, TOKENIZER_RAW};
+    TokenFormat fmt = {o->vocab, o->eod, -1, TOKENIZER_RAW, 0};
     if (o->kind == BUILD_TEXT) {
         b.tok = tokenizer_open(o->tokenizer ? o->tokenizer : TOKENIZER_BYTES);
         if (tokenizer_eos(b.tok) < 0)
             fail_input("%s: the tokenizer has no end-of-document id to separate the documents", o->tokenizer);
-        fmt = (TokenFormat){tokenizer_vocab(b.tok), tokenizer_eos(b.tok), tokenizer_name(b.tok)};
+        fmt = (TokenFormat){tokenizer_vocab(b.tok), tokenizer_eos(b.tok), tokenizer_bos(b.tok), tokenizer_name(b.tok),
+                            tokenizer_checksum(b.tok)};
     }
     for (int i = 0; i < o->ninputs; i++)
         build_walk(&b, o->inputs[i], 0);

@@ -6,7 +6,8 @@
 # (python3-sentencepiece); byte-level BPE tokenizer.json files (GPT-2 and LLaMA-3 style, trained
 # here) against an independent reference written here (python3-regex for the pre-tokenizer
 # expressions, GPT-2's published merge loop). Then a dataset built with a tokenizer holds those
-# ids and records the tokenizer; malformed tokenizer files are refused with one message, exit 2.
+# ids and records the tokenizer (read back with h5py); malformed tokenizer files are refused with
+# one message, exit 2.
 import collections
 import json
 import os
@@ -145,7 +146,7 @@ def sentencepiece_tests(tmp, paths, docs):
             sp = sentencepiece.SentencePieceProcessor(model_file=noesc)
             compare("SentencePiece (LLaMA-2 settings, escape_whitespaces off) ids", noesc, paths, docs, sp.encode,
                     sp.id_to_piece)
-    return os.path.join(tmp, "sp0.model")
+    return os.path.join(tmp, "sp0.model"), sentencepiece.SentencePieceProcessor(model_file=os.path.join(tmp, "sp0.model"))
 
 
 # ---- byte-level BPE (tokenizer.json): an independent reference
@@ -288,6 +289,7 @@ def tokenizer_json(vocab, merges, style):
 
 def byte_level_tests(tmp, paths, docs):
     files = {}
+    references = {}
     for style, pattern, bos, eos in [("gpt2", GPT2, -1, "<|endoftext|>"), ("llama3", LLAMA3, "<|begin_of_text|>",
                                                                           "<|end_of_text|>")]:
         vocab, merges = train_byte_level(docs[::3], pattern, 6, 150)
@@ -302,8 +304,56 @@ def byte_level_tests(tmp, paths, docs):
         check(info.startswith(want), f"tokenizer info ({style} tokenizer.json, {len(merges)} merges)",
               info + "\nexpected\n" + want)
         inverse = {i: t for t, i in vocab.items()}
-        compare(f"byte-level BPE ({style} style) ids", path, paths, docs, Reference(tj).encode, inverse.get)
-    return files
+        references[style] = Reference(tj).encode
+        compare(f"byte-level BPE ({style} style) ids", path, paths, docs, references[style], inverse.get)
+    return files, references
+
+
+# ---- a dataset built with a tokenizer
+
+
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def dataset_tests(tmp, docs, tokenizers):
+    try:
+        import h5py
+    except ImportError:
+        return check(True, "# SKIP h5py is missing: the dataset built with a tokenizer is not read back")
+    folder = os.path.join(tmp, "some")
+    os.mkdir(folder)
+    for i, d in enumerate(docs[:40]):
+        with open(os.path.join(folder, f"d{i:03d}.txt"), "wb") as f:
+            f.write(d)
+    for name, path, kind, reference in tokenizers:
+        out = os.path.join(tmp, f"ds-{name}")
+        r = run("build", out, folder, "--tokenizer", path, "--val-fraction", "0", "--shard-tokens", "5000")
+        if not check(r.returncode == 0, f"build --tokenizer {name}", r.stderr.decode(errors="replace")):
+            continue
+        info = run("tokenizer", "info", path).stdout.decode().split()
+        vocab, bos, eos = int(info[3]), int(info[5]), int(info[7])
+        with open(path, "rb") as f:
+            checksum = fnv1a64(f.read())
+        want = [i for d in docs[:40] for i in reference(d) + [eos]]
+        stream, attrs = [], []
+        for shard in sorted(n for n in os.listdir(out) if n.startswith("train-")):
+            with h5py.File(os.path.join(out, shard), "r") as f:
+                stream += f["tokens"][:].tolist()
+                a = f.attrs
+                attrs.append((int(a["format_version"]), a["tokenizer"].decode(), int(a["vocab_size"]), int(a["eod_id"]),
+                               int(a["bos_id"]), int(a["tokenizer_checksum"])))
+        check(stream == want, f"build --tokenizer {name}: the shards hold the reference ids, EOS after each document "
+                              f"({len(want)} tokens)")
+        check(set(attrs) == {(2, kind, vocab, eos, bos, checksum)},
+              f"build --tokenizer {name}: the shards record the tokenizer, vocabulary, EOS, BOS and the file's checksum",
+              f"{set(attrs)}, expected {(2, kind, vocab, eos, bos, checksum)}")
+        r = run("info", out)
+        check(f"tokenizer  {kind} (checksum {checksum:016x})" in r.stdout.decode(), f"info {name}: tokenizer and checksum",
+              r.stdout.decode())
 
 
 # ---- malformed files: one message naming the file, exit 2
@@ -379,8 +429,10 @@ def main():
             paths.append(os.path.join(tmp, f"doc{i:05d}.txt"))
             with open(paths[-1], "wb") as f:
                 f.write(d)
-        model = sentencepiece_tests(tmp, paths, docs)
-        files = byte_level_tests(tmp, paths, docs)
+        model, sp = sentencepiece_tests(tmp, paths, docs)
+        files, references = byte_level_tests(tmp, paths, docs)
+        dataset_tests(tmp, docs, [("sp0.model", model, "sentencepiece", sp.encode),
+                                  ("llama3.json", files["llama3"], "hf-bpe", references["llama3"])])
         malformed_tests(tmp, model, files["gpt2"])
     print(f"1..{count}")
     sys.exit(1 if failed else 0)
