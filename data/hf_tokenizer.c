@@ -12,6 +12,7 @@
 #include "base/jsonl.h"
 #include "base/util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +29,12 @@ typedef struct {
     StrMap vocab;       /* token, in byte-level characters -> id */
     StrMap merges;      /* (left id, right id) as 8 bytes -> rank */
     int32_t *merge_new; /* rank -> id of the merged token */
-    int32_t byte_tok[256];
     char byte_chr[256][2]; /* the byte-level character of each byte, in UTF-8 (1 or 2 bytes) */
     int byte_chr_len[256];
+    int32_t byte_tok[256];     /* its token, or -1 when the vocabulary lacks it: then */
+    int32_t fallback[256][2];  /* with byte_fallback, the <0xXX> tokens of its UTF-8 bytes (-1: none) */
+    int32_t unk;               /* else unk_token's id (-1: none, the byte is dropped) */
+    int byte_fallback, fuse_unk;
     PretokKind stage[HF_MAX_STAGES];
     int nstages, add_prefix_space, ignore_merges;
     PretokClasses *classes;
@@ -107,10 +111,47 @@ static void hf_try_pair(Hf *h, int left, int right)
         pairheap_push(&h->heap, (PairItem){(uint64_t)rank << 32 | (uint32_t)left, h->merge_new[rank], 0});
 }
 
+static void hf_add_sym(Hf *h, int *n, int32_t id)
+{
+    h->syms = xgrow(h->syms, &h->syms_cap, (size_t)*n + 1, sizeof *h->syms);
+    h->syms[*n] = (HfSym){id, 1, *n - 1, -1};
+    if (*n)
+        h->syms[*n - 1].next = *n;
+    (*n)++;
+}
+
+/* The symbols piece p[0, len) starts from, returning how many (BPE::merge_word): each byte's
+   token; for a byte the vocabulary lacks, its <0xXX> tokens with byte_fallback, else unk_token
+   (a run of them one, with fuse_unk), else nothing. */
+static int hf_symbols(Hf *h, const unsigned char *p, int len)
+{
+    int n = 0;
+    int32_t unk = -1; /* an unknown symbol not yet added */
+    for (int i = 0; i < len; i++) {
+        int32_t id = h->byte_tok[p[i]];
+        if (id >= 0) {
+            if (unk >= 0)
+                hf_add_sym(h, &n, unk);
+            unk = -1;
+            hf_add_sym(h, &n, id);
+        } else if (h->byte_fallback && h->fallback[p[i]][0] >= 0) {
+            for (int k = 0; k < h->byte_chr_len[p[i]]; k++)
+                hf_add_sym(h, &n, h->fallback[p[i]][k]);
+        } else if (h->unk >= 0) {
+            if (unk >= 0 && !h->fuse_unk)
+                hf_add_sym(h, &n, unk);
+            unk = h->unk;
+        }
+    }
+    if (unk >= 0)
+        hf_add_sym(h, &n, unk);
+    return n;
+}
+
 /* The ids of piece p[0, len) into h->ids; returns how many (Word::merge_all's order and checks). */
 static int hf_bpe(Hf *h, const unsigned char *p, int len)
 {
-    h->ids = xgrow(h->ids, &h->ids_cap, (size_t)len, sizeof *h->ids);
+    h->ids = xgrow(h->ids, &h->ids_cap, 2 * (size_t)len, sizeof *h->ids);
     if (h->ignore_merges) { /* a piece that is a token is that token */
         h->mapped = xgrow(h->mapped, &h->mapped_cap, 2 * (size_t)len, 1);
         size_t m = 0;
@@ -124,11 +165,11 @@ static int hf_bpe(Hf *h, const unsigned char *p, int len)
             return 1;
         }
     }
-    h->syms = xgrow(h->syms, &h->syms_cap, (size_t)len, sizeof *h->syms);
-    for (int i = 0; i < len; i++)
-        h->syms[i] = (HfSym){h->byte_tok[p[i]], 1, i - 1, i + 1 < len ? i + 1 : -1};
+    int n = hf_symbols(h, p, len);
+    if (!n)
+        return 0;
     h->heap.n = 0;
-    for (int i = 1; i < len; i++)
+    for (int i = 1; i < n; i++)
         hf_try_pair(h, i - 1, i);
     while (h->heap.n) {
         PairItem top = pairheap_pop(&h->heap);
@@ -151,7 +192,7 @@ static int hf_bpe(Hf *h, const unsigned char *p, int len)
         if (l->next >= 0)
             hf_try_pair(h, pos, l->next);
     }
-    int n = 0;
+    n = 0;
     for (int i = 0; i >= 0; i = h->syms[i].next)
         h->ids[n++] = h->syms[i].id;
     return n;
@@ -359,9 +400,15 @@ static void hf_options(Hf *h, const HfFile *f)
 }
 
 /* The byte-level alphabet (GPT-2's bytes_to_unicode): printable bytes stand for themselves, the
-   others for U+0100 on, in byte order. Every one must be a token. */
+   others for U+0100 on, in byte order; and what stands for a byte the vocabulary lacks. */
 static void hf_alphabet(Hf *h, const HfFile *f)
 {
+    const char *unk = hf_str(f, "model.unk_token");
+    h->unk = unk ? strmap_get(&h->vocab, unk, strlen(unk)) : -1;
+    if (unk && h->unk < 0)
+        fail_input("%s: model.unk_token '%s' is not in the vocabulary", f->path, unk);
+    h->byte_fallback = hf_bool(f, "model.byte_fallback", 0);
+    h->fuse_unk = hf_bool(f, "model.fuse_unk", 0);
     int next = 0x100;
     for (int b = 0; b < 256; b++) {
         int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
@@ -374,9 +421,15 @@ static void hf_alphabet(Hf *h, const HfFile *f)
             h->byte_chr[b][1] = (char)(0x80 | (cp & 0x3f));
         }
         h->byte_tok[b] = strmap_get(&h->vocab, h->byte_chr[b], (size_t)h->byte_chr_len[b]);
-        if (h->byte_tok[b] < 0)
-            fail_input("%s: byte 0x%02x's character U+%04X is not in the vocabulary, which a byte-level BPE needs", f->path,
-                       b, cp);
+        h->fallback[b][0] = h->fallback[b][1] = 0;
+        for (int k = 0; k < h->byte_chr_len[b]; k++) {
+            char name[8];
+            snprintf(name, sizeof name, "<0x%02X>", (unsigned char)h->byte_chr[b][k]);
+            int32_t id = strmap_get(&h->vocab, name, strlen(name));
+            h->fallback[b][k] = id;
+            if (id < 0)
+                h->fallback[b][0] = -1;
+        }
     }
 }
 

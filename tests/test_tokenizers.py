@@ -210,6 +210,9 @@ class Reference:
         self.vocab = tj["model"]["vocab"]
         self.ranks = {tuple(m.split(" ") if isinstance(m, str) else m): i for i, m in enumerate(tj["model"]["merges"])}
         self.ignore_merges = tj["model"].get("ignore_merges", False)
+        self.unk = tj["model"].get("unk_token")
+        self.fuse_unk = tj["model"].get("fuse_unk", False)
+        self.byte_fallback = tj["model"].get("byte_fallback", False)
         pre = tj["pre_tokenizer"]
         stages = pre["pretokenizers"] if pre["type"] == "Sequence" else [pre]
         self.patterns = [p["pattern"]["Regex"] if p["type"] == "Split" else GPT2 for p in stages
@@ -217,10 +220,28 @@ class Reference:
         self.prefix = stages[-1].get("add_prefix_space", False)
         self.cache = {}
 
+    def symbols(self, s):
+        """What merges start from: a character missing from the vocabulary becomes its UTF-8 bytes'
+        <0xXX> tokens (byte_fallback), else unk_token (consecutive ones fused with fuse_unk), else
+        nothing."""
+        out, unknown = [], None
+        for ch in s:
+            fallback = ["<0x%02X>" % b for b in ch.encode()]
+            if ch in self.vocab:
+                out += [unknown] if unknown else []
+                out.append(ch)
+                unknown = None
+            elif self.byte_fallback and all(t in self.vocab for t in fallback):
+                out += fallback
+            elif self.unk:
+                out += [unknown] if unknown and not self.fuse_unk else []
+                unknown = self.unk
+        return out + ([unknown] if unknown else [])
+
     def word(self, piece):
         if piece not in self.cache:
             s = "".join(B2U[b] for b in piece.encode())
-            tokens = [s] if self.ignore_merges and s in self.vocab else bpe(s, self.ranks)
+            tokens = [s] if self.ignore_merges and s in self.vocab else bpe(self.symbols(s), self.ranks)
             self.cache[piece] = [self.vocab[t] for t in tokens]
         return self.cache[piece]
 
@@ -236,20 +257,20 @@ class Reference:
         return [i for piece in pieces for i in self.word(piece)]
 
 
-def train_byte_level(docs, pattern, rounds, per_round):
-    """A byte-level BPE from docs: each round merges the most frequent pairs of the words as the
-    merges so far cut them (frequency, then the pair, decide the order); a pair whose merged token
-    exists already is left out."""
+def train_byte_level(docs, pattern, rounds, per_round, alphabet=range(256)):
+    """A byte-level BPE from docs: the alphabet's bytes, then each round merges the most frequent
+    pairs of the words as the merges so far cut them (frequency, then the pair, decide the order);
+    a pair whose merged token exists already is left out."""
     words = collections.Counter()
     for d in docs:
         for w in regex.findall(pattern, d.decode("utf-8", "replace")):
-            words["".join(B2U[b] for b in w.encode())] += 1
-    vocab = {B2U[b]: i for i, b in enumerate(sorted(B2U))}
+            words["".join(B2U[b] for b in w.encode() if b in alphabet)] += 1
+    vocab = {B2U[b]: i for i, b in enumerate(sorted(alphabet))}
     merges, ranks = [], {}
     for _ in range(rounds):
         pairs = collections.Counter()
         for w, c in words.items():
-            sym = bpe(w, ranks)
+            sym = bpe(list(w), ranks)
             for p in zip(sym, sym[1:]):
                 pairs[p] += c
         added = 0
@@ -264,7 +285,7 @@ def train_byte_level(docs, pattern, rounds, per_round):
     return vocab, merges
 
 
-def tokenizer_json(vocab, merges, style):
+def tokenizer_json(vocab, merges, style, **model):
     n = len(vocab)
     if style == "gpt2":
         pre = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
@@ -284,28 +305,39 @@ def tokenizer_json(vocab, merges, style):
             "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
             "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                       "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
-                      **model_extra}}
+                      **model_extra, **model}}
 
 
 def byte_level_tests(tmp, paths, docs):
-    files = {}
-    references = {}
-    for style, pattern, bos, eos in [("gpt2", GPT2, -1, "<|endoftext|>"), ("llama3", LLAMA3, "<|begin_of_text|>",
-                                                                          "<|end_of_text|>")]:
-        vocab, merges = train_byte_level(docs[::3], pattern, 6, 150)
-        tj = tokenizer_json(vocab, merges, style)
-        path = files[style] = os.path.join(tmp, f"{style}.json")
+    """GPT-2 and LLaMA-3 style files over all 256 bytes; then GPT-2 style ones trained on ASCII only,
+    whose missing bytes are dropped, unk_token (fused or not) or byte fallback tokens."""
+    ascii_vocab, ascii_merges = train_byte_level(docs[::3], GPT2, 3, 100, alphabet=range(128))
+    n = len(ascii_vocab)
+    fallback = {"<0x%02X>" % b: n + 1 + b for b in range(256)}
+    styles = [("gpt2", "gpt2", train_byte_level(docs[::3], GPT2, 6, 150), {}),
+              ("llama3", "llama3", train_byte_level(docs[::3], LLAMA3, 6, 150), {}),
+              ("ascii, the other bytes dropped", "gpt2", (ascii_vocab, ascii_merges), {}),
+              ("ascii, unk_token", "gpt2", ({**ascii_vocab, "<unk>": n}, ascii_merges), {"unk_token": "<unk>"}),
+              ("ascii, unk_token fused", "gpt2", ({**ascii_vocab, "<unk>": n}, ascii_merges),
+               {"unk_token": "<unk>", "fuse_unk": True}),
+              ("ascii, byte fallback", "gpt2", ({**ascii_vocab, "<unk>": n, **fallback}, ascii_merges),
+               {"unk_token": "<unk>", "byte_fallback": True})]
+    files, references = {}, {}
+    for i, (name, style, (vocab, merges), model) in enumerate(styles):
+        tj = tokenizer_json(vocab, merges, style, **model)
+        path = files[name] = os.path.join(tmp, f"bpe{i}.json")
         with open(path, "w") as f:
             json.dump(tj, f, ensure_ascii=style == "gpt2", indent=1 if style == "gpt2" else None)
         ids = {t["content"]: t["id"] for t in tj["added_tokens"]}
+        bos, eos = ("<|begin_of_text|>", "<|end_of_text|>") if style == "llama3" else ("", "<|endoftext|>")
         info = run("tokenizer", "info", path).stdout.decode()
-        want = (f"kind      hf-bpe\nvocab     {len(vocab) + len(tj['added_tokens'])}\nbos       {ids.get(bos, -1)}\n"
+        want = (f"kind      hf-bpe\nvocab     {max(ids.values()) + 1}\nbos       {ids.get(bos, -1)}\n"
                 f"eos       {ids[eos]}\n")
-        check(info.startswith(want), f"tokenizer info ({style} tokenizer.json, {len(merges)} merges)",
+        check(info.startswith(want), f"tokenizer info ({name} tokenizer.json, {len(merges)} merges)",
               info + "\nexpected\n" + want)
         inverse = {i: t for t, i in vocab.items()}
-        references[style] = Reference(tj).encode
-        compare(f"byte-level BPE ({style} style) ids", path, paths, docs, references[style], inverse.get)
+        references[name] = Reference(tj).encode
+        compare(f"byte-level BPE ({name}) ids", path, paths, docs, references[name], inverse.get)
     return files, references
 
 
@@ -406,7 +438,8 @@ def malformed_tests(tmp, model, tokenizer_json):
                                              invert=False), "not supported"),
         ("a normalizer", lambda t: t.update(normalizer={"type": "NFC"}), "normalizer 'NFC'"),
         ("no vocabulary", lambda t: t["model"].update(vocab={}), "no model.vocab"),
-        ("a byte missing from the vocabulary", lambda t: t["model"]["vocab"].pop("!"), "byte 0x21"),
+        ("an unk_token missing from the vocabulary", lambda t: t["model"].update(unk_token="<nope>"),
+         "unk_token '<nope>' is not in the vocabulary"),
         ("a merge of unknown tokens", lambda t: t["model"]["merges"].append("x\u00e9 y"), "not in the vocabulary"),
         ("a merge that is not two tokens", lambda t: t["model"]["merges"].append("abc"), "expected two tokens"),
         ("a negative id", lambda t: t["model"]["vocab"].update(zz=-3), "should be a token id"),

@@ -76,7 +76,7 @@ def chunk(rng):
     if r < 0.60:
         return " " * rng.choice([1, 2, 3, 4, 5, 8, 16, 17, 64, 100, 300])
     if r < 0.64:
-        return "".join(rng.choice("0123456789") for _ in range(rng.choice([1, 2, 3, 4, 5, 7, 10, 33, 100, 1000])))
+        return "".join(rng.choice("0123456789") for _ in range(rng.choice([1, 2, 3, 4, 5, 7, 10, 33, 100, 300])))
     if r < 0.68:
         return "".join(rng.choice(CONTROLS) for _ in range(rng.randint(1, 5)))
     if r < 0.71:
@@ -88,7 +88,7 @@ def chunk(rng):
     if r < 0.84:
         return rng.choice(CODE)
     if r < 0.86:
-        return rng.choice("aZжか") * rng.randint(50, 400)
+        return rng.choice("aZжか") * rng.randint(20, 120)
     if r < 0.90:
         return "%d.%d%%, %s, v%d.%d.%d, 1e%d" % (rng.randint(0, 10 ** 6), rng.randint(0, 99), rng.choice(["$1,234.56", "3/4", "10:30", "2026-12-05", "+33 1 23 45 67 89"]), rng.randint(0, 9), rng.randint(0, 99), rng.randint(0, 999), rng.randint(-9, 99))
     return rng.choice([" ", "  ", "\n", "\n\n", "\t", " \n"]) + rng.choice(CONTRACTIONS) + rng.choice(["", " ", "x"])
