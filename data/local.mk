@@ -29,6 +29,8 @@ EXTRA_DIST += doc/data.md
 # or test time).
 bin_SCRIPTS += tools/brown-corpus.sh
 EXTRA_DIST += tools/brown-corpus.sh
+# Times the tokenizers beside the reference encoders (run by hand; doc/data.md has its figures).
+EXTRA_DIST += tools/tokenizer-bench.sh
 
 check_PROGRAMS += tests/test_data tests/test_sampler
 tests_test_data_SOURCES = tests/test_data.c

@@ -163,110 +163,140 @@ static int tok_run(char **argv)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int tok_train(int argc, char **argv)
+typedef struct {
+    const char *out; /* OUT.model */
+    char **inputs;
+    int ninputs;
+    long long vocab, sentences, max_len, seed, threads;
+    const char *coverage;
+    char **extra; /* spm_train options (--NAME=VALUE) */
+    int nextra, verbose;
+} TrainOptions;
+
+static void tok_train_options(int argc, char **argv, TrainOptions *o)
 {
     const char *cmd = "tokenizer train", *v;
-    long long vocab = 32000, sentences = 200000000, max_len = 4192, seed = 1, threads = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *coverage = "0.99995";
-    int verbose = 0, nfiles = 0, nextra = 0;
-    char **files = xmalloc((size_t)argc * sizeof *files), **extra = xmalloc((size_t)argc * sizeof *extra);
+    *o = (TrainOptions){.vocab = 32000, .sentences = 200000000, .max_len = 4192, .seed = 1,
+                        .threads = sysconf(_SC_NPROCESSORS_ONLN), .coverage = "0.99995"};
+    o->inputs = xmalloc((size_t)argc * sizeof *o->inputs);
+    o->extra = xmalloc((size_t)argc * sizeof *o->extra);
     for (int i = 1; i < argc; i++) {
         if (argv[i][0] != '-') {
-            files[nfiles++] = argv[i];
+            o->inputs[o->ninputs++] = argv[i];
         } else if (is_help(argv[i])) {
             fputs(usage_train, stdout);
             exit(0);
         } else if ((v = cliopt_value(argc, argv, &i, "--vocab", NULL))) {
-            vocab = cliopt_int("--vocab", v, 260, INT32_MAX);
+            o->vocab = cliopt_int("--vocab", v, 260, INT32_MAX);
         } else if ((v = cliopt_value(argc, argv, &i, "--character-coverage", NULL))) {
             char *end;
             double c = strtod(v, &end);
             if (end == v || *end || !(c > 0 && c <= 1))
                 bad_usage(cmd, "--character-coverage '%s': expected a number in (0, 1]", v);
-            coverage = v;
+            o->coverage = v;
         } else if ((v = cliopt_value(argc, argv, &i, "--sentences", NULL))) {
-            sentences = cliopt_int("--sentences", v, 0, INT64_MAX);
+            o->sentences = cliopt_int("--sentences", v, 0, INT64_MAX);
         } else if ((v = cliopt_value(argc, argv, &i, "--max-sentence-length", NULL))) {
-            max_len = cliopt_int("--max-sentence-length", v, 1, INT32_MAX);
+            o->max_len = cliopt_int("--max-sentence-length", v, 1, INT32_MAX);
         } else if ((v = cliopt_value(argc, argv, &i, "--seed", NULL))) {
-            seed = cliopt_int("--seed", v, 0, UINT32_MAX - 1);
+            o->seed = cliopt_int("--seed", v, 0, UINT32_MAX - 1);
         } else if ((v = cliopt_value(argc, argv, &i, "--threads", NULL))) {
-            threads = cliopt_int("--threads", v, 1, 1024);
+            o->threads = cliopt_int("--threads", v, 1, 1024);
         } else if ((v = cliopt_value(argc, argv, &i, "--spm-option", NULL))) {
             if (!strchr(v, '=') || v[0] == '=' || v[0] == '-')
                 bad_usage(cmd, "--spm-option '%s': expected NAME=VALUE", v);
-            extra[nextra++] = xasprintf("--%s", v);
+            o->extra[o->nextra++] = xasprintf("--%s", v);
         } else if (strcmp(argv[i], "--verbose") == 0) {
-            verbose = 1;
+            o->verbose = 1;
         } else {
             bad_usage(cmd, "unknown option '%s'", argv[i]);
         }
     }
-    if (nfiles < 2)
+    if (o->ninputs < 2)
         bad_usage(cmd, "needs OUT.model and at least one input file");
-    const char *out = files[0];
-    size_t outlen = strlen(out);
-    if (outlen < 7 || strcmp(out + outlen - 6, ".model") != 0)
-        bad_usage(cmd, "'%s': the output's name must end in .model", out);
-    size_t inlen = 0;
-    for (int f = 1; f < nfiles; f++) {
+    o->out = o->inputs[0];
+    o->inputs++;
+    o->ninputs--;
+    size_t n = strlen(o->out);
+    if (n < 7 || strcmp(o->out + n - 6, ".model") != 0)
+        bad_usage(cmd, "'%s': the output's name must end in .model", o->out);
+}
+
+/* --input=A,B,...: regular files whose names hold no comma (spm_train's separator). */
+static char *tok_train_input(const TrainOptions *o)
+{
+    size_t len = 0;
+    for (int f = 0; f < o->ninputs; f++) {
         struct stat st;
-        if (stat(files[f], &st) != 0)
-            fail_input("%s: cannot read input: %s", files[f], strerror(errno));
+        if (stat(o->inputs[f], &st) != 0)
+            fail_input("%s: cannot read input: %s", o->inputs[f], strerror(errno));
         if (!S_ISREG(st.st_mode))
-            fail_input("%s: not a regular file (give the text files themselves)", files[f]);
-        if (strchr(files[f], ','))
-            fail_input("%s: spm_train cannot take a file name with a comma", files[f]);
-        inlen += strlen(files[f]) + 1;
+            fail_input("%s: not a regular file (give the text files themselves)", o->inputs[f]);
+        if (strchr(o->inputs[f], ','))
+            fail_input("%s: spm_train cannot take a file name with a comma", o->inputs[f]);
+        len += strlen(o->inputs[f]) + 1;
     }
-    char *input = xmalloc(inlen + 8), *o = input + sprintf(input, "--input=");
-    for (int f = 1; f < nfiles; f++)
-        o += sprintf(o, f > 1 ? ",%s" : "%s", files[f]);
-    /* spm_train writes PREFIX.model and PREFIX.vocab under a temporary prefix beside OUT: OUT
-       appears, by a rename, only once spm_train succeeded; the .vocab listing is removed */
-    char *tmp_prefix = xasprintf("%.*s.tmp%d", (int)(outlen - 6), out, (int)getpid());
-    char *args[64 + 256];
+    char *input = xmalloc(len + 8), *p = input + sprintf(input, "--input=");
+    for (int f = 0; f < o->ninputs; f++)
+        p += sprintf(p, f ? ",%s" : "%s", o->inputs[f]);
+    return input;
+}
+
+/* spm_train writes PREFIX.model and PREFIX.vocab under a temporary prefix beside OUT: OUT appears,
+   by a rename, only once spm_train succeeded; the .vocab listing is removed. */
+static int tok_train(int argc, char **argv)
+{
+    static const char *llama2[] = {
+        "--model_type=bpe", "--byte_fallback=true", "--split_digits=true", "--split_by_unicode_script=true",
+        "--split_by_whitespace=true", "--split_by_number=true", "--allow_whitespace_only_pieces=true",
+        "--normalization_rule_name=identity", "--remove_extra_whitespaces=false", "--add_dummy_prefix=true",
+        "--max_sentencepiece_length=16", "--shuffle_input_sentence=true", "--unk_id=0", "--bos_id=1", "--eos_id=2",
+        "--pad_id=-1", "--unk_surface= \xe2\x81\x87 ", "--hard_vocab_limit=true", "--vocabulary_output_piece_score=true"};
+    enum { NLLAMA2 = sizeof llama2 / sizeof *llama2 };
+    TrainOptions o;
+    tok_train_options(argc, argv, &o);
+    char *tmp = xasprintf("%.*s.tmp%d", (int)(strlen(o.out) - 6), o.out, (int)getpid());
+    char **args = xmalloc((size_t)(NLLAMA2 + o.nextra + 12) * sizeof *args);
     int n = 0;
     args[n++] = "spm_train";
-    args[n++] = input;
-    args[n++] = xasprintf("--model_prefix=%s", tmp_prefix);
-    args[n++] = "--model_type=bpe";
-    args[n++] = xasprintf("--vocab_size=%lld", vocab);
-    args[n++] = xasprintf("--character_coverage=%s", coverage);
-    args[n++] = xasprintf("--input_sentence_size=%lld", sentences);
-    args[n++] = xasprintf("--max_sentence_length=%lld", max_len);
-    args[n++] = xasprintf("--random_seed=%lld", seed);
-    args[n++] = xasprintf("--num_threads=%lld", threads);
-    static const char *llama2[] = {
-        "--byte_fallback=true", "--split_digits=true", "--split_by_unicode_script=true", "--split_by_whitespace=true",
-        "--split_by_number=true", "--allow_whitespace_only_pieces=true", "--normalization_rule_name=identity",
-        "--remove_extra_whitespaces=false", "--add_dummy_prefix=true", "--max_sentencepiece_length=16",
-        "--shuffle_input_sentence=true", "--unk_id=0", "--bos_id=1", "--eos_id=2", "--pad_id=-1",
-        "--unk_surface= \xe2\x81\x87 ", "--hard_vocab_limit=true", "--vocabulary_output_piece_score=true"};
-    for (size_t k = 0; k < sizeof llama2 / sizeof *llama2; k++)
-        args[n++] = (char *)llama2[k];
-    if (nextra > 256)
-        bad_usage(cmd, "more than 256 --spm-option");
-    for (int k = 0; k < nextra; k++)
-        args[n++] = extra[k];
-    args[n++] = verbose ? "--minloglevel=0" : "--minloglevel=2";
+    args[n++] = tok_train_input(&o);
+    args[n++] = xasprintf("--model_prefix=%s", tmp);
+    for (int k = 0; k < NLLAMA2; k++)
+        args[n++] = xstrdup(llama2[k]);
+    args[n++] = xasprintf("--vocab_size=%lld", o.vocab);
+    args[n++] = xasprintf("--character_coverage=%s", o.coverage);
+    args[n++] = xasprintf("--input_sentence_size=%lld", o.sentences);
+    args[n++] = xasprintf("--max_sentence_length=%lld", o.max_len);
+    args[n++] = xasprintf("--random_seed=%lld", o.seed);
+    args[n++] = xasprintf("--num_threads=%lld", o.threads);
+    for (int k = 0; k < o.nextra; k++) /* after the settings above, so that they win */
+        args[n++] = o.extra[k];
+    args[n++] = xstrdup(o.verbose ? "--minloglevel=0" : "--minloglevel=2");
     args[n] = NULL;
     int rc = tok_run(args);
-    char *tmp_model = xasprintf("%s.model", tmp_prefix), *tmp_vocab = xasprintf("%s.vocab", tmp_prefix);
+    for (int k = 1; k < n; k++)
+        free(args[k]);
+    free(args);
+    char *tmp_model = xasprintf("%s.model", tmp), *tmp_vocab = xasprintf("%s.vocab", tmp);
     unlink(tmp_vocab);
     if (rc == 127)
         fail("spm_train not found on PATH: install SentencePiece's programs (Debian and Ubuntu package "
              "sentencepiece; tools/install-deps.sh installs it)");
     if (rc != 0) {
         unlink(tmp_model);
-        fail_input("%s: spm_train failed (exit status %d; its messages are above)", out, rc);
+        fail_input("%s: spm_train failed (exit status %d; its messages are above)", o.out, rc);
     }
-    if (rename(tmp_model, out) != 0)
-        fail("%s: cannot rename %s to it: %s", out, tmp_model, strerror(errno));
-    Tokenizer *t = tokenizer_open(out);
-    printf("%s: SentencePiece BPE, vocabulary %d, bos %d, eos %d\n", out, tokenizer_vocab(t), tokenizer_bos(t),
+    if (rename(tmp_model, o.out) != 0)
+        fail("%s: cannot rename %s to it: %s", o.out, tmp_model, strerror(errno));
+    Tokenizer *t = tokenizer_open(o.out);
+    printf("%s: SentencePiece BPE, vocabulary %d, bos %d, eos %d\n", o.out, tokenizer_vocab(t), tokenizer_bos(t),
            tokenizer_eos(t));
     tokenizer_free(t);
+    free(tmp);
+    free(tmp_model);
+    free(tmp_vocab);
+    free(o.inputs - 1);
+    free(o.extra);
     return 0;
 }
 
