@@ -39,6 +39,6 @@ tests_test_sampler_SOURCES = tests/test_sampler.c
 tests_test_sampler_LDADD = $(DATA_LDADD)
 TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_tokenizers.py
 EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py \
-  tests/test_tokenizers.py tests/tokenizer_corpus.py tools/gen-unicode-classes.py \
+  tests/test_tokenizers.py tests/tokenizer_corpus.py tests/tap.py tools/gen-unicode-classes.py \
   tests/data/text/notes.txt tests/data/text/poems/autumn.txt tests/data/text/poems/spring.txt \
   tests/data/text/unicode.txt

@@ -7,12 +7,7 @@
 
 void pairheap_push(PairHeap *h, PairItem item)
 {
-    if (h->n == h->cap) {
-        h->cap = h->cap ? 2 * h->cap : 256;
-        h->v = realloc(h->v, h->cap * sizeof *h->v);
-        if (!h->v)
-            fail("out of memory for %zu merge candidates", h->cap);
-    }
+    h->v = xgrow(h->v, &h->cap, h->n + 1, sizeof *h->v);
     size_t i = h->n++;
     for (; i > 0 && item.key < h->v[(i - 1) / 2].key; i = (i - 1) / 2)
         h->v[i] = h->v[(i - 1) / 2];

@@ -60,12 +60,7 @@ int strmap_put(StrMap *m, const void *key, size_t len, int value)
     StrMapSlot *s = strmap_find(m, key, len, h);
     if (s->value >= 0)
         return s->value;
-    if (m->keys_len + len > m->keys_cap || !m->keys) {
-        m->keys_cap = 2 * (m->keys_len + len) + 4096;
-        m->keys = realloc(m->keys, m->keys_cap);
-        if (!m->keys)
-            fail("out of memory for %zu bytes of keys", m->keys_cap);
-    }
+    m->keys = xgrow(m->keys, &m->keys_cap, m->keys_len + len + 1, 1);
     memcpy(m->keys + m->keys_len, key, len);
     *s = (StrMapSlot){h, m->keys_len, (uint32_t)len, value};
     m->keys_len += len;

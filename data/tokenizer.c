@@ -9,12 +9,8 @@
 
 void token_buf_push(TokenBuf *b, uint32_t id)
 {
-    if (b->n == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 1024;
-        b->ids = realloc(b->ids, b->cap * sizeof *b->ids);
-        if (!b->ids)
-            fail("out of memory for %zu token ids", b->cap);
-    }
+    if (b->n == b->cap)
+        b->ids = xgrow(b->ids, &b->cap, b->n + 1024, sizeof *b->ids);
     b->ids[b->n++] = id;
 }
 

@@ -9,25 +9,14 @@ import subprocess
 import sys
 import tempfile
 
+from tap import check, done
+
 try:
     import h5py
     import numpy as np
 except ImportError:
     print("1..0 # SKIP h5py or numpy is missing")
     sys.exit(0)
-
-count = 0
-failed = 0
-
-
-def check(ok, what, detail=""):
-    global count, failed
-    count += 1
-    failed += not ok
-    print(("ok" if ok else "not ok") + f" {count} - {what}")
-    if not ok and detail:
-        print("# " + detail.replace("\n", "\n# "))
-    return ok
 
 
 def fnv1a64(tokens, width):
@@ -77,8 +66,7 @@ def main():
         out = os.path.join(tmp, "ds")
         r = megadata("build", out, text, "--val-fraction", "0", "--shard-tokens", "500")
         if not check(r.returncode == 0, "megadata builds the text fixture", r.stderr):
-            print(f"1..{count}")
-            return 1
+            return done()
         docs = []
         for root, dirs, files in os.walk(text):
             dirs.sort()
@@ -172,8 +160,7 @@ def main():
         check(r.returncode == 2 and "val-00000.h5: missing attribute 'eod_id'" in r.stderr
               and "HDF5-DIAG" not in r.stderr, "a missing attribute: verify names file and attribute, exit 2",
               r.stderr)
-    print(f"1..{count}")
-    return 1 if failed else 0
+    return done()
 
 
 sys.exit(main())

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tokenizer_corpus  # noqa: E402
+import tokenizer_corpus
+from tap import check, done
 
 try:
     import regex
@@ -27,18 +27,6 @@ except ImportError as e:
 
 top_builddir = os.environ.get("top_builddir", ".")
 megadata = os.path.join(top_builddir, "megadata")
-count = 0
-failed = 0
-
-
-def check(ok, what, detail=""):
-    global count, failed
-    count += 1
-    failed += not ok
-    print(("ok" if ok else "not ok") + f" {count} - {what}")
-    if not ok and detail:
-        print("# " + detail.replace("\n", "\n# "))
-    return ok
 
 
 def run(*args):
@@ -467,8 +455,7 @@ def main():
         dataset_tests(tmp, docs, [("sp0.model", model, "sentencepiece", sp.encode),
                                   ("llama3.json", files["llama3"], "hf-bpe", references["llama3"])])
         malformed_tests(tmp, model, files["gpt2"])
-    print(f"1..{count}")
-    sys.exit(1 if failed else 0)
+    sys.exit(done())
 
 
 main()
