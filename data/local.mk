@@ -12,7 +12,8 @@ data_libdata_a_SOURCES = \
   data/tokenizer.h data/tokenizer_impl.h data/tokenizer.c \
   data/strmap.h data/strmap.c data/idcache.h data/idcache.c data/utf8.h data/utf8.c \
   data/pairheap.h data/pairheap.c data/spm_model.h data/spm_model.c data/spm_tokenizer.c \
-  data/unicode_classes.h data/unicode_classes.c data/pretok.h data/pretok.c data/hf_tokenizer.c \
+  data/unicode_classes.h data/unicode_classes.c data/pretok.h data/pretok.c \
+  data/hf_json.h data/hf_json.c data/hf_tokenizer.c \
   data/build.h data/build.c \
   data/inspect.h data/inspect.c
 
