@@ -404,8 +404,13 @@ def malformed_tests(tmp, model, tokenizer_json):
         check(r.returncode == 2 and err.startswith(f"megadata: error: {bad}") and err.count("\n") == 1
               or (r.returncode == 0 and "byte changed" in what), f"{what}: refused with one message, exit 2",
               f"exit {r.returncode}, stderr: {err[:500]}")
-    unigram = os.path.join(tmp, "unigram.model")
     train = os.path.join(tmp, "train.txt")
+    r = subprocess.run([megadata, "tokenizer", "train", os.path.join(tmp, "x.model"), train],
+                       capture_output=True, env={**os.environ, "PATH": "/nonexistent"})
+    check(r.returncode == 1 and b"spm_train not found on PATH" in r.stderr and b"sentencepiece" in r.stderr
+          and not os.path.exists(os.path.join(tmp, "x.model")),
+          "tokenizer train without spm_train: says which package to install, exit 1", r.stderr.decode())
+    unigram = os.path.join(tmp, "unigram.model")
     run("tokenizer", "train", unigram, train, "--vocab", "1000", "--spm-option", "model_type=unigram")
     refused("a unigram SentencePiece model", unigram, "megadata encodes BPE models")
     nfkc = os.path.join(tmp, "nfkc.model")
