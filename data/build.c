@@ -192,8 +192,8 @@ static void build_after_existing(const char *dir, const TokenFormat *fmt, int fi
         hid_t file = shard_open(path);
         shard_meta(path, file, names[i].split, &m);
         H5_CHECK_AT(path, H5Fclose(file));
-        if (m.vocab != fmt->vocab || m.eod != fmt->eod || m.bos != fmt->bos || strcmp(m.tokenizer, fmt->tokenizer) != 0 ||
-            m.tokenizer_checksum != fmt->tokenizer_checksum)
+        if (m.vocab != fmt->vocab || m.eod != fmt->eod || m.bos != fmt->bos ||
+            strcmp(m.tokenizer, fmt->tokenizer) != 0 || m.tokenizer_checksum != fmt->tokenizer_checksum)
             fail_input("%s: cannot append: it has vocab_size %d, eod_id %d, bos_id %d, tokenizer '%s' (checksum "
                        "%016" PRIx64 "); the new shards would have %d, %d, %d, '%s' (%016" PRIx64 ")",
                        path, m.vocab, m.eod, m.bos, m.tokenizer, m.tokenizer_checksum, fmt->vocab, fmt->eod, fmt->bos,

@@ -50,10 +50,7 @@ static size_t pretok_run(const uint8_t *cls, size_t n, size_t j, unsigned want, 
 }
 
 /* A lowercase letter as (?i) compares it: ASCII, and U+017F LONG S, whose case folding is s. */
-static uint32_t pretok_fold(uint32_t c)
-{
-    return c >= 'A' && c <= 'Z' ? c + 32 : c == 0x17f ? 's' : c;
-}
+static uint32_t pretok_fold(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c == 0x17f ? 's' : c; }
 
 /* 's|'t|'re|'ve|'m|'ll|'d at i: the length matched, or 0. */
 static size_t pretok_contraction(const uint32_t *cp, size_t n, size_t i, int fold)

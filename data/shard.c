@@ -181,13 +181,13 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
 
 void shard_meta_same(const char *path, const ShardMeta *m, const char *ref_path, const ShardMeta *ref)
 {
-    if (m->vocab != ref->vocab || m->eod != ref->eod || m->bos != ref->bos || strcmp(m->tokenizer, ref->tokenizer) != 0 ||
-        m->tokenizer_checksum != ref->tokenizer_checksum)
+    if (m->vocab != ref->vocab || m->eod != ref->eod || m->bos != ref->bos ||
+        strcmp(m->tokenizer, ref->tokenizer) != 0 || m->tokenizer_checksum != ref->tokenizer_checksum)
         data_bad(path,
-                 "vocab_size %d, eod_id %d, bos_id %d, tokenizer '%s' (checksum %016" PRIx64 ") differ from %s (%d, %d, %d, "
-                 "'%s', %016" PRIx64 ")",
-                 m->vocab, m->eod, m->bos, m->tokenizer, m->tokenizer_checksum, ref_path, ref->vocab, ref->eod, ref->bos,
-                 ref->tokenizer, ref->tokenizer_checksum);
+                 "vocab_size %d, eod_id %d, bos_id %d, tokenizer '%s' (checksum %016" PRIx64
+                 ") differ from %s (%d, %d, %d, '%s', %016" PRIx64 ")",
+                 m->vocab, m->eod, m->bos, m->tokenizer, m->tokenizer_checksum, ref_path, ref->vocab, ref->eod,
+                 ref->bos, ref->tokenizer, ref->tokenizer_checksum);
 }
 
 hid_t shard_tokens_open(const char *path, hid_t file)

@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPM_SPACE "\xe2\x96\x81"  /* U+2581, which stands for a space when escape_whitespaces is on */
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581, which stands for a space when escape_whitespaces is on */
 
 typedef struct {
-    int start, len;  /* the symbol is text[start, start + len) */
-    int prev, next;  /* neighbours, -1 at the ends */
-    int freeze;      /* a user-defined piece: never merged */
+    int start, len; /* the symbol is text[start, start + len) */
+    int prev, next; /* neighbours, -1 at the ends */
+    int freeze;     /* a user-defined piece: never merged */
 } SpmSym;
 
 typedef struct {
@@ -29,17 +29,17 @@ typedef struct {
     StrMap reserved; /* control, unknown and byte pieces, looked up first -> id */
     int unk;
     uint32_t byte_id[256];
-    int *user, nuser; /* user-defined pieces' ids */
+    int *user, nuser;  /* user-defined pieces' ids */
     const char *space; /* what a space becomes: SPM_SPACE or " " */
     int space_len;
     int segmented; /* segments merge independently: no piece has the space after another character */
     IdCache cache; /* segment -> (id, bytes) per symbol */
-    char *norm; /* scratch: the normalized text */
+    char *norm;    /* scratch: the normalized text */
     size_t norm_cap;
     SpmSym *syms;
     size_t syms_cap;
     PairHeap heap; /* candidate merges: (left, right) and the merged size */
-    int32_t *seg; /* a segment's symbols as (id, bytes) */
+    int32_t *seg;  /* a segment's symbols as (id, bytes) */
     size_t seg_n, seg_cap;
 } Spm;
 

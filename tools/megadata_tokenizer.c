@@ -132,8 +132,8 @@ static int tok_bench(int argc, char **argv)
         tokens += ids.n;
     }
     double t2 = util_now();
-    printf("megadata %s: %zu bytes, %d documents, %zu tokens, %.3f s (load %.3f s), %.2f MB/s\n", tokenizer_name(t), bytes,
-           n, tokens, t2 - t1, t1 - t0, (double)bytes / 1e6 / (t2 - t1));
+    printf("megadata %s: %zu bytes, %d documents, %zu tokens, %.3f s (load %.3f s), %.2f MB/s\n", tokenizer_name(t),
+           bytes, n, tokens, t2 - t1, t1 - t0, (double)bytes / 1e6 / (t2 - t1));
     for (int f = 0; f < n; f++)
         free(text[f]);
     free(text);
@@ -251,7 +251,8 @@ static int tok_train(int argc, char **argv)
         "--split_by_whitespace=true", "--split_by_number=true", "--allow_whitespace_only_pieces=true",
         "--normalization_rule_name=identity", "--remove_extra_whitespaces=false", "--add_dummy_prefix=true",
         "--max_sentencepiece_length=16", "--shuffle_input_sentence=true", "--unk_id=0", "--bos_id=1", "--eos_id=2",
-        "--pad_id=-1", "--unk_surface= \xe2\x81\x87 ", "--hard_vocab_limit=true", "--vocabulary_output_piece_score=true"};
+        "--pad_id=-1", "--unk_surface= \xe2\x81\x87 ", "--hard_vocab_limit=true",
+        "--vocabulary_output_piece_score=true"};
     enum { NLLAMA2 = sizeof llama2 / sizeof *llama2 };
     TrainOptions o;
     tok_train_options(argc, argv, &o);
