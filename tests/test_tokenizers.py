@@ -7,7 +7,7 @@
 # here) against an independent reference written here (python3-regex for the pre-tokenizer
 # expressions, GPT-2's published merge loop). Then a dataset built with a tokenizer holds those
 # ids and records the tokenizer (read back with h5py); malformed tokenizer files are refused with
-# one message, exit 2.
+# one message, exit 2; the command line of megadata tokenizer.
 import collections
 import json
 import os
@@ -376,6 +376,35 @@ def dataset_tests(tmp, docs, tokenizers):
               r.stdout.decode())
 
 
+# ---- the command line
+
+
+def cli_tests(tmp):
+    for args, out in [(["tokenizer", "--help"], "usage: megadata tokenizer train|info|encode|bench"),
+                      (["tokenizer", "train", "--help"], "usage: megadata tokenizer train OUT.model"),
+                      (["tokenizer", "info", "--help"], "usage: megadata tokenizer info T"),
+                      (["tokenizer", "encode", "--help"], "usage: megadata tokenizer encode T FILE"),
+                      (["tokenizer", "bench", "--help"], "usage: megadata tokenizer bench T FILE"),
+                      (["build", "--help"], "--tokenizer T")]:
+        r = run(*args)
+        check(r.returncode == 0 and out in r.stdout.decode(), f"megadata {' '.join(args)}", r.stderr.decode())
+    text = os.path.join(tmp, "doc00000.txt")
+    for args, err in [(["tokenizer"], "usage: megadata tokenizer"),
+                      (["tokenizer", "frobnicate"], "unknown command 'tokenizer frobnicate'"),
+                      (["tokenizer", "encode", "bytes"], "needs the tokenizer and at least one file"),
+                      (["tokenizer", "info", "bytes", "--x"], "unknown option '--x'"),
+                      (["tokenizer", "train", "out.model"], "needs OUT.model and at least one input file"),
+                      (["tokenizer", "train", "out.bin", text], "must end in .model"),
+                      (["tokenizer", "train", "o.model", text, "--vocab", "12"], "--vocab"),
+                      (["tokenizer", "train", "o.model", text, "--spm-option", "vocab_size"], "expected NAME=VALUE"),
+                      (["tokenizer", "train", "o.model", tmp], "not a regular file"),
+                      (["build", os.path.join(tmp, "out"), text, "--kind", "uint16", "--vocab", "9", "--tokenizer",
+                        "bytes"], "--tokenizer is for text")]:
+        r = run(*args)
+        check(r.returncode == 2 and err in r.stderr.decode(), f"megadata {' '.join(args[:3])}...: exit 2, '{err}'",
+              f"exit {r.returncode}: {r.stderr.decode()}")
+
+
 # ---- malformed files: one message naming the file, exit 2
 
 
@@ -460,6 +489,7 @@ def main():
         dataset_tests(tmp, docs, [("sp0.model", model, "sentencepiece", sp.encode),
                                   ("llama3.json", files["llama3"], "hf-bpe", references["llama3"])])
         malformed_tests(tmp, model, files["gpt2"])
+        cli_tests(tmp)
     sys.exit(done())
 
 
