@@ -1,6 +1,7 @@
 /* build.c: inputs to shards (see build.h). First the inputs are listed with their sizes (so the
-   validation documents can be chosen before any token is read), then every document is streamed
-   once, block by block, into the writer of its split. */
+   validation documents can be chosen before any token is read), then every document goes once
+   into the writer of its split: a raw token file streamed block by block, a text document read
+   whole and encoded. */
 #include "data/build.h"
 
 #include "data/h5_check.h"
@@ -12,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,8 @@ typedef struct {
     int ndocs, cap;
     ShardWriter *writer[2]; /* train, val */
     BuildSplit *stats;
+    Tokenizer *tok; /* text */
+    TokenBuf ids;   /* text: the document being written */
 } Build;
 
 static void build_add_doc(Build *b, const char *path, int64_t bytes)
@@ -188,10 +192,12 @@ static void build_after_existing(const char *dir, const TokenFormat *fmt, int fi
         hid_t file = shard_open(path);
         shard_meta(path, file, names[i].split, &m);
         H5_CHECK_AT(path, H5Fclose(file));
-        if (m.vocab != fmt->vocab || m.eod != fmt->eod || strcmp(m.tokenizer, fmt->tokenizer) != 0)
-            fail_input("%s: cannot append: it has vocab_size %d, eod_id %d, tokenizer '%s'; the new shards would "
-                       "have %d, %d, '%s'",
-                       path, m.vocab, m.eod, m.tokenizer, fmt->vocab, fmt->eod, fmt->tokenizer);
+        if (m.vocab != fmt->vocab || m.eod != fmt->eod || m.bos != fmt->bos ||
+            strcmp(m.tokenizer, fmt->tokenizer) != 0 || m.tokenizer_checksum != fmt->tokenizer_checksum)
+            fail_input("%s: cannot append: it has vocab_size %d, eod_id %d, bos_id %d, tokenizer '%s' (checksum "
+                       "%016" PRIx64 "); the new shards would have %d, %d, %d, '%s' (%016" PRIx64 ")",
+                       path, m.vocab, m.eod, m.bos, m.tokenizer, m.tokenizer_checksum, fmt->vocab, fmt->eod, fmt->bos,
+                       fmt->tokenizer, fmt->tokenizer_checksum);
         free(path);
     }
     if (n)
@@ -233,7 +239,8 @@ static void build_emit(Build *b, const Doc *d, int64_t pos, const uint32_t *ids,
     b->stats[1].tokens += n - ntrain;
 }
 
-static void build_stream_doc(Build *b, const Doc *d)
+/* A raw token file, streamed block by block. */
+static void build_raw_doc(Build *b, const Doc *d)
 {
     FILE *f = fopen(d->path, "rb");
     if (!f)
@@ -246,9 +253,7 @@ static void build_stream_doc(Build *b, const Doc *d)
         int64_t n = (int64_t)got / b->width;
         if (got % b->width || pos + n > d->bytes / b->width)
             fail_input("%s: the file changed while it was being read", d->path);
-        if (b->o->kind == BUILD_TEXT)
-            tokenizer_bytes_encode(bytes, got, ids);
-        for (int64_t i = 0; b->o->kind != BUILD_TEXT && i < n; i++) {
+        for (int64_t i = 0; i < n; i++) {
             const unsigned char *p = bytes + i * b->width;
             ids[i] = b->width == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8
                                    : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -264,19 +269,42 @@ static void build_stream_doc(Build *b, const Doc *d)
     fclose(f);
     if (pos != d->bytes / b->width)
         fail_input("%s: the file changed while it was being read", d->path);
-    if (b->o->kind == BUILD_TEXT) {
-        uint32_t eod = BYTES_EOD;
-        build_emit(b, d, pos, &eod, 1);
+}
+
+/* A text document, read whole (a tokenizer sees the document at once) and followed by EOS. Its
+   cut was chosen in bytes + 1, before it was encoded: it keeps its share of the tokens. */
+static void build_text_doc(Build *b, Doc *d)
+{
+    size_t len;
+    char *text = util_read_file(d->path, &len);
+    if ((int64_t)len != d->bytes)
+        fail_input("%s: the file changed while it was being read", d->path);
+    b->ids.n = 0;
+    tokenizer_encode(b->tok, text, len, &b->ids);
+    free(text);
+    token_buf_push(&b->ids, (uint32_t)tokenizer_eos(b->tok));
+    int64_t n = (int64_t)b->ids.n;
+    if (d->cut > 0 && d->cut < d->ntokens) {
+        int64_t cut = (int64_t)((double)d->cut * (double)n / (double)d->ntokens + 0.5);
+        d->cut = cut < 1 ? 1 : cut;
+    } else if (d->cut > 0) {
+        d->cut = n;
     }
-    b->stats[d->cut == 0].docs++;
+    d->ntokens = n;
+    build_emit(b, d, 0, b->ids.ids, n);
 }
 
 void data_build(const BuildOptions *o, BuildSplit stats[2])
 {
     Build b = {.o = o, .width = o->kind == BUILD_TEXT ? 1 : o->kind == BUILD_UINT16 ? 2 : 4, .stats = stats};
-    TokenFormat fmt = {BYTES_VOCAB, BYTES_EOD, TOKENIZER_BYTES};
-    if (o->kind != BUILD_TEXT)
-        fmt = (TokenFormat){o->vocab, o->eod, TOKENIZER_RAW};
+    TokenFormat fmt = {o->vocab, o->eod, -1, TOKENIZER_RAW, 0};
+    if (o->kind == BUILD_TEXT) {
+        b.tok = tokenizer_open(o->tokenizer ? o->tokenizer : TOKENIZER_BYTES);
+        if (tokenizer_eos(b.tok) < 0)
+            fail_input("%s: the tokenizer has no end-of-document id to separate the documents", o->tokenizer);
+        fmt = (TokenFormat){tokenizer_vocab(b.tok), tokenizer_eos(b.tok), tokenizer_bos(b.tok), tokenizer_name(b.tok),
+                            tokenizer_checksum(b.tok)};
+    }
     for (int i = 0; i < o->ninputs; i++)
         build_walk(&b, o->inputs[i], 0);
     int64_t total = 0;
@@ -291,9 +319,15 @@ void data_build(const BuildOptions *o, BuildSplit stats[2])
     b.writer[0] = shard_writer_open(o->out_dir, "train", first[0], o->shard_tokens, &fmt);
     b.writer[1] = shard_writer_open(o->out_dir, "val", first[1], o->shard_tokens, &fmt);
     for (int i = 0; i < b.ndocs; i++) {
-        build_stream_doc(&b, &b.docs[i]);
+        if (o->kind == BUILD_TEXT)
+            build_text_doc(&b, &b.docs[i]);
+        else
+            build_raw_doc(&b, &b.docs[i]);
+        stats[b.docs[i].cut == 0].docs++;
         free(b.docs[i].path);
     }
+    tokenizer_free(b.tok);
+    token_buf_free(&b.ids);
     free(b.docs);
     ShardSums *written = NULL;
     int nwritten = 0;

@@ -1,6 +1,6 @@
 /* build.h: build a token dataset from text files or raw token files (`megadata build`). Each
-   input file is one document; text documents are byte-tokenized and each is followed by the
-   end-of-document id. About val_fraction of the tokens, as whole documents chosen from the seed,
+   input file is one document; text documents are encoded by the tokenizer (tokenizer.h) and each
+   is followed by its end-of-document id. About val_fraction of the tokens, as whole documents chosen from the seed,
    go to the val split (with a single input file, its last val_fraction of tokens). */
 #ifndef MEGATRAIN_BUILD_H
 #define MEGATRAIN_BUILD_H
@@ -14,6 +14,7 @@ typedef struct {
     char *const *inputs; /* files, or folders walked recursively in name order (skipping dot-files) */
     int ninputs;
     BuildKind kind;
+    const char *tokenizer; /* text: a tokenizer_open spec; NULL for the byte-level tokenizer */
     int vocab, eod;      /* raw kinds: every id is < vocab; eod is the end-of-document id or -1 */
     double val_fraction; /* in [0, 1) */
     int64_t shard_tokens;

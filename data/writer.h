@@ -12,7 +12,9 @@
 typedef struct {
     int vocab;             /* every id is < vocab; vocab <= 65536 stores uint16, else uint32 */
     int eod;               /* end-of-document id, or -1 */
-    const char *tokenizer; /* "bytes", "raw", ... */
+    int bos;               /* beginning-of-document id, or -1 */
+    const char *tokenizer; /* "bytes", "raw", ... (tokenizer_name) */
+    uint64_t tokenizer_checksum; /* tokenizer_checksum, or 0 */
 } TokenFormat;
 
 typedef struct ShardWriter ShardWriter;

@@ -5,6 +5,7 @@
 #include "data/inspect.h"
 #include "data/manifest.h"
 #include "base/cliopt.h"
+#include "tools/megadata.h"
 #include "base/util.h"
 
 #include <stdarg.h>
@@ -23,6 +24,7 @@ static const char usage_main[] =
     "  info DIR                 summarise a dataset: splits, shards, tokens, vocabulary\n"
     "  verify DIR               read every shard to the end and check it\n"
     "  manifest DIR             check new shards and list them in DIR/manifest.h5\n"
+    "  tokenizer ...            train, describe, run and time tokenizers\n"
     "\n"
     "megadata COMMAND --help tells more; megadata --version gives the version.\n";
 
@@ -30,14 +32,17 @@ static const char usage_build[] =
     "usage: megadata build OUT_DIR INPUT... [options]\n"
     "\n"
     "Each input file is one document; folders are walked recursively in name order (files and\n"
-    "folders whose names start with '.' are skipped). Text is tokenized byte by byte (ids 0..255)\n"
-    "and every document is followed by the end-of-document id 256 (vocabulary 257). Raw token\n"
-    "files are little-endian uint16 or uint32 arrays, copied as they are.\n"
+    "folders whose names start with '.' are skipped). Text is encoded by the tokenizer (by default\n"
+    "byte by byte: ids 0..255, vocabulary 257) and every document is followed by its\n"
+    "end-of-document id (256 for bytes). Raw token files are little-endian uint16 or uint32\n"
+    "arrays, copied as they are.\n"
     "About --val-fraction of the tokens, as whole documents chosen from the seed, form the val\n"
     "split; with a single input file, its last --val-fraction of tokens do.\n"
     "\n"
     "options:\n"
     "  --kind text|uint16|uint32  what the inputs hold (default text)\n"
+    "  --tokenizer T              text: 'bytes' (the default), a SentencePiece .model file or a\n"
+    "                             Hugging Face tokenizer.json file\n"
     "  --vocab N                  raw kinds: vocabulary size; every id must be below it\n"
     "  --eod N                    raw kinds: the end-of-document id, if there is one\n"
     "  --val-fraction F           share of tokens for validation, in [0, 1) (default 0.01)\n"
@@ -72,8 +77,7 @@ static const char usage_manifest[] =
     "build writes one, so this is for shards written by other programs and for datasets made\n"
     "before manifests (format version 1). Exits with status 2 on a missing or bad shard.\n";
 
-static noreturn void bad_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bad_usage(const char *cmd, const char *fmt, ...)
+void bad_usage(const char *cmd, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
@@ -83,7 +87,7 @@ static void bad_usage(const char *cmd, const char *fmt, ...)
     fail_input("%s (see megadata %s --help)", what, cmd);
 }
 
-static int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
+int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
 static int cmd_build(int argc, char **argv)
 {
@@ -108,6 +112,8 @@ static int cmd_build(int argc, char **argv)
                 o.kind = BUILD_UINT32;
             else
                 bad_usage("build", "--kind '%s': expected text, uint16 or uint32", v);
+        } else if ((v = cliopt_value(argc, argv, &i, "--tokenizer", NULL))) {
+            o.tokenizer = v;
         } else if ((v = cliopt_value(argc, argv, &i, "--vocab", NULL))) {
             vocab = v;
         } else if ((v = cliopt_value(argc, argv, &i, "--eod", NULL))) {
@@ -134,7 +140,9 @@ static int cmd_build(int argc, char **argv)
     if (o.force && o.append)
         bad_usage("build", "--force and --append exclude each other");
     if (o.kind == BUILD_TEXT && (vocab || eod))
-        bad_usage("build", "--vocab and --eod are for raw token files; text uses the byte tokenizer (vocabulary 257)");
+        bad_usage("build", "--vocab and --eod are for raw token files; text takes them from its tokenizer");
+    if (o.kind != BUILD_TEXT && o.tokenizer)
+        bad_usage("build", "--tokenizer is for text; raw token files are copied as they are");
     if (o.kind != BUILD_TEXT && !vocab)
         bad_usage("build", "--kind %s needs --vocab", o.kind == BUILD_UINT16 ? "uint16" : "uint32");
     if (vocab)
@@ -192,6 +200,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "build") == 0)
         return cmd_build(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenizer") == 0)
+        return megadata_tokenizer(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) {
         data_info(one_dir("info", usage_info, argc - 1, argv + 1), stdout);
         return 0;

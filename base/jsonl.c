@@ -1,5 +1,6 @@
-/* jsonl.c: strict JSON (RFC 8259) for one line at a time, flattened to dotted keys (see jsonl.h). */
-#include "tools/jsonl.h"
+/* jsonl.c: strict JSON (RFC 8259), a line or a whole file at a time, flattened to dotted keys (see
+   jsonl.h). */
+#include "base/jsonl.h"
 
 #include "base/util.h"
 
@@ -80,8 +81,10 @@ static char *put_utf8(char *o, unsigned cp)
 static char *parse_string(Parser *ps)
 {
     ps->p++;
-    const char *start = ps->p;
-    char *out = xmalloc(strlen(start) + 1), *o = out; /* unescaping never makes text longer */
+    const char *end = ps->p;
+    while (*end && *end != '"') /* the raw string's end: unescaping never makes text longer */
+        end += end[0] == '\\' && end[1] ? 2 : 1;
+    char *out = xmalloc((size_t)(end - ps->p) + 1), *o = out;
     for (;;) {
         unsigned char c = (unsigned char)*ps->p;
         if (c == '"') {
