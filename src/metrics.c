@@ -48,8 +48,10 @@ void metrics_open(Metrics *mt, const Config *c, const char *config_path, const T
     char *all = t->rank == 0 ? xcalloc((size_t)t->world, MPI_MAX_PROCESSOR_NAME) : NULL;
     MPI_CHECK(MPI_Gather(host, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, 0,
                          MPI_COMM_WORLD));
-    if (t->rank != 0 || !c->log.metrics[0])
+    if (t->rank != 0 || !c->log.metrics[0]) {
+        free(all);
         return;
+    }
     mt->path = c->log.metrics;
     mt->f = fopen(c->log.metrics, "a+");
     if (!mt->f)

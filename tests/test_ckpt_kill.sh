@@ -43,7 +43,7 @@ for delay in 0 0.03 0.06 0.1 0.2; do
         case $e in
         . | ..) ;;
         .step-*.tmp) tmp_seen=$((tmp_seen + 1)) ;;
-        step-*) "$mc" verify "kill/$e" >/dev/null 2>&1 || bad="$bad $e" ;;
+        step-*) "$mc" verify "kill/$e" >verify.out 2>&1 || { bad="$bad $e"; sed 's/^/# /' verify.out; } ;;
         *) bad="$bad $e" ;;
         esac
     done

@@ -68,10 +68,13 @@ static State state_get(const Trainer *tr)
     return s;
 }
 
+/* n floats equal bit for bit (an empty shard is NULL: memcmp may not be given NULL) */
+static int same(const float *a, const float *b, size_t n) { return n == 0 || !memcmp(a, b, n * sizeof(float)); }
+
 static int state_equal(const State *a, const State *b)
 {
-    return a->n == b->n && a->shard == b->shard && !memcmp(a->params, b->params, a->n * sizeof(float)) &&
-           !memcmp(a->m, b->m, a->shard * sizeof(float)) && !memcmp(a->v, b->v, a->shard * sizeof(float));
+    return a->n == b->n && a->shard == b->shard && same(a->params, b->params, a->n) && same(a->m, b->m, a->shard) &&
+           same(a->v, b->v, a->shard);
 }
 
 static void state_free(State *s)

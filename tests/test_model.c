@@ -76,7 +76,9 @@ static void test_table(void)
     for (int i = 0; i < 4; i++) {
         Config c;
         config_defaults(&c);
-        config_set(&c, xasprintf("model.preset=%s", sizes[i].preset));
+        char *preset = xasprintf("model.preset=%s", sizes[i].preset);
+        config_set(&c, preset);
+        free(preset);
         config_set(&c, "model.vocab_size=32000");
         config_set(&c, "data.seq_len=4096");
         config_finish(&c, 1, 0, 0);
@@ -106,7 +108,7 @@ static void test_gradcheck(int swiglu)
     model_backward(&m, 0);
     double *pa = m.params_act;
     const double h = 1e-5;
-    double worst = 0;
+    double worst = 0, worst_abs = 0;
     for (int i = 0; i < m.n_params; i++) {
         const ParamInfo *p = &m.params_info[i];
         double num[4], ana[4];
@@ -122,16 +124,25 @@ static void test_gradcheck(int swiglu)
             num[k] = (lp - lm) / (2 * h);
             ana[k] = m.grads[e];
         }
-        /* fp64 central differences: truncation ~h^2, rounding ~1e-16/h; the analytic gradient is
-           stored in fp32 (relative 6e-8): 1e-5 relative leaves a wide margin */
-        double err = tap_relerr(ana, num, (size_t)n), scale = 0;
-        for (int k = 0; k < n; k++)
-            scale = fmax(scale, fabs(num[k]));
-        int ok = err < 1e-5 || scale < 1e-9;
-        worst = fmax(worst, scale < 1e-9 ? 0 : err);
-        tap_check(ok, "finite differences: %s (%s) relative error %.2e", p->name, swiglu ? "swiglu" : "silu", err);
+        /* |ana - num| <= 2e-6 |num| + 1e-8 (2-norms over the n elements). Measured with these
+           seeds: relative error at most 3.7e-7 (layers.1.mega.wr.weight, swiglu; the analytic
+           gradient is stored in fp32, 6e-8 relative), absolute at most 1.8e-8 where |num| = 0.5
+           and 1.8e-9 where |num| = 3e-3; every |num| is above 6e-4. The 1e-8 floor is the fp64
+           central difference's own error (truncation h^2 f'''/6 and rounding 1e-16 loss / h,
+           both of order 1e-9 here), so a gradient whose true value is 0 is still checked. */
+        double num_norm = 0, diff = 0;
+        for (int k = 0; k < n; k++) {
+            num_norm += num[k] * num[k];
+            diff += (ana[k] - num[k]) * (ana[k] - num[k]);
+        }
+        num_norm = sqrt(num_norm);
+        diff = sqrt(diff);
+        worst = fmax(worst, diff / fmax(num_norm, 1e-300));
+        worst_abs = fmax(worst_abs, diff);
+        tap_check(diff <= 2e-6 * num_norm + 1e-8, "finite differences: %s (%s) |error| %.2e, |gradient| %.2e", p->name,
+                  swiglu ? "swiglu" : "silu", diff, num_norm);
     }
-    tap_diag("largest relative error %.2e", worst);
+    tap_diag("largest relative error %.2e, largest absolute error %.2e", worst, worst_abs);
     model_free(&m);
 }
 
@@ -184,9 +195,9 @@ static void test_split(const Ops *ops, double tol)
                 logits_split[((size_t)b * L + l) * V + v] =
                     act_get(p, p->slots[0].logits, ((size_t)b * L1 + l % L1) * V + v);
             }
-    double e = tap_relerr(logits_split, logits_whole, nl);
+    double e = tap_relerr(logits_split, logits_whole, nl), el = fabs(l1 + l2 - lw) / fabs(lw);
     tap_check(e < tol, "%s: split logits match the whole sequence (relative error %.2e)", ops->name, e);
-    tap_check(fabs(l1 + l2 - lw) <= tol * fabs(lw), "%s: split loss %.9g matches %.9g", ops->name, l1 + l2, lw);
+    tap_check(el <= tol, "%s: split loss %.9g matches %.9g (relative error %.2e)", ops->name, l1 + l2, lw, el);
 
     /* backward: whole; then piece 2, whose state gradients feed piece 1 */
     model_forward(&whole, 0, gs);
@@ -226,9 +237,10 @@ static void test_split(const Ops *ops, double tol)
             num[k] = (lp - lm) * gs / ((double)up - dn);
             ana[k] = s2->dstate_in[picks[k]];
         }
-        /* central differences with h = 1e-3 on fp32 states: truncation ~h^2 relative */
+        /* central differences with h = 1e-3 on fp32 states: truncation ~h^2 relative; measured
+           4.2e-7, bound 2e-6 */
         e = tap_relerr(ana, num, 11);
-        tap_check(e < 1e-4, "%s: state gradients sent backward match finite differences (relative error %.2e)",
+        tap_check(e < 2e-6, "%s: state gradients sent backward match finite differences (relative error %.2e)",
                   ops->name, e);
     }
     free(logits_whole);
@@ -284,10 +296,12 @@ int main(int argc, char **argv)
     test_gradcheck(0);
     test_gradcheck(1);
     /* fp64 compute, but the states that cross are fp32 (as in the repository, spec section 12):
-       their rounding (relative 6e-8) bounds the difference */
+       their rounding (relative 6e-8) bounds the difference; measured 6.4e-9 (logits) and 4.3e-8
+       (gradients) */
     test_split(ops_cpu64(), 1e-7);
-    /* fp32: the pieces reorder fp32 sums; 1e-5 relative is a few hundred ulps */
-    test_split(ops_cpu(), 1e-5);
+    /* fp32: the pieces reorder fp32 sums; measured 1.1e-7 (logits) and 1.8e-7 (gradients), a
+       few ulps: 1e-6 leaves a margin of 5 */
+    test_split(ops_cpu(), 1e-6);
     int rc = tap_done();
     MPI_Finalize();
     return rc;

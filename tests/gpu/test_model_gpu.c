@@ -7,15 +7,17 @@
       before, from a random start per sequence) from the same start: the GPU's loss curve tracks
       the CPU's, and both learn.
 
-   Tolerances. The GPU keeps activations and their gradients in bf16 (rounding 2^-9 relative per
-   op), so after the ~40 ops of a two-layer forward and backward the parameter gradients differ
-   from fp32 by about 1e-2 relative (seen: 4e-3 to 7e-3 for all together, at most 4e-2 for one
-   tensor): 2e-2 for all gradients together, and 0.1 per tensor (small tensors such as biases
-   and norm weights sum many cancelling terms; a missing or wrong term gives ~1).
-   The loss, an average of log-probabilities, differs by ~1e-3: 1e-2. Recomputation repeats the
-   same kernels on the same inputs: only atomic adds (embedding gradient) may reorder, 1e-6.
-   Training: the curves may drift apart by the bf16 noise of each step; 5% of the CPU's loss plus
-   0.05 at every step, and each run must end below half its first loss. */
+   Tolerances. The GPU keeps activations and their gradients in bf16 (8 significant bits:
+   rounding 2^-9 = 2e-3 relative per op) with fp32 accumulation, so after the ~40 ops of a
+   two-layer forward and backward the gradients differ from fp32 by ~1e-2 relative. Each tensor is
+   checked against the bound of its class (grad_class) and its measured error printed, so every
+   GPU run shows the margins; a missing or wrong term gives an error of order 1.
+     all gradients together: 2e-2 (seen: 4e-3 to 7e-3)
+     loss, an average of log-probabilities: 1e-2 relative (seen ~1e-3)
+     recomputation repeats the same kernels on the same inputs: only atomic adds (embedding
+     gradient) may reorder, 1e-6
+     training: the curves may drift apart by the bf16 noise of each step; 5% of the CPU's loss
+     plus 0.05 at every step, and each run must end below half its first loss. */
 #include "kernels/ops.h"
 #include "src/config.h"
 #include "src/model.h"
@@ -78,6 +80,26 @@ static void stream_tokens(int32_t *t, int B, int L, int vocab, uint64_t batch)
     }
 }
 
+/* The per-tensor bound of a gradient (relative 2-norm error against fp32).
+   matrix: linear and embedding weights; each entry sums over the T tokens products of a bf16
+   activation and a bf16 output gradient, whose ~20 roundings each give ~1e-2: bound 3e-2.
+   reduction: biases, norm weights and biases, the q/k scale and offset and the CEMA coefficients;
+   each entry sums one per-token gradient over all T tokens, terms that largely cancel, so the
+   same rounding is a larger share of a smaller sum: bound 6e-2 (seen before: at most 4e-2). */
+typedef struct {
+    const char *name;
+    double tol;
+} GradClass;
+
+enum { GRAD_MATRIX, GRAD_REDUCTION, GRAD_CLASSES };
+static const GradClass grad_classes[GRAD_CLASSES] = {{"matrix", 3e-2}, {"reduction", 6e-2}};
+
+static int grad_class(const ParamInfo *p)
+{
+    size_t n = strlen(p->name);
+    return p->ndim == 2 && n > 7 && !strcmp(p->name + n - 7, ".weight") ? GRAD_MATRIX : GRAD_REDUCTION;
+}
+
 static double *grads_host(const Model *m)
 {
     float *g = xmalloc(m->n_elems * sizeof(float));
@@ -113,25 +135,27 @@ static void test_gradients(int swiglu)
     for (size_t i = 0; i < (size_t)B * (L + 1); i++)
         tok[i] = (int32_t)(rng_u64(91, i) % (uint64_t)d.vocab);
     double lc = step_grads(&c, tok), lg = step_grads(&g, tok), lr = step_grads(&gr, tok);
-    tap_check(fabs(lg - lc) <= 1e-2 * fabs(lc), "model (%s): GPU loss %.6f matches the CPU's %.6f", kind, lg, lc);
+    double el = fabs(lg - lc) / fabs(lc);
+    tap_check(el <= 1e-2, "model (%s): GPU loss %.6f matches the CPU's %.6f (rel err %.2e)", kind, lg, lc, el);
     double *gc = grads_host(&c), *gg = grads_host(&g), *ggr = grads_host(&gr);
-    double e = tap_relerr(gg, gc, c.n_elems), worst = 0;
+    double e = tap_relerr(gg, gc, c.n_elems);
     tap_check(e < 2e-2, "model (%s): all parameter gradients match the CPU's (rel err %.2e)", kind, e);
-    const char *worst_name = "";
-    int bad = 0;
+    double worst[GRAD_CLASSES] = {0};
+    const char *worst_name[GRAD_CLASSES] = {"none", "none"};
     for (int i = 0; i < c.n_params; i++) {
         const ParamInfo *p = &c.params_info[i];
+        int k = grad_class(p);
         double ei = tap_relerr(gg + p->offset, gc + p->offset, p->numel);
-        if (ei > worst) {
-            worst = ei;
-            worst_name = p->name;
+        if (ei > worst[k]) {
+            worst[k] = ei;
+            worst_name[k] = p->name;
         }
-        if (ei >= 0.1) {
-            bad++;
-            tap_diag("%s: relative error %.2e", p->name, ei);
-        }
+        tap_check(ei <= grad_classes[k].tol, "model (%s): %s gradient [%s] rel err %.2e <= %.0e", kind, p->name,
+                  grad_classes[k].name, ei, grad_classes[k].tol);
     }
-    tap_check(bad == 0, "model (%s): every tensor's gradient within 0.1 (worst %s, %.2e)", kind, worst_name, worst);
+    for (int k = 0; k < GRAD_CLASSES; k++)
+        tap_diag("model (%s): largest %s error %.2e (%s), bound %.0e", kind, grad_classes[k].name, worst[k],
+                 worst_name[k], grad_classes[k].tol);
     tap_check(fabs(lr - lg) <= 1e-6 * fabs(lg), "model (%s): recomputation gives the same loss (%.9g, %.9g)", kind,
               lr, lg);
     e = tap_relerr(ggr, gg, c.n_elems);
@@ -202,11 +226,8 @@ static void test_training(void)
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    if (!ops_cuda()) {
-        printf("1..0 # SKIP no CUDA device\n");
-        MPI_Finalize();
-        return 0;
-    }
+    if (!ops_cuda())
+        tap_bail_out("no CUDA device: the GPU tests must run on a machine with a GPU");
     test_gradients(0);
     test_gradients(1);
     test_training();
