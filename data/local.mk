@@ -10,11 +10,13 @@ data_libdata_a_SOURCES = \
   data/perm.h data/perm.c \
   data/sampler.c \
   data/tokenizer.h data/tokenizer_impl.h data/tokenizer.c \
-  data/build.h data/build.c \
+  data/infile.h data/infile.c data/corpus.h data/corpus.c data/docread.h data/docread.c \
+  data/spill.h data/spill.c data/progress.h data/progress.c \
+  data/build.h data/build_internal.h data/build.c data/tokenize.c data/assemble.c \
   data/inspect.h data/inspect.c
 
 # The data programs need only this library and util (not the model, kernels or CUDA).
-DATA_LDADD = data/libdata.a base/libbase.a $(HDF5_LIBS) -lm
+DATA_LDADD = data/libdata.a base/libbase.a $(HDF5_LIBS) $(ZLIB_LIBS) -lm
 
 bin_PROGRAMS += megadata
 megadata_SOURCES = tools/megadata.c tools/cliopt.h tools/cliopt.c
@@ -32,7 +34,7 @@ tests_test_data_SOURCES = tests/test_data.c
 tests_test_data_LDADD = $(DATA_LDADD)
 tests_test_sampler_SOURCES = tests/test_sampler.c
 tests_test_sampler_LDADD = $(DATA_LDADD)
-TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py
-EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py \
+TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_corpus.sh
+EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_corpus.sh \
   tests/data/text/notes.txt tests/data/text/poems/autumn.txt tests/data/text/poems/spring.txt \
   tests/data/text/unicode.txt
