@@ -3,7 +3,7 @@
    megatrain does. Bad input must stop with exit code 2 and nothing else; a file that passes must
    print (--print-config) as YAML that loads back to the same configuration. */
 #include "src/config.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/fuzz/fuzz.h"
 
 #include <stdio.h>

@@ -4,7 +4,7 @@
    dataset_read). Neither may crash, exit with anything but 2, or leave HDF5 objects open. */
 #include "data/dataset.h"
 #include "data/inspect.h"
-#include "src/util.h"
+#include "base/util.h"
 #include "tests/fuzz/fuzz.h"
 
 #include <stdio.h>
