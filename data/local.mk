@@ -8,7 +8,7 @@ data_libdata_a_SOURCES = \
   data/manifest.h data/manifest.c \
   data/dataset.c \
   data/perm.h data/perm.c \
-  data/sampler.c \
+  data/blend.h data/blend.c data/sampler.c \
   data/tokenizer.h data/tokenizer_impl.h data/tokenizer.c \
   data/infile.h data/infile.c data/corpus.h data/corpus.c data/docread.h data/docread.c \
   data/spill.h data/spill.c data/progress.h data/progress.c \
@@ -34,7 +34,7 @@ tests_test_data_SOURCES = tests/test_data.c
 tests_test_data_LDADD = $(DATA_LDADD)
 tests_test_sampler_SOURCES = tests/test_sampler.c
 tests_test_sampler_LDADD = $(DATA_LDADD)
-TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_corpus.sh
-EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_corpus.sh \
+TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_corpus.sh tests/test_blend.sh
+EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_corpus.sh tests/test_blend.sh \
   tests/data/text/notes.txt tests/data/text/poems/autumn.txt tests/data/text/poems/spring.txt \
   tests/data/text/unicode.txt

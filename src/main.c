@@ -135,17 +135,24 @@ static void data_path_check(const char *dir)
                           : "");
 }
 
-/* Open a split on rank 0 first, so a bad dataset is reported once before the others look. */
-static Dataset *open_split(const char *dir, const char *split)
+static Dataset *open_data(const Config *c, const char *split)
+{
+    return c->data.blend[0] ? dataset_open_blend(c->data.blend, split) : dataset_open(c->data.path, split);
+}
+
+/* Open a split (of data.path, or of each dataset of data.blend) on rank 0 first, so a bad dataset
+   is reported once before the others look. */
+static Dataset *open_split(const Config *c, const char *split)
 {
     Dataset *ds = NULL;
     if (util_world_rank() == 0) {
-        data_path_check(dir);
-        ds = dataset_open(dir, split);
+        if (!c->data.blend[0])
+            data_path_check(c->data.path);
+        ds = open_data(c, split);
     }
     watchdog_barrier(MPI_COMM_WORLD, "barrier while rank 0 checks the dataset", "world");
     if (util_world_rank() != 0)
-        ds = dataset_open(dir, split);
+        ds = open_data(c, split);
     return ds;
 }
 
@@ -178,10 +185,11 @@ int main(int argc, char **argv)
 
     watchdog_set_timeout(c.parallel.timeout); /* the waits while opening the dataset too */
     Dataset *train = NULL, *val = NULL;
-    if (c.data.path[0]) {
-        train = open_split(c.data.path, "train");
+    config_check_data(&c);
+    if (c.data.path[0] || c.data.blend[0]) {
+        train = open_split(&c, "train");
         if (c.eval.every > 0 && !a.dump)
-            val = open_split(c.data.path, "val");
+            val = open_split(&c, "val");
     }
     if (a.dump) /* one rank: the run file's layout does not apply */
         c.parallel.tp = c.parallel.pp = c.parallel.cp = 1;
