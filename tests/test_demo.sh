@@ -6,7 +6,8 @@
 # this build's programs (nothing installed, built or downloaded): a folder named relative to the
 # current one, its own dataset and metrics logs beside those of another folder of the same name,
 # the dataset reused while the files stay the same and rebuilt when one changes, and a folder that
-# does not exist refused with exit 2.
+# does not exist refused with exit 2; --tokenizer FILE reaches megadata build, with a dataset
+# folder of its own.
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 mt="$top_builddir/megatrain"
@@ -105,4 +106,14 @@ demo corpus
 tap_ok $([ $rc -eq 0 ] && grep -q "^demo: building the dataset of $here/corpus" out &&
     [ -n "$(find "$first/data" -newer before)" ] && [ -f "$first/run-003.jsonl" ] && echo 0 || echo 1) \
     "demo.sh corpus after a file changed: the dataset rebuilt"
+demo --tokenizer bytes corpus
+tap_ok $([ $rc -eq 0 ] && grep -q "^demo: $here/corpus is unchanged: reusing" out && echo 0 || echo 1) \
+    "demo.sh --tokenizer bytes corpus: the byte-level dataset, reused"
+demo --tokenizer nosuch.model corpus
+expect_fail 2 "nosuch.model: no such tokenizer file" "demo.sh --tokenizer with a missing file: exit 2"
+echo "not a tokenizer" >fake.model
+demo --tokenizer fake.model corpus
+expect_fail 2 "fake.model" "demo.sh --tokenizer FILE: megadata build encodes with FILE (not a tokenizer: exit 2 naming it)"
+tap_ok $([ -d "$first-fake-$(printf '%08x' "$(printf '%s' "$here/fake.model" | cksum | cut -d' ' -f1)")" ] &&
+    echo 0 || echo 1) "demo.sh --tokenizer FILE: the dataset of corpus with FILE has a folder of its own"
 tap_done
