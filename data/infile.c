@@ -4,6 +4,7 @@
 
 #include "data/infile.h"
 
+#include "data/h5_check.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -175,17 +176,13 @@ int64_t infile_disk_offset(const InFile *f)
 char *infile_read_all(const char *path, size_t *len)
 {
     InFile *f = infile_open(path, 0);
-    size_t cap = INFILE_BUF, n = 0, got;
-    char *s = xmalloc(cap);
-    while ((got = infile_read(f, s + n, cap - 1 - n)) > 0) {
-        n += got;
-        if (n == cap - 1) {
-            cap *= 2;
-            s = realloc(s, cap);
-            if (!s)
-                fail("%s: out of memory reading %zu bytes", path, n);
-        }
-    }
+    int64_t cap = 0;
+    size_t n = 0, got;
+    char *s = NULL;
+    do { /* room for a whole buffer's read and the NUL */
+        s = data_grow(s, &cap, (int64_t)(n + INFILE_BUF + 1), 1);
+        n += got = infile_read(f, s + n, INFILE_BUF);
+    } while (got > 0);
     infile_close(f);
     s[n] = '\0';
     *len = n;
