@@ -36,7 +36,7 @@ static int64_t doc_cut(const Build *b, int64_t g, int64_t n)
     return b->val[g / 8] >> (g % 8) & 1 ? 0 : n;
 }
 
-/* Tokens [a, b) of split s from part p into w: each document's tokens of the split in turn, and a
+/* Tokens [a, e) of split s from part p into w: each document's tokens of the split in turn, and a
    document start where one falls inside. */
 static void copy_part(Assemble *as, int s, int p, int64_t a, int64_t e, ShardWriter *w)
 {

@@ -11,7 +11,6 @@
 #include "base/util.h"
 
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #define TOKENIZE_BLOCK (1 << 16) /* raw ids read at a time */
