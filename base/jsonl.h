@@ -6,6 +6,8 @@
 #ifndef MEGATRAIN_JSONL_H
 #define MEGATRAIN_JSONL_H
 
+#include <stddef.h>
+
 typedef enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING } JsonKind;
 
 typedef struct {
@@ -13,6 +15,7 @@ typedef struct {
     JsonKind kind;
     double num; /* JSON_NUMBER, and JSON_BOOL as 0/1 */
     char *str;  /* JSON_STRING (UTF-8), else NULL */
+    size_t len; /* JSON_STRING: its bytes, which may include NULs written as \u0000 */
 } JsonField;
 
 typedef struct {

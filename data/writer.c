@@ -146,6 +146,8 @@ void shard_writer_doc(ShardWriter *w)
     w->doc_pending = 1;
 }
 
+void shard_writer_track_docs(ShardWriter *w) { w->track_docs = 1; }
+
 void shard_writer_append(ShardWriter *w, const uint32_t *ids, int64_t n)
 {
     while (n > 0) {

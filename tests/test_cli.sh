@@ -116,7 +116,7 @@ expect_fail 2 "model.groups: 5 does not divide model.d_model (32)" "groups not d
 run "$mt" good.yaml --set model.z_dim=6 --print-config
 expect_fail 2 "model.z_dim: 6 must be n_heads (2) times an even head width" "odd head width"
 run "$mt" good.yaml --set model.vocab_size=0 --print-config
-expect_fail 2 "model.vocab_size: needs a value when data.path is empty" "no vocabulary"
+expect_fail 2 "model.vocab_size: needs a value when data.path and data.blend are empty" "no vocabulary"
 run "$mt" good.yaml --set parallel.cp=2 --print-config
 expect_fail 2 "parallel.cp: tp \* pp \* cp = 1 \* 1 \* 2 = 2 does not divide the 1 ranks" "layout not dividing the world size"
 run "$mt" good.yaml --set parallel.tp=4 --print-config
