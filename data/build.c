@@ -309,7 +309,7 @@ static char *build_plan_body(const Build *b)
     corpus_free(&c);
     char *body = xasprintf("kind %s\ntokenizer %s %016llx vocab %d eod %d\ntext_field %s\nbos %d\n"
                            "val_fraction %.17g\nseed %llu\nshard_tokens %lld\npart_bytes %lld\nappend %d\n%s",
-                           kind_names[o->kind], b->fmt.tokenizer, (unsigned long long)(b->tok ? tokenizer_checksum(b->tok) : 0),
+                           kind_names[o->kind], b->fmt.tokenizer, (unsigned long long)b->fmt.tokenizer_checksum,
                            b->fmt.vocab, b->fmt.eod, b->text_field, o->bos, o->val_fraction,
                            (unsigned long long)o->seed, (long long)o->shard_tokens, (long long)b->part_bytes,
                            o->append, files);

@@ -51,7 +51,8 @@ static void print(Progress *p, int final)
     }
     if (mb) { /* reading input: what it gave */
         char docs[32], tokens[32];
-        snprintf(counts, sizeof counts, " | %s documents | %s tokens", human(docs, sizeof docs, (double)sum[PROGRESS_DOCS], 0),
+        snprintf(counts, sizeof counts, " | %s documents | %s tokens",
+                 human(docs, sizeof docs, (double)sum[PROGRESS_DOCS], 0),
                  human(tokens, sizeof tokens, (double)sum[PROGRESS_TOKENS], 0));
     }
     fprintf(stderr, "%s%s: %s %5.1f%% | %s of %s %s | %s %s/s%s | %s%s%s", p->tty ? "\r" : "", util_progname(),
