@@ -7,7 +7,7 @@
 #  - bad files: truncated, corrupt or fake gzip, another compression, a pattern matching nothing,
 #    a file listed twice: exit 2 naming the file
 #  - mpirun -np 1, 2 and 4 (and another --part-bytes) write the same bytes: shards and manifest;
-#    the progress line
+#    the progress line; the same with a SentencePiece model (trained on the corpus) and --bos
 #  - a build killed in the middle of a part and in the middle of a shard leaves no manifest,
 #    megatrain and megadata refuse the folder, and --resume (under another number of ranks)
 #    finishes it to the same bytes; --resume with other options is refused
@@ -175,6 +175,16 @@ for np in 2 4; do
 done
 [ "$(grep -c 'tokenizing 100.0%' err)" -eq 1 ] && grep -q 'writing shards 100.0% | .* tokens/s | done in' err
 tap_ok $? "under mpirun one progress line (rank 0) per phase"
+# the same with a SentencePiece model, trained by megadata tokenizer train on the corpus itself
+run "$md" tokenizer train sp.model big --vocab 330
+tap_ok $rc "tokenizer train on the JSON Lines corpus: $(cat out)"
+run "$md" build sp1 $args --tokenizer sp.model --bos
+tap_ok $rc "np 1, SentencePiece with BOS: $(cat out)"
+for np in 2 4; do
+    run $MPIRUN -np $np "$md" build sp$np $args --tokenizer sp.model --bos --part-bytes 100000
+    same sp1 sp$np
+    tap_ok $(($? + rc)) "np $np, SentencePiece with BOS: the same shards and manifest, byte for byte"
+done
 
 # ---- killed and resumed
 MEGADATA_TEST_KILL=tokenize:600 run $MPIRUN -np 2 "$md" build kill $args --part-bytes 100000

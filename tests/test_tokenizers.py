@@ -7,8 +7,10 @@
 # here) against an independent reference written here (python3-regex for the pre-tokenizer
 # expressions, GPT-2's published merge loop). Then a dataset built with a tokenizer holds those
 # ids and records the tokenizer (read back with h5py); malformed tokenizer files are refused with
-# one message, exit 2; the command line of megadata tokenizer.
+# one message, exit 2; the command line of megadata tokenizer, and tokenizer train on gzip JSON
+# Lines.
 import collections
+import gzip
 import json
 import os
 import subprocess
@@ -395,12 +397,34 @@ def cli_tests(tmp):
                       (["tokenizer", "train", "out.bin", text], "must end in .model"),
                       (["tokenizer", "train", "o.model", text, "--vocab", "12"], "--vocab"),
                       (["tokenizer", "train", "o.model", text, "--spm-option", "vocab_size"], "expected NAME=VALUE"),
-                      (["tokenizer", "train", "o.model", tmp], "not a regular file"),
+                      (["tokenizer", "train", "o.model", os.path.join(tmp, "none")], "cannot read input"),
                       (["build", os.path.join(tmp, "out"), text, "--kind", "uint16", "--vocab", "9", "--tokenizer",
                         "bytes"], "--tokenizer is for text")]:
         r = run(*args)
         check(r.returncode == 2 and err in r.stderr.decode(), f"megadata {' '.join(args[:3])}...: exit 2, '{err}'",
               f"exit {r.returncode}: {r.stderr.decode()}")
+
+
+def train_from_jsonl_tests(tmp, docs):
+    """tokenizer train on JSON Lines (gzip, in a folder) learns what it learns from the same
+    documents as plain text, a line each."""
+    texts = [d.decode("utf-8", "replace").replace("\0", "") for d in docs[:60]]
+    plain = os.path.join(tmp, "plain.txt")
+    with open(plain, "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in texts))
+    folder = os.path.join(tmp, "jl")
+    os.mkdir(folder)
+    with gzip.open(os.path.join(folder, "part.jsonl.gz"), "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(texts)))
+    a, b = os.path.join(tmp, "plain.model"), os.path.join(tmp, "jsonl.model")
+    ra = run("tokenizer", "train", a, plain, "--vocab", "1000", "--threads", "1")
+    rb = run("tokenizer", "train", b, folder, "--text-field", "body", "--vocab", "1000", "--threads", "1")
+    ok = ra.returncode == 0 and rb.returncode == 0
+    pieces = [[(p.id_to_piece(i), p.get_score(i)) for i in range(p.vocab_size())]
+              for p in (sentencepiece.SentencePieceProcessor(model_file=m) for m in (a, b))] if ok else [[], [0]]
+    check(ok and pieces[0] == pieces[1] and not [n for n in os.listdir(tmp) if ".tmp" in n],
+          "tokenizer train on a folder of gzip JSON Lines (--text-field): the pieces of the same text as plain lines",
+          (ra.stderr + rb.stderr).decode(errors="replace")[-2000:])
 
 
 # ---- malformed files: one message naming the file, exit 2
@@ -488,6 +512,7 @@ def main():
                                   ("llama3.json", files["llama3"], "hf-bpe", references["llama3"])])
         malformed_tests(tmp, model, files["gpt2"])
         cli_tests(tmp)
+        train_from_jsonl_tests(tmp, docs)
     sys.exit(done())
 
 

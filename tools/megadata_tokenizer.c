@@ -2,6 +2,9 @@
    describe a tokenizer, encode files with it, and time it (doc/data.md). */
 #include "tools/megadata.h"
 
+#include "data/corpus.h"
+#include "data/docread.h"
+#include "data/infile.h"
 #include "data/tokenizer.h"
 #include "base/cliopt.h"
 #include "base/util.h"
@@ -27,7 +30,8 @@ static const char usage_tokenizer[] =
 static const char usage_train[] =
     "usage: megadata tokenizer train OUT.model INPUT... [options]\n"
     "\n"
-    "Train a SentencePiece BPE model with byte fallback on the text files INPUT (a line is a\n"
+    "Train a SentencePiece BPE model with byte fallback on the text of INPUT (files, folders and\n"
+    "patterns, plain text and JSON Lines, gzip or not, as megadata build takes them; a line is a\n"
     "sentence; longer lines than --max-sentence-length are skipped) with LLaMA-2's settings:\n"
     "split digits, whitespace-only pieces allowed, no normalization (identity), extra spaces\n"
     "kept, unk/bos/eos ids 0/1/2. It runs SentencePiece's spm_train (Debian package\n"
@@ -35,6 +39,7 @@ static const char usage_train[] =
     "\n"
     "options:\n"
     "  --vocab N                  vocabulary size (default 32000)\n"
+    "  --text-field F             JSON Lines: the member holding the text (default text)\n"
     "  --character-coverage F     share of characters the pieces cover (default 0.99995)\n"
     "  --sentences N              lines sampled for training, 0 for all (default 200000000)\n"
     "  --max-sentence-length N    longest line used, in bytes (default 4192)\n"
@@ -168,7 +173,7 @@ typedef struct {
     char **inputs;
     int ninputs;
     long long vocab, sentences, max_len, seed, threads;
-    const char *coverage;
+    const char *coverage, *text_field;
     char **extra; /* spm_train options (--NAME=VALUE) */
     int nextra, verbose;
 } TrainOptions;
@@ -177,7 +182,7 @@ static void tok_train_options(int argc, char **argv, TrainOptions *o)
 {
     const char *cmd = "tokenizer train", *v;
     *o = (TrainOptions){.vocab = 32000, .sentences = 200000000, .max_len = 4192, .seed = 1,
-                        .threads = sysconf(_SC_NPROCESSORS_ONLN), .coverage = "0.99995"};
+                        .threads = sysconf(_SC_NPROCESSORS_ONLN), .coverage = "0.99995", .text_field = "text"};
     o->inputs = xmalloc((size_t)argc * sizeof *o->inputs);
     o->extra = xmalloc((size_t)argc * sizeof *o->extra);
     for (int i = 1; i < argc; i++) {
@@ -188,6 +193,8 @@ static void tok_train_options(int argc, char **argv, TrainOptions *o)
             exit(0);
         } else if ((v = cliopt_value(argc, argv, &i, "--vocab", NULL))) {
             o->vocab = cliopt_int("--vocab", v, 260, INT32_MAX);
+        } else if ((v = cliopt_value(argc, argv, &i, "--text-field", NULL))) {
+            o->text_field = v;
         } else if ((v = cliopt_value(argc, argv, &i, "--character-coverage", NULL))) {
             char *end;
             double c = strtod(v, &end);
@@ -222,28 +229,61 @@ static void tok_train_options(int argc, char **argv, TrainOptions *o)
         bad_usage(cmd, "'%s': the output's name must end in .model", o->out);
 }
 
-/* --input=A,B,...: regular files whose names hold no comma (spm_train's separator). */
+static char *train_text; /* the documents of JSON Lines and gzip inputs as text, removed at exit */
+
+static void tok_train_remove_text(void) { unlink(train_text); }
+
+static void tok_train_doc(void *ctx, const char *text, size_t len, int64_t disk)
+{
+    FILE *f = ctx;
+    if (fwrite(text, 1, len, f) != len || putc('\n', f) == EOF)
+        fail("writing the training text: %s", strerror(errno));
+}
+
+/* --input=A,B,...: the inputs' files in megadata build's order. Plain text files go to spm_train
+   as they are; the documents of JSON Lines and gzip files, a line each (their own lines kept), go
+   through the file train_text (created only for them). Names with a comma (spm_train's
+   separator) are refused. */
 static char *tok_train_input(const TrainOptions *o)
 {
-    size_t len = 0;
-    for (int f = 0; f < o->ninputs; f++) {
-        struct stat st;
-        if (stat(o->inputs[f], &st) != 0)
-            fail_input("%s: cannot read input: %s", o->inputs[f], strerror(errno));
-        if (!S_ISREG(st.st_mode))
-            fail_input("%s: not a regular file (give the text files themselves)", o->inputs[f]);
-        if (strchr(o->inputs[f], ','))
-            fail_input("%s: spm_train cannot take a file name with a comma", o->inputs[f]);
-        len += strlen(o->inputs[f]) + 1;
+    const char *text = train_text;
+    Corpus c;
+    corpus_list(&c, o->inputs, o->ninputs, 0);
+    if (c.nfiles == 0)
+        fail_input("%s: no input file there (names starting with '.' are skipped)", o->inputs[0]);
+    DocReader r = {.text_field = o->text_field};
+    FILE *f = NULL;
+    size_t len = strlen(text) + 1;
+    for (int i = 0; i < c.nfiles; i++) {
+        const CorpusFile *cf = &c.files[i];
+        if (cf->kind == CORPUS_TEXT && !infile_is_gz(cf->path)) {
+            if (strchr(cf->path, ','))
+                fail_input("%s: spm_train cannot take a file name with a comma", cf->path);
+            len += strlen(cf->path) + 1;
+            continue;
+        }
+        if (!f && (atexit(tok_train_remove_text) != 0 || !(f = fopen(text, "wb"))))
+            fail_input("%s: cannot write: %s", text, strerror(errno));
+        docread_file(&r, cf, 0, INT64_MAX, tok_train_doc, f);
     }
+    if (f && fclose(f) != 0)
+        fail_input("%s: cannot write: %s", text, strerror(errno));
     char *input = xmalloc(len + 8), *p = input + sprintf(input, "--input=");
-    for (int f = 0; f < o->ninputs; f++)
-        p += sprintf(p, f ? ",%s" : "%s", o->inputs[f]);
+    const char *sep = "";
+    for (int i = 0; i < c.nfiles; i++)
+        if (c.files[i].kind == CORPUS_TEXT && !infile_is_gz(c.files[i].path)) {
+            p += sprintf(p, "%s%s", sep, c.files[i].path);
+            sep = ",";
+        }
+    if (f)
+        sprintf(p, "%s%s", sep, text);
+    corpus_free(&c);
     return input;
 }
 
 /* spm_train writes PREFIX.model and PREFIX.vocab under a temporary prefix beside OUT: OUT appears,
-   by a rename, only once spm_train succeeded; the .vocab listing is removed. */
+   by a rename, only once spm_train succeeded; the .vocab listing is removed, and so is the text of
+   JSON Lines and gzip inputs (PREFIX.txt). */
 static int tok_train(int argc, char **argv)
 {
     static const char *llama2[] = {
@@ -260,6 +300,7 @@ static int tok_train(int argc, char **argv)
     char **args = xmalloc((size_t)(NLLAMA2 + o.nextra + 12) * sizeof *args);
     int n = 0;
     args[n++] = "spm_train";
+    train_text = xasprintf("%s.txt", tmp);
     args[n++] = tok_train_input(&o);
     args[n++] = xasprintf("--model_prefix=%s", tmp);
     for (int k = 0; k < NLLAMA2; k++)
