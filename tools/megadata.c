@@ -105,7 +105,7 @@ static int cmd_build(int argc, char **argv)
 {
     BuildOptions o = {.kind = BUILD_TEXT, .text_field = "text", .eod = -1, .val_fraction = 0.01,
                       .shard_tokens = 134217728, .part_bytes = BUILD_PART_BYTES, .seed = 1};
-    char **inputs = xmalloc(argc * sizeof *inputs);
+    char *inputs[argc]; /* OUT_DIR and the inputs: on the stack, as bad usage exits from here */
     int ninputs = 0, options_done = 0;
     const char *v, *vocab = NULL, *eod = NULL;
     for (int i = 1; i < argc; i++) {
@@ -191,7 +191,6 @@ static int cmd_build(int argc, char **argv)
                (long long)st[1].tokens, (long long)st[1].docs, unit);
     }
     MPI_Finalize();
-    free(inputs);
     return 0;
 }
 
