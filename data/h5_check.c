@@ -219,6 +219,27 @@ void h5_attr_str(const char *path, hid_t obj, const char *name, char *out, size_
     H5_CHECK_AT(path, H5Aclose(a));
 }
 
+/* Whether every one of the n entries of a 1-D dataset is in the file: each chunk written, or the
+   contiguous storage as large as the data. */
+static int h5_array_stored(const char *path, hid_t dset, hsize_t n, size_t width)
+{
+    hid_t dcpl = H5_CHECK_AT(path, H5Dget_create_plist(dset));
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int stored = layout == H5D_COMPACT;
+    if (layout == H5D_CHUNKED) {
+        hsize_t chunk = 0, have = 0;
+        H5_CHECK_AT(path, H5Pget_chunk(dcpl, 1, &chunk));
+        hid_t space = H5_CHECK_AT(path, H5Dget_space(dset));
+        H5_CHECK_AT(path, H5Dget_num_chunks(dset, space, &have));
+        H5_CHECK_AT(path, H5Sclose(space));
+        stored = chunk > 0 && have == (n - 1) / chunk + 1;
+    } else if (layout == H5D_CONTIGUOUS) {
+        stored = H5Dget_storage_size(dset) / width >= n;
+    }
+    H5_CHECK_AT(path, H5Pclose(dcpl));
+    return stored;
+}
+
 int64_t h5_array_length(const char *path, hid_t dset, const char *name, int *width)
 {
     hid_t type = H5_CHECK_AT(path, H5Dget_type(dset)), space = H5_CHECK_AT(path, H5Dget_space(dset));
@@ -233,6 +254,11 @@ int64_t h5_array_length(const char *path, hid_t dset, const char *name, int *wid
     H5_CHECK_AT(path, H5Sclose(space));
     if (!ok)
         data_bad(path, "'%s' should be a 1-D array of unsigned integers", name);
+    /* A length the file does not store (chunks never written read as fill values) would have the
+       readers allocate or scan it: 2^40 declared entries in an 8 KB file. */
+    if (dims[0] > 0 && !h5_array_stored(path, dset, dims[0], (size_t)*width))
+        data_bad(path, "'%s' declares %llu entries but the file does not hold them all (never written)", name,
+                 (unsigned long long)dims[0]);
     return (int64_t)dims[0];
 }
 

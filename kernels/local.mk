@@ -17,7 +17,7 @@ CPU_SOURCES = \
   kernels/cpu/table.c
 
 noinst_LIBRARIES += kernels/libkernels.a
-kernels_libkernels_a_SOURCES = kernels/ops.h kernels/ops.c
+kernels_libkernels_a_SOURCES = kernels/ops.h kernels/ops.c kernels/scratch.h kernels/scratch.c
 
 # The two CPU builds, each with its own flags and object names.
 noinst_LIBRARIES += kernels/libcpu32.a kernels/libcpu64.a

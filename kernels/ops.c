@@ -1,7 +1,8 @@
-/* ops.c: pick a backend by name. */
+/* ops.c: pick a backend by name, or describe one that may not be built or usable here. */
 #include "kernels/ops.h"
 
 #include "autoconfig.h"
+#include "kernels/scratch.h"
 #include <string.h>
 
 /* the two builds of kernels/cpu (cpu.h) */
@@ -24,4 +25,13 @@ const Ops *ops_get(const char *name)
     if (!strcmp(name, "cuda"))
         return ops_cuda();
     return NULL;
+}
+
+/* the CUDA backend's dtype, as kernels/cuda/table.cu gives it, for builds and machines without it */
+static const Ops cuda_described = {
+    .name = "cuda", .act = DTYPE_BF16, .act_size = 2, .on_device = 1, .scratch_plan = scratch_plan};
+
+const Ops *ops_describe(const char *name)
+{
+    return !strcmp(name, "cuda") ? &cuda_described : ops_get(name);
 }

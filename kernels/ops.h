@@ -197,6 +197,12 @@ typedef struct Ops {
     /* the most backend memory (bytes) held at once so far: allocations plus the backend's own
        scratch (CUDA); for the metrics' peak memory */
     size_t (*peak_memory)(void);
+    /* the device's total memory in bytes (what the memory plan must fit) */
+    size_t (*device_memory)(void);
+    /* the bytes of the backend's own scratch a training step grows for micro-batches of B
+       sequences of L tokens in chunks of C, D channels and G groups (kernels/scratch.h); for the
+       memory plan, so also in the table ops_describe gives */
+    size_t (*scratch_plan)(int B, int L, int C, int D, int G);
     /* use the local_rank-th device of the node (before any other call; several ranks per node) */
     void (*select_device)(int local_rank);
     /* the stream every op of the backend runs on (a cudaStream_t), for communication and timing
@@ -210,5 +216,9 @@ const Ops *ops_cpu64(void); /* the same code in float64, for gradient checks */
 const Ops *ops_cuda(void);
 /* By name ("cpu", "cpu64", "cuda"); NULL if unknown or not built. */
 const Ops *ops_get(const char *name);
+/* What memory plans need of a backend, built or not: its name, act dtype and size and whether its
+   memory is a device's. "cuda" is a table with only those set (never the device's own, which
+   would touch the GPU); the CPU backends are their tables. NULL if unknown. */
+const Ops *ops_describe(const char *name);
 
 #endif

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+CommVia comm_via(const Comm *c) { return c->nccl ? COMM_NCCL : COMM_MPI; }
+
 CommType comm_type_of(Dtype act) { return act == DTYPE_F64 ? COMM_F64 : act == DTYPE_BF16 ? COMM_BF16 : COMM_F32; }
 
 static size_t type_size(CommType t) { return t == COMM_F64 ? 8 : t == COMM_BF16 ? 2 : 4; }
@@ -56,14 +58,23 @@ static void host_copy_back(Comm *c, void *buf, void *h, size_t n, CommType t, Co
 
 /* ---- the staging pool ---- */
 
+/* Whether host_in stages n elements of t moved as w: device buffers, a widened sum or a copy the
+   caller asked for; else MPI reads the host buffer itself. */
+static int staged(int device, CommType t, CommType w, int copy) { return device || t != w || copy; }
+
+int comm_stages_in_backend(const Ops *ops, CommVia via) { return via == COMM_NCCL || (ops && !ops->on_device); }
+
+/* whether c's staging buffers are its backend's memory (else plain host memory) */
+static int backend_stages(const Comm *c) { return comm_stages_in_backend(c->ops, comm_via(c)); }
+
 static void stage_release_memory(Comm *c, CommStage *s)
 {
-    if (c->nccl) {
+    if (c->nccl)
         nccl_stage_free(s);
+    if (backend_stages(c))
         c->ops->release(s->p);
-    } else {
+    else
         free(s->p);
-    }
     s->p = NULL;
     s->cap = 0;
 }
@@ -80,9 +91,27 @@ static void stage_drop(Comm *c, int i)
     }
 }
 
-/* A staging buffer of at least bytes that nothing uses, now busy once: an idle one, else a new
-   or grown one. Sends hold theirs until comm_wait, so the pool grows to what a step sends and
-   then stays, the same on every run. */
+/* Staging buffer i (-1: a new one) with memory for bytes, idle. */
+static int stage_make(Comm *c, int i, size_t bytes)
+{
+    if (i < 0) {
+        c->stages = realloc(c->stages, (size_t)(c->nstages + 1) * sizeof *c->stages);
+        if (!c->stages)
+            fail("out of memory for staging buffers");
+        i = c->nstages++;
+        memset(&c->stages[i], 0, sizeof *c->stages);
+    } else {
+        stage_release_memory(c, &c->stages[i]);
+    }
+    CommStage *s = &c->stages[i];
+    s->p = backend_stages(c) ? c->ops->alloc(bytes) : xmalloc(bytes);
+    s->cap = bytes;
+    return i;
+}
+
+/* A staging buffer of at least bytes that nothing uses, now busy once: the first idle one that
+   is large enough, else a new or grown one. Sends hold theirs until comm_wait, so the pool grows
+   to what a step sends and then stays, the same on every run; comm_reserve makes it up front. */
 static int stage_take(Comm *c, size_t bytes)
 {
     int idle = -1;
@@ -96,20 +125,26 @@ static int stage_take(Comm *c, size_t bytes)
         }
         idle = i;
     }
-    if (idle < 0) {
-        c->stages = realloc(c->stages, (size_t)(c->nstages + 1) * sizeof *c->stages);
-        if (!c->stages)
-            fail("out of memory for staging buffers");
-        idle = c->nstages++;
-        memset(&c->stages[idle], 0, sizeof *c->stages);
-    } else {
-        stage_release_memory(c, &c->stages[idle]);
-    }
-    CommStage *s = &c->stages[idle];
-    s->p = c->nccl ? c->ops->alloc(bytes) : xmalloc(bytes);
-    s->cap = bytes;
-    s->busy = 1;
+    idle = stage_make(c, idle, bytes);
+    c->stages[idle].busy = 1;
     return idle;
+}
+
+void comm_reserve(Comm *c, int count, size_t bytes)
+{
+    for (int i = 0; i < count && bytes > 0; i++)
+        stage_make(c, -1, bytes);
+}
+
+size_t comm_plan_send(size_t n, CommType t) { return n * type_size(t); }
+
+size_t comm_plan_reduce_scatter(const Ops *ops, CommVia via, int size, size_t n, CommType t)
+{
+    const CommType w = sum_type(t);
+    const size_t all = (size_t)size * n;
+    if (via == COMM_NCCL || !staged(ops && ops->on_device, t, w, 0)) /* NCCL sums in place */
+        return 0;
+    return all * type_size(t) + (t == w ? 0 : all * type_size(w)); /* as host_in stages it */
 }
 
 /* Host memory holding the n elements of t at buf (c's memory) as MPI moves them, in type w (t,
@@ -118,7 +153,7 @@ static int stage_take(Comm *c, size_t bytes)
 static void *host_in(Comm *c, const void *buf, size_t n, CommType t, CommType w, int copy, int fill, int *stage)
 {
     *stage = -1;
-    if (!c->device && t == w && !copy)
+    if (!staged(c->device, t, w, copy))
         return (void *)buf;
     const size_t bytes = n * type_size(t), wide = t == w ? 0 : n * type_size(w);
     *stage = stage_take(c, wide + bytes);

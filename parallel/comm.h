@@ -52,6 +52,8 @@ typedef struct Comm {
     double busy_s;    /* wall time spent in this Comm's calls (host side; for NCCL, issue time) */
 } Comm;
 
+/* How c moves its buffers. */
+CommVia comm_via(const Comm *c);
 /* The act dtype's CommType (activations travel in it). */
 CommType comm_type_of(Dtype act);
 
@@ -76,5 +78,19 @@ void comm_recv(Comm *c, void *buf, size_t n, CommType t, int peer, int tag);
 int comm_max(Comm *c, int v, const char *what);
 /* Complete every send and reduce of c (on NCCL: the compute issued next waits for them). */
 void comm_wait(Comm *c);
+
+/* ---- staging, planned: what a step's sends and asynchronous reduce-scatters hold until
+   comm_wait, made up front so the pool never grows (and a memory plan can count it) ---- */
+/* Whether staging buffers are the backend's memory (ops's; over NCCL, or a host backend), else
+   plain host memory beside a device backend's. */
+int comm_stages_in_backend(const Ops *ops, CommVia via);
+/* Bytes of the staging buffer one comm_send of n elements of t holds. */
+size_t comm_plan_send(size_t n, CommType t);
+/* Bytes of the staging buffer one comm_reduce_scatter_async of n elements of t per rank holds
+   over a group of size ranks of ops's buffers via via (0: it reads the buffer in place). */
+size_t comm_plan_reduce_scatter(const Ops *ops, CommVia via, int size, size_t n, CommType t);
+/* Add count idle staging buffers of bytes each (none for 0) to c's pool: a step whose held sends and
+   reduce-scatters ask for no more, and in the order made (first fit), allocates nothing. */
+void comm_reserve(Comm *c, int count, size_t bytes);
 
 #endif

@@ -21,6 +21,13 @@ CpChain *cp_create(Comm *comm)
 
 void cp_free(CpChain *cp) { free(cp); }
 
+int cp_sends(int rank, int size, int states, int micro) { return micro * states * ((rank > 0) + (rank < size - 1)); }
+
+void cp_reserve(CpChain *cp, int states, int micro, size_t n)
+{
+    comm_reserve(cp->comm, cp_sends(cp->comm->rank, cp->comm->size, states, micro), comm_plan_send(n, COMM_F32));
+}
+
 static int has_prev(const CpChain *cp) { return cp && cp->comm->rank > 0; }
 static int has_next(const CpChain *cp) { return cp && cp->comm->rank < cp->comm->size - 1; }
 

@@ -19,6 +19,12 @@ typedef struct CpChain CpChain;
 
 CpChain *cp_create(struct Comm *comm);
 void cp_free(CpChain *cp);
+/* The sends rank `rank` of a chain of `size` holds until comm_wait in a step of `micro`
+   micro-batches whose forward and backward each cross `states` boundaries (its blocks, and the
+   final norm on the last stage): the states to the next piece, their gradients to the previous. */
+int cp_sends(int rank, int size, int states, int micro);
+/* Their staging (comm_reserve), made up front: n floats each. */
+void cp_reserve(CpChain *cp, int states, int micro, size_t n);
 
 /* The n floats of block `layer`'s state (layer: the block's index in the whole model; n_layers:
    the final norm), and their gradients: */

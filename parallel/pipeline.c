@@ -9,6 +9,16 @@ int pipeline_slots(int stage, int stages, int micro_batches)
     return in_flight < micro_batches ? in_flight : micro_batches;
 }
 
+int pipeline_sends(int stage, int stages, int micro_batches)
+{
+    return micro_batches * ((stage > 0) + (stage < stages - 1));
+}
+
+void pipeline_reserve(const Pipeline *p)
+{
+    comm_reserve(p->comm, pipeline_sends(p->comm->rank, p->comm->size, p->micro_batches), comm_plan_send(p->n, p->type));
+}
+
 static void forward(const Pipeline *p, const PipelineSteps *steps, int k)
 {
     const int stage = p->comm->rank, last = p->comm->size - 1;

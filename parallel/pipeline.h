@@ -34,6 +34,11 @@ typedef struct {
 
 /* Activation slots stage s needs: micro-batch k uses slot k % pipeline_slots(). */
 int pipeline_slots(int stage, int stages, int micro_batches);
+/* The sends stage s holds until comm_wait in a step: its outputs downstream and its input
+   gradients upstream, one per micro-batch each. */
+int pipeline_sends(int stage, int stages, int micro_batches);
+/* Their staging (comm_reserve), made up front. */
+void pipeline_reserve(const Pipeline *p);
 /* Forward and backward of every micro-batch (training); returns with the sends complete. */
 void pipeline_1f1b(const Pipeline *p, const PipelineSteps *steps);
 /* The forwards only, in order (evaluation); returns with the sends complete. */

@@ -15,13 +15,15 @@ struct TpGroup {
     void *sum;        /* (piece) a reduce-scatter's result */
 };
 
+size_t tp_plan(const Ops *ops, int n, size_t piece) { return ((size_t)n + 1) * piece * ops->act_size; }
+
 TpGroup *tp_create(Comm *comm, const Ops *ops, size_t piece)
 {
     TpGroup *tp = xcalloc(1, sizeof *tp);
     tp->comm = comm;
     tp->ops = ops;
-    tp->blocks = ops->alloc((size_t)comm->size * piece * ops->act_size);
-    tp->sum = ops->alloc(piece * ops->act_size);
+    tp->blocks = ops->alloc(tp_plan(ops, comm->size, piece)); /* the blocks, then the sum */
+    tp->sum = (char *)tp->blocks + (size_t)comm->size * piece * ops->act_size;
     return tp;
 }
 
@@ -30,7 +32,6 @@ void tp_free(TpGroup *tp)
     if (!tp)
         return;
     tp->ops->release(tp->blocks);
-    tp->ops->release(tp->sum);
     free(tp);
 }
 

@@ -21,6 +21,8 @@ typedef struct TpGroup TpGroup;
 /* A handle on the group comm, for pieces of at most `piece` elements (its scratch, (n, piece) and
    (piece), is allocated here, in ops's memory). */
 TpGroup *tp_create(struct Comm *comm, const Ops *ops, size_t piece);
+/* The bytes of that scratch (one allocation) for a group of n ranks: a memory plan's. */
+size_t tp_plan(const Ops *ops, int n, size_t piece);
 void tp_free(TpGroup *tp);
 
 /* full (T, n w) = the ranks' pieces (T, w) side by side. */

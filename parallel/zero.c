@@ -10,18 +10,40 @@
 /* where this rank's piece of b lies in the flat buffers */
 static size_t own(const Zero *z, const ZeroBucket *b) { return b->start + (size_t)z->comm->rank * b->piece; }
 
-/* Buckets of `bucket` elements laid from the end of the buffer, where backward finishes first;
-   the first one takes the rest. All are multiples of the group size, as n is. */
-static void lay_buckets(Zero *z, size_t bucket)
+/* Buckets of `bucket` elements laid from the end of the n-element buffer, where backward finishes
+   first; the first one takes the rest. All are multiples of the group size g, as n is. Returns
+   their number, *out allocated. */
+static int lay_buckets(size_t n, size_t g, size_t bucket, ZeroBucket **out)
 {
-    const size_t g = (size_t)z->comm->size;
-    bucket = g == 1 || bucket >= z->n ? z->n : bucket < g ? g : bucket / g * g;
-    z->nbuckets = (int)((z->n + bucket - 1) / bucket);
-    z->buckets = xcalloc((size_t)z->nbuckets, sizeof *z->buckets);
-    size_t start = z->n - (size_t)(z->nbuckets - 1) * bucket, at = start / g;
-    z->buckets[0] = (ZeroBucket){0, start / g, 0};
-    for (int i = 1; i < z->nbuckets; i++, start += bucket, at += bucket / g)
-        z->buckets[i] = (ZeroBucket){start, bucket / g, at};
+    bucket = g == 1 || bucket >= n ? n : bucket < g ? g : bucket / g * g;
+    const int nb = (int)((n + bucket - 1) / bucket);
+    ZeroBucket *b = *out = xcalloc((size_t)nb, sizeof *b);
+    size_t start = n - (size_t)(nb - 1) * bucket, at = start / g;
+    b[0] = (ZeroBucket){0, start / g, 0};
+    for (int i = 1; i < nb; i++, start += bucket, at += bucket / g)
+        b[i] = (ZeroBucket){start, bucket / g, at};
+    return nb;
+}
+
+ZeroBytes zero_plan(const Ops *ops, CommVia via, int group, size_t n, size_t bucket, CommType wire)
+{
+    const int alone = group == 1;
+    const size_t shard = n / (size_t)group, f4 = shard * sizeof(float);
+    ZeroBytes zb = {.master = alone && ops->act == DTYPE_F32 ? 0 : f4, .grad = alone ? 0 : f4, .m = f4, .v = f4};
+    if (alone)
+        return zb;
+    if (wire == COMM_BF16) {
+        zb.send = n * 2;
+        zb.recv = shard * 2;
+    }
+    ZeroBucket *b;
+    const int nb = lay_buckets(n, (size_t)group, bucket, &b);
+    for (int i = 0; i < nb; i++)
+        zb.stage += comm_plan_reduce_scatter(ops, via, group, b[i].piece, wire);
+    free(b);
+    if (!comm_stages_in_backend(ops, via))
+        zb.stage = 0;
+    return zb;
 }
 
 void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, void *params, float *grads, size_t bucket,
@@ -29,18 +51,19 @@ void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, void *params, floa
 {
     if (n % (size_t)comm->size)
         fail("zero_init: %zu is not a multiple of the group size %d", n, comm->size);
-    const int alone = comm->size == 1;
+    const CommVia via = comm_via(comm);
+    const ZeroBytes zb = zero_plan(ops, via, comm->size, n, bucket, wire);
     *z = (Zero){.ops = ops, .comm = comm, .n = n, .shard = n / (size_t)comm->size, .wire = wire, .params = params};
-    lay_buckets(z, bucket);
+    z->nbuckets = lay_buckets(n, (size_t)comm->size, bucket, &z->buckets);
     z->next = z->nbuckets;
-    z->master = alone && ops->act == DTYPE_F32 ? params : ops->alloc(z->shard * sizeof(float));
-    z->grad = alone ? grads : ops->alloc(z->shard * sizeof(float));
-    z->m = ops->alloc(z->shard * sizeof(float));
-    z->v = ops->alloc(z->shard * sizeof(float));
-    if (wire == COMM_BF16 && !alone) {
-        z->send = ops->alloc(n * 2);
-        z->recv = ops->alloc(z->shard * 2);
-    }
+    z->master = zb.master ? ops->alloc(zb.master) : params;
+    z->grad = zb.grad ? ops->alloc(zb.grad) : grads;
+    z->m = ops->alloc(zb.m);
+    z->v = ops->alloc(zb.v);
+    z->send = zb.send ? ops->alloc(zb.send) : NULL;
+    z->recv = zb.recv ? ops->alloc(zb.recv) : NULL;
+    for (int i = z->nbuckets - 1; i >= 0 && comm->size > 1; i--) /* in the order backward starts them */
+        comm_reserve(comm, 1, comm_plan_reduce_scatter(ops, via, comm->size, z->buckets[i].piece, wire));
 }
 
 void zero_free(Zero *z)

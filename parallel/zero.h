@@ -36,6 +36,20 @@ typedef struct {
     int next;            /* this step's reduce-scatters of buckets next .. nbuckets - 1 are under way */
 } Zero;
 
+/* Bytes of the backend's memory (ops's) that one rank's optimizer takes beside the model's
+   buffers, for a group of `group` ranks sharing a buffer of n elements (a multiple of group) in
+   buckets of about `bucket` elements, gradients travelling as wire via via. zero_init allocates
+   exactly these; a memory plan adds them up. */
+typedef struct {
+    size_t master;   /* (shard) fp32 master weights; 0: the compute copy serves (alone, fp32) */
+    size_t grad;     /* (shard) fp32 summed gradient; 0: the gradient buffer serves (alone) */
+    size_t m, v;     /* (shard) fp32 AdamW moments */
+    size_t send, recv; /* bf16 wire: (n) the rounded gradients, (shard) their sum */
+    size_t stage;    /* staging the reduce-scatters hold until comm_wait (comm_plan_reduce_scatter),
+                        where it is the backend's memory */
+} ZeroBytes;
+ZeroBytes zero_plan(const Ops *ops, CommVia via, int group, size_t n, size_t bucket, CommType wire);
+
 /* params (n, compute copy) and grads (n, fp32): the model's buffers, n a multiple of the group
    size; buckets of about `bucket` elements (rounded down to a multiple of the group size). */
 void zero_init(Zero *z, const Ops *ops, Comm *comm, size_t n, void *params, float *grads, size_t bucket,

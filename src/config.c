@@ -114,6 +114,9 @@ static const Key keys[] = {
      "activation precision: auto is fp32 on the CPU, bf16 on CUDA"},
     {"train", "recompute", KT_BOOL, OFF(train.recompute), "false", 0, 0, NULL,
      "keep only each block's input and recompute its activations in backward (long sequences)"},
+    {"train", "memory_gib", KT_FLOAT, OFF(train.memory_gib), "0", 0, 1e9, NULL,
+     "memory per rank (GiB) the memory plan must fit before anything is allocated; 0: the GPU's total on cuda, "
+     "no check on the CPU (megatrain plan)"},
     {"train", "threads", KT_INT, OFF(train.threads), "0", 0, 4096, NULL,
      "CPU threads per rank (OpenMP); 0: OMP_NUM_THREADS when set, else the node's cores shared among its ranks"},
     {"train", "max_skips", KT_INT, OFF(train.max_skips), "5", 1, 1 << 30, NULL,

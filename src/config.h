@@ -55,6 +55,7 @@ typedef struct {
         int device;    /* DeviceKind */
         int precision; /* PrecisionKind */
         int recompute, threads;
+        double memory_gib;                 /* the memory plan's limit per rank; 0: the device's */
         int max_skips, spike_window;       /* the update guard (src/guard.h) */
         double spike_loss_z, spike_grad_z; /* 0: no spike check */
     } train;

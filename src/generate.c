@@ -117,9 +117,11 @@ static int64_t load_params(Model *m, const char *path)
         CkptInfo ck;
         char err[1024] = "";
         int rc = ckpt_info(paths[i], &ck, err, sizeof err);
-        if (!rc && !ckpt_same_model(&ck.dims, &m->d))
+        if (!rc && !ckpt_same_model(&ck.dims, &m->d)) {
+            free(host); /* exit 2 leaves nothing behind (LeakSanitizer) */
             fail_input_all("%s: a checkpoint of another model than the run file's (its config says:\n%s)", paths[i],
                            ck.config);
+        }
         for (int p = 0; p < m->n_params && !rc; p++)
             rc = ckpt_read(&ck, "params", &m->params_info[p], 0, host + m->params_info[p].offset, err, sizeof err);
         if (rc)

@@ -7,6 +7,7 @@ src_libsrc_a_SOURCES = \
   src/guard.h src/guard.c \
   src/metrics.h src/metrics.c \
   src/train.h src/train.c \
+  src/plan.h src/plan.c \
   src/h5util.h src/h5util.c \
   src/ckpt.h src/ckpt.c \
   src/dump.h src/dump.c \

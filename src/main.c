@@ -12,6 +12,7 @@
 #include "src/dump.h"
 #include "src/eval.h"
 #include "src/generate.h"
+#include "src/plan.h"
 #include "src/train.h"
 #include "base/util.h"
 
@@ -24,6 +25,7 @@ static const char usage[] =
     "       megatrain dump RUN.yaml OUT.h5 [--load PARAMS.h5] [--steps K] [--set section.key=value ...]\n"
     "       megatrain eval RUN.yaml --checkpoint CKPT [options]      (megatrain eval --help)\n"
     "       megatrain generate RUN.yaml --checkpoint CKPT [options]  (megatrain generate --help)\n"
+    "       megatrain plan RUN.yaml --world N [--gpu-mem GiB] [options]  (megatrain plan --help)\n"
     "       megatrain --help | --help-config | --version\n"
     "\n"
     "Train a MEGALODON language model as RUN.yaml says, alone or under mpirun or srun:\n"
@@ -44,6 +46,10 @@ static const char usage[] =
     "\n"
     "Subcommands eval and generate: the held-out loss of a checkpoint (by position too), and text\n"
     "sampled from it one token at a time (doc/eval.md).\n"
+    "\n"
+    "Subcommand plan: the memory each rank of the layout on N ranks would allocate, by kind, without\n"
+    "allocating it (doc/parallel.md). A run checks the same plan before it allocates and stops (exit\n"
+    "2) when a rank would need more than train.memory_gib or, on CUDA, the GPU's memory.\n"
     "\n"
     "Exit status: 0 done, 2 bad input (config, flags, data), 1 any other failure.\n";
 
@@ -145,6 +151,7 @@ int main(int argc, char **argv)
     const char *cmd = argc > 1 ? argv[1] : "";
     int status = !strcmp(cmd, "eval")       ? eval_main(argc - 1, argv + 1)
                  : !strcmp(cmd, "generate") ? generate_main(argc - 1, argv + 1)
+                 : !strcmp(cmd, "plan")     ? plan_main(argc - 1, argv + 1)
                                             : train_main(argc, argv);
     MPI_Finalize();
     return status;

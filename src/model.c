@@ -219,12 +219,15 @@ int64_t param_global_index(const ParamInfo *p, int tp_rank, int64_t i)
 typedef struct {
     char *base; /* NULL while measuring */
     size_t used;
+    ModelBytes bytes;
+    size_t *kind; /* the member of bytes that carve counts into */
 } Arena;
 
 static void *carve(Arena *a, size_t bytes)
 {
-    size_t at = a->used;
-    a->used += (bytes + 255) & ~(size_t)255;
+    size_t at = a->used, r = (bytes + 255) & ~(size_t)255;
+    a->used += r;
+    *a->kind += r;
     return a->base ? a->base + at : NULL;
 }
 
@@ -236,8 +239,11 @@ static void layout(Model *m, Arena *a)
     const int tp1 = m->part.tp == 1;
 #define ACT(n) carve(a, (n) * as)
 #define F32(n) ((float *)carve(a, (n) * f4))
+    a->kind = &a->bytes.params;
     m->params_act = ACT(m->n_padded);
+    a->kind = &a->bytes.grads;
     m->grads = F32(m->n_padded);
+    a->kind = &a->bytes.acts;
     BlockActs shared = {0};
     for (int si = 0; si < m->n_slots; si++) {
         ModelSlot *sl = &m->slots[si];
@@ -293,6 +299,7 @@ static void layout(Model *m, Arena *a)
         sl->dstate_in = F32(states);
         sl->dstate_out = F32(states);
     }
+    a->kind = &a->bytes.backward;
     BlockGrads *g = &m->g;
     void **tdl[] = {&g->dxhat, &g->dcema, &g->dyhat, &g->dxf, &m->dx, &m->dy};
     for (size_t i = 0; i < sizeof tdl / sizeof tdl[0]; i++)
@@ -318,8 +325,8 @@ static void layout(Model *m, Arena *a)
 #undef F32
 }
 
-void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
-                  int n_slots, size_t pad_to)
+void model_shape(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L,
+                        int recompute, int n_slots, size_t pad_to)
 {
     memset(m, 0, sizeof *m);
     m->d = *d;
@@ -352,15 +359,10 @@ void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops
         m->slots[s].x = xcalloc((size_t)part->n_layers + 1, sizeof(void *));
         m->slots[s].acts = xcalloc((size_t)part->n_layers, sizeof(BlockActs));
     }
-    Arena a = {0};
-    layout(m, &a);
-    a = (Arena){.base = ops->alloc(a.used)};
-    layout(m, &a);
 }
 
-void model_free(Model *m)
+void model_unshape(Model *m)
 {
-    m->ops->release(m->params_act); /* the arena starts with the parameters */
     for (int s = 0; s < m->n_slots; s++) {
         free(m->slots[s].x);
         free(m->slots[s].acts);
@@ -369,6 +371,30 @@ void model_free(Model *m)
     free(m->blocks);
     free(m->params_info);
     memset(m, 0, sizeof *m);
+}
+
+ModelBytes model_measure(Model *m)
+{
+    Arena a = {0};
+    layout(m, &a);
+    return a.bytes;
+}
+
+size_t model_bytes_total(const ModelBytes *b) { return b->params + b->grads + b->acts + b->backward; }
+
+void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
+                  int n_slots, size_t pad_to)
+{
+    model_shape(m, d, part, ops, B, L, recompute, n_slots, pad_to);
+    ModelBytes b = model_measure(m);
+    Arena a = {.base = ops->alloc(model_bytes_total(&b))};
+    layout(m, &a);
+}
+
+void model_free(Model *m)
+{
+    m->ops->release(m->params_act); /* the arena starts with the parameters */
+    model_unshape(m);
 }
 
 /* ---- initialisation: a value depends on (seed, name, global index) only ---- */
@@ -504,6 +530,8 @@ void model_set_batch(Model *m, int slot, const int32_t *tokens)
     free(in);
     free(tg);
 }
+
+int model_boundaries(const Model *m) { return m->part.n_layers + m->part.last; }
 
 void *model_stage_input(Model *m, int slot) { return m->slots[slot].x[0]; }
 const void *model_stage_output(const Model *m, int slot) { return m->slots[slot].x[m->part.n_layers]; }

@@ -206,6 +206,24 @@ ModelPart model_part(const ModelDims *d, int tp, int tp_rank, int pp, int pp_ran
 int64_t model_param_count(const ModelDims *d);
 double model_flops_per_token(const ModelDims *d, int seq_len);
 
+/* The bytes of a part's one allocation (model_create's arena), by what they hold. */
+typedef struct {
+    size_t params;   /* (n_padded) compute copy of the parameters */
+    size_t grads;    /* (n_padded) fp32 gradients */
+    size_t acts;     /* the micro-batch slots: tokens, block inputs, the activations backward needs
+                        (one block's with recompute), the head's, the chunk states */
+    size_t backward; /* backward's gradient scratch, the embedding's partial sums, the
+                        cross-entropy's statistics */
+} ModelBytes;
+size_t model_bytes_total(const ModelBytes *b);
+/* model_create in two halves, for memory plans: model_shape fills in everything but the buffers
+   (widths, the parameter table and its offsets, the slots' host arrays; ops need only describe
+   the backend, ops_describe), model_measure gives what its one allocation would hold (the same
+   layout, not carved), model_unshape frees the host arrays. */
+void model_shape(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
+                 int n_slots, size_t pad_to);
+ModelBytes model_measure(Model *m);
+void model_unshape(Model *m);
 /* Lay out this part's parameters and allocate every buffer once: n_slots micro-batch slots;
    parameter buffers padded to a multiple of pad_to elements (optimizer sharding). */
 void model_create(Model *m, const ModelDims *d, const ModelPart *part, const Ops *ops, int B, int L, int recompute,
@@ -240,6 +258,9 @@ double model_loss(Model *m, int slot, const int32_t *targets);
 void model_backward(Model *m, int slot);
 void model_zero_grads(Model *m);
 
+/* The chunk boundaries a forward crosses (its blocks', and the final norm's on the last stage):
+   states sent per micro-batch each way under chunk parallelism. */
+int model_boundaries(const Model *m);
 void *model_stage_input(Model *m, int slot);         /* (T, Dl) */
 const void *model_stage_output(const Model *m, int slot); /* (T, Dl) */
 void *model_output_grad(Model *m);                   /* (T, Dl): fill before backward */

@@ -7,6 +7,7 @@
 #include "src/ckpt.h"
 #include "src/metrics.h"
 #include "src/optim.h"
+#include "src/plan.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -32,10 +33,13 @@ void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols,
 
 /* ---- set-up ---- */
 
+/* parallel.comm, resolved (config_finish) */
+static CommVia via_of(const Config *c) { return c->parallel.comm == PARALLEL_COMM_NCCL ? COMM_NCCL : COMM_MPI; }
+
 /* a Comm over an axis for the backend's buffers, via parallel.comm */
 static void comm_over(Comm *c, const Trainer *tr, MPI_Comm axis, const char *name)
 {
-    comm_init(c, axis, name, tr->ops, tr->c->parallel.comm == PARALLEL_COMM_NCCL ? COMM_NCCL : COMM_MPI);
+    comm_init(c, axis, name, tr->ops, via_of(tr->c));
 }
 
 /* Testing aid, never set in production: MEGATRAIN_TEST_INJECT_NAN=FIRST[-LAST]:RANK[:VALUE] puts
@@ -86,6 +90,20 @@ static void replicas_of(Replicas *r, const Model *m, Comm *comm, int (*which)(co
     free(spans);
 }
 
+TrainShape train_shape(const Config *c, const ModelDims *d, int dp, int tp, int pp, int cp, int tp_rank, int pp_rank)
+{
+    const int micro = c->parallel.micro_batches, rows = c->data.batch_size / dp;
+    return (TrainShape){.rows = rows,
+                        .mb_rows = rows / micro,
+                        .Lloc = c->data.seq_len / cp,
+                        .slots = pipeline_slots(pp_rank, pp, micro),
+                        .part = model_part(d, tp, tp_rank, pp, pp_rank),
+                        .pad_to = (size_t)dp * (size_t)cp,
+                        .bucket = (size_t)(c->parallel.grad_bucket_mb * 1048576.0 / sizeof(float)),
+                        .wire = c->parallel.grad_reduce_dtype == GRAD_REDUCE_BF16 ? COMM_BF16 : COMM_F32,
+                        .via = via_of(c)};
+}
+
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
 {
     memset(tr, 0, sizeof *tr);
@@ -108,16 +126,16 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
         comm_over(&tr->emb, tr, t->emb_comm, "embedding (first and last stage)");
 
     const int B = c->data.batch_size, L = c->data.seq_len, micro = c->parallel.micro_batches;
-    tr->rows = B / t->dp;
-    tr->mb_rows = tr->rows / micro;
-    tr->Lloc = L / t->cp;
-    ModelPart part = model_part(&tr->dims, t->tp, t->tp_rank, t->pp, t->pp_rank);
-    int slots = pipeline_slots(t->pp_rank, t->pp, micro);
+    const TrainShape sh = train_shape(c, &tr->dims, t->dp, t->tp, t->pp, t->cp, t->tp_rank, t->pp_rank);
+    tr->rows = sh.rows;
+    tr->mb_rows = sh.mb_rows;
+    tr->Lloc = sh.Lloc;
     Model *m = &tr->m;
-    model_create(m, &tr->dims, &part, ops, tr->mb_rows, tr->Lloc, c->train.recompute, slots,
-                 (size_t)tr->dpcp.size);
+    model_create(m, &tr->dims, &sh.part, ops, sh.mb_rows, sh.Lloc, c->train.recompute, sh.slots, sh.pad_to);
     m->tp = t->tp > 1 ? tp_create(&tr->tp, ops, (size_t)m->T * m->Dl) : NULL;
     m->cp = t->cp > 1 ? cp_create(&tr->cp) : NULL;
+    if (m->cp)
+        cp_reserve(m->cp, model_boundaries(m), micro, m->state_elems);
     m->grads_ctx = tr; /* grads_final is set around a step's last backward */
     m->pos0 = (int64_t)t->cp_rank * tr->Lloc;
     m->want_state_out = t->cp_rank < t->cp - 1;
@@ -125,11 +143,10 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
                           .micro_batches = micro,
                           .n = (size_t)m->T * m->Dl,
                           .type = comm_type_of(ops->act)};
+    pipeline_reserve(&tr->pipe);
     replicas_of(&tr->tp_sums, m, &tr->tp, replicated);
     replicas_of(&tr->tied_sums, m, &tr->emb, tr->emb_live ? tied : NULL); /* held by two stages */
-    zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->params_act, m->grads,
-              (size_t)(c->parallel.grad_bucket_mb * 1048576.0 / sizeof(float)),
-              c->parallel.grad_reduce_dtype == GRAD_REDUCE_BF16 ? COMM_BF16 : COMM_F32);
+    zero_init(&tr->zero, ops, &tr->dpcp, m->n_padded, m->params_act, m->grads, sh.bucket, sh.wire);
     float *init = xcalloc(m->n_padded, sizeof(float));
     model_init_host(m, (uint64_t)c->train.seed, init);
     model_params_from_host(m, init);
@@ -451,6 +468,7 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    plan_check_run(c, config_path, ops_get(config_device_name(c->train.device)), t);
     Trainer tr;
     trainer_init(&tr, c, t, train);
     resume(&tr, c);
@@ -530,6 +548,11 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     }
     metrics_close(&mt);
     free(blend_tokens);
+    /* Testing aid, never set in production: MEGATRAIN_TEST_PEAK makes every rank say the most
+       backend memory it held, for tests/test_plan.sh to compare with the memory plan. */
+    if (getenv("MEGATRAIN_TEST_PEAK") && tr.ops->peak_memory)
+        fprintf(stderr, "megatrain: rank %d stage %d cp %d: peak memory %zu bytes\n", t->rank, t->pp_rank,
+                t->cp_rank, tr.ops->peak_memory());
     trainer_free(&tr);
     return status;
 }

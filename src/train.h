@@ -29,6 +29,19 @@ typedef struct {
    inputs and the shifted targets): out (nrows, ncols + 1). */
 void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols, int32_t *out);
 
+/* What a rank's buffers depend on in a layout of dp x pp x cp x tp ranks, from the config:
+   trainer_init sizes them from it, and so does the memory plan (src/plan.h). */
+typedef struct {
+    int rows, mb_rows, Lloc; /* sequences per step and per micro-batch on a rank; its piece of each */
+    int slots;               /* activation slots (pipeline_slots) */
+    ModelPart part;
+    size_t pad_to;           /* the dp x cp group sharing the optimizer */
+    size_t bucket;           /* elements per gradient bucket (parallel.grad_bucket_mb) */
+    CommType wire;           /* parallel.grad_reduce_dtype */
+    CommVia via;             /* parallel.comm */
+} TrainShape;
+TrainShape train_shape(const Config *c, const ModelDims *d, int dp, int tp, int pp, int cp, int tp_rank, int pp_rank);
+
 typedef struct {
     const Config *c;
     const Topo *t;

@@ -677,13 +677,28 @@ static long token_offset(const char *path, int64_t at, int64_t chunk)
     return (long)addr + 2 * (long)(at % chunk);
 }
 
-/* Shard `path` grown to n tokens (the new ones read as HDF5's fill value 0), n_tokens to match. */
-static void extend_shard(const char *path, int64_t n)
+/* Shard `path` grown to n tokens, n_tokens to match: the new ones written as zeros (`write`), or
+   left unwritten (read as HDF5's fill value 0). */
+static void extend_shard(const char *path, int64_t n, int write)
 {
     hid_t f = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT));
     hid_t d = H5_CHECK_AT(path, H5Dopen2(f, "tokens", H5P_DEFAULT));
-    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5_CHECK_AT(path, H5Dget_space(d));
+    hsize_t old[1], dims[1] = {(hsize_t)n};
+    H5_CHECK_AT(path, H5Sget_simple_extent_dims(space, old, NULL));
+    H5_CHECK_AT(path, H5Sclose(space));
     H5_CHECK_AT(path, H5Dset_extent(d, dims));
+    if (write) {
+        hsize_t count[1] = {dims[0] - old[0]};
+        uint16_t *zeros = calloc(count[0], sizeof *zeros);
+        hid_t mem = H5_CHECK_AT(path, H5Screate_simple(1, count, NULL));
+        space = H5_CHECK_AT(path, H5Dget_space(d));
+        H5_CHECK_AT(path, H5Sselect_hyperslab(space, H5S_SELECT_SET, old, NULL, count, NULL));
+        H5_CHECK_AT(path, H5Dwrite(d, H5T_NATIVE_UINT16, mem, space, H5P_DEFAULT, zeros));
+        H5_CHECK_AT(path, H5Sclose(space));
+        H5_CHECK_AT(path, H5Sclose(mem));
+        free(zeros);
+    }
     H5_CHECK_AT(path, H5Dclose(d));
     H5_CHECK_AT(path, H5Fclose(f));
     patch_attr_i64(path, "n_tokens", n);
@@ -749,11 +764,15 @@ static void test_changed_dataset(void)
                     "a token changed 0 -> 65535 in the file, which Fletcher-32 cannot see");
 
     make_shards_of(dir, 65536, S);
-    extend_shard(last, S + 20000);
+    extend_shard(last, S + 20000, 1);
     expect_bad_both(dir, "train-00002.h5", "holds 60000 tokens",
                     "a shard extended by 20000 zero tokens, n_tokens patched to match");
-    extend_shard(last, SHARD_TOKENS_MAX + 1); /* claimed, never stored: reading it would be all fill */
-    expect_bad_both(dir, "train-00002.h5", "more than a shard may",
+    make_shards_of(dir, 65536, S);
+    extend_shard(last, S + 20000, 0);
+    expect_bad_both(dir, "train-00002.h5", "'tokens' declares 60000 entries but the file does not hold them all",
+                    "a shard extended by 20000 unwritten tokens (HDF5's fill), n_tokens patched to match");
+    extend_shard(last, SHARD_TOKENS_MAX + 1, 0); /* claimed, never stored: reading it would be all fill */
+    expect_bad_both(dir, "train-00002.h5", "'tokens' declares 1099511627777 entries",
                     "a shard extended to more than 2^40 tokens is refused before anything is allocated for it");
 
     make_shards_of(dir, 65536, S);

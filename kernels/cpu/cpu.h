@@ -70,6 +70,7 @@ static inline void grad_put(real *g, double v, int accumulate) { *g = (accumulat
 
 void *CPU(alloc)(size_t bytes);
 void CPU(release)(void *p);
+size_t CPU(peak_memory)(void);
 void CPU(upload)(void *dst, const void *src, size_t bytes);
 void CPU(download)(void *dst, const void *src, size_t bytes);
 void CPU(zero)(void *p, size_t bytes);

@@ -1,25 +1,40 @@
-/* memory.c: host memory for the CPU backend (64-byte aligned, zero-filled) and the fp32 <-> act
-   and fp32 <-> bf16 conversions. */
+/* memory.c: host memory for the CPU backend (64-byte aligned, zero-filled, counted: the most held
+   at once is the backend's peak_memory, which the memory plan's test compares with the plan) and
+   the fp32 <-> act and fp32 <-> bf16 conversions. */
 #include "kernels/cpu/cpu.h"
 
 #include <string.h>
 
-#define CPU_ALIGN 64 /* a cache line, and enough for any vector load */
+#define CPU_ALIGN 64 /* a cache line, and enough for any vector load; also the size of the header
+                        before each block that keeps its size */
+
+static size_t bytes_now, bytes_peak; /* asked for (headers and padding not counted), as CUDA counts */
 
 void *CPU(alloc)(size_t bytes)
 {
-    size_t padded = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
-    if (padded == 0)
-        padded = CPU_ALIGN;
-    void *p = NULL;
-    int err = posix_memalign(&p, CPU_ALIGN, padded);
+    size_t padded = CPU_ALIGN + (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    char *p = NULL;
+    int err = posix_memalign((void **)&p, CPU_ALIGN, padded);
     if (err)
         fail("cpu alloc: cannot allocate %zu bytes: %s", bytes, strerror(err));
     memset(p, 0, padded);
-    return p;
+    *(size_t *)p = bytes;
+    bytes_now += bytes;
+    if (bytes_now > bytes_peak)
+        bytes_peak = bytes_now;
+    return p + CPU_ALIGN;
 }
 
-void CPU(release)(void *p) { free(p); }
+void CPU(release)(void *p)
+{
+    if (!p)
+        return;
+    char *block = (char *)p - CPU_ALIGN;
+    bytes_now -= *(size_t *)block;
+    free(block);
+}
+
+size_t CPU(peak_memory)(void) { return bytes_peak; }
 void CPU(upload)(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 void CPU(download)(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 void CPU(zero)(void *p, size_t bytes) { memset(p, 0, bytes); }

@@ -47,6 +47,7 @@ static const Ops table = {
     .crossentropy = CPU(crossentropy),
     .sumsq = CPU(sumsq),
     .adamw = CPU(adamw),
+    .peak_memory = CPU(peak_memory),
 };
 
 const Ops *CPU(ops)(void) { return &table; }

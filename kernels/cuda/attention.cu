@@ -4,7 +4,7 @@
    log-sum-exp, then dV (+)= P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)) (fused with that row
    sum), dQ (+)= dS K, dK (+)= dS^T Q, each row block of dQ, dK, dV written by one GEMM (beta 1 to
    accumulate, 0 to overwrite). The C x C score and probability buffers are scratch for at most
-   ATTN_SCRATCH bytes of chunks at a time.
+   SCRATCH_ATTN bytes of chunks at a time (kernels/scratch.h).
 
    Causal blocks: a chunk's n rows are cut into nblk blocks of bs rows; query block i only sees key
    blocks 0..i, so each GEMM runs per block over just that triangle (for nblk = 4, 10 of 16
@@ -16,7 +16,6 @@
    scores of one query are contiguous. */
 #include "kernels/cuda/cuda.cuh"
 
-#define ATTN_SCRATCH ((size_t)512 << 20) /* bytes of S (fp32) + P (bf16) per batch of chunks */
 #define ATTN_WARPS 8
 #define ATTN_BLOCK 512 /* causal block rows, when they divide the chunk */
 
@@ -114,13 +113,6 @@ __global__ void attn_dscores_kernel(bf16 *P, const float *dP, const bf16 *dO, co
         p[j] = tobf(bf(p[j]) * (dp[j] - dot));
 }
 
-/* chunks of c rows whose S and P fit in ATTN_SCRATCH (at least one) */
-static int attn_maxb(int c)
-{
-    size_t m = ATTN_SCRATCH / ((size_t)c * c * (sizeof(float) + sizeof(bf16)));
-    return m < 1 ? 1 : m > 65535 ? 65535 : (int)m;
-}
-
 /* causal blocks of a chunk of n rows: 4 or 2 when they are ATTN_BLOCK-aligned and large */
 static int attn_nblk(int n)
 {
@@ -134,7 +126,7 @@ static int attn_nblk(int n)
    B * L / c chunks when c divides L, else per sequence the whole chunks, then the tail. */
 template <class F> static void attn_groups(int B, int L, int C, int h, AttnGroup base, F f)
 {
-    const int c = L < C ? L : C, nfull = L / c, tail = L % c, maxb = attn_maxb(c);
+    const int c = L < C ? L : C, nfull = L / c, tail = L % c, maxb = scratch_attn_maxb(c);
     base.h = h;
     const int seqs = tail ? B : 1, per = tail ? nfull : B * nfull; /* chunk runs of uniform stride */
     for (int s = 0; s < seqs; s++) {
@@ -166,13 +158,10 @@ static void attn_scores(const AttnGroup *g, const bf16 *q, const bf16 *k)
 
 static AttnGroup attn_base(int B, int L, int H, int dz, int dv, int C)
 {
-    const int c = L < C ? L : C;
     AttnGroup g = {};
     g.B = B, g.L = L, g.H = H, g.dz = dz, g.dv = dv;
-    size_t per = (size_t)c * c, nb = attn_maxb(c), total = (size_t)B * ((L + c - 1) / c);
-    nb = nb < total ? nb : total;
-    g.S = (float *)cuda_scratch(SCRATCH_ATTN_S, nb * per * sizeof(float));
-    g.P = (bf16 *)cuda_scratch(SCRATCH_ATTN_P, nb * per * sizeof(bf16));
+    g.S = (float *)cuda_scratch(SCRATCH_ATTN_S, scratch_attn_s(B, L, C));
+    g.P = (bf16 *)cuda_scratch(SCRATCH_ATTN_P, scratch_attn_p(B, L, C));
     return g;
 }
 

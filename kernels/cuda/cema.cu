@@ -18,13 +18,9 @@
    parameters. Coefficients, states and sums in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
-#define CEMA_NK 16       /* state threads per channel: N <= 16 */
 #define CEMA_CH 16       /* channels per block */
 #define CEMA_THREADS (CEMA_NK * CEMA_CH)
-#define CEMA_TILE 32     /* steps per shared-memory tile */
-#define CEMA_NSUM 5      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
 #define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
-#define CEMA_WANT_THREADS (1 << 20) /* enough parts for many waves of blocks */
 #define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
 #define TWO_PI_F 6.283185307179586f
 
@@ -254,15 +250,6 @@ static void cema_check(int N)
         fail("cema: N = %d states per channel (the CUDA kernels hold at most %d)", N, CEMA_NK);
 }
 
-/* parts of a whole number of tiles, enough of them for about CEMA_WANT_THREADS threads */
-static int cema_part_len(int B, int L, int D)
-{
-    const long tiles = (L + CEMA_TILE - 1) / CEMA_TILE, threads = (long)B * D * CEMA_NK;
-    long parts = (CEMA_WANT_THREADS + threads - 1) / threads;
-    parts = parts < 1 ? 1 : parts > tiles ? tiles : parts;
-    return (int)((tiles + parts - 1) / parts) * CEMA_TILE;
-}
-
 /* passes (1) and (2): every part's start state into starts (B, P, D, NK) */
 static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 *u, CemaParams P, const float *h0,
                         int B, int L, int D, int N, int nparts, int part_len)
@@ -280,8 +267,8 @@ void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, i
     const float *h0 = chunk.h_in;
     float *h_out = chunk.h_out;
     cema_check(N);
-    const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
-    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, (size_t)B * nparts * D * CEMA_NK * sizeof(float2));
+    const int part_len = scratch_cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
+    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_starts(B, L, D));
     cema_starts(starts, NULL, h_out, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
     cema_part_out_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS, 0, cuda_stream()>>>(
         (bf16 *)y, starts, (const bf16 *)u, p, L, D, N, part_len);
@@ -435,13 +422,12 @@ void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, Ce
     const float *h0 = chunk.h_in, *dh_out = chunk.dh_out;
     float *dh0 = chunk.dh_in;
     cema_check(N);
-    const int part_len = cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
+    const int part_len = scratch_cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     const size_t per_part = (size_t)B * nparts * D * CEMA_NK;
     const dim3 grid(ceil_div(D, CEMA_CH), nparts, B);
-    float2 *tiles = (float2 *)cuda_scratch(SCRATCH_STATE_A, per_part * (part_len / CEMA_TILE) * sizeof(float2));
+    float2 *tiles = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_cema_tiles(B, L, D));
     /* one buffer: part starts, part carries, then the sums (CEMA_NSUM per state, one per channel) */
-    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, per_part * (2 * sizeof(float2) + CEMA_NSUM * sizeof(float)) +
-                                                                 (size_t)B * nparts * D * sizeof(float));
+    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_back(B, L, D));
     float2 *carries = starts + per_part;
     float *sums = (float *)(carries + per_part), *somega = sums + per_part * CEMA_NSUM;
     cema_starts(starts, tiles, NULL, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);

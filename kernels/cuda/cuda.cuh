@@ -16,6 +16,7 @@
 #define noreturn [[noreturn]]
 extern "C" {
 #include "kernels/ops.h"
+#include "kernels/scratch.h"
 #include "base/util.h"
 }
 #undef noreturn
@@ -198,6 +199,7 @@ void cuda_sync(void);
 void cuda_f32_to_act(void *dst, const float *src, size_t n);
 void cuda_act_to_f32(float *dst, const void *src, size_t n);
 size_t cuda_peak_memory(void);
+size_t cuda_device_memory(void);
 
 void cuda_copy(void *dst, const void *src, size_t n);
 void cuda_join_columns(void *dst, const void *src, int n, int T, int w);

@@ -10,7 +10,6 @@
 
 #include <string.h>
 
-#define LT_WORKSPACE (32u << 20) /* what NVIDIA suggests for Hopper */
 #define LT_CACHE 1024
 
 typedef struct {
@@ -85,7 +84,7 @@ static GemmPlan *plan_make(GemmCache *c, const GemmKey *k)
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    size_t ws = LT_WORKSPACE;
+    size_t ws = SCRATCH_LT;
     uint32_t al[3] = {(uint32_t)k->align_a, (uint32_t)k->align_b, (uint32_t)k->align_d};
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], 4));
@@ -108,7 +107,7 @@ void cuda_gemm(const Gemm *g)
 {
     CudaCtx *x = cuda_ctx();
     GemmCache *c = gemm_cache(x);
-    void *ws = cuda_scratch(SCRATCH_LT_WORKSPACE, LT_WORKSPACE);
+    void *ws = cuda_scratch(SCRATCH_LT_WORKSPACE, SCRATCH_LT);
     const int es_d = g->dtype_d == CUDA_R_32F ? 4 : 2;
     GemmKey k;
     memset(&k, 0, sizeof k); /* the key is compared bytewise */
@@ -132,7 +131,7 @@ void cuda_gemm(const Gemm *g)
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
     const float alpha = 1.0f, beta = g->beta;
     CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->d, p->ld, g->d, p->ld,
-                                &p->algo, ws, LT_WORKSPACE, x->stream));
+                                &p->algo, ws, SCRATCH_LT, x->stream));
 }
 
 /* ---- the linear layer ---- */

@@ -15,6 +15,14 @@ static void track(CudaCtx *x, ptrdiff_t bytes)
 
 size_t cuda_peak_memory(void) { return cuda_ctx()->bytes_peak; }
 
+size_t cuda_device_memory(void)
+{
+    size_t free_b = 0, total_b = 0;
+    cuda_ctx(); /* on the device select_device chose */
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return total_b;
+}
+
 static void *device_alloc(CudaCtx *x, size_t bytes)
 {
     void *p = NULL;
@@ -93,7 +101,7 @@ void *cuda_scratch(ScratchSlot slot, size_t bytes)
     if (bytes > x->scratch_bytes[slot]) { /* only while sizes still grow: the first step */
         if (x->scratch[slot])
             device_free(x, x->scratch[slot], x->scratch_bytes[slot]);
-        bytes = (bytes + 4095) & ~(size_t)4095;
+        bytes = scratch_round(bytes);
         x->scratch[slot] = device_alloc(x, bytes);
         x->scratch_bytes[slot] = bytes;
     }

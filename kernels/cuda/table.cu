@@ -51,6 +51,8 @@ static const Ops table = {
     .sumsq = cuda_sumsq,
     .adamw = cuda_adamw,
     .peak_memory = cuda_peak_memory,
+    .device_memory = cuda_device_memory,
+    .scratch_plan = scratch_plan,
     .select_device = cuda_select_device,
     .stream = compute_stream,
 };

@@ -18,7 +18,6 @@
    over (T, D) writes or adds dx and sums dw, db per block (then over blocks). All in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
-#define TSN_SEG 64
 #define TSN_BATCH 8 /* segments whose summaries one chain thread loads at once */
 #define TSN_ROWS 512 /* blocks of the (T, D) backward pass: rows of partial sums */
 
@@ -172,7 +171,6 @@ __global__ void tsn_normalize_kernel(bf16 *y, const bf16 *x, const float *mean, 
     }
 }
 
-static int tsn_nseg(int L) { return (L + TSN_SEG - 1) / TSN_SEG; }
 
 /* 8 channels per thread when they always fall in one group and rows are 16-byte aligned */
 static int tsn_vec(int D, int G, const void *a, const void *b, const void *c, const void *d)
@@ -188,9 +186,9 @@ void cuda_tsnorm_forward(void *y, float *mean, float *rstd, const void *x, const
     const float *state_in = chunk.tsn_in;
     float *state_out = chunk.tsn_out;
     const int64_t n0 = state_in ? chunk.n0 : 0;
-    const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, y, x, w, b);
+    const int nseg = scratch_tsn_nseg(L), vec = tsn_vec(D, G, y, x, w, b);
     const size_t rows = (size_t)B * L, cells = rows * G;
-    float2 *stats = (float2 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float2));
+    float2 *stats = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_tsn_forward(B, L, G));
     float2 *segs = stats + cells;
     if (vec == 8)
         tsn_stats_kernel<8><<<ceil_div(cells, 256), 256, 0, cuda_stream()>>>(stats, (const bf16 *)x, rows, D, G);
@@ -396,9 +394,9 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const 
     const float *state_in = chunk.tsn_in, *dstate_out = chunk.dtsn_out;
     float *dstate_in = chunk.dtsn_in;
     const int64_t n0 = state_in ? chunk.n0 : 0;
-    const int nseg = tsn_nseg(L), vec = tsn_vec(D, G, dx, dy, x, w);
+    const int nseg = scratch_tsn_nseg(L), vec = tsn_vec(D, G, dx, dy, x, w);
     const size_t rows = (size_t)B * L, cells = rows * G;
-    float4 *bst = (float4 *)cuda_scratch(SCRATCH_STATE_A, (cells + (size_t)B * nseg * G) * sizeof(float4));
+    float4 *bst = (float4 *)cuda_scratch(SCRATCH_STATE_A, scratch_tsn_backward(B, L, G));
     float4 *maps = bst + cells;
     if (vec == 8)
         tsn_back_stats_kernel<8><<<ceil_div(cells, 256), 256, 0, cuda_stream()>>>(

@@ -1,0 +1,47 @@
+/* scratch.h: the sizes of the CUDA backend's scratch (kernels/cuda/cuda.cuh: one buffer per slot,
+   grown to the largest request), in plain C so a memory plan can add them up in any build: the CUDA
+   ops ask cuda_scratch for these very sizes, and scratch_plan gives what a training step's
+   attention, CEMA, TimestepNorm and GEMMs grow them to. Not planned: the per-block partial sums of
+   parameter gradients and the loss and norm reductions (SCRATCH_PARTIALS, SCRATCH_REDUCE: at most
+   64 rows of the widest output, a few MiB). */
+#ifndef MEGATRAIN_SCRATCH_H
+#define MEGATRAIN_SCRATCH_H
+
+#include <stddef.h>
+
+#define SCRATCH_ATTN ((size_t)512 << 20) /* bytes of S (fp32) + P (bf16) per batch of chunks */
+#define SCRATCH_LT ((size_t)32 << 20)    /* the cuBLASLt workspace: what NVIDIA suggests for Hopper */
+#define CEMA_NK 16                       /* CEMA's state threads per channel: N <= 16 */
+#define CEMA_TILE 32                     /* CEMA's steps per shared-memory tile */
+#define CEMA_NSUM 5                      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
+#define CEMA_WANT_THREADS (1 << 20)      /* enough parts for many waves of blocks */
+#define TSN_SEG 64                       /* TimestepNorm's steps per segment summary */
+
+/* a slot's size as cuda_scratch allocates it: whole 4 KiB pages */
+size_t scratch_round(size_t bytes);
+
+/* attention over chunks of c = min(L, C) rows: how many chunks' S and P fit SCRATCH_ATTN (at
+   least one), and the bytes of S (fp32) and P (bf16) for B sequences of L */
+int scratch_attn_maxb(int c);
+size_t scratch_attn_s(int B, int L, int C);
+size_t scratch_attn_p(int B, int L, int C);
+
+/* CEMA over B sequences of L steps and D channels: the steps of a part (a whole number of tiles,
+   enough parts for about CEMA_WANT_THREADS threads), then the forward's part starts, the backward's tiles and its starts, carries and
+   sums */
+int scratch_cema_part_len(int B, int L, int D);
+size_t scratch_cema_starts(int B, int L, int D);
+size_t scratch_cema_tiles(int B, int L, int D);
+size_t scratch_cema_back(int B, int L, int D);
+
+/* TimestepNorm over B sequences of L steps in G groups: segments, then the forward's and the
+   backward's per-cell statistics and segment summaries */
+int scratch_tsn_nseg(int L);
+size_t scratch_tsn_forward(int B, int L, int G);
+size_t scratch_tsn_backward(int B, int L, int G);
+
+/* The scratch a training step grows on a rank whose micro-batch is B sequences of L tokens in
+   chunks of C, with D channels and G TimestepNorm groups (its tensor-parallel shares). */
+size_t scratch_plan(int B, int L, int C, int D, int G);
+
+#endif
