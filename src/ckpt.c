@@ -240,7 +240,7 @@ static void write_meta(const char *file, const CkptInfo *ck)
     const char *strings[4] = {CKPT_FORMAT, stamp, MEGATRAIN_GIT_REV, ck->config ? ck->config : ""};
     const int64_t sum = (int64_t)meta_checksum(ints, floats, strings);
 
-    hid_t h = h5u_create(file);
+    hid_t h = h5u_create_sealed(file);
     for (int k = 0; k < META_INTS; k++)
         h5u_attr_write_i64s(h, file, meta_ints[k].name, 1, &ints[k]);
     for (int k = 0; k < 2; k++)
@@ -249,7 +249,7 @@ static void write_meta(const char *file, const CkptInfo *ck)
         h5u_attr_write_string(h, file, meta_strings[k], strings[k]);
     h5u_attr_write_i64s(h, file, "fnv1a64", 1, &sum);
     H5_CHECK_AT(file, H5Fclose(h));
-    fsync_path(file);
+    h5u_seal(file); /* fsyncs it */
 }
 
 typedef struct {

@@ -3,20 +3,100 @@
 
 #include "base/util.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-hid_t h5u_create(const char *path)
+/* A sealed file: HDF5's user block (which the library skips) holds this line, then
+   "fnv1a64 HEX bytes N\n" of the N bytes after the block, written once the file is closed. */
+enum { SEAL_BYTES = 512 };
+static const char seal_magic[] = "megatrain sealed HDF5 file\n";
+
+static hid_t create(const char *path, int sealed)
 {
     h5_init();
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = H5P_DEFAULT;
+    if (sealed) {
+        fcpl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_CREATE));
+        H5_CHECK_AT(path, H5Pset_userblock(fcpl, SEAL_BYTES));
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    if (sealed)
+        H5_CHECK_AT(path, H5Pclose(fcpl));
     if (f < 0)
         fail_input("%s: cannot create the HDF5 file (does its folder exist and is it writable?)", path);
     return f;
 }
 
+hid_t h5u_create(const char *path) { return create(path, 0); }
+hid_t h5u_create_sealed(const char *path) { return create(path, 1); }
+
+/* FNV-1a of the bytes of f from SEAL_BYTES to its end; their count in *n; -1 on a read error */
+static int seal_sum(FILE *f, uint64_t *h, int64_t *n)
+{
+    static unsigned char buf[1 << 16];
+    *h = UTIL_FNV_INIT;
+    *n = 0;
+    if (fseek(f, SEAL_BYTES, SEEK_SET) != 0)
+        return -1;
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        *h = util_fnv1a(buf, got, *h);
+        *n += (int64_t)got;
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+/* the user block of a file sealed with checksum h over n bytes: the two lines, then zeros */
+static void seal_block(char block[SEAL_BYTES], uint64_t h, int64_t n)
+{
+    memset(block, 0, SEAL_BYTES);
+    snprintf(block, SEAL_BYTES, "%sfnv1a64 %016" PRIx64 " bytes %" PRId64 "\n", seal_magic, h, n);
+}
+
+void h5u_seal(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    uint64_t h;
+    int64_t n;
+    if (!f || seal_sum(f, &h, &n) != 0)
+        fail("%s: cannot read the file back to seal it: %s", path, strerror(errno));
+    char block[SEAL_BYTES];
+    seal_block(block, h, n);
+    if (fseek(f, 0, SEEK_SET) != 0 || fwrite(block, 1, sizeof block, f) != sizeof block || fflush(f) != 0 ||
+        fsync(fileno(f)) != 0)
+        fail("%s: cannot write its seal: %s", path, strerror(errno));
+    if (fclose(f) != 0)
+        fail("%s: cannot write its seal: %s", path, strerror(errno));
+}
+
+/* A sealed file must hold the bytes it was sealed with before HDF5 parses any of them (HDF5 1.10
+   can crash or allocate without bound on a damaged file); an unsealed one passes. */
+static void seal_check(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return; /* H5Fis_hdf5 names the problem */
+    char block[SEAL_BYTES], want[SEAL_BYTES];
+    size_t got = fread(block, 1, SEAL_BYTES, f);
+    uint64_t h;
+    int64_t n;
+    int ok = got < SEAL_BYTES || memcmp(block, seal_magic, sizeof seal_magic - 1) != 0; /* not sealed */
+    if (!ok && seal_sum(f, &h, &n) == 0) {
+        seal_block(want, h, n); /* every byte of the block too */
+        ok = !memcmp(block, want, SEAL_BYTES);
+    }
+    fclose(f);
+    if (!ok)
+        data_bad(path, "checksum mismatch: the file changed after megatrain wrote it (the file is corrupted)");
+}
+
 hid_t h5u_open(const char *path, int write)
 {
     h5_init();
+    seal_check(path);
     if (H5Fis_hdf5(path) <= 0) /* H5Fis_accessible needs HDF5 1.12 */
         data_bad(path, "not a readable HDF5 file");
     hid_t f = H5Fopen(path, write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);

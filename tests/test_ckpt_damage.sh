@@ -5,8 +5,9 @@
 #    with no good checkpoint left the restart stops with exit 2
 #  - a flipped bit in a value of meta.h5 (the step, the data cursor, the chunk size made absurd):
 #    verify and the restart both find it by meta.h5's checksum, and the restart falls back the same
-#    way; a format 1 checkpoint (no checksum) still loads, and an absurd value in it is found by
-#    the range check verify and resume share
+#    way; so does a damaged byte of HDF5's own structures (by the seal in meta.h5's user block,
+#    before HDF5 parses the file); a format 1 checkpoint (no checksum) still loads, and an absurd
+#    value in it is found by the range check verify and resume share
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 . "$top_srcdir/tests/ckpt.sh"
@@ -76,16 +77,33 @@ meta_flip step step 4 "step 8 reads 12"
 meta_flip cursor cursor 128 "cursor 32 reads 160"
 meta_flip chunk chunk $((1 << 62)) "chunk 8 reads 2^62 + 8, which an int cast reads as 8"
 
+# a byte of HDF5's own structures in meta.h5 (a damaged file can crash HDF5 1.10 or make it allocate
+# without bound, as fuzzing showed): the seal in its user block refuses it before HDF5 reads it
+dd if=/dev/zero of=$meta bs=1 seek=600 count=8 conv=notrunc 2>/dev/null
+run "$mc" verify run/step-00000008
+expect_fail 2 "$meta: checksum mismatch: the file changed after megatrain wrote it" \
+    "8 bytes of HDF5's superblock zeroed in meta.h5: verify: exit 2, before HDF5 parses the file"
+restart seal
+grep -q "checkpoint run/step-00000008 is damaged: $meta: checksum mismatch" "$tap_tmp/err"
+tap_ok $(($? + rc)) "the same: the restart names the damaged checkpoint and meta.h5 (exit $rc)"
+continues_from seal 6
+tap_ok $? "the same: the restart resumes from step 6 and steps 7-8 are the original's"
+
 # format 1 (no checksum): still read; an absurd value in it is out of range for verify and resume alike
 v1() { # v1 CKPT [ATTR VALUE]: rewrite as format 1, optionally setting ATTR
     $PYTHON_REF - "$@" <<'Q'
-import sys, h5py, numpy as np
-with h5py.File(sys.argv[1] + "/meta.h5", "r+") as f:
-    if "fnv1a64" in f.attrs:
-        del f.attrs["fnv1a64"]
-    f.attrs.modify("format_version", np.array([1], np.int64))
-    if len(sys.argv) > 2:
-        f.attrs.modify(sys.argv[2], np.array([int(sys.argv[3])], np.int64))
+import os, sys, h5py, numpy as np
+path = sys.argv[1] + "/meta.h5"
+with h5py.File(path, "r") as f:
+    attrs = {k: f.attrs[k] for k in f.attrs if k != "fnv1a64"}
+    assert not list(f.keys()), "meta.h5 holds only root attributes"
+attrs["format_version"] = np.array([1], np.int64)
+if len(sys.argv) > 2:
+    attrs[sys.argv[2]] = np.array([int(sys.argv[3])], np.int64)
+with h5py.File(path + ".new", "w") as f:  # as format 1 wrote it: no user block, no seal
+    for k, v in attrs.items():
+        f.attrs[k] = v
+os.replace(path + ".new", path)
 Q
 }
 v1 run/step-00000008
