@@ -1,6 +1,7 @@
 /* util.c: fatal errors, allocation, counter-based RNG, clocks. */
 #include "base/util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
@@ -148,6 +149,17 @@ char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
+void *xgrow(void *p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    *cap = need > 2 * *cap ? need : 2 * *cap;
+    p = realloc(p, *cap * size);
+    if (!p)
+        fail("out of memory for %zu x %zu bytes", *cap, size);
+    return p;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;
@@ -158,6 +170,30 @@ char *xasprintf(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
+    return s;
+}
+
+char *util_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_input("%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, got;
+    char *s = xmalloc(cap);
+    while ((got = fread(s + n, 1, cap - 1 - n, f)) > 0) {
+        n += got;
+        if (n == cap - 1) {
+            cap *= 2;
+            s = realloc(s, cap);
+            if (!s)
+                fail("%s: out of memory reading %zu bytes", path, n);
+        }
+    }
+    if (ferror(f))
+        fail_input("%s: read error: %s", path, strerror(errno));
+    fclose(f);
+    s[n] = '\0';
+    *len = n;
     return s;
 }
 

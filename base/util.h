@@ -32,6 +32,12 @@ int util_world_rank(void);
 void *xmalloc(size_t bytes);
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
+/* p (holding *cap items of size bytes) with room for at least need items: grown by doubling,
+   *cap updated. */
+void *xgrow(void *p, size_t *cap, size_t need, size_t size);
+/* The whole file, NUL-terminated (len excludes the NUL), in a fresh heap buffer; a file that cannot
+   be read stops through fail_input. */
+char *util_read_file(const char *path, size_t *len);
 /* printf into a fresh heap string */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

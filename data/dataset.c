@@ -5,6 +5,7 @@
    checksum; a bit per chunk remembers that it was checked, so later reads cost nothing more. */
 #include "data/dataset.h"
 
+#include "data/blend.h"
 #include "data/dataset_internal.h"
 #include "data/h5_check.h"
 #include "data/manifest.h"
@@ -37,6 +38,10 @@ struct Dataset {
     uint32_t *chunk;  /* (manifest.chunk_tokens) a chunk being checked */
     OpenShard open[DATASET_OPEN_MAX];
     uint64_t clock;
+    int64_t ntokens;
+    int nmembers; /* a blend: its datasets and their weights */
+    Dataset **members;
+    double *weights;
 };
 
 Dataset *dataset_open(const char *dir, const char *split)
@@ -84,6 +89,37 @@ Dataset *dataset_open(const char *dir, const char *split)
     free(names);
     for (int i = 0; i < DATASET_OPEN_MAX; i++)
         ds->open[i].shard = -1;
+    ds->ntokens = ds->start[n];
+    return ds;
+}
+
+Dataset *dataset_open_blend(const char *blend, const char *split)
+{
+    BlendSpec spec;
+    const char *err = blend_parse(blend, &spec);
+    if (err)
+        fail_input("data.blend '%s': %s", blend, err);
+    Dataset *ds = xcalloc(1, sizeof *ds);
+    ds->name = xasprintf("data.blend (split %s)", split);
+    ds->nmembers = spec.n;
+    ds->members = xmalloc((size_t)spec.n * sizeof *ds->members);
+    ds->weights = xmalloc((size_t)spec.n * sizeof *ds->weights);
+    ds->fingerprint = UTIL_FNV_INIT;
+    for (int i = 0; i < spec.n; i++) {
+        Dataset *m = ds->members[i] = dataset_open(spec.paths[i], split), *m0 = ds->members[0];
+        if (m->vocab != m0->vocab || m->eod != m0->eod || strcmp(m->tokenizer, m0->tokenizer) != 0)
+            fail_input("%s: vocabulary %d, end-of-document id %d, tokenizer '%s', but %s has %d, %d, '%s': the "
+                       "datasets of a blend share one tokenizer",
+                       m->name, m->vocab, m->eod, m->tokenizer, m0->name, m0->vocab, m0->eod, m0->tokenizer);
+        ds->weights[i] = spec.weights[i];
+        ds->ntokens += m->ntokens;
+        ds->fingerprint = util_fnv1a(&m->fingerprint, sizeof m->fingerprint, ds->fingerprint);
+        ds->fingerprint = util_fnv1a(&ds->weights[i], sizeof ds->weights[i], ds->fingerprint);
+    }
+    ds->vocab = ds->members[0]->vocab;
+    ds->eod = ds->members[0]->eod;
+    memcpy(ds->tokenizer, ds->members[0]->tokenizer, sizeof ds->tokenizer);
+    blend_spec_free(&spec);
     return ds;
 }
 
@@ -97,7 +133,11 @@ static void open_shard_close(Dataset *ds, OpenShard *o)
 
 void dataset_close(Dataset *ds)
 {
-    for (int i = 0; i < DATASET_OPEN_MAX; i++)
+    for (int i = 0; i < ds->nmembers; i++)
+        dataset_close(ds->members[i]);
+    free(ds->members);
+    free(ds->weights);
+    for (int i = 0; i < DATASET_OPEN_MAX && !ds->nmembers; i++)
         if (ds->open[i].shard >= 0)
             open_shard_close(ds, &ds->open[i]);
     for (int i = 0; i < ds->nshards; i++)
@@ -114,11 +154,14 @@ void dataset_close(Dataset *ds)
 }
 
 const char *dataset_name(const Dataset *ds) { return ds->name; }
-int64_t dataset_ntokens(const Dataset *ds) { return ds->start[ds->nshards]; }
+int64_t dataset_ntokens(const Dataset *ds) { return ds->ntokens; }
 int dataset_vocab(const Dataset *ds) { return ds->vocab; }
 int dataset_eod(const Dataset *ds) { return ds->eod; }
 const char *dataset_tokenizer(const Dataset *ds) { return ds->tokenizer; }
 uint64_t dataset_fingerprint(const Dataset *ds) { return ds->fingerprint; }
+int dataset_blend_size(const Dataset *ds) { return ds->nmembers; }
+Dataset *dataset_blend_member(const Dataset *ds, int i) { return ds->members[i]; }
+double dataset_blend_weight(const Dataset *ds, int i) { return ds->weights[i]; }
 
 /* The tokens dataset of shard i, from the cache or opened in the least recently used slot. */
 static hid_t dataset_shard(Dataset *ds, int i)
@@ -175,6 +218,8 @@ static void dataset_check_chunks(Dataset *ds, int i, hid_t tokens, int64_t off, 
 
 void dataset_read(Dataset *ds, int64_t start, int64_t n, int32_t *out)
 {
+    if (ds->nmembers)
+        fail("dataset_read: %s is a blend of %d datasets, read through a sampler", ds->name, ds->nmembers);
     if (start < 0 || n < 0 || start + n > dataset_ntokens(ds))
         fail("dataset_read: tokens [%lld, %lld) are outside the %lld of the stream", (long long)start,
              (long long)(start + n), (long long)dataset_ntokens(ds));

@@ -159,7 +159,10 @@ hid_t h5_create(const char *path)
     h5_init();
     hid_t fapl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK_AT(path, H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110));
-    hid_t file = H5_CHECK_AT(path, H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
+    hid_t fcpl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_CREATE));
+    H5_CHECK_AT(path, H5Pset_obj_track_times(fcpl, 0)); /* the root group's */
+    hid_t file = H5_CHECK_AT(path, H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl));
+    H5_CHECK_AT(path, H5Pclose(fcpl));
     H5_CHECK_AT(path, H5Pclose(fapl));
     return file;
 }
@@ -293,6 +296,7 @@ hid_t h5_dcpl(const char *path, int64_t chunk)
     hid_t dcpl = H5_CHECK_AT(path, H5Pcreate(H5P_DATASET_CREATE));
     H5_CHECK_AT(path, H5Pset_chunk(dcpl, 1, dims));
     H5_CHECK_AT(path, H5Pset_fletcher32(dcpl));
+    H5_CHECK_AT(path, H5Pset_obj_track_times(dcpl, 0));
     return dcpl;
 }
 

@@ -41,7 +41,9 @@ void *data_grow(void *p, int64_t *cap, int64_t n, size_t size);
    forever opening a FIFO. */
 void h5_check_regular(const char *path);
 /* Create path (truncating a regular file there, refusing anything else: no writing through a
-   symbolic link or into a FIFO) in the HDF5 1.10 format, whose metadata all carry checksums. */
+   symbolic link or into a FIFO) in the HDF5 1.10 format, whose metadata all carry checksums.
+   Objects record no creation or modification times (here and in h5_dcpl), so the same contents
+   give the same bytes whenever and wherever they are written. */
 hid_t h5_create(const char *path);
 
 /* One integer attribute of obj, as int64_t or uint64_t (memtype H5T_NATIVE_INT64 or _UINT64;

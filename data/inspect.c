@@ -30,8 +30,7 @@ void data_info(const char *dir, FILE *out)
     int n = shard_list(dir, NULL, &names);
     if (n == 0)
         data_bad(dir, "no shard files (named <split>-NNNNN.h5)");
-    fprintf(out, "dataset    %s\nformat     %s version %d, shards %s version %d\n", dir, MANIFEST_FORMAT,
-            MANIFEST_VERSION, SHARD_FORMAT, SHARD_FORMAT_VERSION);
+    fprintf(out, "dataset    %s\n", dir);
     for (int from = 0, to; from < n; from = to) {
         to = split_end(names, n, from);
         int64_t docs = 0, bytes = 0;
@@ -44,7 +43,11 @@ void data_info(const char *dir, FILE *out)
             shard_meta(path, file, names[i].split, &m);
             H5_CHECK_AT(path, H5Fclose(file));
             if (from == 0 && i == 0)
-                fprintf(out, "tokenizer  %s\nvocab      %d\neod        %d\n", m.tokenizer, m.vocab, m.eod);
+                fprintf(out,
+                        "format     %s version %d, shards %s version %d\ntokenizer  %s (checksum %016" PRIx64 ")\n"
+                        "vocab      %d\neod        %d\nbos        %d\n",
+                        MANIFEST_FORMAT, MANIFEST_VERSION, SHARD_FORMAT, m.version, m.tokenizer, m.tokenizer_checksum,
+                        m.vocab, m.eod, m.bos);
             docs = docs < 0 || m.ndocs < 0 ? -1 : docs + m.ndocs;
             bytes += stat(path, &st) == 0 ? st.st_size : 0;
             width = width && width != m.width ? -1 : m.width;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MANIFEST_SHARDS_MAX (1 << 20) /* shards a manifest may list */
 #define MANIFEST_CHUNK_MAX (1 << 24)  /* largest chunk_tokens read: a chunk is read whole */
@@ -149,6 +150,13 @@ void manifest_close(Manifest *m)
 
 void manifest_absent(const char *dir)
 {
+    char *work = xasprintf("%s/%s", dir, DATASET_BUILD_DIR);
+    int unfinished = access(work, F_OK) == 0;
+    free(work);
+    if (unfinished)
+        data_bad(dir, "no %s: a megadata build was interrupted here (%s/%s holds its state): run it again with "
+                      "--resume to finish it",
+                 MANIFEST_FILE, dir, DATASET_BUILD_DIR);
     data_bad(dir,
              "no %s, the list of the dataset's shards and checksums (a dataset of format version 1 has none): "
              "`megadata manifest %s` checks every shard and writes it",

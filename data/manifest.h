@@ -15,6 +15,9 @@
 #define MANIFEST_FORMAT "megatrain-dataset"
 #define MANIFEST_VERSION 2       /* of the dataset format: datasets of version 1 had no manifest */
 #define MANIFEST_CHUNK (1 << 14) /* tokens a chunk checksum covers, in the manifests megadata writes */
+/* The folder of a dataset where megadata build keeps the state of a build under way (its plan and
+   the tokens of each part): while it is there without a manifest, the build is unfinished. */
+#define DATASET_BUILD_DIR ".megadata-build"
 
 typedef struct {
     char *dir, *path; /* DIR, DIR/manifest.h5 */

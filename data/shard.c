@@ -126,9 +126,10 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
     if (strcmp(text, SHARD_FORMAT) != 0)
         data_bad(path, "attribute 'format' is '%s', expected '%s'", text, SHARD_FORMAT);
     h5_attr_int(path, file, "format_version", H5T_NATIVE_INT64, &version);
-    if (version != SHARD_FORMAT_VERSION)
-        data_bad(path, "format_version %lld, this megatrain reads version %d", (long long)version,
+    if (version != 1 && version != SHARD_FORMAT_VERSION)
+        data_bad(path, "format_version %lld, this megatrain reads versions 1 to %d", (long long)version,
                  SHARD_FORMAT_VERSION);
+    m->version = (int)version;
     h5_attr_int(path, file, "vocab_size", H5T_NATIVE_INT64, &vocab);
     h5_attr_int(path, file, "eod_id", H5T_NATIVE_INT64, &eod);
     if (vocab < 1 || vocab > INT32_MAX)
@@ -137,6 +138,16 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
         data_bad(path, "eod_id %lld should be -1 or below vocab_size %lld", (long long)eod, (long long)vocab);
     m->vocab = (int)vocab;
     m->eod = (int)eod;
+    m->bos = -1;
+    m->tokenizer_checksum = 0;
+    if (version >= 2) {
+        int64_t bos;
+        h5_attr_int(path, file, "bos_id", H5T_NATIVE_INT64, &bos);
+        if (bos < -1 || bos >= vocab)
+            data_bad(path, "bos_id %lld should be -1 or below vocab_size %lld", (long long)bos, (long long)vocab);
+        m->bos = (int)bos;
+        h5_attr_int(path, file, "tokenizer_checksum", H5T_NATIVE_UINT64, &m->tokenizer_checksum);
+    }
     h5_attr_str(path, file, "tokenizer", m->tokenizer, sizeof m->tokenizer);
     if (strcmp(m->tokenizer, TOKENIZER_BYTES) == 0 && (vocab != BYTES_VOCAB || eod != BYTES_EOD))
         data_bad(path, "tokenizer 'bytes' needs vocab_size %d and eod_id %d, not %lld and %lld", BYTES_VOCAB, BYTES_EOD,
@@ -170,9 +181,13 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
 
 void shard_meta_same(const char *path, const ShardMeta *m, const char *ref_path, const ShardMeta *ref)
 {
-    if (m->vocab != ref->vocab || m->eod != ref->eod || strcmp(m->tokenizer, ref->tokenizer) != 0)
-        data_bad(path, "vocab_size %d, eod_id %d, tokenizer '%s' differ from %s (%d, %d, '%s')", m->vocab, m->eod,
-                 m->tokenizer, ref_path, ref->vocab, ref->eod, ref->tokenizer);
+    if (m->vocab != ref->vocab || m->eod != ref->eod || m->bos != ref->bos ||
+        strcmp(m->tokenizer, ref->tokenizer) != 0 || m->tokenizer_checksum != ref->tokenizer_checksum)
+        data_bad(path,
+                 "vocab_size %d, eod_id %d, bos_id %d, tokenizer '%s' (checksum %016" PRIx64
+                 ") differ from %s (%d, %d, %d, '%s', %016" PRIx64 ")",
+                 m->vocab, m->eod, m->bos, m->tokenizer, m->tokenizer_checksum, ref_path, ref->vocab, ref->eod,
+                 ref->bos, ref->tokenizer, ref->tokenizer_checksum);
 }
 
 hid_t shard_tokens_open(const char *path, hid_t file)

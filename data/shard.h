@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #define SHARD_FORMAT "megatrain-tokens"
-#define SHARD_FORMAT_VERSION 1
+#define SHARD_FORMAT_VERSION 2 /* the version written; version 1 (no bos_id, tokenizer_checksum) is read too */
 #define SHARD_NAME_MAX 64 /* longest split or tokenizer name, with its terminating NUL */
 #define SHARD_TOKENS_MAX (1LL << 40) /* most tokens a shard may hold: bounds what a reader allocates per shard */
 
@@ -23,8 +23,11 @@ typedef struct {
 typedef struct {
     int64_t ntokens;
     int width; /* bytes per stored token: 2 (uint16) or 4 (uint32) */
-    int vocab; /* every id is < vocab */
-    int eod;   /* end-of-document id, or -1 */
+    int version; /* format_version */
+    int vocab;   /* every id is < vocab */
+    int eod;     /* end-of-document id, or -1 */
+    int bos;     /* beginning-of-document id, or -1 (version 1: -1) */
+    uint64_t tokenizer_checksum; /* which tokenizer file made the ids; 0: none (version 1: 0) */
     uint64_t checksum;
     int64_t ndocs; /* length of doc_offsets, or -1 when the shard has none */
     char tokenizer[SHARD_NAME_MAX];
@@ -45,7 +48,8 @@ int shard_name_order(const char *a, const char *b);
 hid_t shard_open(const char *path);
 /* Read and check the metadata; split is the split the file's name gives. */
 void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m);
-/* Shards of one dataset agree on vocab_size, eod_id and tokenizer: m (of path) with ref's. */
+/* Shards of one dataset agree on vocab_size, eod_id, bos_id, tokenizer and tokenizer_checksum: m (of
+   path) with ref's. */
 void shard_meta_same(const char *path, const ShardMeta *m, const char *ref_path, const ShardMeta *ref);
 hid_t shard_tokens_open(const char *path, hid_t file);
 /* Tokens [start, start + n) of the shard into out, each checked to be < vocab. */

@@ -20,7 +20,8 @@
 
 struct ShardWriter {
     char *dir, *split, *tokenizer;
-    int vocab, eod, width, number, nshards;
+    int vocab, eod, bos, width, number, nshards;
+    uint64_t tokenizer_checksum;
     int64_t shard_tokens, chunk;
     /* the shard being written (file < 0: none) */
     char *path, *tmp_path;
@@ -40,9 +41,10 @@ struct ShardWriter {
 ShardWriter *shard_writer_open(const char *dir, const char *split, int first, int64_t shard_tokens,
                                const TokenFormat *fmt)
 {
-    if (shard_tokens < 1 || fmt->vocab < 1 || fmt->eod < -1 || fmt->eod >= fmt->vocab)
-        fail("shard_writer_open: bad arguments (shard_tokens %lld, vocab %d, eod %d)", (long long)shard_tokens,
-             fmt->vocab, fmt->eod);
+    if (shard_tokens < 1 || fmt->vocab < 1 || fmt->eod < -1 || fmt->eod >= fmt->vocab || fmt->bos < -1 ||
+        fmt->bos >= fmt->vocab)
+        fail("shard_writer_open: bad arguments (shard_tokens %lld, vocab %d, eod %d, bos %d)", (long long)shard_tokens,
+             fmt->vocab, fmt->eod, fmt->bos);
     h5_init();
     ShardWriter *w = xcalloc(1, sizeof *w);
     w->dir = xstrdup(dir);
@@ -50,6 +52,8 @@ ShardWriter *shard_writer_open(const char *dir, const char *split, int first, in
     w->tokenizer = xstrdup(fmt->tokenizer);
     w->vocab = fmt->vocab;
     w->eod = fmt->eod;
+    w->bos = fmt->bos;
+    w->tokenizer_checksum = fmt->tokenizer_checksum;
     w->width = fmt->vocab <= 65536 ? 2 : 4;
     w->number = first;
     w->shard_tokens = shard_tokens;
@@ -117,7 +121,9 @@ static void writer_finish_shard(ShardWriter *w)
     h5_attr_write_i64(p, w->file, "format_version", SHARD_FORMAT_VERSION);
     h5_attr_write_i64(p, w->file, "vocab_size", w->vocab);
     h5_attr_write_i64(p, w->file, "eod_id", w->eod);
+    h5_attr_write_i64(p, w->file, "bos_id", w->bos);
     h5_attr_write_str(p, w->file, "tokenizer", w->tokenizer);
+    h5_attr_write(p, w->file, "tokenizer_checksum", H5T_NATIVE_UINT64, &w->tokenizer_checksum);
     h5_attr_write_str(p, w->file, "split", w->split);
     h5_attr_write_i64(p, w->file, "n_tokens", w->n);
     h5_attr_write(p, w->file, "checksum", H5T_NATIVE_UINT64, &w->checksum);
@@ -139,6 +145,8 @@ void shard_writer_doc(ShardWriter *w)
     w->track_docs = 1;
     w->doc_pending = 1;
 }
+
+void shard_writer_track_docs(ShardWriter *w) { w->track_docs = 1; }
 
 void shard_writer_append(ShardWriter *w, const uint32_t *ids, int64_t n)
 {

@@ -12,7 +12,9 @@
 typedef struct {
     int vocab;             /* every id is < vocab; vocab <= 65536 stores uint16, else uint32 */
     int eod;               /* end-of-document id, or -1 */
-    const char *tokenizer; /* "bytes", "raw", ... */
+    int bos;               /* beginning-of-document id, or -1 */
+    const char *tokenizer; /* "bytes", "raw", ... (tokenizer_name) */
+    uint64_t tokenizer_checksum; /* tokenizer_checksum, or 0 */
 } TokenFormat;
 
 typedef struct ShardWriter ShardWriter;
@@ -23,6 +25,9 @@ ShardWriter *shard_writer_open(const char *dir, const char *split, int first, in
                                const TokenFormat *fmt);
 /* A document starts with the next token. Once called, every shard records doc_offsets. */
 void shard_writer_doc(ShardWriter *w);
+/* Every shard records doc_offsets, even before a document starts: for a stream written from the
+   middle of a document. */
+void shard_writer_track_docs(ShardWriter *w);
 void shard_writer_append(ShardWriter *w, const uint32_t *ids, int64_t n);
 /* Finish the last shard and free w; returns the number of shard files written, and appends their
    names and chunk checksums to *written (*nwritten of them; for manifest_update, freed with

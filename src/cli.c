@@ -101,16 +101,24 @@ static void data_path_check(const char *dir)
                           : "");
 }
 
-/* Open a split on rank 0 first, so a bad dataset is reported once before the others look. */
-Dataset *cli_open_split(const char *dir, const char *split)
+static Dataset *open_data(const Config *c, const char *split)
 {
+    return c->data.blend[0] ? dataset_open_blend(c->data.blend, split) : dataset_open(c->data.path, split);
+}
+
+/* Open a split (of data.path, or of each dataset of data.blend) on rank 0 first, so a bad dataset
+   is reported once before the others look. */
+Dataset *cli_open_split(const Config *c, const char *split)
+{
+    config_check_data(c);
     Dataset *ds = NULL;
     if (util_world_rank() == 0) {
-        data_path_check(dir);
-        ds = dataset_open(dir, split);
+        if (!c->data.blend[0])
+            data_path_check(c->data.path);
+        ds = open_data(c, split);
     }
     watchdog_barrier(MPI_COMM_WORLD, "barrier while rank 0 checks the dataset", "world");
     if (util_world_rank() != 0)
-        ds = dataset_open(dir, split);
+        ds = open_data(c, split);
     return ds;
 }

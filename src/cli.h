@@ -27,7 +27,8 @@ void cli_help(const char *text);
 int cli_run_config(const CliRun *r, Config *c);
 /* config_finish for this build (with or without CUDA). */
 void cli_finish(Config *c, int world, int vocab_from_data);
-/* Split `split` of the dataset at dir (data.path), checked on rank 0 before the others open it. */
-Dataset *cli_open_split(const char *dir, const char *split);
+/* Split `split` of data.blend's datasets, or else of data.path's (c names one of them), checked on
+   rank 0 before the others open it. */
+Dataset *cli_open_split(const Config *c, const char *split);
 
 #endif

@@ -1,10 +1,8 @@
 /* codec.c: the dataset's tokenizer as eval and generate use it (see codec.h). */
 #include "src/codec.h"
 
-#include "base/util.h"
 #include "data/tokenizer.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 Codec codec_of(Dataset *ds)
@@ -17,12 +15,15 @@ Codec codec_of(Dataset *ds)
 
 size_t codec_encode(const Codec *c, const char *text, size_t n, int32_t *ids)
 {
-    uint32_t *u = xmalloc((n ? n : 1) * sizeof *u);
-    tokenizer_bytes_encode((const unsigned char *)text, n, u);
-    for (size_t i = 0; i < n; i++)
-        ids[i] = (int32_t)u[i];
-    free(u);
-    return n;
+    Tokenizer *t = tokenizer_open(c->name);
+    TokenBuf b = {0};
+    tokenizer_encode(t, text, n, &b);
+    const size_t m = b.n < n ? b.n : n;
+    for (size_t i = 0; i < m; i++)
+        ids[i] = (int32_t)b.ids[i];
+    token_buf_free(&b);
+    tokenizer_free(t);
+    return m;
 }
 
 int codec_piece(const Codec *c, int32_t id, char *piece)

@@ -2,6 +2,7 @@
    overrides, presets, validation and printing. */
 #include "src/config.h"
 
+#include "data/blend.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -20,7 +21,7 @@ typedef struct {
     KeyType type;
     size_t offset;
     const char *def;     /* default, parsed like any other value */
-    double min, max;     /* numeric range (inclusive) */
+    double min, max;     /* numeric range (inclusive); KT_STRING: max is the field's size, 0 for CONFIG_STR */
     const char *choices; /* KT_ENUM: "a|b|c", value = index */
     const char *doc;
 } Key;
@@ -76,6 +77,10 @@ static const Key keys[] = {
 
     {"data", "path", KT_STRING, OFF(data.path), "", 0, 0, NULL,
      "dataset folder (megadata build); empty: random tokens (for tests and benchmarks)"},
+    {"data", "blend", KT_STRING, OFF(data.blend), "", 0, CONFIG_BLEND, NULL,
+     "datasets to draw from in proportion to their weights, instead of data.path: \"WEIGHT PATH WEIGHT PATH ...\" "
+     "(Megatron's data blend), or in the run file a list of {path: DIR, weight: W}; evaluation reads the blend of "
+     "their val splits"},
     {"data", "seq_len", KT_INT, OFF(data.seq_len), "256", 1, 1 << 30, NULL, "tokens per sequence L"},
     {"data", "batch_size", KT_INT, OFF(data.batch_size), "8", 1, 1 << 30, NULL,
      "global batch: sequences per optimizer step"},
@@ -304,11 +309,13 @@ static void key_assign(Config *c, size_t index, const char *text, const char *wh
             fail_input_all("%s: %s.%s: expected %s, got '%s'", where, k->section, k->key,
                            type_expectation(k, exp, sizeof exp), text);
         break;
-    case KT_STRING:
-        if (strlen(text) >= CONFIG_STR)
-            fail_input_all("%s: %s.%s: longer than %d characters", where, k->section, k->key, CONFIG_STR - 1);
+    case KT_STRING: {
+        size_t size = k->max > 0 ? (size_t)k->max : CONFIG_STR;
+        if (strlen(text) >= size)
+            fail_input_all("%s: %s.%s: longer than %zu characters", where, k->section, k->key, size - 1);
         strcpy(field, text);
         break;
+    }
     case KT_ENUM:
         if (!parse_enum(k->choices, text, (int *)field))
             fail_input_all("%s: %s.%s: expected %s, got '%s'", where, k->section, k->key,
@@ -398,6 +405,34 @@ static void check_depth(const char *path, const unsigned char *text, size_t len)
     yaml_parser_delete(&p);
 }
 
+/* data.blend written as a list of {path: DIR, weight: W}: its text, "W DIR W DIR ...". */
+static char *blend_from_yaml(yaml_document_t *doc, yaml_node_t *list, const char *path)
+{
+    char *text = xstrdup("");
+    for (yaml_node_item_t *it = list->data.sequence.items.start; it < list->data.sequence.items.top; it++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *it);
+        const char *dir = NULL, *weight = NULL;
+        for (yaml_node_pair_t *p = item->type == YAML_MAPPING_NODE ? item->data.mapping.pairs.start : NULL;
+             p && p < item->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
+            const char *name = k->type == YAML_SCALAR_NODE ? scalar_of(k) : "";
+            const char **slot = !strcmp(name, "path") ? &dir : !strcmp(name, "weight") ? &weight : NULL;
+            if (!slot || *slot || v->type != YAML_SCALAR_NODE)
+                fail_input_all("%s:%zu: data.blend: '%s' is not one of path and weight, or is given twice, or is "
+                               "not a plain value",
+                               path, k->start_mark.line + 1, name);
+            *slot = scalar_of(v);
+        }
+        if (!dir || !weight || strpbrk(dir, " \t\n") || !*dir)
+            fail_input_all("%s:%zu: data.blend: each item is {path: DIR, weight: W}, DIR without white space", path,
+                           item->start_mark.line + 1);
+        char *more = xasprintf("%s%s%s %s", text, *text ? " " : "", weight, dir);
+        free(text);
+        text = more;
+    }
+    return text;
+}
+
 void config_load_yaml(Config *c, const char *path)
 {
     size_t len;
@@ -439,14 +474,20 @@ void config_load_yaml(Config *c, const char *path)
                 if (seen[index])
                     fail_input_all("%s:%zu: %s.%s is set twice", path, line, section, scalar_of(k));
                 seen[index] = 1;
+                char where[CONFIG_STR];
+                snprintf(where, sizeof where, "%s:%zu", path, v->start_mark.line + 1);
+                if (v->type == YAML_SEQUENCE_NODE && keys[index].offset == OFF(data.blend)) {
+                    char *text = blend_from_yaml(&doc, v, path);
+                    key_assign(c, index, text, where);
+                    free(text);
+                    continue;
+                }
                 if (v->type != YAML_SCALAR_NODE) {
                     char exp[160];
                     fail_input_all("%s:%zu: %s.%s: expected %s, got a %s", path, line, section, scalar_of(k),
                                    type_expectation(&keys[index], exp, sizeof exp),
                                    v->type == YAML_MAPPING_NODE ? "mapping" : "list");
                 }
-                char where[CONFIG_STR];
-                snprintf(where, sizeof where, "%s:%zu", path, v->start_mark.line + 1);
                 key_assign(c, index, scalar_of(v), where);
             }
         }
@@ -530,6 +571,18 @@ static void apply_preset(Config *c)
         }                                                                                                    \
     } while (0)
 
+void config_check_data(const Config *c)
+{
+    REQUIRE(!c->data.path[0] || !c->data.blend[0], "data.blend", "excludes data.path (set at %s): give one or the other",
+            config_origin("data.path"));
+    if (c->data.blend[0]) {
+        BlendSpec blend;
+        const char *bad = blend_parse(c->data.blend, &blend);
+        REQUIRE(!bad, "data.blend", "%s", bad);
+        blend_spec_free(&blend);
+    }
+}
+
 void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
 {
     apply_preset(c);
@@ -543,9 +596,11 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
         c->model.vocab_size = (int)padded;
     }
     /* with the dataset not read (--print-config), 0 stays "the dataset's" and prints so */
-    REQUIRE(c->model.vocab_size > 0 || (vocab_from_data == CONFIG_VOCAB_UNREAD && c->data.path[0]),
-            "model.vocab_size", "%s", c->data.path[0] ? "needs a value (the dataset is not read here)"
-                                                      : "needs a value when data.path is empty");
+    const int has_data = c->data.path[0] || c->data.blend[0];
+    config_check_data(c);
+    REQUIRE(c->model.vocab_size > 0 || (vocab_from_data == CONFIG_VOCAB_UNREAD && has_data), "model.vocab_size",
+            "%s", has_data ? "needs a value (the dataset is not read here)"
+                           : "needs a value when data.path and data.blend are empty");
     REQUIRE(vocab_from_data <= c->model.vocab_size, "model.vocab_size",
             "%d is smaller than the dataset's vocabulary (%d)", c->model.vocab_size, vocab_from_data);
     REQUIRE(D % c->model.groups == 0, "model.groups", "%d does not divide model.d_model (%d)", c->model.groups, D);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #define CONFIG_STR 512
+#define CONFIG_BLEND 8192 /* data.blend: many datasets, each a path */
 
 typedef enum { FFN_SWIGLU = 0, FFN_SILU = 1 } FfnKind;
 typedef enum { DECAY_COSINE = 0, DECAY_LINEAR = 1, DECAY_CONSTANT = 2 } DecayKind;
@@ -37,7 +38,8 @@ typedef struct {
     } parallel;
     struct {
         char path[CONFIG_STR];
-        int seq_len, batch_size; /* global: sequences per optimizer step */
+        char blend[CONFIG_BLEND]; /* "WEIGHT PATH WEIGHT PATH ..." (data/blend.h), instead of path */
+        int seq_len, batch_size;  /* global: sequences per optimizer step */
     } data;
     struct {
         double lr, beta1, beta2, eps, weight_decay, grad_clip;
@@ -86,9 +88,12 @@ void config_set(Config *c, const char *assignment);
 /* Fill in the preset's dimensions (keys not set explicitly keep the preset's value), resolve
    derived values (precision, steps from tokens) and check ranges and consistency against the
    world size. vocab_from_data is the dataset's vocabulary (0 if unknown; CONFIG_VOCAB_UNREAD when
-   data.path is set but not read, as for printing: model.vocab_size may then stay 0). */
+   data.path or data.blend is set but not read, as for printing: model.vocab_size may then stay 0). */
 #define CONFIG_VOCAB_UNREAD (-1)
 void config_finish(Config *c, int world_size, int vocab_from_data, int cuda_built);
+/* The part of config_finish that comes before the data is read: data.path or data.blend, not both,
+   and a blend that parses. */
+void config_check_data(const Config *c);
 /* The resolved configuration as YAML that reads back to the same Config. */
 void config_print(const Config *c, FILE *f);
 /* The same as one JSON object (for the metrics header). */

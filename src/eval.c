@@ -201,7 +201,7 @@ int eval_main(int argc, char **argv)
     if (a.positions && util_world_rank() == 0 && !(f = fopen(a.positions, "w")))
         fail_input("--by-position %s: cannot write: %s", a.positions, strerror(errno));
     watchdog_set_timeout(c.parallel.timeout);
-    Dataset *ds = cli_open_split(c.data.path, a.split);
+    Dataset *ds = cli_open_split(&c, a.split);
     cli_finish(&c, world, dataset_vocab(ds));
     const int64_t windows = eval_shape(&c, world, a.seq_len, a.windows);
     cli_finish(&c, world, dataset_vocab(ds));

@@ -160,7 +160,7 @@ int generate_main(int argc, char **argv)
     if (world != 1)
         fail_input_all("generate runs on one rank (it was started on %d): run it without mpirun", world);
     c.parallel.tp = c.parallel.pp = c.parallel.cp = 1; /* the run file's layout does not apply */
-    Dataset *ds = c.data.path[0] ? cli_open_split(c.data.path, "train") : NULL;
+    Dataset *ds = c.data.path[0] || c.data.blend[0] ? cli_open_split(&c, "train") : NULL;
     cli_finish(&c, 1, ds ? dataset_vocab(ds) : 0);
     ModelDims d;
     model_dims_from_config(&d, &c);

@@ -117,10 +117,10 @@ static int train_main(int argc, char **argv)
 
     watchdog_set_timeout(c.parallel.timeout); /* the waits while opening the dataset too */
     Dataset *train = NULL, *val = NULL;
-    if (c.data.path[0]) {
-        train = cli_open_split(c.data.path, "train");
+    if (c.data.path[0] || c.data.blend[0]) {
+        train = cli_open_split(&c, "train");
         if (c.eval.every > 0 && !a.dump)
-            val = cli_open_split(c.data.path, "val");
+            val = cli_open_split(&c, "val");
     }
     if (a.dump) /* one rank: the run file's layout does not apply */
         c.parallel.tp = c.parallel.pp = c.parallel.cp = 1;

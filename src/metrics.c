@@ -131,7 +131,9 @@ void metrics_step(Metrics *mt, const StepStats *s)
         fputc('}', f);
         if (s->skipped)
             fprintf(f, ",\"skipped\":\"%s\",\"skipped_in_row\":%d", s->skipped, s->skipped_in_row);
-        fputs("}\n", f);
+        for (int i = 0; i < s->ndatasets; i++)
+            fprintf(f, "%s%lld", i ? "," : ",\"dataset_tokens\":[", (long long)s->dataset_tokens[i]);
+        fputs(s->ndatasets ? "]}\n" : "}\n", f);
         metrics_flush(mt);
     }
     if (s->step % mt->every == 0 || s->step == s->steps || s->step == 1 || s->skipped) {

@@ -28,6 +28,8 @@ typedef struct {
                           group), tp, pp, cp; waits for a neighbour included */
     const char *skipped; /* why the update was skipped (guard_name), NULL when applied */
     int skipped_in_row;
+    int ndatasets;                 /* data.blend: its datasets (0: none) */
+    const int64_t *dataset_tokens; /* (ndatasets) tokens drawn from each so far, whole job */
 } StepStats;
 
 /* Collective over MPI_COMM_WORLD (gathers host names). Rank 0 opens the log for appending and

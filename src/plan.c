@@ -252,8 +252,8 @@ int plan_main(int argc, char **argv)
     Config c;
     cli_run_config(&run, &c);
     int vocab = 0;
-    if (!c.model.vocab_size && c.data.path[0]) {
-        Dataset *ds = cli_open_split(c.data.path, "train");
+    if (!c.model.vocab_size && (c.data.path[0] || c.data.blend[0])) {
+        Dataset *ds = cli_open_split(&c, "train");
         vocab = dataset_vocab(ds);
         dataset_close(ds);
     }

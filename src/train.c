@@ -486,6 +486,9 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
              (long long)tr.step + 1, (long long)c->train.steps);
     int status = 0, skipped = 0; /* updates skipped in a row */
     int64_t saved = -1;          /* the step of the last checkpoint written */
+    /* a blend: the tokens drawn from each of its datasets, from the data cursor */
+    const int nblend = c->data.blend[0] && tr.src.sampler ? sampler_datasets(tr.src.sampler) : 0;
+    int64_t *blend_tokens = xcalloc((size_t)nblend + 1, sizeof *blend_tokens);
     while (tr.step < c->train.steps) {
         Comm *axes[4] = {&tr.dpcp, &tr.tp, &tr.pp, &tr.cp};
         double busy[4];
@@ -509,6 +512,13 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
                         .skipped_in_row = skipped};
         for (int i = 0; i < 4; i++)
             st.comm_s[i] = axes[i]->busy_s - busy[i];
+        if (nblend) {
+            sampler_counts(tr.src.sampler, tr.cursor, blend_tokens);
+            for (int i = 0; i < nblend; i++)
+                blend_tokens[i] *= L;
+            st.ndatasets = nblend;
+            st.dataset_tokens = blend_tokens;
+        }
         if (tr.ops->peak_memory)
             st.mem_gb = (double)tr.ops->peak_memory() / 1073741824.0;
         metrics_step(&mt, &st);
@@ -537,6 +547,7 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
         }
     }
     metrics_close(&mt);
+    free(blend_tokens);
     /* Testing aid, never set in production: MEGATRAIN_TEST_PEAK makes every rank say the most
        backend memory it held, for tests/test_plan.sh to compare with the memory plan. */
     if (getenv("MEGATRAIN_TEST_PEAK") && tr.ops->peak_memory)

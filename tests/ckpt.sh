@@ -28,6 +28,26 @@ steps() {
     sed -n 's/.*"type":"step","step":\([0-9]*\),"tokens":[0-9]*,"loss":\([^,]*\),"lr":[^,]*,"grad_norm":\([^,]*\),.*/\1 \2 \3/p' "$1"
 }
 
+# full_and_resumed NAME ARGS...: under mpirun -np 2, run.yaml with ARGS for 6 steps with
+# checkpoints at steps 3 and 6 (NAME-full/, NAME-full.jsonl), then the same run resumed from its
+# step-3 checkpoint (NAME-resumed/, NAME-resumed.jsonl), a check each; leaves steps 4-6 of both in
+# full.txt and resumed.txt, and their later evaluations in full-eval.txt and resumed-eval.txt
+full_and_resumed() {
+    name=$1
+    shift
+    run $MPIRUN -np 2 "$mt" run.yaml "$@" --set train.steps=6 --set checkpoint.dir=$name-full \
+        --set checkpoint.every=3 --set log.metrics=$name-full.jsonl
+    tap_ok $rc "$name: 6 steps uninterrupted, checkpoints at steps 3 and 6"
+    run $MPIRUN -np 2 "$mt" run.yaml "$@" --set train.steps=6 --set checkpoint.dir=$name-resumed \
+        --set checkpoint.resume=$name-full/step-00000003 --set log.metrics=$name-resumed.jsonl
+    grep -q "resumed from $name-full/step-00000003 (step 3," "$tap_tmp/out"
+    tap_ok $(($? + rc)) "$name: the same run resumed from its step-3 checkpoint"
+    steps $name-full.jsonl | sed -n '4,$p' >full.txt
+    steps $name-resumed.jsonl >resumed.txt
+    grep '"type":"eval"' $name-full.jsonl | sed -n '2,$p' | cut -d, -f2- >full-eval.txt
+    grep '"type":"eval"' $name-resumed.jsonl | cut -d, -f2- >resumed-eval.txt
+}
+
 # compare REF LOG LOSS_TOL NORM_TOL: every step of LOG has the loss and gradient norm of the same
 # step of REF within the relative tolerances (and there is at least one); sets $worst to the
 # largest differences seen

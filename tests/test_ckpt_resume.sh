@@ -45,19 +45,8 @@ for lay in "dp2" "pp2:--set parallel.pp=2 --set parallel.micro_batches=2"; do
     name=${lay%%:*} opts=
     case $lay in *:*) opts=${lay#*:} ;; esac
     # shellcheck disable=SC2086 # $opts is a list of words
-    set -- --set data.path=data --set model.vocab_size=0 --set train.steps=6 --set schedule.decay=cosine \
+    full_and_resumed $name --set data.path=data --set model.vocab_size=0 --set schedule.decay=cosine \
         --set schedule.warmup_steps=2 --set eval.every=2 --set eval.batches=1 $opts
-    run $MPIRUN -np 2 "$mt" run.yaml "$@" --set checkpoint.dir=$name-full --set checkpoint.every=3 \
-        --set log.metrics=$name-full.jsonl
-    tap_ok $rc "$name: 6 steps uninterrupted, checkpoints at steps 3 and 6"
-    run $MPIRUN -np 2 "$mt" run.yaml "$@" --set checkpoint.dir=$name-resumed \
-        --set checkpoint.resume=$name-full/step-00000003 --set log.metrics=$name-resumed.jsonl
-    grep -q "resumed from $name-full/step-00000003 (step 3," "$tap_tmp/out"
-    tap_ok $(($? + rc)) "$name: the same run resumed from its step-3 checkpoint"
-    steps $name-full.jsonl | sed -n '4,$p' >full.txt
-    steps $name-resumed.jsonl >resumed.txt
-    grep '"type":"eval"' $name-full.jsonl | sed -n '2,$p' | cut -d, -f2- >full-eval.txt
-    grep '"type":"eval"' $name-resumed.jsonl | cut -d, -f2- >resumed-eval.txt
     [ "$(wc -l <resumed.txt)" -eq 3 ] && cmp -s full.txt resumed.txt && [ -s full-eval.txt ] &&
         cmp -s full-eval.txt resumed-eval.txt
     tap_ok $? "$name: steps 4-6 give the same loss, grad norm and val loss strings"

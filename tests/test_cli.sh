@@ -1,6 +1,6 @@
 # test_cli.sh: megatrain's command line and configuration: help, version, every config error
 # path (file:line, key, what was expected, exit 2, printed once under mpirun), --set and
-# --print-config round trips, presets.
+# --print-config round trips, presets, a dataset whose vocabulary does not fit the model.
 . "$top_srcdir/tests/tap.sh"
 mt="$top_builddir/megatrain"
 cd "$tap_tmp" || exit 1
@@ -116,7 +116,7 @@ expect_fail 2 "model.groups: 5 does not divide model.d_model (32)" "groups not d
 run "$mt" good.yaml --set model.z_dim=6 --print-config
 expect_fail 2 "model.z_dim: 6 must be n_heads (2) times an even head width" "odd head width"
 run "$mt" good.yaml --set model.vocab_size=0 --print-config
-expect_fail 2 "model.vocab_size: needs a value when data.path is empty" "no vocabulary"
+expect_fail 2 "model.vocab_size: needs a value when data.path and data.blend are empty" "no vocabulary"
 run "$mt" good.yaml --set parallel.cp=2 --print-config
 expect_fail 2 "parallel.cp: tp \* pp \* cp = 1 \* 1 \* 2 = 2 does not divide the 1 ranks" "layout not dividing the world size"
 run "$mt" good.yaml --set parallel.tp=4 --print-config
@@ -141,6 +141,10 @@ expect_fail 2 "--set data.path=/nonexistent/dataset: data.path: /nonexistent/dat
 mkdir texts && echo "some text" >texts/a.txt
 run "$mt" good.yaml --set data.path=texts
 expect_fail 2 "data.path: texts holds no dataset shards .*megadata build" "a folder of text files: says to run megadata build"
+"$top_builddir/megadata" build bytes texts --val-fraction 0 >/dev/null
+run "$mt" good.yaml --set data.path=bytes
+expect_fail 2 "model.vocab_size: 64 is smaller than the dataset's vocabulary (257)" \
+    "a dataset whose vocabulary (257) does not fit model.vocab_size (64): exit 2"
 
 # dump: every micro-batch's logits (the model holds one micro-batch), train.threads honoured
 sed 's/batch_size: 2/batch_size: 4/' good.yaml >dump.yaml

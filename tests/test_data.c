@@ -576,8 +576,8 @@ static void test_broken_shards(void)
     expect_bad(child_run(child_read_train, dir), "train-00001.h5", "differ from",
                "shards that disagree on vocab_size: dataset_open names the odd one");
     make_shards(dir);
-    patch_attr_i64(shard, "format_version", 2);
-    expect_bad(child_run(child_read_train, dir), "train-00001.h5", "format_version 2",
+    patch_attr_i64(shard, "format_version", 3);
+    expect_bad(child_run(child_read_train, dir), "train-00001.h5", "format_version 3",
                "a newer format_version is refused");
     make_shards(dir);
     patch_attr_i64(shard, "n_tokens", 3999);

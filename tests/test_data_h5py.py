@@ -9,25 +9,14 @@ import subprocess
 import sys
 import tempfile
 
+from tap import check, done
+
 try:
     import h5py
     import numpy as np
-except ImportError:
-    print("1..0 # SKIP h5py or numpy is missing")
-    sys.exit(0)
-
-count = 0
-failed = 0
-
-
-def check(ok, what, detail=""):
-    global count, failed
-    count += 1
-    failed += not ok
-    print(("ok" if ok else "not ok") + f" {count} - {what}")
-    if not ok and detail:
-        print("# " + detail.replace("\n", "\n# "))
-    return ok
+except ImportError as e:  # not a SKIP, which would pass
+    print(f"Bail out! {e.name} is missing (tools/install-deps.sh installs python3-h5py and python3-numpy)")
+    sys.exit(1)
 
 
 def fnv1a64(tokens, width):
@@ -38,7 +27,8 @@ def fnv1a64(tokens, width):
     return h
 
 
-def write_shard(path, tokens, vocab_size, eod_id, tokenizer, split, doc_offsets=None):
+def write_shard(path, tokens, vocab_size, eod_id, tokenizer, split, doc_offsets=None, bos_id=-1,
+                tokenizer_checksum=0):
     """Write one shard as doc/data.md describes it (the recipe given there)."""
     dtype = np.uint16 if vocab_size <= 65536 else np.uint32
     tokens = np.asarray(tokens, dtype=dtype)
@@ -51,10 +41,12 @@ def write_shard(path, tokens, vocab_size, eod_id, tokenizer, split, doc_offsets=
             f.create_dataset("doc_offsets", data=np.asarray(doc_offsets, dtype=np.uint64),
                              fletcher32=True)
         f.attrs["format"] = np.bytes_("megatrain-tokens")
-        f.attrs["format_version"] = 1
+        f.attrs["format_version"] = 2
         f.attrs["vocab_size"] = vocab_size
         f.attrs["eod_id"] = eod_id
+        f.attrs["bos_id"] = bos_id
         f.attrs["tokenizer"] = np.bytes_(tokenizer)
+        f.attrs["tokenizer_checksum"] = np.uint64(tokenizer_checksum)
         f.attrs["split"] = np.bytes_(split)
         f.attrs["n_tokens"] = len(tokens)
         f.attrs["checksum"] = np.uint64(fnv1a64(tokens, tokens.itemsize))
@@ -74,8 +66,7 @@ def main():
         out = os.path.join(tmp, "ds")
         r = megadata("build", out, text, "--val-fraction", "0", "--shard-tokens", "500")
         if not check(r.returncode == 0, "megadata builds the text fixture", r.stderr):
-            print(f"1..{count}")
-            return 1
+            return done()
         docs = []
         for root, dirs, files in os.walk(text):
             dirs.sort()
@@ -89,8 +80,9 @@ def main():
         for name in names:
             with h5py.File(os.path.join(out, name), "r") as f:
                 a = f.attrs
-                attrs_ok &= (a["format"].decode() == "megatrain-tokens" and a["format_version"] == 1
-                             and a["vocab_size"] == 257 and a["eod_id"] == 256
+                attrs_ok &= (a["format"].decode() == "megatrain-tokens" and a["format_version"] == 2
+                             and a["vocab_size"] == 257 and a["eod_id"] == 256 and a["bos_id"] == -1
+                             and a["tokenizer_checksum"] == 0
                              and a["tokenizer"].decode() == "bytes" and a["split"].decode() == "train"
                              and a["n_tokens"] == len(f["tokens"]) and f["tokens"].dtype == np.uint16)
                 tokens = f["tokens"][:]
@@ -146,14 +138,29 @@ def main():
         check(r.returncode == 2 and "train-00001.h5: token 37 is 60000, not below vocab_size 50257" in r.stderr,
               "an id >= vocab_size written by h5py: megadata manifest names file and token, exit 2", r.stderr)
         os.remove(os.path.join(own, "train-00001.h5"))
+        old = os.path.join(tmp, "old")  # format version 1: no bos_id, no tokenizer_checksum
+        os.mkdir(old)
+        write_shard(os.path.join(old, "train-00000.h5"), rng.integers(0, 50257, 100), 50257, 50256, "gpt2", "train")
+        with h5py.File(os.path.join(old, "train-00000.h5"), "a") as f:
+            f.attrs["format_version"] = 1
+            del f.attrs["bos_id"], f.attrs["tokenizer_checksum"]
+        r = megadata("manifest", old)
+        r2 = megadata("info", old)
+        check(r.returncode == 0 and "shards megatrain-tokens version 1" in r2.stdout and "bos        -1" in r2.stdout,
+              "shards of format version 1 (before bos_id and tokenizer_checksum) are still read", r.stderr + r2.stderr)
         with h5py.File(os.path.join(own, "val-00000.h5"), "a") as f:
+            del f.attrs["bos_id"]
+        r = megadata("verify", own)
+        check(r.returncode == 2 and "val-00000.h5: missing attribute 'bos_id'" in r.stderr,
+              "version 2 without bos_id: verify names file and attribute, exit 2", r.stderr)
+        with h5py.File(os.path.join(own, "val-00000.h5"), "a") as f:
+            f.attrs["bos_id"] = -1
             del f.attrs["eod_id"]
         r = megadata("verify", own)
         check(r.returncode == 2 and "val-00000.h5: missing attribute 'eod_id'" in r.stderr
               and "HDF5-DIAG" not in r.stderr, "a missing attribute: verify names file and attribute, exit 2",
               r.stderr)
-    print(f"1..{count}")
-    return 1 if failed else 0
+    return done()
 
 
 sys.exit(main())

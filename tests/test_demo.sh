@@ -7,7 +7,8 @@
 # current one, its own dataset, metrics logs and checkpoints beside those of another folder of the
 # same name, the checkpoint evaluated (given a validation split) and a sample of its text at the end,
 # the dataset reused while the files stay the same and rebuilt when one changes, and a folder that
-# does not exist refused with exit 2.
+# does not exist refused with exit 2; --tokenizer FILE reaches megadata build, with a dataset
+# folder of its own, and a tokenizer trained by megadata tokenizer train runs the whole demo.
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 mt="$top_builddir/megatrain"
@@ -113,4 +114,22 @@ demo text
 tap_ok $([ $rc -eq 0 ] && d=$(ls -d demo/text-*) && [ -s "$d/run-001.position.jsonl" ] &&
     grep -q "^eval $here/$d/run-001 (step 1), split val:" out && grep -q "^demo: a sample from the checkpoint:" out &&
     echo 0 || echo 1) "demo.sh on a corpus with a validation split: evaluates the checkpoint (loss by position too), then a sample"
+demo --tokenizer bytes corpus
+tap_ok $([ $rc -eq 0 ] && grep -q "^demo: $here/corpus is unchanged: reusing" out && echo 0 || echo 1) \
+    "demo.sh --tokenizer bytes corpus: the byte-level dataset, reused"
+demo --tokenizer nosuch.model corpus
+expect_fail 2 "nosuch.model: no such tokenizer file" "demo.sh --tokenizer with a missing file: exit 2"
+echo "not a tokenizer" >fake.model
+demo --tokenizer fake.model corpus
+expect_fail 2 "fake.model" "demo.sh --tokenizer FILE: megadata build encodes with FILE (not a tokenizer: exit 2 naming it)"
+tap_ok $([ -d "$first-fake-$(printf '%08x' "$(printf '%s' "$here/fake.model" | cksum | cut -d' ' -f1)")" ] &&
+    echo 0 || echo 1) "demo.sh --tokenizer FILE: the dataset of corpus with FILE has a folder of its own"
+# a real tokenizer: a SentencePiece BPE trained by megadata tokenizer train on the corpus itself
+run "$top_builddir/megadata" tokenizer train sp.model text/*.txt --vocab 320
+tap_ok $rc "megadata tokenizer train: a 320-piece SentencePiece model of the synthetic texts"
+demo --tokenizer sp.model text
+show
+tap_ok $([ $rc -eq 0 ] && d=$(ls -d demo/text-*-sp-*) && "$top_builddir/megadata" info "$d/data" | grep -q sentencepiece &&
+    [ -s "$d/run-001.position.jsonl" ] && grep -q "^demo: a sample from the checkpoint (token ids):" out &&
+    echo 0 || echo 1) "demo.sh --tokenizer sp.model text: trains, evaluates and samples on the SentencePiece dataset"
 tap_done

@@ -97,8 +97,9 @@ expect_fail 2 "train-00001.h5: HDF5 error in H5Fopen: truncated file" "verify: a
 grep -q "bad: 1 error" "$tap_tmp/err" && ! grep -q "train-0000[02]" "$tap_tmp/err" && ! grep -q HDF5-DIAG "$tap_tmp/err"
 tap_ok $? "verify: only that file is reported, without HDF5's error dump"
 cp "$tap_tmp/whole.h5" "$tap_tmp/bad/train-00001.h5"
-# overwrite 4 bytes in the middle of the token data
-printf 'XXXX' | dd of="$tap_tmp/bad/train-00001.h5" bs=1 seek=$((size - 300)) conv=notrunc 2>/dev/null
+# overwrite 4 bytes of the token data: where 16 text bytes stored as uint16 start
+at=$(perl -0777 -ne 'print $-[0] if /(?:[ -~]\x00){16}/' "$tap_tmp/whole.h5")
+printf 'XXXX' | dd of="$tap_tmp/bad/train-00001.h5" bs=1 seek=$((at + 8)) conv=notrunc 2>/dev/null
 run "$megadata" verify "$tap_tmp/bad"
 expect_fail 2 "train-00001.h5: HDF5 error in H5Dread: data error detected by Fletcher32 checksum (chunk 0, tokens 0..399)" \
   "verify: overwritten token bytes fail the chunk's Fletcher-32 checksum, exit 2, naming the chunk"
@@ -108,7 +109,7 @@ cp "$tap_tmp/whole.h5" "$tap_tmp/bad/train-00001.h5"
 [ -f "$tap_tmp/bad/manifest.h5" ] && [ -f "$out/manifest.h5" ] && [ ! -e "$tap_tmp/bad/manifest.h5.tmp" ]
 tap_ok $? "build and build --append write manifest.h5"
 run "$megadata" info "$tap_tmp/bad"
-expect_out "^format     megatrain-dataset version 2, shards megatrain-tokens version 1" "info: the dataset format"
+expect_out "^format     megatrain-dataset version 2, shards megatrain-tokens version 2" "info: the dataset format"
 mv "$tap_tmp/bad/train-00001.h5" "$tap_tmp/middle.h5"
 run "$megadata" verify "$tap_tmp/bad"
 expect_fail 2 "train-00001.h5: missing: .*bad/manifest.h5 lists it" "verify: a deleted middle shard is named, exit 2"

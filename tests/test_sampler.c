@@ -6,13 +6,17 @@
    All ranks: for every (dp, cp) layout of the world, each rank reads only its rows and columns
    and together they give exactly rank 0's serial global batch. The hash of the global batches is
    printed ("# batch-hash ...") so the script can compare runs with different numbers of ranks.
-   With --short it asks for a window longer than the dataset, which must stop with exit 2. */
+   With --short it asks for a window longer than the dataset, which must stop with exit 2. With
+   --blend DIR2 the same layout checks read the blend 3:1 of both datasets, and one rank checks the
+   blend's schedule and samples. */
+#include "data/blend.h"
 #include "data/dataset.h"
 #include "data/perm.h"
 #include "data/sampler.h"
 #include "base/util.h"
 #include "tests/tap.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +131,104 @@ static void test_serial(Dataset *ds)
     free(next);
 }
 
+/* The blend schedule keeps every dataset within one sample of its quota's share at every sample,
+   over several periods. */
+static void test_schedule(void)
+{
+    static const double weights[][3] = {{1, 1, 0}, {3, 1, 0}, {1, 2, 7}, {0.001, 1, 0}, {1, 0, 0}};
+    int ok = 1, sums = 1;
+    for (size_t w = 0; w < sizeof weights / sizeof *weights; w++) {
+        int n = weights[w][2] > 0 ? 3 : weights[w][1] > 0 ? 2 : 1;
+        BlendSchedule bs;
+        blend_schedule_init(&bs, weights[w], n);
+        int64_t total = 0, counts[3];
+        for (int i = 0; i < n; i++)
+            total += bs.quota[i];
+        sums = sums && total == BLEND_PERIOD;
+        for (uint64_t k = 0; k <= 3 * BLEND_PERIOD; k += k < 2 * BLEND_PERIOD ? 1 : 997) {
+            blend_counts(&bs, k, counts);
+            for (int i = 0; i < n; i++)
+                ok = ok && fabs((double)counts[i] - (double)k * (double)bs.quota[i] / BLEND_PERIOD) < 1;
+        }
+        blend_schedule_free(&bs);
+    }
+    tap_check(sums, "blend: the quotas of a period add up to %d samples", BLEND_PERIOD);
+    tap_check(ok, "blend: at every sample each dataset's count is within one of its share (weights 1:1, 3:1, "
+                  "1:2:7, 0.001:1, one dataset)");
+}
+
+/* A blend of a and b weighted 3:1 (its text in spec): every window it draws is a window of a or
+   of b, as many of each as sampler_counts says (3 in 4); each dataset's samples go through its
+   windows once per epoch; unshuffled, in order; a resumed sampler continues exactly. */
+static void test_blend(Dataset *blend, Dataset *a, Dataset *b)
+{
+    Dataset *parts[2] = {a, b};
+    int64_t W[2], total = 0, counts[2], from[2] = {0, 0};
+    uint64_t *windows[2];
+    int32_t *row = xmalloc((L + 1) * sizeof *row);
+    for (int d = 0; d < 2; d++) {
+        W[d] = (dataset_ntokens(parts[d]) - 1) / L;
+        windows[d] = xmalloc(W[d] * sizeof *windows[d]);
+        for (int64_t w = 0; w < W[d]; w++) {
+            dataset_read(parts[d], w * L, L + 1, row);
+            windows[d][w] = window_hash(row, L + 1);
+        }
+        qsort(windows[d], W[d], sizeof *windows[d], cmp_u64);
+        total += W[d];
+    }
+    Sampler *s = sampler_create(blend, 5, L, 1), *u = sampler_create(blend, 5, L, 0);
+    tap_check(sampler_datasets(s) == 2 && sampler_windows(s) == total, "blend: 2 datasets, %lld windows",
+              (long long)total);
+    const int64_t K = 4 * (W[0] > W[1] ? W[0] : W[1]);
+    uint64_t *seen[2] = {xmalloc(K * sizeof **seen), xmalloc(K * sizeof **seen)};
+    int known = 1, ordered = 1;
+    int64_t next_u[2] = {0, 0};
+    for (int64_t k = 0; k < K; k++) {
+        sampler_read(s, k, 0, 1, 0, L, row);
+        uint64_t h = window_hash(row, L + 1);
+        int d = bsearch(&h, windows[0], W[0], sizeof h, cmp_u64) ? 0 : 1;
+        known = known && (d == 0 || bsearch(&h, windows[1], W[1], sizeof h, cmp_u64));
+        seen[d][from[d]++] = h;
+        sampler_read(u, k, 0, 1, 0, L, row);
+        h = window_hash(row, L + 1);
+        d = bsearch(&h, windows[0], W[0], sizeof h, cmp_u64) ? 0 : 1;
+        int64_t w = next_u[d]++ % W[d];
+        dataset_read(parts[d], w * L, L + 1, row);
+        ordered = ordered && window_hash(row, L + 1) == h;
+    }
+    sampler_counts(s, K, counts);
+    tap_check(known, "blend: every sample is a window of one of its datasets");
+    tap_check(counts[0] == from[0] && counts[1] == from[1] && labs(4 * from[0] - 3 * K) <= 4,
+              "blend: %lld and %lld samples of %lld (weights 3:1), as sampler_counts says", (long long)from[0],
+              (long long)from[1], (long long)K);
+    int epochs = 1;
+    for (int d = 0; d < 2; d++) {
+        qsort(seen[d], W[d], sizeof **seen, cmp_u64);
+        epochs = epochs && from[d] >= W[d] && memcmp(seen[d], windows[d], W[d] * sizeof **seen) == 0;
+    }
+    tap_check(epochs, "blend: each dataset's first epoch visits its windows once each");
+    tap_check(ordered, "blend, unshuffled: each dataset's samples are its windows in order");
+    Sampler *again = sampler_create(blend, 5, L, 1);
+    int32_t *x = xmalloc(B * (L + 1) * sizeof *x), *y = xmalloc(B * (L + 1) * sizeof *y);
+    int same = 1;
+    for (int step = 3; step < STEPS; step++) {
+        sampler_read(s, (int64_t)step * B, 0, B, 0, L, x);
+        sampler_read(again, (int64_t)step * B, 0, B, 0, L, y);
+        same = same && memcmp(x, y, B * (L + 1) * sizeof *x) == 0;
+    }
+    tap_check(same, "blend: a new sampler from cursor 3B gives the batches of steps 3..%d", STEPS - 1);
+    sampler_free(again);
+    sampler_free(s);
+    sampler_free(u);
+    for (int d = 0; d < 2; d++) {
+        free(windows[d]);
+        free(seen[d]);
+    }
+    free(row);
+    free(x);
+    free(y);
+}
+
 /* Each (dp, cp) layout of the world reads the global batches of a few steps (one crossing an
    epoch boundary); gathered on rank 0 they must equal the serial read. Returns their hash. */
 static uint64_t test_layouts(Dataset *ds, MPI_Comm comm)
@@ -180,13 +282,24 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     tap_quiet = rank != 0;
     if (argc < 2)
-        fail_input("usage: test_sampler DATASET_DIR [--short]");
+        fail_input("usage: test_sampler DATASET_DIR [--short | --blend DATASET_DIR2]");
     Dataset *ds = dataset_open(argv[1], "train");
     if (argc > 2 && strcmp(argv[2], "--short") == 0)
         sampler_create(ds, 1, (int)dataset_ntokens(ds), 1); /* needs one token more than there is */
     int world;
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    if (world == 1) { /* the serial checks once, in the one-rank run */
+    if (argc > 3 && strcmp(argv[2], "--blend") == 0) { /* from here on, the blend 3:1 of both */
+        char *spec = xasprintf("3 %s 1 %s", argv[1], argv[3]);
+        Dataset *blend = dataset_open_blend(spec, "train"), *b = dataset_open(argv[3], "train");
+        if (world == 1) {
+            test_schedule();
+            test_blend(blend, ds, b);
+        }
+        dataset_close(ds);
+        dataset_close(b);
+        ds = blend;
+        free(spec);
+    } else if (world == 1) { /* the serial checks once, in the one-rank run */
         test_perm();
         test_serial(ds);
     }

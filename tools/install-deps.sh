@@ -5,7 +5,8 @@
 # fresh machine's unattended upgrades), it says so and waits for them, up to 10 minutes.
 set -eu
 pkgs="build-essential autoconf automake pkg-config openmpi-bin libopenmpi-dev libhdf5-dev libyaml-dev
-      libopenblas-openmp-dev python3-torch python3-numpy python3-h5py python3-yaml gnuplot-nox"
+      libopenblas-openmp-dev zlib1g-dev python3-torch python3-numpy python3-h5py python3-yaml gnuplot-nox
+      sentencepiece python3-sentencepiece python3-regex"
 if [ "${1:-}" = --demo ] && ! command -v npm >/dev/null 2>&1; then pkgs="$pkgs npm"; fi
 missing=""
 for p in $pkgs; do

@@ -376,7 +376,10 @@ static int cmd_import(int argc, char **argv)
     for (int i = 0; i < a.nsets; i++)
         config_set(&c, a.sets[i]);
     /* the dataset gives the vocabulary when the run file leaves it to it, and its fingerprint */
-    Dataset *ds = c.data.path[0] ? dataset_open(c.data.path, "train") : NULL;
+    config_check_data(&c);
+    Dataset *ds = c.data.blend[0] ? dataset_open_blend(c.data.blend, "train")
+                  : c.data.path[0] ? dataset_open(c.data.path, "train")
+                                   : NULL;
     const int64_t ranks = (int64_t)c.parallel.tp * c.parallel.pp * c.parallel.cp; /* each up to 2^16 */
     if (ranks > INT_MAX)
         fail_input("%s: tp * pp * cp = %lld ranks: more than a job can have", a.config, (long long)ranks);

@@ -3,8 +3,7 @@
 # to the reference).
 
 bin_PROGRAMS += megackpt
-megackpt_SOURCES = tools/megackpt.c tools/convert.h tools/convert.c tools/safetensors.h tools/safetensors.c \
-  tools/jsonl.h tools/jsonl.c
+megackpt_SOURCES = tools/megackpt.c tools/convert.h tools/convert.c tools/safetensors.h tools/safetensors.c
 
 CKPT_TESTS = tests/test_megackpt.sh tests/test_ckpt_resume.sh tests/test_ckpt_reshard.sh \
   tests/test_ckpt_damage.sh tests/test_ckpt_kill.sh tests/test_ckpt_files.sh tests/test_ckpt_export.py

@@ -5,8 +5,10 @@
 #include "data/inspect.h"
 #include "data/manifest.h"
 #include "base/cliopt.h"
+#include "tools/megadata.h"
 #include "base/util.h"
 
+#include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,29 +25,44 @@ static const char usage_main[] =
     "  info DIR                 summarise a dataset: splits, shards, tokens, vocabulary\n"
     "  verify DIR               read every shard to the end and check it\n"
     "  manifest DIR             check new shards and list them in DIR/manifest.h5\n"
+    "  tokenizer ...            train, describe, run and time tokenizers\n"
     "\n"
     "megadata COMMAND --help tells more; megadata --version gives the version.\n";
 
 static const char usage_build[] =
     "usage: megadata build OUT_DIR INPUT... [options]\n"
+    "       mpirun -np N megadata build OUT_DIR INPUT... [options]\n"
     "\n"
-    "Each input file is one document; folders are walked recursively in name order (files and\n"
-    "folders whose names start with '.' are skipped). Text is tokenized byte by byte (ids 0..255)\n"
-    "and every document is followed by the end-of-document id 256 (vocabulary 257). Raw token\n"
-    "files are little-endian uint16 or uint32 arrays, copied as they are.\n"
+    "Inputs are files, folders (walked recursively in name order; names starting with '.' are\n"
+    "skipped) and glob patterns (quoted; matches in name order). A file named *.jsonl or *.ndjson\n"
+    "is JSON Lines, one document a line (the string member --text-field of each line's object);\n"
+    "any other file is one document of plain text; *.gz files are read through gzip. Text is\n"
+    "encoded by the tokenizer (by default byte by byte: ids 0..255, vocabulary 257) and every\n"
+    "document is followed by its end-of-document id (256 for bytes). Raw token files are\n"
+    "little-endian uint16 or uint32 arrays, copied as they are.\n"
     "About --val-fraction of the tokens, as whole documents chosen from the seed, form the val\n"
-    "split; with a single input file, its last --val-fraction of tokens do.\n"
+    "split; with a single document, its last --val-fraction of tokens do.\n"
+    "Under mpirun the ranks share the work; the dataset is the same for any number of ranks.\n"
     "\n"
     "options:\n"
     "  --kind text|uint16|uint32  what the inputs hold (default text)\n"
+    "  --tokenizer T              text: 'bytes' (the default), a SentencePiece .model file or a\n"
+    "                             Hugging Face tokenizer.json file\n"
+    "  --text-field F             JSON Lines: the member holding the text (default text; a.b is\n"
+    "                             member b of the object a)\n"
+    "  --bos                      text: start every document with the tokenizer's BOS id\n"
+    "  --on-bad-line fail|skip    JSON Lines: stop at a malformed line (the default, exit 2) or\n"
+    "                             report it, skip it and count it\n"
     "  --vocab N                  raw kinds: vocabulary size; every id must be below it\n"
     "  --eod N                    raw kinds: the end-of-document id, if there is one\n"
     "  --val-fraction F           share of tokens for validation, in [0, 1) (default 0.01)\n"
     "  --shard-tokens N           tokens per shard file (default 134217728)\n"
+    "  --part-bytes N             input bytes per unit of work of a rank (default 67108864)\n"
     "  --seed S                   seed for the choice of validation documents (default 1)\n"
     "  --force                    replace the shards already in OUT_DIR\n"
     "  --append                   add new shards after those already in OUT_DIR\n"
-    "OUT_DIR must be empty or new unless --force or --append is given.\n";
+    "  --resume                   finish the interrupted build in OUT_DIR (same inputs and options)\n"
+    "OUT_DIR must be empty or new unless --force, --append or --resume is given.\n";
 
 static const char usage_info[] =
     "usage: megadata info DIR\n"
@@ -72,8 +89,7 @@ static const char usage_manifest[] =
     "build writes one, so this is for shards written by other programs and for datasets made\n"
     "before manifests (format version 1). Exits with status 2 on a missing or bad shard.\n";
 
-static noreturn void bad_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bad_usage(const char *cmd, const char *fmt, ...)
+void bad_usage(const char *cmd, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
@@ -83,12 +99,13 @@ static void bad_usage(const char *cmd, const char *fmt, ...)
     fail_input("%s (see megadata %s --help)", what, cmd);
 }
 
-static int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
+int is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
 static int cmd_build(int argc, char **argv)
 {
-    BuildOptions o = {.kind = BUILD_TEXT, .eod = -1, .val_fraction = 0.01, .shard_tokens = 134217728, .seed = 1};
-    char **inputs = xmalloc(argc * sizeof *inputs);
+    BuildOptions o = {.kind = BUILD_TEXT, .text_field = "text", .eod = -1, .val_fraction = 0.01,
+                      .shard_tokens = 134217728, .part_bytes = BUILD_PART_BYTES, .seed = 1};
+    char *inputs[argc]; /* OUT_DIR and the inputs: on the stack, as bad usage exits from here */
     int ninputs = 0, options_done = 0;
     const char *v, *vocab = NULL, *eod = NULL;
     for (int i = 1; i < argc; i++) {
@@ -108,6 +125,16 @@ static int cmd_build(int argc, char **argv)
                 o.kind = BUILD_UINT32;
             else
                 bad_usage("build", "--kind '%s': expected text, uint16 or uint32", v);
+        } else if ((v = cliopt_value(argc, argv, &i, "--tokenizer", NULL))) {
+            o.tokenizer = v;
+        } else if ((v = cliopt_value(argc, argv, &i, "--text-field", NULL))) {
+            o.text_field = v;
+        } else if (strcmp(argv[i], "--bos") == 0) {
+            o.bos = 1;
+        } else if ((v = cliopt_value(argc, argv, &i, "--on-bad-line", NULL))) {
+            if (strcmp(v, "skip") != 0 && strcmp(v, "fail") != 0)
+                bad_usage("build", "--on-bad-line '%s': expected fail or skip", v);
+            o.skip_bad_lines = strcmp(v, "skip") == 0;
         } else if ((v = cliopt_value(argc, argv, &i, "--vocab", NULL))) {
             vocab = v;
         } else if ((v = cliopt_value(argc, argv, &i, "--eod", NULL))) {
@@ -119,22 +146,30 @@ static int cmd_build(int argc, char **argv)
                 bad_usage("build", "--val-fraction '%s': expected a number in [0, 1)", v);
         } else if ((v = cliopt_value(argc, argv, &i, "--shard-tokens", NULL))) {
             o.shard_tokens = cliopt_int("--shard-tokens", v, 1, INT64_MAX / 2);
+        } else if ((v = cliopt_value(argc, argv, &i, "--part-bytes", NULL))) {
+            o.part_bytes = cliopt_int("--part-bytes", v, 1, INT64_MAX / 2);
         } else if ((v = cliopt_value(argc, argv, &i, "--seed", NULL))) {
             o.seed = (uint64_t)cliopt_int("--seed", v, 0, INT64_MAX);
         } else if (strcmp(argv[i], "--force") == 0) {
             o.force = 1;
         } else if (strcmp(argv[i], "--append") == 0) {
             o.append = 1;
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            o.resume = 1;
         } else {
             bad_usage("build", "unknown option '%s'", argv[i]);
         }
     }
     if (ninputs < 2)
         bad_usage("build", "needs OUT_DIR and at least one INPUT");
-    if (o.force && o.append)
-        bad_usage("build", "--force and --append exclude each other");
+    if (o.force && (o.append || o.resume))
+        bad_usage("build", "--force excludes --%s", o.append ? "append" : "resume");
+    if (!*o.text_field)
+        bad_usage("build", "--text-field needs a member name");
     if (o.kind == BUILD_TEXT && (vocab || eod))
-        bad_usage("build", "--vocab and --eod are for raw token files; text uses the byte tokenizer (vocabulary 257)");
+        bad_usage("build", "--vocab and --eod are for raw token files; text takes them from its tokenizer");
+    if (o.kind != BUILD_TEXT && (o.tokenizer || o.bos))
+        bad_usage("build", "--%s is for text; raw token files are copied as they are", o.bos ? "bos" : "tokenizer");
     if (o.kind != BUILD_TEXT && !vocab)
         bad_usage("build", "--kind %s needs --vocab", o.kind == BUILD_UINT16 ? "uint16" : "uint32");
     if (vocab)
@@ -145,12 +180,17 @@ static int cmd_build(int argc, char **argv)
     o.inputs = inputs + 1;
     o.ninputs = ninputs - 1;
     BuildSplit st[2];
-    data_build(&o, st);
+    MPI_Init(NULL, NULL);
+    int64_t bad = data_build(&o, st);
     const char *unit = o.kind == BUILD_TEXT ? "documents" : "files";
-    printf("%s: train %d shards, %lld tokens, %lld %s; val %d shards, %lld tokens, %lld %s\n", o.out_dir, st[0].shards,
-           (long long)st[0].tokens, (long long)st[0].docs, unit, st[1].shards, (long long)st[1].tokens,
-           (long long)st[1].docs, unit);
-    free(inputs);
+    if (util_world_rank() == 0) {
+        if (bad)
+            log_warn("%lld malformed line%s skipped (--on-bad-line skip)", (long long)bad, bad == 1 ? "" : "s");
+        printf("%s: train %d shards, %lld tokens, %lld %s; val %d shards, %lld tokens, %lld %s\n", o.out_dir,
+               st[0].shards, (long long)st[0].tokens, (long long)st[0].docs, unit, st[1].shards,
+               (long long)st[1].tokens, (long long)st[1].docs, unit);
+    }
+    MPI_Finalize();
     return 0;
 }
 
@@ -192,6 +232,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "build") == 0)
         return cmd_build(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenizer") == 0)
+        return megadata_tokenizer(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) {
         data_info(one_dir("info", usage_info, argc - 1, argv + 1), stdout);
         return 0;
@@ -205,6 +247,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "manifest") == 0) {
         const char *dir = one_dir("manifest", usage_manifest, argc - 1, argv + 1);
+        if (data_build_unfinished(dir))
+            fail_input("%s: a megadata build was interrupted here (%s/%s holds its state): its shards are not the "
+                       "whole dataset; finish it with megadata build --resume",
+                       dir, dir, DATASET_BUILD_DIR);
         int added = manifest_update(dir, NULL, 0);
         printf("%s/%s: %d shard%s checked and added\n", dir, MANIFEST_FILE, added, added == 1 ? "" : "s");
         return 0;

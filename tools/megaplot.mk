@@ -2,7 +2,7 @@
 
 # megaplot needs only util; megasweep also megatrain's config code (the default LDADD).
 bin_PROGRAMS += megaplot megasweep
-megaplot_SOURCES = tools/megaplot.c tools/jsonl.h tools/jsonl.c \
+megaplot_SOURCES = tools/megaplot.c \
   tools/runlog.h tools/runlog.c tools/scaling.h tools/scaling.c tools/plots.h tools/plots.c
 megaplot_LDADD = base/libbase.a -lm
 megasweep_SOURCES = tools/megasweep.c

@@ -2,7 +2,7 @@
 #include "tools/runlog.h"
 
 #include "base/util.h"
-#include "tools/jsonl.h"
+#include "base/jsonl.h"
 
 #include <errno.h>
 #include <math.h>

@@ -2,7 +2,7 @@
 #include "tools/safetensors.h"
 
 #include "base/util.h"
-#include "tools/jsonl.h"
+#include "base/jsonl.h"
 
 #include <errno.h>
 #include <fcntl.h>

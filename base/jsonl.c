@@ -1,5 +1,6 @@
-/* jsonl.c: strict JSON (RFC 8259) for one line at a time, flattened to dotted keys (see jsonl.h). */
-#include "tools/jsonl.h"
+/* jsonl.c: strict JSON (RFC 8259), a line or a whole file at a time, flattened to dotted keys (see
+   jsonl.h). */
+#include "base/jsonl.h"
 
 #include "base/util.h"
 
@@ -31,7 +32,7 @@ static void skip_space(Parser *ps)
         ps->p++;
 }
 
-static void add_field(Parser *ps, const char *key, JsonKind kind, double num, char *str)
+static void add_field(Parser *ps, const char *key, JsonKind kind, double num, char *str, size_t len)
 {
     JsonRecord *r = ps->rec;
     if (r->n == r->cap) {
@@ -42,7 +43,7 @@ static void add_field(Parser *ps, const char *key, JsonKind kind, double num, ch
         free(r->fields);
         r->fields = f;
     }
-    r->fields[r->n++] = (JsonField){xstrdup(key), kind, num, str};
+    r->fields[r->n++] = (JsonField){xstrdup(key), kind, num, str, len};
 }
 
 static int hex4(const char *p, unsigned *v)
@@ -76,17 +77,20 @@ static char *put_utf8(char *o, unsigned cp)
     return o;
 }
 
-/* A string at ps->p (on its opening quote); returns it unescaped, or NULL. */
-static char *parse_string(Parser *ps)
+/* A string at ps->p (on its opening quote); returns it unescaped, or NULL; *len gets its length. */
+static char *parse_string(Parser *ps, size_t *len)
 {
     ps->p++;
-    const char *start = ps->p;
-    char *out = xmalloc(strlen(start) + 1), *o = out; /* unescaping never makes text longer */
+    const char *end = ps->p;
+    while (*end && *end != '"') /* the raw string's end: unescaping never makes text longer */
+        end += end[0] == '\\' && end[1] ? 2 : 1;
+    char *out = xmalloc((size_t)(end - ps->p) + 1), *o = out;
     for (;;) {
         unsigned char c = (unsigned char)*ps->p;
         if (c == '"') {
             ps->p++;
             *o = '\0';
+            *len = (size_t)(o - out);
             return out;
         }
         if (c == '\0' || c < 0x20) {
@@ -177,7 +181,8 @@ static int parse_container(Parser *ps, const char *key, int depth)
             skip_space(ps);
             if (*ps->p != '"')
                 return bad(ps, "a member name in double quotes");
-            char *member = parse_string(ps);
+            size_t len;
+            char *member = parse_string(ps, &len);
             if (!member)
                 return 0;
             skip_space(ps);
@@ -214,9 +219,10 @@ static int parse_value(Parser *ps, const char *key, int depth)
     if (*p == '{' || *p == '[')
         return parse_container(ps, key, depth);
     if (*p == '"') {
-        char *s = parse_string(ps);
+        size_t len;
+        char *s = parse_string(ps, &len);
         if (s)
-            add_field(ps, key, JSON_STRING, 0, s);
+            add_field(ps, key, JSON_STRING, 0, s, len);
         return s != NULL;
     }
     static const struct {
@@ -227,13 +233,13 @@ static int parse_value(Parser *ps, const char *key, int depth)
     for (int i = 0; i < 3; i++)
         if (!strncmp(p, words[i].word, strlen(words[i].word))) {
             ps->p += strlen(words[i].word);
-            add_field(ps, key, words[i].kind, words[i].num, NULL);
+            add_field(ps, key, words[i].kind, words[i].num, NULL, 0);
             return 1;
         }
     double v;
     if (!parse_number(ps, &v))
         return 0;
-    add_field(ps, key, JSON_NUMBER, v, NULL);
+    add_field(ps, key, JSON_NUMBER, v, NULL, 0);
     return 1;
 }
 
