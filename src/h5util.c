@@ -73,9 +73,12 @@ void h5u_seal(const char *path)
 }
 
 /* A sealed file must hold the bytes it was sealed with before HDF5 parses any of them (HDF5 1.10
-   can crash or allocate without bound on a damaged file); an unsealed one passes. */
+   can crash or allocate without bound on a damaged file). An unsealed one (written before seals,
+   or by other tools) must start with HDF5's signature: a seal whose first line is damaged would
+   otherwise hand the rest to HDF5 unchecked (it looks for a superblock at 512 too). */
 static void seal_check(const char *path)
 {
+    static const char hdf5_signature[8] = "\211HDF\r\n\032\n";
     FILE *f = fopen(path, "rb");
     if (!f)
         return; /* H5Fis_hdf5 names the problem */
@@ -83,12 +86,16 @@ static void seal_check(const char *path)
     size_t got = fread(block, 1, SEAL_BYTES, f);
     uint64_t h;
     int64_t n;
-    int ok = got < SEAL_BYTES || memcmp(block, seal_magic, sizeof seal_magic - 1) != 0; /* not sealed */
-    if (!ok && seal_sum(f, &h, &n) == 0) {
+    const int unsealed = got >= sizeof hdf5_signature && !memcmp(block, hdf5_signature, sizeof hdf5_signature);
+    const int sealed = got == SEAL_BYTES && !memcmp(block, seal_magic, sizeof seal_magic - 1);
+    int ok = unsealed;
+    if (sealed && seal_sum(f, &h, &n) == 0) {
         seal_block(want, h, n); /* every byte of the block too */
         ok = !memcmp(block, want, SEAL_BYTES);
     }
     fclose(f);
+    if (!unsealed && !sealed)
+        data_bad(path, "not a readable HDF5 file (no HDF5 signature or megatrain seal at its start)");
     if (!ok)
         data_bad(path, "checksum mismatch: the file changed after megatrain wrote it (the file is corrupted)");
 }

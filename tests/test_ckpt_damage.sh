@@ -90,6 +90,10 @@ grep -q "checkpoint run/step-00000008 is damaged: $meta: checksum mismatch" "$ta
 tap_ok $(($? + rc)) "the same: the restart names the damaged checkpoint and meta.h5 (exit $rc)"
 continues_from seal 6
 tap_ok $? "the same: the restart resumes from step 6 and steps 7-8 are the original's"
+# the seal's own first line damaged: not handed to HDF5 as an unsealed file either
+printf 'X' | dd of=$meta bs=1 seek=3 count=1 conv=notrunc 2>/dev/null
+run "$mc" verify run/step-00000008
+expect_fail 2 "$meta: not a readable HDF5 file" "a byte of the seal's first line changed: verify: exit 2"
 
 # format 2 (one file per stage and tp rank, written before format 4): still read, and the run
 # continues from it as from the original
