@@ -420,6 +420,7 @@ static void config_text(const Config *c, char **out)
 
 void ckpt_save(Trainer *tr, const char *dir)
 {
+    batch_idle(tr->reader); /* no data read runs while the checkpoint's HDF5 files are open */
     const Topo *t = tr->t;
     const Model *m = &tr->m;
     const Zero *z = &tr->zero;
@@ -645,6 +646,7 @@ static int load_one(Trainer *tr, const char *path, CkptInfo *ck, char *err, size
 
 int ckpt_resume(Trainer *tr, const char *path)
 {
+    batch_idle(tr->reader);
     const Topo *t = tr->t;
     char **paths = NULL;
     int n = 0;
