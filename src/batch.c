@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols, int32_t *out)
 {
@@ -39,7 +40,40 @@ struct BatchReader {
     char msg[1024];
 };
 
-static void read_into(const BatchWant *w, int32_t *out) { batch_read(w->src, w->first, w->nrows, w->col0, w->ncols, out); }
+/* Reads asked of all readers' threads and not finished, for a fatal error on another thread to
+   wait for: exit tears HDF5 down (its atexit clean-up), which must not happen under a read. */
+static pthread_mutex_t flight_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flight_done = PTHREAD_COND_INITIALIZER;
+static int in_flight;
+static _Thread_local int on_worker;
+#define BATCH_FATAL_WAIT_S 10 /* a read stuck longer (a hung file system) is left to exit */
+
+static void flight(int delta)
+{
+    pthread_mutex_lock(&flight_lock);
+    in_flight += delta;
+    pthread_cond_broadcast(&flight_done);
+    pthread_mutex_unlock(&flight_lock);
+}
+
+/* util_before_fatal: wait, boundedly, until no reading thread is inside a read */
+static void batch_before_fatal(void)
+{
+    if (on_worker) /* it stops the job itself: a bug, never a bad shard (data_try catches those) */
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += BATCH_FATAL_WAIT_S;
+    pthread_mutex_lock(&flight_lock);
+    while (in_flight > 0 && pthread_cond_timedwait(&flight_done, &flight_lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&flight_lock);
+}
+
+static void read_into(const BatchWant *w, int32_t *out)
+{
+    batch_read(w->src, w->first, w->nrows, w->col0, w->ncols, out);
+}
 
 static void read_wanted(void *arg)
 {
@@ -50,6 +84,7 @@ static void read_wanted(void *arg)
 static void *batch_worker(void *arg)
 {
     BatchReader *r = arg;
+    on_worker = 1;
     h5_init(); /* this thread's HDF5 error stack prints nothing either */
     pthread_mutex_lock(&r->lock);
     for (;;) {
@@ -59,6 +94,7 @@ static void *batch_worker(void *arg)
             break;
         pthread_mutex_unlock(&r->lock);
         int ok = data_try(read_wanted, r, r->msg, sizeof r->msg);
+        flight(-1);
         pthread_mutex_lock(&r->lock);
         r->ok = ok;
         r->busy = 0;
@@ -91,6 +127,7 @@ BatchReader *batch_reader_create(size_t elems, int prefetch)
     if (rc)
         fail("data.prefetch: cannot start the reading thread: %s", strerror(rc));
     r->threaded = 1;
+    util_before_fatal(batch_before_fatal);
     return r;
 }
 
@@ -134,6 +171,7 @@ void batch_prefetch(BatchReader *r, const BatchWant *w)
         return;
     batch_fits(r, w);
     batch_idle(r);
+    flight(1); /* from here: the thread's read ends with flight(-1) */
     pthread_mutex_lock(&r->lock);
     r->want = *w;
     r->pending = r->busy = 1;
