@@ -197,19 +197,19 @@ static int hf_added(const char *key, const char *member, const char **index, int
     return 1;
 }
 
-/* The next merge, of tokens a and b (NUL-terminated). */
-static void hf_add_merge(HfModel *m, const HfFile *f, size_t *cap, const char *a, const char *b)
+/* The next merge, of tokens a and b (na and nb bytes). Nothing is left allocated where it stops. */
+static void hf_add_merge(HfModel *m, const HfFile *f, size_t *cap, const char *a, size_t na, const char *b, size_t nb)
 {
     int rank = (int)m->merges.n;
-    int32_t pair[2] = {strmap_get(&m->vocab, a, strlen(a)), strmap_get(&m->vocab, b, strlen(b))};
-    char *ab = xasprintf("%s%s", a, b);
-    int merged = strmap_get(&m->vocab, ab, strlen(ab));
-    if (pair[0] < 0 || pair[1] < 0 || merged < 0)
-        fail_input("%s: merge %d ('%s' '%s'): %s is not in the vocabulary", f->path, rank, a, b,
-                   pair[0] < 0 ? "the first" : pair[1] < 0 ? "the second" : "the merged token");
+    int32_t pair[2] = {strmap_get(&m->vocab, a, na), strmap_get(&m->vocab, b, nb)};
+    char *ab = xasprintf("%.*s%.*s", (int)na, a, (int)nb, b);
+    int merged = strmap_get(&m->vocab, ab, na + nb);
     free(ab);
+    if (pair[0] < 0 || pair[1] < 0 || merged < 0)
+        fail_input("%s: merge %d ('%.*s' '%.*s'): %s is not in the vocabulary", f->path, rank, (int)na, a, (int)nb, b,
+                   pair[0] < 0 ? "the first" : pair[1] < 0 ? "the second" : "the merged token");
     if (strmap_put(&m->merges, pair, sizeof pair, rank) >= 0)
-        fail_input("%s: merge %d ('%s' '%s') repeats an earlier one", f->path, rank, a, b);
+        fail_input("%s: merge %d ('%.*s' '%.*s') repeats an earlier one", f->path, rank, (int)na, a, (int)nb, b);
     m->merge_new = xgrow(m->merge_new, cap, (size_t)rank + 1, sizeof *m->merge_new);
     m->merge_new[rank] = merged;
 }
@@ -226,15 +226,13 @@ static void hf_merges(HfModel *m, const HfFile *f)
         const char *dot = strchr(rest, '.');
         size_t klen = strlen(v->key);
         if (v->kind == JSON_STRING && !dot) {
-            char *a = xstrdup(v->str), *b = strchr(a, ' ');
-            if (!b || strchr(b + 1, ' '))
+            const char *sp = strchr(v->str, ' ');
+            if (!sp || strchr(sp + 1, ' '))
                 fail_input("%s: '%s' is '%s', expected two tokens separated by one space", f->path, v->key, v->str);
-            *b++ = '\0';
-            hf_add_merge(m, f, &cap, a, b);
-            free(a);
+            hf_add_merge(m, f, &cap, v->str, (size_t)(sp - v->str), sp + 1, strlen(sp + 1));
         } else if (v->kind == JSON_STRING && strcmp(dot, ".0") == 0 && w && w->kind == JSON_STRING &&
                    strlen(w->key) == klen && strncmp(w->key, v->key, klen - 1) == 0 && w->key[klen - 1] == '1') {
-            hf_add_merge(m, f, &cap, v->str, w->str);
+            hf_add_merge(m, f, &cap, v->str, strlen(v->str), w->str, strlen(w->str));
             i++;
         } else {
             fail_input("%s: '%s': a merge should be a string \"a b\" or a pair [\"a\", \"b\"]", f->path, v->key);
