@@ -209,9 +209,9 @@ static const int32_t *micro_tokens(StepCtx *x, int k, int slot)
 {
     const BatchWant w = micro_want(x, x->first, k);
     const int32_t *tokens = batch_take(x->reader, &w);
-    if (k + 1 < x->tr->c->parallel.micro_batches || x->next_first >= 0) {
-        const BatchWant next = k + 1 < x->tr->c->parallel.micro_batches ? micro_want(x, x->first, k + 1)
-                                                                          : micro_want(x, x->next_first, 0);
+    const int last = k + 1 == x->tr->c->parallel.micro_batches;
+    if (!last || x->next_first >= 0) {
+        const BatchWant next = last ? micro_want(x, x->next_first, 0) : micro_want(x, x->first, k + 1);
         batch_prefetch(x->reader, &next);
     }
     model_set_batch(&x->tr->m, slot, tokens);
