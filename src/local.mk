@@ -10,7 +10,7 @@ src_libsrc_a_SOURCES = \
   src/train.h src/train.c \
   src/plan.h src/plan.c \
   src/h5util.h src/h5util.c \
-  src/ckpt.h src/ckpt.c \
+  src/ckpt.h src/ckpt.c src/ckpt_meta.h src/ckpt_meta.c src/ckpt_slices.h src/ckpt_slices.c src/ckpt_v2.h src/ckpt_v2.c \
   src/dump.h src/dump.c \
   src/cli.h src/cli.c \
   src/codec.h src/codec.c \
