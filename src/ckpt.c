@@ -286,6 +286,7 @@ static void config_text(const Config *c, char **out)
 
 void ckpt_save(Trainer *tr, const char *dir)
 {
+    batch_idle(tr->reader); /* no data read runs while the checkpoint's HDF5 files are open */
     const Topo *t = tr->t;
     const double start = util_now();
     char *tmp = tmp_dir(dir, tr->step), *final = step_dir(dir, tr->step);
@@ -461,6 +462,7 @@ static int load_one(Trainer *tr, const char *path, CkptInfo *ck, char *err, size
 
 int ckpt_resume(Trainer *tr, const char *path)
 {
+    batch_idle(tr->reader);
     const Topo *t = tr->t;
     const double start = util_now();
     char **paths = NULL;

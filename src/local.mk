@@ -6,6 +6,7 @@ src_libsrc_a_SOURCES = \
   src/optim.h src/optim.c \
   src/guard.h src/guard.c \
   src/metrics.h src/metrics.c \
+  src/batch.h src/batch.c \
   src/train.h src/train.c \
   src/plan.h src/plan.c \
   src/h5util.h src/h5util.c \
@@ -20,3 +21,7 @@ src_libsrc_a_SOURCES = \
 
 bin_PROGRAMS += megatrain
 megatrain_SOURCES = src/main.c
+
+# the reading benchmark (doc/data.md): tokens/s with and without data.prefetch
+noinst_PROGRAMS += tools/databench
+tools_databench_SOURCES = tools/databench.c
