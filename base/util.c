@@ -11,6 +11,9 @@
 #include <time.h>
 
 static const char *progname = "megatrain";
+static void (*before_exit)(void); /* util_before_fatal */
+
+void util_before_fatal(void (*fn)(void)) { before_exit = fn; }
 
 void util_set_progname(const char *name) { progname = name; }
 const char *util_progname(void) { return progname; }
@@ -52,6 +55,8 @@ static void vmessage(const char *kind, const char *fmt, va_list ap)
 
 static noreturn void take_down(int code)
 {
+    if (before_exit)
+        before_exit();
     fflush(stdout);
     if (world_size() > 1)
         MPI_Abort(MPI_COMM_WORLD, code);
@@ -78,6 +83,8 @@ void fail_input_all(const char *fmt, ...)
         fprintf(stderr, "%s: error: %s\n", progname, buf);
         fflush(stderr);
     }
+    if (before_exit)
+        before_exit();
     fflush(stdout);
     if (mpi_live())
         MPI_Finalize();

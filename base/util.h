@@ -22,6 +22,9 @@ noreturn void fail_input(const char *fmt, ...) __attribute__((format(printf, 1, 
 noreturn void fail_input_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Internal or system failure on this rank: print and take the job down with exit code 1. */
 noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* fn runs (on the thread that stops) before fail, fail_input or fail_input_all end the process:
+   e.g. to let a reading thread leave a library that exit's clean-up tears down. One at a time. */
+void util_before_fatal(void (*fn)(void));
 /* Rank 0 of the world prints (others stay quiet); for progress, warnings, and an error that every
    rank meets and stops on cleanly. */
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

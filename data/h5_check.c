@@ -14,9 +14,10 @@
 
 #define H5_STR_MAX 1024 /* longest string attribute read: they hold names */
 
-static int h5_ready;
-static jmp_buf *try_jump; /* armed inside data_try */
-static char try_msg[1024];
+/* per thread: HDF5's error stacks are (in a thread-safe build), and so is a data_try */
+static _Thread_local int h5_ready;
+static _Thread_local jmp_buf *try_jump; /* armed inside data_try */
+static _Thread_local char try_msg[1024];
 
 void h5_init(void)
 {
@@ -25,6 +26,12 @@ void h5_init(void)
     if (H5open() < 0 || H5Eset_auto2(H5E_DEFAULT, NULL, NULL) < 0)
         fail("cannot initialise the HDF5 library");
     h5_ready = 1;
+}
+
+int h5_threadsafe(void)
+{
+    hbool_t yes = 0;
+    return H5is_library_threadsafe(&yes) >= 0 && yes;
 }
 
 /* The first frame of an upward walk is where HDF5 found the problem: its text says the most. */

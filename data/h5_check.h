@@ -20,8 +20,12 @@
         h5_check_at_rc_;                                                                             \
     })
 
-/* Call before the first HDF5 call (idempotent): turns off HDF5's printing of its error stack. */
+/* Call before the first HDF5 call of each thread (idempotent): turns off HDF5's printing of its
+   error stack, which a thread-safe HDF5 keeps per thread. */
 void h5_init(void);
+/* Whether this HDF5 was built thread-safe: then threads may call it (one at a time on any one
+   Dataset; data_try and data_bad work per thread). */
+int h5_threadsafe(void);
 /* Report a failed HDF5 call with HDF5's innermost reason, as data_bad does; where (or NULL) names
    the part of the file, e.g. "chunk 3, tokens 49152..65535". */
 noreturn void h5_fail(const char *path, const char *call, const char *where);
@@ -31,7 +35,9 @@ noreturn void data_bad(const char *path, const char *fmt, ...) __attribute__((fo
 
 /* Run fn(arg); returns 1 when it finished, or 0 with the message of the data_bad that stopped it,
    having closed the HDF5 files and objects fn left open (its memory is not freed: fn keeps what
-   it allocates where its caller can free it). Not nestable. */
+   it allocates where its caller can free it). Not nestable; each thread may have its own (the
+   files it closes are those opened since it began, by any thread: no other thread may open HDF5
+   objects meanwhile). */
 int data_try(void (*fn)(void *), void *arg, char *msg, size_t msg_len);
 
 /* p grown (realloc) to hold at least n elements of size bytes; *cap is how many it holds. */

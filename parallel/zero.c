@@ -10,6 +10,8 @@
 /* where this rank's piece of b lies in the flat buffers */
 static size_t own(const Zero *z, const ZeroBucket *b) { return b->start + (size_t)z->comm->rank * b->piece; }
 
+size_t zero_own(const Zero *z, int i) { return own(z, &z->buckets[i]); }
+
 /* Buckets of `bucket` elements laid from the end of the n-element buffer, where backward finishes
    first; the first one takes the rest. All are multiples of the group size g, as n is. Returns
    their number, *out allocated. */
@@ -157,6 +159,19 @@ double zero_sumsq(const Zero *z, size_t lo, size_t hi)
     return s;
 }
 
+/* every rank's pieces of the compute copy to every rank of the group */
+static void allgather(Zero *z)
+{
+    char *act = z->params;
+    if (z->comm->size == 1)
+        return;
+    for (int i = 0; i < z->nbuckets; i++) {
+        const ZeroBucket *b = &z->buckets[i];
+        comm_allgather(z->comm, act + own(z, b) * z->ops->act_size, act + b->start * z->ops->act_size, b->piece,
+                       comm_type_of(z->ops->act));
+    }
+}
+
 void zero_step(Zero *z, float lr, float beta1, float beta2, float eps, float weight_decay, int step,
                float grad_scale)
 {
@@ -167,11 +182,15 @@ void zero_step(Zero *z, float lr, float beta1, float beta2, float eps, float wei
         ops->adamw(z->master + b->at, act + own(z, b) * ops->act_size, z->grad + b->at, z->m + b->at, z->v + b->at,
                    b->piece, lr, beta1, beta2, eps, weight_decay, step, grad_scale);
     }
-    if (z->comm->size == 1)
-        return;
-    for (int i = 0; i < z->nbuckets; i++) { /* after all the updates: over NCCL they run back to back */
+    allgather(z); /* after all the updates: over NCCL they run back to back */
+}
+
+void zero_publish(Zero *z)
+{
+    char *act = z->params;
+    for (int i = 0; i < z->nbuckets; i++) {
         const ZeroBucket *b = &z->buckets[i];
-        comm_allgather(z->comm, act + own(z, b) * ops->act_size, act + b->start * ops->act_size, b->piece,
-                       comm_type_of(ops->act));
+        z->ops->f32_to_act(act + own(z, b) * z->ops->act_size, z->master + b->at, b->piece);
     }
+    allgather(z);
 }

@@ -58,6 +58,12 @@ void zero_free(Zero *z);
 /* This rank's master weights and moments from host arrays of the whole buffer (n); m, v NULL:
    zero (a fresh start). The compute copy is the caller's. */
 void zero_load(Zero *z, const float *params, const float *m, const float *v);
+/* The first element of the flat buffers that this rank owns in bucket i (its piece: elements
+   [zero_own(z, i), + buckets[i].piece), held from buckets[i].at of master, m and v). */
+size_t zero_own(const Zero *z, int i);
+/* Collective over the group: the compute copy from the master weights (after they were set piece
+   by piece, as a checkpoint loads them), all-gathered. */
+void zero_publish(Zero *z);
 /* Collective over the group: out (n, host) on its rank 0 = the whole buffer of shard arrays
    `shard` (z->master, z->m or z->v) of every rank. */
 void zero_gather(const Zero *z, const float *shard, float *out);

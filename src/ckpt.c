@@ -1,22 +1,21 @@
 /* ckpt.c: writing, finding, verifying and reading checkpoints (see ckpt.h). */
 #include "src/ckpt.h"
 
-#include "autoconfig.h"
 #include "parallel/mpi_check.h"
 #include "parallel/watchdog.h"
-#include "src/h5util.h"
+#include "src/ckpt_meta.h"
+#include "src/ckpt_slices.h"
+#include "src/ckpt_v2.h"
+#include "data/h5_check.h"
 #include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *groups[3] = {"params", "adam_m", "adam_v"};
@@ -25,23 +24,6 @@ static const char *groups[3] = {"params", "adam_m", "adam_v"};
 
 static char *step_dir(const char *dir, int64_t step) { return xasprintf("%s/step-%08lld", dir, (long long)step); }
 static char *tmp_dir(const char *dir, int64_t step) { return xasprintf("%s/.step-%08lld.tmp", dir, (long long)step); }
-static char *shard_file(const char *ckpt, int pp_rank, int tp_rank)
-{
-    return xasprintf("%s/shard-pp%03d-tp%03d.h5", ckpt, pp_rank, tp_rank);
-}
-
-/* pipeline stage of a parameter under a layout of pp stages: the one holding its block, the first
-   for what comes before the blocks, the last for what follows them */
-static int stage_of(const ParamInfo *p, const ModelDims *d, int pp)
-{
-    for (int s = 0; s < pp; s++) {
-        ModelPart part = model_part(d, 1, 0, pp, s);
-        if (p->layer < part.layer0 + part.n_layers)
-            return s;
-    }
-    return pp - 1;
-}
-
 /* length of "step-" and at least 8 digits at the start of s, else 0 */
 static size_t step_len(const char *s)
 {
@@ -65,18 +47,21 @@ CkptName ckpt_name(const char *name, int64_t *step)
     return dot ? CKPT_LEFTOVER : CKPT_STEP;
 }
 
-/* the files megatrain writes in a checkpoint folder: meta.h5 and shard-pp%03d-tp%03d.h5 */
-static int own_file(const char *name)
+int ckpt_data_file(const char *name)
 {
     int s, r;
     char again[64];
-    if (!strcmp(name, "meta.h5"))
-        return 1;
-    if (sscanf(name, "shard-pp%d-tp%d", &s, &r) != 2 || s < 0 || r < 0)
+    if (sscanf(name, "rank-%d", &r) == 1 && r >= 0)
+        snprintf(again, sizeof again, "rank-%05d.h5", r);
+    else if (sscanf(name, "shard-pp%d-tp%d", &s, &r) == 2 && s >= 0 && r >= 0)
+        snprintf(again, sizeof again, "shard-pp%03d-tp%03d.h5", s, r);
+    else
         return 0;
-    snprintf(again, sizeof again, "shard-pp%03d-tp%03d.h5", s, r);
     return !strcmp(again, name);
 }
+
+/* the files megatrain writes in a checkpoint folder */
+static int own_file(const char *name) { return !strcmp(name, "meta.h5") || ckpt_data_file(name); }
 
 /* Delete the checkpoint folder or leftover at path, and only what megatrain wrote: a symlink in its
    place loses the link, never its target's files; a folder loses its own files, and stays (with a
@@ -171,217 +156,7 @@ int ckpt_list(const char *dir, char ***paths)
     return n;
 }
 
-/* ---- meta.h5 ---- */
-
-/* Its integer attributes, in checksum order (doc/checkpoint.md), each with the range of a sound
-   value; then its floats and strings. */
-static const struct {
-    const char *name;
-    int64_t lo, hi;
-} meta_ints[] = {
-    {"format_version", 1, CKPT_VERSION}, {"step", 0, INT64_MAX}, {"cursor", 0, INT64_MAX},
-    {"seed", INT64_MIN, INT64_MAX}, {"tp", 1, INT_MAX}, {"pp", 1, INT_MAX}, {"dp", 1, INT_MAX}, {"cp", 1, INT_MAX},
-    {"vocab_size", 1, INT_MAX}, {"n_layers", 1, INT_MAX}, {"d_model", 1, INT_MAX}, {"n_heads", 1, INT_MAX},
-    {"z_dim", 1, INT_MAX}, {"v_dim", 1, INT_MAX}, {"ffn_dim", 1, INT_MAX}, {"swiglu", 0, 1}, {"chunk", 1, INT_MAX},
-    {"groups", 1, INT_MAX}, {"cema_ndim", 1, INT_MAX}, {"scale_emb", 0, 1}, {"share_emb", 0, 1},
-    {"data_fingerprint", INT64_MIN, INT64_MAX}};
-enum { META_INTS = sizeof meta_ints / sizeof meta_ints[0], META_FIRST_INT = 4 /* tp: the first of int type */ };
-static const char *const meta_floats[2] = {"rope_base", "norm_eps"};
-static const char *const meta_strings[4] = {"format", "time", "git", "config"};
-
-/* The int fields of a CkptInfo, in meta_ints order from META_FIRST_INT up to the fingerprint. */
-static void int_fields(CkptInfo *ck, int **f)
-{
-    ModelDims *d = &ck->dims;
-    int *all[] = {&ck->tp, &ck->pp, &ck->dp, &ck->cp, &d->vocab, &d->n_layers, &d->D, &d->H, &d->Z,
-                  &d->V, &d->F, &d->swiglu, &d->C, &d->G, &d->N, &d->scale_emb, &d->share_emb};
-    memcpy(f, all, sizeof all);
-}
-
-/* FNV-1a 64 of the name with its NUL, then of the value's 8 bytes, little-endian */
-static uint64_t hash_value(uint64_t h, const char *name, uint64_t v)
-{
-    unsigned char le[8];
-    for (int b = 0; b < 8; b++)
-        le[b] = (unsigned char)(v >> 8 * b);
-    return util_fnv1a(le, 8, util_fnv1a(name, strlen(name) + 1, h));
-}
-
-/* The checksum of every other attribute: integers, floats (their float64 bits), then strings (with
-   their NUL), each after its name. */
-static uint64_t meta_checksum(const int64_t *ints, const double *floats, const char *const *strings)
-{
-    uint64_t h = UTIL_FNV_INIT, bits;
-    for (int k = 0; k < META_INTS; k++)
-        h = hash_value(h, meta_ints[k].name, (uint64_t)ints[k]);
-    for (int k = 0; k < 2; k++) {
-        memcpy(&bits, &floats[k], sizeof bits);
-        h = hash_value(h, meta_floats[k], bits);
-    }
-    for (int k = 0; k < 4; k++)
-        h = util_fnv1a(strings[k], strlen(strings[k]) + 1,
-                       util_fnv1a(meta_strings[k], strlen(meta_strings[k]) + 1, h));
-    return h;
-}
-
-static void write_meta(const char *file, const CkptInfo *ck)
-{
-    CkptInfo c = *ck;
-    int *f[META_INTS];
-    int64_t ints[META_INTS] = {CKPT_VERSION, ck->step, ck->cursor, ck->seed};
-    int_fields(&c, f);
-    for (int k = META_FIRST_INT; k < META_INTS - 1; k++)
-        ints[k] = *f[k - META_FIRST_INT];
-    ints[META_INTS - 1] = (int64_t)ck->data_fingerprint;
-    const double floats[2] = {ck->dims.rope_base, ck->dims.eps};
-    char stamp[64];
-    time_t now = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    const char *strings[4] = {CKPT_FORMAT, stamp, MEGATRAIN_GIT_REV, ck->config ? ck->config : ""};
-    const int64_t sum = (int64_t)meta_checksum(ints, floats, strings);
-
-    hid_t h = h5u_create_sealed(file);
-    for (int k = 0; k < META_INTS; k++)
-        h5u_attr_write_i64s(h, file, meta_ints[k].name, 1, &ints[k]);
-    for (int k = 0; k < 2; k++)
-        h5u_attr_write(h, file, meta_floats[k], H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, &floats[k]);
-    for (int k = 0; k < 4; k++)
-        h5u_attr_write_string(h, file, meta_strings[k], strings[k]);
-    h5u_attr_write_i64s(h, file, "fnv1a64", 1, &sum);
-    H5_CHECK_AT(file, H5Fclose(h));
-    h5u_seal(file); /* fsyncs it */
-}
-
-typedef struct {
-    const char *file; /* the meta.h5 */
-    char *strings[4]; /* what was read of meta_strings, freed by ckpt_info whatever happens */
-    CkptInfo *info;
-} InfoArgs;
-
-/* What no sound checkpoint holds, even with a matching checksum (format 1 has none). */
-static void meta_check(const char *file, const int64_t *ints, const double *floats, const CkptInfo *ck)
-{
-    for (int k = 0; k < META_INTS; k++)
-        if (ints[k] < meta_ints[k].lo || ints[k] > meta_ints[k].hi)
-            data_bad(file, "attribute %s = %lld is out of range (expected %lld to %lld)", meta_ints[k].name,
-                     (long long)ints[k], (long long)meta_ints[k].lo, (long long)meta_ints[k].hi);
-    for (int k = 0; k < 2; k++)
-        if (!(floats[k] > 0 && floats[k] <= FLT_MAX))
-            data_bad(file, "attribute %s = %g: expected a positive float32", meta_floats[k], floats[k]);
-    const ModelDims *d = &ck->dims;
-    if (d->D % d->G || d->Z % d->H || d->V % d->H)
-        data_bad(file, "a model of d_model %d, groups %d, n_heads %d, z_dim %d, v_dim %d (groups must divide d_model, "
-                 "n_heads z_dim and v_dim)", d->D, d->G, d->H, d->Z, d->V);
-    if (d->H % ck->tp || d->D % ck->tp || d->G % ck->tp || d->F % ck->tp || d->vocab % ck->tp ||
-        d->n_layers < ck->pp)
-        data_bad(file, "layout tp %d pp %d does not fit the model (n_heads %d, d_model %d, groups %d, ffn_dim %d, "
-                 "vocab_size %d, %d layers)", ck->tp, ck->pp, d->H, d->D, d->G, d->F, d->vocab, d->n_layers);
-}
-
-static void info_body(void *arg)
-{
-    InfoArgs *a = arg;
-    const char *file = a->file;
-    CkptInfo *ck = a->info;
-    hid_t h = h5u_open(file, 0);
-    a->strings[0] = h5u_attr_string(h, file, "format");
-    if (strcmp(a->strings[0], CKPT_FORMAT))
-        data_bad(file, "not a megatrain checkpoint (format '%s')", a->strings[0]);
-    int64_t ints[META_INTS];
-    ints[0] = h5u_attr_i64(h, file, "format_version");
-    if (ints[0] < 1 || ints[0] > CKPT_VERSION)
-        data_bad(file, "format version %lld, this megatrain reads 1 to %d", (long long)ints[0], CKPT_VERSION);
-    for (int k = 1; k < META_INTS; k++)
-        ints[k] = h5u_attr_i64(h, file, meta_ints[k].name);
-    double floats[2];
-    for (int k = 0; k < 2; k++)
-        floats[k] = h5u_attr_f64(h, file, meta_floats[k]);
-    for (int k = 1; k < 4; k++)
-        a->strings[k] = h5u_attr_string(h, file, meta_strings[k]);
-    /* a single bit flip never turns version 2 into 1, which has no checksum to check */
-    if (ints[0] >= 2 &&
-        (uint64_t)h5u_attr_i64(h, file, "fnv1a64") != meta_checksum(ints, floats, (const char *const *)a->strings))
-        data_bad(file, "checksum mismatch: a value changed after megatrain wrote it (the file is corrupted)");
-    H5_CHECK_AT(file, H5Fclose(h));
-
-    int *f[META_INTS];
-    int_fields(ck, f);
-    for (int k = META_FIRST_INT; k < META_INTS - 1; k++)
-        *f[k - META_FIRST_INT] = (int)ints[k];
-    ck->version = (int)ints[0];
-    ck->step = ints[1];
-    ck->cursor = ints[2];
-    ck->seed = ints[3];
-    ck->data_fingerprint = (uint64_t)ints[META_INTS - 1];
-    ck->dims.rope_base = (float)floats[0];
-    ck->dims.eps = (float)floats[1];
-    meta_check(file, ints, floats, ck);
-    ck->config = a->strings[3];
-    a->strings[3] = NULL;
-}
-
-int ckpt_info(const char *path, CkptInfo *info, char *err, size_t errlen)
-{
-    memset(info, 0, sizeof *info);
-    char *file = xasprintf("%s/meta.h5", path);
-    InfoArgs a = {.file = file, .info = info};
-    const int ok = data_try(info_body, &a, err, errlen);
-    for (int k = 0; k < 4; k++)
-        free(a.strings[k]);
-    free(file);
-    if (!ok) {
-        ckpt_info_free(info);
-        return -1;
-    }
-    info->path = xstrdup(path);
-    return 0;
-}
-
-void ckpt_info_free(CkptInfo *info)
-{
-    free(info->path);
-    free(info->config);
-    memset(info, 0, sizeof *info);
-}
-
 /* ---- writing ---- */
-
-/* Write one shard file: every tensor of `table` (a part's, tp_rank of tp) in the three groups,
-   each fetched into a scratch buffer. A copy of another stage's tensor (a tied head) is skipped:
-   its owner writes it. */
-static void write_shard(const char *file, const ParamInfo *table, int n, int tp, int tp_rank, CkptFetch fetch,
-                        void *ctx)
-{
-    hid_t f = h5u_create(file);
-    size_t most = 0;
-    for (int i = 0; i < n; i++)
-        most = table[i].numel > most ? table[i].numel : most;
-    float *buf = xmalloc(most * sizeof(float));
-    for (int i = 0; i < n; i++) {
-        const ParamInfo *p = &table[i];
-        if (p->copy)
-            continue;
-        hsize_t local[PARAM_MAXDIM];
-        for (int k = 0; k < p->ndim; k++)
-            local[k] = (hsize_t)p->local[k];
-        for (int g = 0; g < 3; g++) {
-            fetch(ctx, g, p, tp_rank, buf);
-            char *name = xasprintf("%s/%s", groups[g], p->name);
-            h5u_write(f, file, name, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, local, buf);
-            hid_t d = H5_CHECK_AT(file, H5Dopen2(f, name, H5P_DEFAULT));
-            int64_t sum = (int64_t)util_fnv1a(buf, p->numel * sizeof(float), UTIL_FNV_INIT);
-            int64_t meta[3] = {p->split, tp, tp_rank};
-            h5u_attr_write_i64s(d, file, "global_shape", p->ndim, p->shape);
-            h5u_attr_write_i64s(d, file, "split_tp_rank", 3, meta);
-            h5u_attr_write_i64s(d, file, "fnv1a64", 1, &sum);
-            H5_CHECK_AT(file, H5Dclose(d));
-            free(name);
-        }
-    }
-    free(buf);
-    H5_CHECK_AT(file, H5Fclose(f));
-    fsync_path(file);
-}
 
 /* Keep the newest keep_last and every multiple of keep_every; drop the others. */
 static void prune(const char *dir, int keep_last, int keep_every)
@@ -397,15 +172,106 @@ static void prune(const char *dir, int keep_last, int keep_every)
     free(paths);
 }
 
-typedef struct {
-    const float *arrays[3];
-} HostArrays;
-
-static void fetch_host(void *ctx, int group, const ParamInfo *p, int tp_rank, float *out)
+/* fn(ctx, p, lo, hi, at) for each piece of the flat buffer this rank owns in the distributed
+   optimizer (parallel/zero.h) and each tensor p it overlaps: elements [lo, hi) of p, from element
+   at of the shard arrays. */
+static void each_piece(Trainer *tr, void (*fn)(void *ctx, const ParamInfo *p, size_t lo, size_t hi, size_t at),
+                       void *ctx)
 {
-    const HostArrays *h = ctx;
-    (void)tp_rank; /* the arrays are this rank's shard */
-    memcpy(out, h->arrays[group] + p->offset, p->numel * sizeof(float));
+    const Model *m = &tr->m;
+    const Zero *z = &tr->zero;
+    for (int i = 0; i < z->nbuckets; i++) {
+        const size_t o = zero_own(z, i), e = o + z->buckets[i].piece;
+        for (int k = 0; k < m->n_params; k++) {
+            const ParamInfo *p = &m->params_info[k];
+            const size_t lo = p->offset > o ? p->offset : o, hi = p->offset + p->numel < e ? p->offset + p->numel : e;
+            if (lo < hi)
+                fn(ctx, p, lo - p->offset, hi - p->offset, z->buckets[i].at + (lo - o));
+        }
+    }
+}
+
+typedef struct {
+    const CkptInfo *ck; /* its tensors */
+    SliceList l;
+    int tp_rank, file;
+} OwnArgs;
+
+/* A piece as slices of this rank's file. A copy of another stage's tensor (the tied head) is its
+   owner's to write, and a tensor whole on every tp rank is tp rank 0's. */
+static void own_piece(void *ctx, const ParamInfo *p, size_t lo, size_t hi, size_t at)
+{
+    OwnArgs *a = ctx;
+    if (!p->copy && (p->split >= 0 || a->tp_rank == 0))
+        slices_add(&a->l, slices_find(a->ck->tensors, a->ck->ntensors, p->name), p->split < 0 ? 0 : a->tp_rank,
+                   (int64_t)lo, (int64_t)hi, a->file, (int64_t)at);
+}
+
+typedef struct {
+    const CkptInfo *ck;
+    const char *path;
+    const CkptSlice *s;
+    int n;
+    float *buf;
+} CheckArgs;
+
+static void check_body(void *arg)
+{
+    CheckArgs *a = arg;
+    slices_check(a->ck, a->path, a->s, a->n, a->buf);
+}
+
+/* Write this rank's file from its shard arrays, sync it, read it back and check every slice;
+   0, or -1 with the reason in err. */
+static int write_own(const Trainer *tr, const char *path, const CkptInfo *ck, SliceList *l, char *err,
+                     size_t errlen)
+{
+    const Zero *z = &tr->zero;
+    const float *shards[3] = {z->master, z->m, z->v};
+    float *buf = xmalloc((size_t)CKPT_SLICE_MAX * sizeof(float));
+    SliceFile w;
+    slices_create(&w, path, l->len);
+    for (int i = 0; i < l->n; i++)
+        for (int g = 0; g < 3; g++) {
+            z->ops->download(buf, shards[g] + l->s[i].at, (size_t)(l->s[i].hi - l->s[i].lo) * sizeof(float));
+            slices_put(&w, &l->s[i], g, buf);
+        }
+    slices_close(&w);
+    fsync_path(path);
+    CheckArgs c = {ck, path, l->s, l->n, buf};
+    const int ok = data_try(check_body, &c, err, errlen);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+/* Rank 0: every rank's slices, in rank order (*n of them); NULL when a rank's file did not read
+   back (it says why). */
+static CkptSlice *gather_slices(const Trainer *tr, const SliceList *l, int ok, int *n)
+{
+    const Topo *t = tr->t;
+    int mine = ok ? l->n * (int)sizeof(CkptSlice) : -1, *bytes = NULL, *at = NULL, bad = 0;
+    if (t->rank == 0) {
+        bytes = xcalloc((size_t)t->world, sizeof *bytes);
+        at = xcalloc((size_t)t->world, sizeof *at);
+    }
+    MPI_CHECK(MPI_Gather(&mine, 1, MPI_INT, bytes, 1, MPI_INT, 0, t->world_comm));
+    int total = 0;
+    for (int r = 0; t->rank == 0 && r < t->world; r++) {
+        bad |= bytes[r] < 0;
+        bytes[r] = bytes[r] < 0 ? 0 : bytes[r];
+        at[r] = total;
+        total += bytes[r];
+    }
+    CkptSlice *all = t->rank == 0 ? xmalloc((size_t)total + 1) : NULL;
+    MPI_CHECK(MPI_Gatherv(l->s, ok ? mine : 0, MPI_BYTE, all, bytes, at, MPI_BYTE, 0, t->world_comm));
+    free(bytes);
+    free(at);
+    *n = total / (int)sizeof(CkptSlice);
+    if (bad) {
+        free(all);
+        return NULL;
+    }
+    return all;
 }
 
 static void config_text(const Config *c, char **out)
@@ -420,9 +286,9 @@ static void config_text(const Config *c, char **out)
 
 void ckpt_save(Trainer *tr, const char *dir)
 {
+    batch_idle(tr->reader); /* no data read runs while the checkpoint's HDF5 files are open */
     const Topo *t = tr->t;
-    const Model *m = &tr->m;
-    const Zero *z = &tr->zero;
+    const double start = util_now();
     char *tmp = tmp_dir(dir, tr->step), *final = step_dir(dir, tr->step);
     if (t->rank == 0) {
         if (mkdir(dir, 0777) != 0 && errno != EEXIST)
@@ -442,36 +308,35 @@ void ckpt_save(Trainer *tr, const char *dir)
     }
     watchdog_barrier(t->world_comm, "barrier before writing a checkpoint", "world");
 
-    /* the master weights and moments are spread over the dp x cp group: gathered on its rank 0,
-       which writes */
-    const int writer = tr->dpcp.rank == 0;
-    const float *shards[3] = {z->master, z->m, z->v};
-    HostArrays h;
-    for (int g = 0; g < 3; g++) {
-        float *all = writer ? xmalloc(m->n_padded * sizeof(float)) : NULL;
-        zero_gather(z, shards[g], all);
-        h.arrays[g] = all;
-    }
-    if (writer) {
-        char *file = shard_file(tmp, t->pp_rank, t->tp_rank);
-        write_shard(file, m->params_info, m->n_params, t->tp, t->tp_rank, fetch_host, &h);
-        free(file);
-    }
+    /* every rank writes the slices it owns to its own file and reads them back; rank 0 writes the
+       index once every file is good */
+    CkptInfo ck = {.step = tr->step,
+                   .cursor = tr->cursor,
+                   .seed = tr->c->train.seed,
+                   .tp = t->tp,
+                   .pp = t->pp,
+                   .dp = t->dp,
+                   .cp = t->cp,
+                   .dims = tr->dims,
+                   .data_fingerprint = tr->data_fingerprint,
+                   .files = t->world};
+    ck.ntensors = slices_tensors(&tr->dims, t->tp, &ck.tensors);
+    OwnArgs own = {.ck = &ck, .tp_rank = t->tp_rank, .file = t->rank};
+    each_piece(tr, own_piece, &own);
+    SliceList l = own.l;
+    char *file = slices_file(tmp, t->rank), err[1024];
+    const int ok = write_own(tr, file, &ck, &l, err, sizeof err) == 0;
+    if (!ok)
+        fprintf(stderr, "megatrain: warning (rank %d): %s: what was written does not read back: %s\n", t->rank,
+                file, err);
+    ck.slices = gather_slices(tr, &l, ok, &ck.nslices);
     if (t->rank == 0) {
-        CkptInfo ck = {.step = tr->step,
-                       .cursor = tr->cursor,
-                       .seed = tr->c->train.seed,
-                       .tp = t->tp,
-                       .pp = t->pp,
-                       .dp = t->dp,
-                       .cp = t->cp,
-                       .dims = tr->dims,
-                       .data_fingerprint = tr->data_fingerprint};
+        if (!ck.slices)
+            fail("checkpoint %s not written: a rank's file did not read back (see its warning)", final);
         config_text(tr->c, &ck.config);
         char *meta = xasprintf("%s/meta.h5", tmp);
-        write_meta(meta, &ck);
+        ckpt_meta_write(meta, &ck);
         free(meta);
-        free(ck.config);
     }
     watchdog_barrier(t->world_comm, "barrier after writing a checkpoint's files", "world");
     if (t->rank == 0) {
@@ -480,11 +345,18 @@ void ckpt_save(Trainer *tr, const char *dir)
             fail("%s: cannot rename to %s: %s", tmp, final, strerror(errno));
         fsync_path(dir);
         prune(dir, tr->c->checkpoint.keep_last, tr->c->checkpoint.keep_every);
-        log_info("checkpoint %s written", final);
+        int64_t elems = 0;
+        for (int i = 0; i < ck.nslices; i++)
+            elems += ck.slices[i].hi - ck.slices[i].lo;
+        log_info("checkpoint %s written (%.3f GB in %d files, %.2f s)", final, 12e-9 * (double)elems, ck.files,
+                 util_now() - start);
     }
     watchdog_barrier(t->world_comm, "barrier after renaming a checkpoint", "world");
-    for (int g = 0; g < 3; g++)
-        free((float *)h.arrays[g]);
+    free(ck.tensors);
+    free(ck.slices);
+    free(ck.config);
+    free(l.s);
+    free(file);
     free(tmp);
     free(final);
 }
@@ -493,116 +365,45 @@ void ckpt_save(Trainer *tr, const char *dir)
 
 typedef struct {
     const CkptInfo *ck;
+    int g;
     const ParamInfo *p;
     int tp_rank;
-    float *out;
-    char *name, *file; /* the dataset and the file being read: with buf, freed by ckpt_read */
-    float *buf;        /* (the source shard's numel) */
-} ReadArgs;
+    int64_t lo, hi;
+    float *out, *buf; /* buf (CKPT_SLICE_MAX): freed by ckpt_read_range */
+} RangeArgs;
 
-/* Read the dataset whole from shard file (stage, tp rank s) into a->buf, checking its shape and
-   checksum. */
-static void read_source(ReadArgs *a, int stage, int s, const int64_t *src_local)
+static void range_body(void *arg)
 {
-    const ParamInfo *p = a->p;
-    hsize_t shape[PARAM_MAXDIM];
-    size_t n = 1;
-    for (int k = 0; k < p->ndim; k++)
-        n *= (size_t)(shape[k] = (hsize_t)src_local[k]);
-    if (!a->buf)
-        a->buf = xmalloc(n * sizeof(float));
-    free(a->file);
-    a->file = shard_file(a->ck->path, stage, s);
-    const char *file = a->file, *name = a->name;
-    hid_t f = h5u_open(file, 0);
-    h5u_read(f, name, H5T_NATIVE_FLOAT, p->ndim, shape, a->buf, file);
-    hid_t d = H5_CHECK_AT(file, H5Dopen2(f, name, H5P_DEFAULT));
-    int64_t sum;
-    h5u_attr_i64s(d, file, "fnv1a64", 1, &sum);
-    if ((uint64_t)sum != util_fnv1a(a->buf, n * sizeof(float), UTIL_FNV_INIT))
-        data_bad(file, "%s: checksum mismatch (the file is corrupted)", name);
-    H5_CHECK_AT(file, H5Dclose(d));
-    H5_CHECK_AT(file, H5Fclose(f));
+    RangeArgs *a = arg;
+    slices_read(a->ck, a->g, a->p, a->tp_rank, a->lo, a->hi, a->out, a->buf);
 }
 
-/* The dimension the writer cut the tensor along, from its file's split_tp_rank (-1: whole in
-   every file): an older table may have cut it elsewhere than this one does. */
-static int source_split(ReadArgs *a, int stage)
+int ckpt_read_range(const CkptInfo *ck, const char *group, const ParamInfo *p, int tp_rank, int64_t lo, int64_t hi,
+                    float *out, char *err, size_t errlen)
 {
-    const ParamInfo *p = a->p;
-    free(a->file);
-    a->file = shard_file(a->ck->path, stage, a->tp_rank % a->ck->tp);
-    const char *file = a->file;
-    hid_t f = h5u_open(file, 0), d = H5_CHECK_AT(file, H5Dopen2(f, a->name, H5P_DEFAULT));
-    int64_t meta[3];
-    h5u_attr_i64s(d, file, "split_tp_rank", 3, meta);
-    H5_CHECK_AT(file, H5Dclose(d));
-    H5_CHECK_AT(file, H5Fclose(f));
-    if (meta[0] < -1 || meta[0] >= p->ndim || meta[1] != a->ck->tp ||
-        (meta[0] >= 0 && p->shape[meta[0]] % meta[1]))
-        data_bad(file, "%s: split_tp_rank (%lld, %lld, %lld) does not fit a tensor of %d dimensions written under "
-                 "tp %d", a->name, (long long)meta[0], (long long)meta[1], (long long)meta[2], p->ndim, a->ck->tp);
-    return (int)meta[0];
-}
-
-/* Copy the box of global indices [lo, hi) (each dimension) from src, the block of shape src_n at
-   src_lo, into dst, the block of shape dst_n at dst_lo: runs along the last dimension. */
-static void copy_box(float *dst, const int64_t *dst_lo, const int64_t *dst_n, const float *src, const int64_t *src_lo,
-                     const int64_t *src_n, const int64_t *lo, const int64_t *hi, int ndim)
-{
-    int64_t g[PARAM_MAXDIM];
-    memcpy(g, lo, (size_t)ndim * sizeof *g);
-    int k;
-    do {
-        int64_t di = 0, si = 0;
-        for (int j = 0; j < ndim; j++) {
-            di = di * dst_n[j] + g[j] - dst_lo[j];
-            si = si * src_n[j] + g[j] - src_lo[j];
-        }
-        memcpy(dst + di, src + si, (size_t)(hi[ndim - 1] - lo[ndim - 1]) * sizeof(float));
-        for (k = ndim - 2; k >= 0 && ++g[k] == hi[k]; k--) /* the next run */
-            g[k] = lo[k];
-    } while (k >= 0);
-}
-
-/* This rank's shard from the files' blocks that overlap it, however each was cut. */
-static void read_body(void *arg)
-{
-    ReadArgs *a = arg;
-    const CkptInfo *ck = a->ck;
-    const ParamInfo *p = a->p;
-    const int stage = stage_of(p, &ck->dims, ck->pp), ks = source_split(a, stage);
-    int64_t mine_lo[PARAM_MAXDIM], src_lo[PARAM_MAXDIM], src_n[PARAM_MAXDIM], lo[PARAM_MAXDIM], hi[PARAM_MAXDIM];
-    for (int j = 0; j < p->ndim; j++) {
-        mine_lo[j] = j == p->split ? a->tp_rank * p->local[j] : 0;
-        src_n[j] = j == ks ? p->shape[j] / ck->tp : p->shape[j];
+    if (ck->version < 4) { /* the whole shard is one dataset, checked whole */
+        const int whole = lo == 0 && hi == (int64_t)p->numel;
+        float *all = whole ? out : xmalloc(p->numel * sizeof(float));
+        const int rc = ckpt2_read(ck, group, p, tp_rank, all, err, errlen);
+        if (!whole && !rc)
+            memcpy(out, all + lo, (size_t)(hi - lo) * sizeof(float));
+        if (!whole)
+            free(all);
+        return rc;
     }
-    for (int s = 0; s < (ks < 0 ? 1 : ck->tp); s++) {
-        int empty = 0;
-        for (int j = 0; j < p->ndim; j++) {
-            src_lo[j] = j == ks ? s * src_n[j] : 0;
-            lo[j] = mine_lo[j] > src_lo[j] ? mine_lo[j] : src_lo[j];
-            const int64_t mine_hi = mine_lo[j] + p->local[j], src_hi = src_lo[j] + src_n[j];
-            hi[j] = mine_hi < src_hi ? mine_hi : src_hi;
-            empty |= lo[j] >= hi[j];
-        }
-        if (empty)
-            continue;
-        /* a tensor whole in every file: the same rank's copy when it exists (verify reads each) */
-        read_source(a, stage, ks < 0 ? a->tp_rank % ck->tp : s, src_n);
-        copy_box(a->out, mine_lo, p->local, a->buf, src_lo, src_n, lo, hi, p->ndim);
-    }
+    int g = 0;
+    while (strcmp(groups[g], group))
+        g++;
+    RangeArgs a = {ck, g, p, tp_rank, lo, hi, out, xmalloc((size_t)CKPT_SLICE_MAX * sizeof(float))};
+    const int ok = data_try(range_body, &a, err, errlen);
+    free(a.buf);
+    return ok ? 0 : -1;
 }
 
 int ckpt_read(const CkptInfo *ck, const char *group, const ParamInfo *p, int tp_rank, float *out, char *err,
               size_t errlen)
 {
-    ReadArgs a = {ck, p, tp_rank, out, xasprintf("%s/%s", group, p->name), NULL, NULL};
-    const int ok = data_try(read_body, &a, err, errlen);
-    free(a.name);
-    free(a.file);
-    free(a.buf);
-    return ok ? 0 : -1;
+    return ckpt_read_range(ck, group, p, tp_rank, 0, (int64_t)p->numel, out, err, errlen);
 }
 
 /* ---- resuming ---- */
@@ -615,37 +416,55 @@ int ckpt_same_model(const ModelDims *a, const ModelDims *b)
            a->rope_base == b->rope_base && a->eps == b->eps;
 }
 
-/* Load one checkpoint on this rank; 0, or -1 with the reason. */
+typedef struct {
+    Trainer *tr;
+    const CkptInfo *ck;
+    float *buf; /* (CKPT_SLICE_MAX) */
+    char *err;
+    size_t errlen;
+    int rc;
+} LoadArgs;
+
+/* Read elements [lo, hi) of p into the shard arrays from element at, a slice's worth at a time */
+static void load_piece(void *ctx, const ParamInfo *p, size_t lo, size_t hi, size_t at)
+{
+    LoadArgs *a = ctx;
+    Zero *z = &a->tr->zero;
+    float *shards[3] = {z->master, z->m, z->v};
+    for (size_t b = lo; b < hi && !a->rc; b += (size_t)CKPT_SLICE_MAX) {
+        const size_t e = hi - b > (size_t)CKPT_SLICE_MAX ? b + (size_t)CKPT_SLICE_MAX : hi;
+        for (int g = 0; g < 3 && !a->rc; g++) {
+            a->rc = ckpt_read_range(a->ck, groups[g], p, a->tr->m.part.tp_rank, (int64_t)b, (int64_t)e, a->buf, a->err,
+                                    a->errlen);
+            if (!a->rc)
+                z->ops->upload(shards[g] + at + (b - lo), a->buf, (e - b) * sizeof(float));
+        }
+    }
+}
+
+/* Load this rank's pieces of one checkpoint's master weights and moments (the compute copy
+   follows when every rank has: zero_publish); 0, or -1 with the reason. */
 static int load_one(Trainer *tr, const char *path, CkptInfo *ck, char *err, size_t errlen)
 {
-    Model *m = &tr->m;
-    Zero *z = &tr->zero;
     if (ckpt_info(path, ck, err, errlen))
         return -1;
     if (!ckpt_same_model(&ck->dims, &tr->dims))
         fail_input_all("%s: this checkpoint is of another model (its config says:\n%s)", path, ck->config);
-    float *host[3];
-    int rc = 0;
-    for (int g = 0; g < 3; g++)
-        host[g] = xcalloc(m->n_padded, sizeof(float));
-    for (int i = 0; i < m->n_params && !rc; i++)
-        for (int g = 0; g < 3 && !rc; g++)
-            rc = ckpt_read(ck, groups[g], &m->params_info[i], m->part.tp_rank, host[g] + m->params_info[i].offset,
-                           err, errlen);
-    if (!rc) {
-        model_params_from_host(m, host[0]);
-        zero_load(z, host[0], host[1], host[2]);
+    LoadArgs a = {tr, ck, xmalloc((size_t)CKPT_SLICE_MAX * sizeof(float)), err, errlen, 0};
+    each_piece(tr, load_piece, &a);
+    free(a.buf);
+    if (!a.rc) {
         tr->step = ck->step;
         tr->cursor = ck->cursor;
     }
-    for (int g = 0; g < 3; g++)
-        free(host[g]);
-    return rc;
+    return a.rc;
 }
 
 int ckpt_resume(Trainer *tr, const char *path)
 {
+    batch_idle(tr->reader);
     const Topo *t = tr->t;
+    const double start = util_now();
     char **paths = NULL;
     int n = 0;
     if (t->rank == 0) {
@@ -675,10 +494,11 @@ int ckpt_resume(Trainer *tr, const char *path)
         if (!ok)
             fprintf(stderr, "megatrain: warning (rank %d): checkpoint %s is damaged: %s\n", t->rank, buf, err);
         if (all) {
+            zero_publish(&tr->zero);
             if (tr->data_fingerprint && ck.data_fingerprint != tr->data_fingerprint)
                 log_warn("%s was written while training on other data (dataset fingerprint differs)", buf);
-            log_info("resumed from %s (step %lld, written under tp %d pp %d dp %d cp %d)", buf, (long long)ck.step,
-                     ck.tp, ck.pp, ck.dp, ck.cp);
+            log_info("resumed from %s (step %lld, written under tp %d pp %d dp %d cp %d) in %.2f s", buf,
+                     (long long)ck.step, ck.tp, ck.pp, ck.dp, ck.cp, util_now() - start);
             ckpt_info_free(&ck);
             for (int j = 0; j < n && t->rank == 0; j++)
                 free(paths[j]);
@@ -702,7 +522,32 @@ int ckpt_resume(Trainer *tr, const char *path)
 
 /* ---- verifying and writing whole checkpoints (tools) ---- */
 
-static void open_body(void *file) { H5_CHECK_AT((char *)file, H5Fclose(h5u_open(file, 0))); }
+/* Every slice of every rank file read back and checked: the problems, printed. */
+static int verify_slices(const CkptInfo *ck)
+{
+    int problems = 0;
+    char err[1024];
+    float *buf = xmalloc((size_t)CKPT_SLICE_MAX * sizeof(float));
+    for (int f = 0; f < ck->files; f++) {
+        char *path = slices_file(ck->path, f);
+        CheckArgs c = {ck, path, NULL, 0, buf};
+        int good = data_try(check_body, &c, err, sizeof err); /* one message for a file that does not open */
+        for (int i = 0; i < ck->nslices && good; i++) {
+            c = (CheckArgs){ck, path, &ck->slices[i], 1, buf};
+            if (ck->slices[i].file == f && !data_try(check_body, &c, err, sizeof err)) {
+                fprintf(stderr, "%s\n", err);
+                problems++;
+            }
+        }
+        if (!good) {
+            fprintf(stderr, "%s\n", err);
+            problems++;
+        }
+        free(path);
+    }
+    free(buf);
+    return problems;
+}
 
 int ckpt_verify(const char *path)
 {
@@ -712,35 +557,44 @@ int ckpt_verify(const char *path)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    int problems = 0;
-    for (int s = 0; s < ck.pp; s++)
-        for (int r = 0; r < ck.tp; r++) {
-            char *file = shard_file(path, s, r);
-            int opens = data_try(open_body, file, err, sizeof err);
-            free(file);
-            if (!opens) { /* one message for the file, not one per tensor */
-                fprintf(stderr, "%s\n", err);
-                problems++;
-                continue;
-            }
-            ModelPart part = model_part(&ck.dims, ck.tp, r, ck.pp, s);
-            ParamInfo *table;
-            int n = model_table(&ck.dims, &part, &table);
-            for (int i = 0; i < n; i++) {
-                if (table[i].copy)
-                    continue;
-                float *buf = xmalloc(table[i].numel * sizeof(float));
-                for (int g = 0; g < 3; g++)
-                    if (ckpt_read(&ck, groups[g], &table[i], r, buf, err, sizeof err)) {
-                        fprintf(stderr, "%s\n", err);
-                        problems++;
-                    }
-                free(buf);
-            }
-            free(table);
-        }
+    const int problems = ck.version < 4 ? ckpt2_verify(&ck) : verify_slices(&ck);
     ckpt_info_free(&ck);
     return problems;
+}
+
+/* The file of (stage s, tp rank r) of a tools' layout: every tensor it holds (but copies, and a
+   tensor whole on every tp rank but at r = 0) whole, fetched; returns its slices. */
+static SliceList write_part(const char *tmp, const CkptInfo *ck, int s, int r, CkptFetch fetch, void *ctx)
+{
+    ModelPart part = model_part(&ck->dims, ck->tp, r, ck->pp, s);
+    ParamInfo *table;
+    const int n = model_table(&ck->dims, &part, &table);
+    int *first = xmalloc((size_t)(n + 1) * sizeof *first); /* table[i]'s slices: first[i] .. first[i + 1] - 1 */
+    size_t most = 0;
+    OwnArgs own = {.ck = ck, .tp_rank = r, .file = s * ck->tp + r};
+    for (int i = 0; i < n; i++) {
+        first[i] = own.l.n;
+        own_piece(&own, &table[i], 0, table[i].numel, 0);
+        most = table[i].numel > most ? table[i].numel : most;
+    }
+    first[n] = own.l.n;
+    float *buf = xmalloc(most * sizeof(float));
+    char *path = slices_file(tmp, own.file);
+    SliceFile w;
+    slices_create(&w, path, own.l.len);
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < 3 && first[i] < first[i + 1]; g++) {
+            fetch(ctx, g, &table[i], r, buf);
+            for (int j = first[i]; j < first[i + 1]; j++)
+                slices_put(&w, &own.l.s[j], g, buf + own.l.s[j].at);
+        }
+    slices_close(&w);
+    fsync_path(path);
+    free(path);
+    free(buf);
+    free(first);
+    free(table);
+    return own.l;
 }
 
 void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *ctx)
@@ -754,23 +608,32 @@ void ckpt_write(const char *path, const CkptInfo *meta, CkptFetch fetch, void *c
     remove_own(tmp);
     if (mkdir(tmp, 0777) != 0)
         fail_input("%s: cannot create: %s", tmp, strerror(errno));
-    for (int s = 0; s < meta->pp; s++)
-        for (int r = 0; r < meta->tp; r++) {
-            ModelPart part = model_part(&meta->dims, meta->tp, r, meta->pp, s);
-            ParamInfo *table;
-            int n = model_table(&meta->dims, &part, &table);
-            char *file = shard_file(tmp, s, r);
-            write_shard(file, table, n, meta->tp, r, fetch, ctx);
-            free(file);
-            free(table);
-        }
+    CkptInfo ck = *meta;
+    ck.files = meta->tp * meta->pp;
+    ck.nslices = 0; /* meta may be a source checkpoint's info (reshard) */
+    ck.ntensors = slices_tensors(&meta->dims, meta->tp, &ck.tensors);
+    SliceList *parts = xcalloc((size_t)ck.files, sizeof *parts);
+    for (int f = 0; f < ck.files; f++) {
+        parts[f] = write_part(tmp, &ck, f / meta->tp, f % meta->tp, fetch, ctx);
+        ck.nslices += parts[f].n;
+    }
+    ck.slices = xmalloc((size_t)ck.nslices * sizeof *ck.slices);
+    for (int f = 0, at = 0; f < ck.files; at += parts[f++].n) {
+        memcpy(ck.slices + at, parts[f].s, (size_t)parts[f].n * sizeof *ck.slices);
+        free(parts[f].s);
+    }
     char *file = xasprintf("%s/meta.h5", tmp);
-    write_meta(file, meta);
+    ckpt_meta_write(file, &ck);
     remove_own(path);
     if (rename(tmp, path) != 0)
         fail_input("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     fsync_path(dir);
+    free(ck.tensors);
+    free(ck.slices);
+    free(parts);
     free(file);
     free(tmp);
     free(dir);
 }
+
+int ckpt_data_files(const CkptInfo *ck) { return ck->version < 4 ? ck->tp * ck->pp : ck->files; }

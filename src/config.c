@@ -84,6 +84,8 @@ static const Key keys[] = {
     {"data", "seq_len", KT_INT, OFF(data.seq_len), "256", 1, 1 << 30, NULL, "tokens per sequence L"},
     {"data", "batch_size", KT_INT, OFF(data.batch_size), "8", 1, 1 << 30, NULL,
      "global batch: sequences per optimizer step"},
+    {"data", "prefetch", KT_BOOL, OFF(data.prefetch), "true", 0, 0, NULL,
+     "read the next micro-batch on a thread while the current one computes (false: read each when needed)"},
 
     {"optimizer", "lr", KT_FLOAT, OFF(optimizer.lr), "1e-3", 0, 10, NULL, "peak learning rate (AdamW)"},
     {"optimizer", "beta1", KT_FLOAT, OFF(optimizer.beta1), "0.9", 0, 0.999999, NULL, "AdamW beta1"},

@@ -40,6 +40,7 @@ typedef struct {
         char path[CONFIG_STR];
         char blend[CONFIG_BLEND]; /* "WEIGHT PATH WEIGHT PATH ..." (data/blend.h), instead of path */
         int seq_len, batch_size;  /* global: sequences per optimizer step */
+        int prefetch;             /* read the next micro-batch on a thread while one computes */
     } data;
     struct {
         double lr, beta1, beta2, eps, weight_decay, grad_clip;

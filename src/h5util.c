@@ -73,9 +73,12 @@ void h5u_seal(const char *path)
 }
 
 /* A sealed file must hold the bytes it was sealed with before HDF5 parses any of them (HDF5 1.10
-   can crash or allocate without bound on a damaged file); an unsealed one passes. */
+   can crash or allocate without bound on a damaged file). An unsealed one (written before seals,
+   or by other tools) must start with HDF5's signature: a seal whose first line is damaged would
+   otherwise hand the rest to HDF5 unchecked (it looks for a superblock at 512 too). */
 static void seal_check(const char *path)
 {
+    static const char hdf5_signature[8] = "\211HDF\r\n\032\n";
     FILE *f = fopen(path, "rb");
     if (!f)
         return; /* H5Fis_hdf5 names the problem */
@@ -83,12 +86,16 @@ static void seal_check(const char *path)
     size_t got = fread(block, 1, SEAL_BYTES, f);
     uint64_t h;
     int64_t n;
-    int ok = got < SEAL_BYTES || memcmp(block, seal_magic, sizeof seal_magic - 1) != 0; /* not sealed */
-    if (!ok && seal_sum(f, &h, &n) == 0) {
+    const int unsealed = got >= sizeof hdf5_signature && !memcmp(block, hdf5_signature, sizeof hdf5_signature);
+    const int sealed = got == SEAL_BYTES && !memcmp(block, seal_magic, sizeof seal_magic - 1);
+    int ok = unsealed;
+    if (sealed && seal_sum(f, &h, &n) == 0) {
         seal_block(want, h, n); /* every byte of the block too */
         ok = !memcmp(block, want, SEAL_BYTES);
     }
     fclose(f);
+    if (!unsealed && !sealed)
+        data_bad(path, "not a readable HDF5 file (no HDF5 signature or megatrain seal at its start)");
     if (!ok)
         data_bad(path, "checksum mismatch: the file changed after megatrain wrote it (the file is corrupted)");
 }
@@ -136,20 +143,46 @@ void h5u_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid
     H5_CHECK_AT(file, H5Pclose(lcpl));
 }
 
-void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_t *shape, void *data,
-              const char *file)
+/* dataset `name` of loc, opened */
+static hid_t open_dataset(hid_t loc, const char *name, const char *file)
 {
     if (!h5u_exists(loc, name))
         data_bad(file, "dataset %s is missing", name);
     hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
     if (d < 0)
         data_bad(file, "cannot open dataset %s", name);
+    return d;
+}
+
+/* the shape of dataset d, of at most 16 dimensions; returns their number */
+static int shape_of(hid_t d, hsize_t *dims, const char *name, const char *file)
+{
     hid_t space = H5_CHECK_AT(file, H5Dget_space(d));
     int nd = H5_CHECK_AT(file, H5Sget_simple_extent_ndims(space));
-    hsize_t dims[16] = {0};
     if (nd > 16)
         data_bad(file, "dataset %s has %d dimensions", name, nd);
     H5_CHECK_AT(file, H5Sget_simple_extent_dims(space, dims, NULL));
+    H5_CHECK_AT(file, H5Sclose(space));
+    return nd;
+}
+
+void h5u_shape(hid_t loc, const char *name, int ndim, hsize_t *shape, const char *file)
+{
+    hid_t d = open_dataset(loc, name, file);
+    hsize_t dims[16] = {0};
+    int nd = shape_of(d, dims, name, file);
+    if (nd != ndim)
+        data_bad(file, "dataset %s has %d dimensions, expected %d", name, nd, ndim);
+    memcpy(shape, dims, (size_t)nd * sizeof *shape);
+    H5_CHECK_AT(file, H5Dclose(d));
+}
+
+void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_t *shape, void *data,
+              const char *file)
+{
+    hid_t d = open_dataset(loc, name, file);
+    hsize_t dims[16] = {0};
+    int nd = shape_of(d, dims, name, file);
     int same = nd == ndim;
     for (int i = 0; same && i < nd; i++)
         same = dims[i] == shape[i];
@@ -165,8 +198,51 @@ void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_
     }
     if (H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         data_bad(file, "cannot read dataset %s (corrupted or truncated file?)", name);
+    H5_CHECK_AT(file, H5Dclose(d));
+}
+
+/* the file space of 1-D dataset d with elements [at, at + n) selected, and a memory space of n */
+static void select_part(hid_t d, const char *file, int64_t at, int64_t n, hid_t *space, hid_t *mem)
+{
+    const hsize_t start = (hsize_t)at, count = (hsize_t)n;
+    *space = H5_CHECK_AT(file, H5Dget_space(d));
+    H5_CHECK_AT(file, H5Sselect_hyperslab(*space, H5S_SELECT_SET, &start, NULL, &count, NULL));
+    *mem = H5_CHECK_AT(file, H5Screate_simple(1, &count, NULL));
+}
+
+void h5u_read_part(hid_t loc, const char *name, int64_t at, int64_t n, float *out, const char *file)
+{
+    hid_t d = open_dataset(loc, name, file), space, mem;
+    hsize_t dims[16] = {0};
+    if (shape_of(d, dims, name, file) != 1 || at < 0 || n <= 0 || (hsize_t)at > dims[0] ||
+        (hsize_t)n > dims[0] - (hsize_t)at)
+        data_bad(file, "dataset %s does not hold elements %lld to %lld", name, (long long)at, (long long)(at + n - 1));
+    select_part(d, file, at, n, &space, &mem);
+    if (H5Dread(d, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, out) < 0)
+        data_bad(file, "cannot read dataset %s (corrupted or truncated file?)", name);
+    H5_CHECK_AT(file, H5Sclose(mem));
     H5_CHECK_AT(file, H5Sclose(space));
     H5_CHECK_AT(file, H5Dclose(d));
+}
+
+hid_t h5u_create_f32(hid_t loc, const char *file, const char *name, int64_t n)
+{
+    const hsize_t dims = (hsize_t)n;
+    hid_t space = H5_CHECK_AT(file, H5Screate_simple(1, &dims, NULL));
+    hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (d < 0)
+        fail_input("%s: cannot create dataset %s", file, name);
+    H5_CHECK_AT(file, H5Sclose(space));
+    return d;
+}
+
+void h5u_write_part(hid_t d, const char *file, int64_t at, int64_t n, const float *data)
+{
+    hid_t space, mem;
+    select_part(d, file, at, n, &space, &mem);
+    H5_CHECK_AT(file, H5Dwrite(d, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, data));
+    H5_CHECK_AT(file, H5Sclose(mem));
+    H5_CHECK_AT(file, H5Sclose(space));
 }
 
 void h5u_attr_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid_t filetype,

@@ -32,6 +32,15 @@ void h5u_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid
 void h5u_read(hid_t loc, const char *name, hid_t memtype, int ndim, const hsize_t *shape, void *data,
               const char *file);
 
+/* The shape of dataset `name`, which must have ndim dimensions; missing or other: data_bad. */
+void h5u_shape(hid_t loc, const char *name, int ndim, hsize_t *shape, const char *file);
+/* Elements [at, at + n) of the 1-D dataset `name`, as float (n > 0); past its end: data_bad. */
+void h5u_read_part(hid_t loc, const char *name, int64_t at, int64_t n, float *out, const char *file);
+/* Create a 1-D little-endian float32 dataset of n elements (kept open: the caller closes it) and
+   write its elements [at, at + n) from host floats. */
+hid_t h5u_create_f32(hid_t loc, const char *file, const char *name, int64_t n);
+void h5u_write_part(hid_t d, const char *file, int64_t at, int64_t n, const float *data);
+
 void h5u_attr_write(hid_t loc, const char *file, const char *name, hid_t memtype, hid_t filetype,
                     const void *value);
 void h5u_attr_write_string(hid_t loc, const char *file, const char *name, const char *value);

@@ -17,20 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols, int32_t *out)
-{
-    if (src->sampler) {
-        sampler_read(src->sampler, first, 0, nrows, col0, ncols, out);
-        return;
-    }
-    uint64_t key = rng_key(src->seed, "random-tokens");
-    const int64_t w = src->L + 1;
-    for (int r = 0; r < nrows; r++)
-        for (int j = 0; j <= ncols; j++)
-            out[r * (ncols + 1) + j] =
-                (int32_t)(rng_u64(key, (uint64_t)((first + r) * w + col0 + j)) % (uint64_t)src->vocab);
-}
-
 /* ---- set-up ---- */
 
 /* parallel.comm, resolved (config_finish) */
@@ -104,6 +90,9 @@ TrainShape train_shape(const Config *c, const ModelDims *d, int dp, int tp, int 
                         .via = via_of(c)};
 }
 
+/* The first stage embeds the tokens and the last one predicts them; a stage between needs none. */
+static int needs_tokens(const Model *m) { return m->part.first || m->part.last; }
+
 void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
 {
     memset(tr, 0, sizeof *tr);
@@ -158,7 +147,7 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
         tr->src.sampler = sampler_create(train, (uint64_t)c->train.seed, L, 1);
         tr->data_fingerprint = dataset_fingerprint(train);
     }
-    tr->tokens = xmalloc((size_t)tr->mb_rows * (tr->Lloc + 1) * sizeof(int32_t));
+    tr->reader = batch_reader_create((size_t)tr->mb_rows * (tr->Lloc + 1), c->data.prefetch && needs_tokens(m));
     tr->grad_scale = 1.0f / ((float)B * (float)L);
     guard_init(&tr->guard, c->train.spike_window);
     inject_init(tr);
@@ -177,7 +166,7 @@ void trainer_free(Trainer *tr)
     const int n = tr->emb_live ? 6 : 5;
     for (int i = 0; i < n; i++)
         comm_wait(cs[i]);
-    free(tr->tokens);
+    batch_reader_free(tr->reader); /* before the sampler it may be reading */
     if (tr->src.sampler)
         sampler_free(tr->src.sampler);
     zero_free(&tr->zero);
@@ -196,24 +185,49 @@ void trainer_free(Trainer *tr)
 typedef struct {
     Trainer *tr;
     BatchSource *src;
-    int64_t first; /* the global batch's first sample */
+    BatchReader *reader;
+    int64_t first;      /* the global batch's first sample */
+    int64_t next_first; /* the next one's, read during this one's last micro-batch; -1: none */
     float grad_scale; /* 0: evaluation, no backward */
     const EvalHook *hook; /* evaluation: after each forward of the last stage, or NULL */
 } StepCtx;
+
+/* Micro-batch k of the global batch from sample first: this rank's rows and columns of it. */
+static BatchWant micro_want(const StepCtx *x, int64_t first, int k)
+{
+    const Trainer *tr = x->tr;
+    const Topo *t = tr->t;
+    return (BatchWant){.src = x->src,
+                       .first = first + (int64_t)t->dp_rank * tr->rows + (int64_t)k * tr->mb_rows,
+                       .nrows = tr->mb_rows,
+                       .col0 = t->cp_rank * tr->Lloc,
+                       .ncols = tr->Lloc};
+}
+
+/* This stage's tokens of micro-batch k into its slot, and the next micro-batch read meanwhile. */
+static const int32_t *micro_tokens(StepCtx *x, int k, int slot)
+{
+    const BatchWant w = micro_want(x, x->first, k);
+    const int32_t *tokens = batch_take(x->reader, &w);
+    const int last = k + 1 == x->tr->c->parallel.micro_batches;
+    if (!last || x->next_first >= 0) {
+        const BatchWant next = last ? micro_want(x, x->next_first, 0) : micro_want(x, x->first, k + 1);
+        batch_prefetch(x->reader, &next);
+    }
+    model_set_batch(&x->tr->m, slot, tokens);
+    return tokens;
+}
 
 static const void *micro_forward(void *ctx, int k)
 {
     StepCtx *x = ctx;
     Trainer *tr = x->tr;
     Model *m = &tr->m;
-    const Topo *t = tr->t;
     const int slot = k % m->n_slots;
-    batch_read(x->src, x->first + (int64_t)t->dp_rank * tr->rows + (int64_t)k * tr->mb_rows, tr->mb_rows,
-               t->cp_rank * tr->Lloc, tr->Lloc, tr->tokens);
-    model_set_batch(m, slot, tr->tokens);
+    const int32_t *tokens = needs_tokens(m) ? micro_tokens(x, k, slot) : NULL;
     tr->loss += model_forward(m, slot, x->grad_scale);
     if (x->hook && m->part.last)
-        x->hook->after(x->hook->ctx, m, slot, tr->tokens, tr->mb_rows, tr->Lloc, (int64_t)t->cp_rank * tr->Lloc);
+        x->hook->after(x->hook->ctx, m, slot, tokens, tr->mb_rows, tr->Lloc, (int64_t)tr->t->cp_rank * tr->Lloc);
     return model_stage_output(m, slot);
 }
 
@@ -302,7 +316,12 @@ double trainer_forward_backward(Trainer *tr)
     replicas_restart(&tr->tp_sums);
     replicas_restart(&tr->tied_sums);
     tr->loss = 0;
-    StepCtx x = {.tr = tr, .src = &tr->src, .first = tr->cursor, .grad_scale = tr->grad_scale};
+    StepCtx x = {.tr = tr,
+                 .src = &tr->src,
+                 .reader = tr->reader,
+                 .first = tr->cursor,
+                 .next_first = tr->step + 1 < c->train.steps ? tr->cursor + c->data.batch_size : -1,
+                 .grad_scale = tr->grad_scale};
     PipelineSteps steps = micro_steps(&x);
     pipeline_1f1b(&tr->pipe, &steps);
     comm_wait(&tr->cp);
@@ -349,12 +368,14 @@ double trainer_eval(Trainer *tr, Dataset *val, const EvalHook *hook)
     Sampler *s = val ? sampler_create(val, (uint64_t)c->train.seed, c->data.seq_len, 0) : NULL;
     BatchSource src = {.sampler = s, .seed = rng_key((uint64_t)c->train.seed, "eval"), .L = c->data.seq_len,
                        .vocab = tr->dims.vocab};
-    StepCtx x = {.tr = tr, .src = &src, .grad_scale = 0.0f, .hook = hook};
+    /* through the training reader: its batch read ahead is dropped, read again after */
+    StepCtx x = {.tr = tr, .src = &src, .reader = tr->reader, .grad_scale = 0.0f, .hook = hook};
     PipelineSteps steps = micro_steps(&x);
     tr->loss = 0;
     for (int e = 0; e < c->eval.batches; e++) {
         /* unshuffled: sample k is window k mod W, so a small split just repeats */
         x.first = (int64_t)e * c->data.batch_size;
+        x.next_first = e + 1 < c->eval.batches ? x.first + c->data.batch_size : -1;
         pipeline_forwards(&tr->pipe, &steps);
         comm_wait(&tr->cp);
     }

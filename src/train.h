@@ -11,23 +11,12 @@
 #include "parallel/replicas.h"
 #include "parallel/topo.h"
 #include "parallel/zero.h"
+#include "src/batch.h"
 #include "src/config.h"
 #include "src/guard.h"
 #include "src/model.h"
 
 #include <stdint.h>
-
-/* Where token windows come from: a dataset's sampler, or (no dataset) random ids that depend only
-   on (seed, sample, position), so benchmarks and tests need no data. */
-typedef struct {
-    Sampler *sampler; /* NULL: random tokens */
-    uint64_t seed;
-    int L, vocab;
-} BatchSource;
-
-/* Samples first .. first + nrows - 1 of the run, columns col0 .. col0 + ncols (ncols + 1 tokens:
-   inputs and the shifted targets): out (nrows, ncols + 1). */
-void batch_read(BatchSource *src, int64_t first, int nrows, int col0, int ncols, int32_t *out);
 
 /* What a rank's buffers depend on in a layout of dp x pp x cp x tp ranks, from the config:
    trainer_init sizes them from it, and so does the memory plan (src/plan.h). */
@@ -57,7 +46,7 @@ typedef struct {
     Zero zero;
     BatchSource src;
     int rows, mb_rows, Lloc;      /* sequences per step and per micro-batch on this rank; its piece */
-    int32_t *tokens;              /* host (mb_rows, Lloc + 1) */
+    BatchReader *reader;          /* micro-batches of (mb_rows, Lloc + 1) tokens, read ahead */
     int64_t cursor;               /* samples drawn so far (the data cursor) */
     float grad_scale;
     double loss;                  /* this step's loss sum on this rank */

@@ -23,6 +23,12 @@ checkpoint: {keep_last: 100}
 Y
 }
 
+# ckpt_text_data DIR: the text fixture as a dataset with a validation split, a check
+ckpt_text_data() {
+    run "$top_builddir/megadata" build "$1" "$top_srcdir/tests/data/text" --val-fraction 0.3
+    tap_ok $rc "a small text dataset with a validation split"
+}
+
 # steps LOG: "step loss grad_norm" of every step record, as written (%.9g)
 steps() {
     sed -n 's/.*"type":"step","step":\([0-9]*\),"tokens":[0-9]*,"loss":\([^,]*\),"lr":[^,]*,"grad_norm":\([^,]*\),.*/\1 \2 \3/p' "$1"

@@ -6,8 +6,9 @@
 #  - a flipped bit in a value of meta.h5 (the step, the data cursor, the chunk size made absurd):
 #    verify and the restart both find it by meta.h5's checksum, and the restart falls back the same
 #    way; so does a damaged byte of HDF5's own structures (by the seal in meta.h5's user block,
-#    before HDF5 parses the file); a format 1 checkpoint (no checksum) still loads, and an absurd
-#    value in it is found by the range check verify and resume share
+#    before HDF5 parses the file); checkpoints of format 2 (one file per stage and tp rank) and 1
+#    (no checksum) still load, and an absurd value in format 1 is found by the range check verify
+#    and resume share
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 . "$top_srcdir/tests/ckpt.sh"
@@ -33,10 +34,11 @@ continues_from() {
     grep -q "resumed from run/step-0*$2 (step $2," "$tap_tmp/out" && [ -s "$1.txt" ] && cmp -s "$1.txt" "$1.want"
 }
 
-# a flipped byte in the data of one tensor of the newest checkpoint
-file=run/step-00000008/shard-pp001-tp000.h5
-tensor=params/layers.3.mega.wz.weight
-flip "$file" "$tensor" 13 32
+# a flipped byte in the data of one tensor of the newest checkpoint: the first slice of rank 1's
+# file (stage 1: its first block's TimestepNorm weight)
+file=run/step-00000008/rank-00001.h5
+tensor="params/layers.2.mega.timenorm.weight, elements 0 to 31 of shard 0"
+flip "$file" params 13 32
 run "$mc" verify run/step-00000008
 expect_fail 2 "$file: $tensor: checksum mismatch" "verify: a flipped byte: exit 2 naming the file and the tensor"
 grep -q "run/step-00000008: 1 problem" "$tap_tmp/err"
@@ -48,7 +50,7 @@ continues_from flip 6
 tap_ok $? "restart: resumes from step 6 and steps 7-8 are the original's"
 
 # a truncated shard file in the (rewritten) newest checkpoint
-file=run/step-00000008/shard-pp000-tp000.h5
+file=run/step-00000008/rank-00000.h5
 truncate -s 20000 "$file"
 run "$mc" verify run/step-00000008
 expect_fail 2 "$file: " "verify: a truncated file: exit 2 naming the file"
@@ -88,8 +90,25 @@ grep -q "checkpoint run/step-00000008 is damaged: $meta: checksum mismatch" "$ta
 tap_ok $(($? + rc)) "the same: the restart names the damaged checkpoint and meta.h5 (exit $rc)"
 continues_from seal 6
 tap_ok $? "the same: the restart resumes from step 6 and steps 7-8 are the original's"
+# the seal's own first line damaged: not handed to HDF5 as an unsealed file either
+printf 'X' | dd of=$meta bs=1 seek=3 count=1 conv=notrunc 2>/dev/null
+run "$mc" verify run/step-00000008
+expect_fail 2 "$meta: not a readable HDF5 file" "a byte of the seal's first line changed: verify: exit 2"
+
+# format 2 (one file per stage and tp rank, written before format 4): still read, and the run
+# continues from it as from the original
+$PYTHON_REF "$top_srcdir/tests/ref/ckpt_h5.py" to-v2 run/step-00000006
+tap_ok $([ -e run/step-00000006/shard-pp000-tp000.h5 ] && [ ! -e run/step-00000006/rank-00000.h5 ] && echo 0 || echo 1) \
+    "format 2: step 6 rewritten as megatrain wrote checkpoints before format 4"
+run "$mc" verify run/step-00000006
+tap_ok $rc "format 2: verify says good"
+rm -r run/step-00000008
+restart v2
+continues_from v2 6
+tap_ok $(($? + rc)) "format 2: the restart resumes from it and steps 7-8 are the original's (exit $rc)"
 
 # format 1 (no checksum): still read; an absurd value in it is out of range for verify and resume alike
+$PYTHON_REF "$top_srcdir/tests/ref/ckpt_h5.py" to-v2 run/step-00000008
 v1() { # v1 CKPT [ATTR VALUE]: rewrite as format 1, optionally setting ATTR
     $PYTHON_REF - "$@" <<'Q'
 import os, sys, h5py, numpy as np

@@ -2,8 +2,8 @@
 SwiGLU, trained on 2 ranks; b: untied head, SiLU FFN, trained under tp 2 x pp 2), a few training
 steps end in a checkpoint, and:
 
-- the checkpoint read here with h5py alone, as doc/checkpoint.md describes it (each dataset's
-  global_shape and split_tp_rank place it in the global tensor; fnv1a64 of its float32
+- the checkpoint read here with h5py alone, as doc/checkpoint.md describes it (tests/ref/ckpt_h5.py:
+  meta.h5's index places each slice of a rank file in its global tensor; fnv1a64 of its float32
   little-endian bytes), gives the tensors that `megackpt export` writes; the safetensors file is
   parsed here by hand (8-byte length, JSON header padded to 8 bytes, contiguous F32 data) and
   holds exactly the names and shapes of spec section 16, the tied head under both names;
@@ -16,7 +16,6 @@ steps end in a checkpoint, and:
 - meta.h5's fnv1a64, in the checkpoint megatrain wrote and in the imported one, is the checksum
   of its values that doc/checkpoint.md defines."""
 
-import glob
 import json
 import os
 import struct
@@ -32,6 +31,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import megalodon_ref as mr  # noqa: E402
 from tap import Tap  # noqa: E402
+from ckpt_h5 import meta_good, read_checkpoint  # noqa: E402
 
 TOL_LOSS = 1e-5
 T = Tap()
@@ -70,50 +70,6 @@ def write_run(tag, cfg, parallel):
     with open(path(f"{tag}.yaml"), "w") as f:
         json.dump(run, f)  # JSON is YAML
     return f"{tag}.yaml"
-
-
-def fnv1a64(data):
-    h = 0xcbf29ce484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
-META_INTS = ["format_version", "step", "cursor", "seed", "tp", "pp", "dp", "cp", "vocab_size", "n_layers",
-             "d_model", "n_heads", "z_dim", "v_dim", "ffn_dim", "swiglu", "chunk", "groups", "cema_ndim",
-             "scale_emb", "share_emb", "data_fingerprint"]
-
-
-def meta_checksum_ok(ckpt):
-    """meta.h5's fnv1a64 is that of its values as doc/checkpoint.md lists them: each name and NUL,
-    then the int64 or float64 little-endian, or the string and NUL."""
-    with h5py.File(os.path.join(ckpt, "meta.h5"), "r") as f:
-        data = b"".join(k.encode() + b"\0" + struct.pack("<q", int(f.attrs[k][0])) for k in META_INTS)
-        data += b"".join(k.encode() + b"\0" + struct.pack("<d", float(f.attrs[k])) for k in ("rope_base", "norm_eps"))
-        data += b"".join(k.encode() + b"\0" + bytes(f.attrs[k]) + b"\0" for k in ("format", "time", "git", "config"))
-        return int(f.attrs["format_version"][0]) == 2 and \
-            fnv1a64(data) == int(f.attrs["fnv1a64"][0]) & 0xFFFFFFFFFFFFFFFF
-
-
-def read_checkpoint(ckpt, group="params"):
-    """name -> global tensor of one group, assembled from the shard files by their attributes
-    (the tied head is stored once, as embed.weight); checks every checksum."""
-    out, bad = {}, []
-    for file in sorted(glob.glob(os.path.join(ckpt, "shard-*.h5"))):
-        with h5py.File(file, "r") as f:
-            for name, d in f[group].items():
-                a = d[...]
-                shape = tuple(d.attrs["global_shape"])
-                dim, tp, rank = d.attrs["split_tp_rank"]
-                if fnv1a64(a.astype("<f4").tobytes()) != int(d.attrs["fnv1a64"][0]) & 0xFFFFFFFFFFFFFFFF:
-                    bad.append(f"{os.path.basename(file)}:{name}")
-                g = out.setdefault(name, np.full(shape, np.nan, np.float32))
-                index = [slice(None)] * len(shape)
-                if dim >= 0:
-                    index[dim] = slice(rank * a.shape[dim], (rank + 1) * a.shape[dim])
-                g[tuple(index)] = a
-    assert not bad, f"checksum mismatch: {bad}"
-    return out
 
 
 def read_safetensors(file):
@@ -189,8 +145,8 @@ def check(tag):
     moments = [read_checkpoint(path(f"{tag}-imp"), g) for g in ("adam_m", "adam_v")]
     T.ok(attrs == dict(step=0, cursor=0, **other) and all(not m[k].any() for m in moments for k in m),
          f"{tag}: ... at step 0, cursor 0, with zero moments ({attrs})")
-    T.ok(meta_checksum_ok(path(ckpt)) and meta_checksum_ok(path(f"{tag}-imp")),
-         f"{tag}: meta.h5 of the checkpoint and of the import: format 2, fnv1a64 as doc/checkpoint.md defines it")
+    T.ok(meta_good(path(ckpt), 4) and meta_good(path(f"{tag}-imp"), 4),
+         f"{tag}: meta.h5 of the checkpoint and of the import: format 4, fnv1a64 as doc/checkpoint.md defines it")
 
 
 for tag in MODELS:

@@ -12,7 +12,7 @@ cd "$tap_tmp" || exit 1
 ckpt_runfile run.yaml
 
 # own_files DIR: its files that megatrain writes, one line
-own_files() { (cd "$1" 2>/dev/null && ls meta.h5 shard-*.h5 2>/dev/null | tr '\n' ' '); }
+own_files() { (cd "$1" 2>/dev/null && ls meta.h5 rank-*.h5 shard-*.h5 2>/dev/null | tr '\n' ' '); }
 
 run "$mt" run.yaml --set train.steps=2 --set checkpoint.dir=src --set log.metrics=src.jsonl
 ok=$rc
@@ -52,7 +52,7 @@ mkdir ck/.tmpcache ck/.step-12.tmp ck/.step-00000012.tmp.bak ck/.step-00000010.t
 echo data >ck/.tmpcache/keep
 echo data >ck/.notes.tmp
 cp src/step-00000002/meta.h5 ck/.step-00000010.tmp/
-cp src/step-00000002/shard-pp000-tp000.h5 ck/.step-00000011.del.tmp/
+cp src/step-00000002/rank-00000.h5 ck/.step-00000011.del.tmp/
 echo data >elsewhere/imp2/meta.h5
 ln -s ../elsewhere/imp2 ck/.step-00000009.tmp
 run "$mc" ls ck

@@ -99,12 +99,15 @@ for c in ref/step-00000014 dp4/step-00000014; do
     run "$mc" reshard "$c" "flat-${c%%/*}"
 done
 err=$($PYTHON_REF - <<'P'
-import h5py, numpy as np
-a, b = (h5py.File(f"flat-{n}/shard-pp000-tp000.h5", "r") for n in ("ref", "dp4"))
+import os, sys
+import numpy as np
+sys.path.insert(0, os.path.join(os.environ["top_srcdir"], "tests", "ref"))
+from ckpt_h5 import GROUPS, read_checkpoint
 worst = {}
-for g in ("params", "adam_m", "adam_v"):
-    for name in a[g]:
-        x, y = a[g][name][...].astype(np.float64), b[g][name][...].astype(np.float64)
+for g in GROUPS:
+    a, b = (read_checkpoint(f"flat-{n}", g) for n in ("ref", "dp4"))
+    for name in a:
+        x, y = a[name].astype(np.float64), b[name].astype(np.float64)
         worst[g] = max(worst.get(g, 0), np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30))
 print(" ".join(f"{g} {e:.1e}" for g, e in worst.items()) if len(worst) == 3 else "missing groups")
 P

@@ -19,23 +19,23 @@ tap_ok $rc "a small text dataset with a validation split"
 # same_state A B: two checkpoints hold bit-identical tensors, step and cursor (prints what differs)
 same_state() {
     $PYTHON_REF - "$1" "$2" <<'P'
-import glob, os, sys
+import os, sys
 import h5py, numpy as np
+sys.path.insert(0, os.path.join(os.environ["top_srcdir"], "tests", "ref"))
+from ckpt_h5 import GROUPS, read_checkpoint
 a, b = sys.argv[1:]
 diff = []
 for k in ("step", "cursor", "tp", "pp"):
     if h5py.File(f"{a}/meta.h5", "r").attrs[k] != h5py.File(f"{b}/meta.h5", "r").attrs[k]:
         diff.append(k)
-files = sorted(os.path.basename(f) for f in glob.glob(f"{a}/shard-*.h5"))
 n = 0
-for name in files:
-    fa, fb = h5py.File(f"{a}/{name}", "r"), h5py.File(f"{b}/{name}", "r")
-    for g in ("params", "adam_m", "adam_v"):
-        for t in fa[g]:
-            n += 1
-            if not np.array_equal(fa[g][t][...], fb[g][t][...]):
-                diff.append(f"{name}:{g}/{t}")
-print(f"{n} tensors in {len(files)} files" if n and not diff else "differ: " + " ".join(diff[:5] or ["no tensors"]))
+for g in GROUPS:
+    ta, tb = read_checkpoint(a, g), read_checkpoint(b, g)
+    for t in ta:
+        n += 1
+        if t not in tb or not np.array_equal(ta[t], tb[t]):
+            diff.append(f"{g}/{t}")
+print(f"{n} tensors" if n and not diff else "differ: " + " ".join(diff[:5] or ["no tensors"]))
 sys.exit(1 if diff or not n else 0)
 P
 }

@@ -57,8 +57,8 @@ run "$mc" reshard ck/step-00000004 rs/tp2pp2 --tp 2 --pp=2
 ok=$rc
 run "$mc" ls rs/tp2pp2
 tap_ok $((ok + rc + $(grep -c ' 4  tp2 pp2 dp1 cp1 .* complete' out) - 1)) "reshard to tp 2 pp 2 (a new folder under a new parent)"
-tap_ok $([ "$(ls rs/tp2pp2)" = "$(printf 'meta.h5\nshard-pp000-tp000.h5\nshard-pp000-tp001.h5\nshard-pp001-tp000.h5\nshard-pp001-tp001.h5')" ] &&
-    echo 0 || echo 1) "... one shard file per (stage, tp rank)"
+tap_ok $([ "$(ls rs/tp2pp2)" = "$(printf 'meta.h5\nrank-00000.h5\nrank-00001.h5\nrank-00002.h5\nrank-00003.h5')" ] &&
+    echo 0 || echo 1) "... one rank file per (stage, tp rank)"
 run "$mc" reshard rs/tp2pp2 rs/back
 run "$mc" export ck/step-00000004 a.safetensors
 ok=$rc
@@ -76,12 +76,12 @@ expect_fail 2 "rs/dangling exists; give a new path" "reshard onto a dangling sym
 tap_ok $([ -L rs/dangling ] && [ ! -e nowhere ] && echo 0 || echo 1) "... which stays a symlink to nothing"
 run "$mc" verify rs/tp2pp2
 tap_ok $rc "... and leaves it alone"
-# a tensor that every tp file of a stage holds whole: each copy is checked
+# a flipped bit in the first slice of (stage 0, tp rank 1)'s file: the embedding's shard 1
 cp -r rs/tp2pp2 rs/flip
-flip rs/flip/shard-pp000-tp001.h5 adam_v/layers.0.mega.rmsnorm.weight 2 1
+flip rs/flip/rank-00001.h5 adam_v 2 1
 run "$mc" verify rs/flip
-expect_fail 2 "rs/flip/shard-pp000-tp001.h5: adam_v/layers.0.mega.rmsnorm.weight: checksum mismatch" \
-    "verify: a flipped bit in tp rank 1's copy of an unsplit tensor: exit 2 naming file and tensor"
+expect_fail 2 "rs/flip/rank-00001.h5: adam_v/embed.weight, elements 0 to [0-9]* of shard 1: checksum mismatch" \
+    "verify: a flipped bit in tp rank 1's shard of the embedding: exit 2 naming file, tensor and elements"
 run "$mc" reshard ck/step-00000004 rs/x --tp 3
 expect_fail 2 "\-\-tp 3 must divide the model's n_heads (2)" "reshard --tp 3 on 2 heads: exit 2"
 run "$mc" reshard ck/step-00000004 rs/x --pp 5
@@ -117,7 +117,7 @@ ok=$((ok + rc))
 run "$mc" export imp22 e.safetensors
 tail -c +$(($(hdr e.safetensors) + 9)) e.safetensors >e.data
 tap_ok $((ok + rc + $(cmp -s a.data e.data; echo $?))) "import for tp 2 pp 2, verified, exports the same tensors"
-tap_ok $([ "$(ls imp22)" = "$(ls rs/tp2pp2)" ] && echo 0 || echo 1) "... in one file per (stage, tp rank)"
+tap_ok $([ "$(ls imp22)" = "$(ls rs/tp2pp2)" ] && echo 0 || echo 1) "... in one rank file per (stage, tp rank)"
 run "$mc" import a.safetensors imp2
 expect_fail 2 "import: --config RUN.yaml missing" "import without --config: exit 2"
 run "$mc" import a.safetensors imp2 --config run.yaml --set model.d_model=64
@@ -161,7 +161,7 @@ expect_fail 2 "big.safetensors.tmp: cannot write: File too large" "export past a
 tap_ok $([ ! -e big.safetensors ] && [ ! -e big.safetensors.tmp ] && echo 0 || echo 1) "... leaving no file"
 (ulimit -f 16 && trap '' XFSZ && exec "$mc" reshard ck/step-00000004 big) >"$tap_tmp/out" 2>"$tap_tmp/err"
 rc=$?
-expect_fail 2 "big.tmp/shard-pp000-tp000.h5: HDF5 error" "reshard past a file size limit: exit 2 naming the file"
+expect_fail 2 "big.tmp/rank-00000.h5: HDF5 error" "reshard past a file size limit: exit 2 naming the file"
 tap_ok $([ ! -e big ] && echo 0 || echo 1) "... and no checkpoint at OUT"
 "$mc" ls ck >/dev/full 2>"$tap_tmp/err"
 rc=$?

@@ -43,7 +43,7 @@ static const char usage_ls[] =
     "\n"
     "List the checkpoints in DIR (a run's checkpoint.dir, or one checkpoint folder), newest first:\n"
     "step, the layout that wrote it (tp pp dp cp), size on disk, status and path. Status is\n"
-    "'complete' (meta.h5 reads, its checksum matches and every shard file is there; `megackpt\n"
+    "'complete' (meta.h5 reads, its checksum matches and every data file is there; `megackpt\n"
     "verify` checks the data), 'damaged' (with the reason on the next line), or 'incomplete' for a\n"
     ".step-NNNNNNNN.tmp or .step-NNNNNNNN.del.tmp folder that a job left when it was killed while\n"
     "writing or deleting a checkpoint (megatrain never reads those and deletes them at its next\n"
@@ -52,19 +52,19 @@ static const char usage_ls[] =
 static const char usage_verify[] =
     "usage: megackpt verify CKPT\n"
     "\n"
-    "Read meta.h5 and every tensor of every shard file of checkpoint folder CKPT and check meta.h5's\n"
-    "checksum and values, and each tensor's shape and fnv1a64 checksum: what megatrain checks when\n"
-    "it resumes. Prints one line per problem naming the file and the tensor; exit status 2 if there\n"
-    "is any, 0 if the checkpoint is good.\n";
+    "Read meta.h5 and every slice of every file of checkpoint folder CKPT and check meta.h5's\n"
+    "checksum, values and index, and each slice's fnv1a64 checksum: what megatrain checks when it\n"
+    "resumes. Prints one line per problem naming the file and the tensor; exit status 2 if there is\n"
+    "any, 0 if the checkpoint is good.\n";
 
 static const char usage_reshard[] =
     "usage: megackpt reshard CKPT OUT [--tp N] [--pp M]\n"
     "\n"
     "Write checkpoint folder OUT (a new path) with the weights and AdamW moments of CKPT laid out\n"
-    "for N tensor-parallel ranks and M pipeline stages (default 1 each): one shard file per\n"
-    "(stage, tp rank). megatrain reads a checkpoint under any layout, so this is only needed to\n"
-    "give each rank exactly its own file (large runs, other tools). Step, data cursor and config\n"
-    "are kept; dp and cp are not part of the files.\n"
+    "for N tensor-parallel ranks and M pipeline stages (default 1 each): one rank file per\n"
+    "(stage, tp rank). megatrain reads a checkpoint under any layout, so this is only needed for\n"
+    "other tools, or to turn an older checkpoint into the current format. Step, data cursor and\n"
+    "config are kept.\n"
     "  --tp N   tensor-parallel ranks (must divide n_heads, d_model, groups, ffn_dim and vocab_size)\n"
     "  --pp M   pipeline stages (at most n_layers)\n";
 
@@ -140,8 +140,8 @@ static int entry_cmp(const void *a, const void *b)
     return x->step != y->step ? (x->step < y->step ? 1 : -1) : x->tmp - y->tmp;
 }
 
-/* Bytes of the files in folder path (a checkpoint holds only files); *shards: how many are shard
-   files. */
+/* Bytes of the files in folder path (a checkpoint holds only files); *shards: how many are its
+   data files. */
 static long long disk_size(const char *path, int *shards)
 {
     long long total = 0;
@@ -152,7 +152,7 @@ static long long disk_size(const char *path, int *shards)
         char *file = xasprintf("%s/%s", path, e->d_name);
         if (stat(file, &sb) == 0 && S_ISREG(sb.st_mode)) {
             total += (long long)sb.st_size;
-            *shards += !strncmp(e->d_name, "shard-", 6) && strstr(e->d_name, ".h5");
+            *shards += ckpt_data_file(e->d_name);
         }
         free(file);
     }
@@ -192,9 +192,9 @@ static void ls_print(const Entry *e)
         snprintf(why, sizeof why, "%s", err);
     } else {
         snprintf(layout, sizeof layout, "tp%d pp%d dp%d cp%d", ck.tp, ck.pp, ck.dp, ck.cp);
-        if (shards != ck.tp * ck.pp) {
+        if (shards != ckpt_data_files(&ck)) {
             status = "damaged";
-            snprintf(why, sizeof why, "%d shard files, the layout has %d", shards, ck.tp * ck.pp);
+            snprintf(why, sizeof why, "%d data files, the checkpoint has %d", shards, ckpt_data_files(&ck));
         }
         ckpt_info_free(&ck);
     }
