@@ -286,8 +286,13 @@ Tokenizer *hf_open(const char *path, char *file, size_t size)
     hf_model_read(path, file, &h->m);
     h->classes = xmalloc(sizeof *h->classes);
     pretok_classes_init(h->classes);
-    h->base = (Tokenizer){"hf-bpe", h->m.vocab_size, h->m.bos, h->m.eos, util_fnv1a(file, size, UTIL_FNV_INIT),
-                          hf_encode, hf_free};
+    h->base = (Tokenizer){.name = "hf-bpe",
+                          .vocab = h->m.vocab_size,
+                          .bos = h->m.bos,
+                          .eos = h->m.eos,
+                          .checksum = util_fnv1a(file, size, UTIL_FNV_INIT),
+                          .encode = hf_encode,
+                          .free = hf_free};
     hf_set_pieces(h);
     free(file);
     return &h->base;

@@ -389,10 +389,14 @@ Tokenizer *spm_open(const char *path, char *file, size_t size)
     if (m->byte_fallback && nbytes != 256)
         fail_input("%s: byte_fallback needs the 256 byte pieces <0x00>..<0xFF>; it has %d", path, nbytes);
     s->segmented = spm_can_segment(s);
-    s->base = (Tokenizer){"sentencepiece", m->npieces, spm_control_id(s, &m->bos_piece),
-                          spm_control_id(s, &m->eos_piece), util_fnv1a(file, size, UTIL_FNV_INIT), spm_encode,
-                          spm_free};
-    s->base.dummy_prefix = m->add_dummy_prefix && !m->ws_suffix;
+    s->base = (Tokenizer){.name = "sentencepiece",
+                          .vocab = m->npieces,
+                          .bos = spm_control_id(s, &m->bos_piece),
+                          .eos = spm_control_id(s, &m->eos_piece),
+                          .checksum = util_fnv1a(file, size, UTIL_FNV_INIT),
+                          .encode = spm_encode,
+                          .free = spm_free,
+                          .dummy_prefix = m->add_dummy_prefix && !m->ws_suffix};
     spm_set_pieces(s);
     return &s->base;
 }

@@ -64,7 +64,8 @@ Tokenizer *tokenizer_open(const char *spec)
         return file[i] == '{' ? hf_open(spec, file, size) : spm_open(spec, file, size);
     }
     Tokenizer *t = xmalloc(sizeof *t);
-    *t = (Tokenizer){TOKENIZER_BYTES, BYTES_VOCAB, -1, BYTES_EOD, 0, bytes_encode, bytes_free};
+    *t = (Tokenizer){.name = TOKENIZER_BYTES, .vocab = BYTES_VOCAB, .bos = -1, .eos = BYTES_EOD, .encode = bytes_encode,
+                     .free = bytes_free};
     for (int b = 0; b < 256; b++) {
         const char c = (char)b;
         tokenizer_set_piece(t, b, &c, 1);
