@@ -158,6 +158,12 @@ int64_t dataset_ntokens(const Dataset *ds) { return ds->ntokens; }
 int dataset_vocab(const Dataset *ds) { return ds->vocab; }
 int dataset_eod(const Dataset *ds) { return ds->eod; }
 const char *dataset_tokenizer(const Dataset *ds) { return ds->tokenizer; }
+/* a blend's: its first dataset's */
+int dataset_bos(const Dataset *ds) { return ds->nmembers ? dataset_bos(ds->members[0]) : ds->meta[0].bos; }
+uint64_t dataset_tokenizer_checksum(const Dataset *ds)
+{
+    return ds->nmembers ? dataset_tokenizer_checksum(ds->members[0]) : ds->meta[0].tokenizer_checksum;
+}
 uint64_t dataset_fingerprint(const Dataset *ds) { return ds->fingerprint; }
 int dataset_blend_size(const Dataset *ds) { return ds->nmembers; }
 Dataset *dataset_blend_member(const Dataset *ds, int i) { return ds->members[i]; }

@@ -21,7 +21,9 @@ void dataset_close(Dataset *ds);
 int64_t dataset_ntokens(const Dataset *ds);
 int dataset_vocab(const Dataset *ds);  /* vocabulary size: every id is < this */
 int dataset_eod(const Dataset *ds);    /* end-of-document id, or -1 */
+int dataset_bos(const Dataset *ds);    /* beginning-of-document id, or -1 */
 const char *dataset_tokenizer(const Dataset *ds);
+uint64_t dataset_tokenizer_checksum(const Dataset *ds); /* of the tokenizer file; 0: none recorded */
 /* A 64-bit fingerprint of the split's shard names, sizes and checksums (for checkpoints); of a
    blend, of its datasets' fingerprints and weights. */
 uint64_t dataset_fingerprint(const Dataset *ds);

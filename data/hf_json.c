@@ -246,6 +246,7 @@ static int hf_vocab(HfModel *m, const HfFile *f)
     int32_t top = -1;
     const char *rest;
     int len;
+    size_t added_cap = 0;
     for (int i = 0; i < f->rec.n; i++) {
         const JsonField *v = &f->rec.fields[i];
         if (hf_under(v->key, "model.vocab.", &rest)) {
@@ -256,6 +257,8 @@ static int hf_vocab(HfModel *m, const HfFile *f)
         } else if (hf_added(v->key, "id", &rest, &len)) {
             int32_t id = hf_id(f, v);
             top = id > top ? id : top;
+            m->added = xgrow(m->added, &added_cap, (size_t)m->nadded + 1, sizeof *m->added);
+            m->added[m->nadded++] = id;
         } else if (hf_added(v->key, "special", &rest, &len) && (v->kind != JSON_BOOL || !v->num)) {
             fail_input("%s: '%s' is not true: added tokens that are not special are matched in the text by Hugging "
                        "Face's encoder, which megadata does not do",
@@ -315,5 +318,6 @@ void hf_model_free(HfModel *m)
     strmap_free(&m->vocab);
     strmap_free(&m->merges);
     free(m->merge_new);
+    free(m->added);
     *m = (HfModel){0};
 }

@@ -24,6 +24,8 @@ typedef struct {
     PretokKind stage[HF_MAX_STAGES];
     int nstages;
     int vocab_size, bos, eos; /* the largest id + 1; -1: none */
+    int32_t *added;           /* (nadded) the added tokens' ids */
+    int nadded;
 } HfModel;
 
 /* Parses text, the NUL-terminated bytes of the file at path. Bad input stops through fail_input

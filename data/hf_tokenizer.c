@@ -235,14 +235,65 @@ static void hf_free(Tokenizer *t)
     free(h);
 }
 
+enum { HF_ALPHABET_END = 0x144 }; /* the byte-level characters are below U+0144 */
+
+/* The bytes of token s[0, n) into out (n bytes at most); returns their number: each character's
+   byte (byte[c]: the byte character c stands for, or -1), or s as it is when a character is none
+   of the alphabet's (as the ByteLevel decoder does). */
+static size_t hf_token_bytes(const int16_t *byte, const char *s, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; k++) {
+        const unsigned char *p = (const unsigned char *)s + i;
+        int len = utf8_char_len(p, n - i);
+        uint32_t c = len ? utf8_decode(p, len) : HF_ALPHABET_END;
+        if (c >= HF_ALPHABET_END || byte[c] < 0) {
+            memcpy(out, s, n);
+            return n;
+        }
+        out[k] = (char)byte[c];
+        i += (size_t)len;
+    }
+    return k;
+}
+
+/* Each token's text: the vocabulary's through the byte-level alphabet; added tokens none (as
+   Hugging Face's decode with skip_special_tokens). */
+static void hf_set_pieces(Hf *h)
+{
+    int16_t byte[HF_ALPHABET_END];
+    memset(byte, 0xff, sizeof byte);
+    for (int b = 0; b < 256; b++)
+        byte[utf8_decode((const unsigned char *)h->m.byte_chr[b], h->m.byte_chr_len[b])] = (int16_t)b;
+    char *text = NULL;
+    size_t cap = 0;
+    const StrMap *v = &h->m.vocab;
+    for (size_t i = 0; i < v->nslots; i++) {
+        const StrMapSlot *e = &v->slots[i];
+        if (e->value < 0)
+            continue;
+        text = xgrow(text, &cap, e->len + 1, 1);
+        tokenizer_set_piece(&h->base, e->value, text, hf_token_bytes(byte, v->keys + e->off, e->len, text));
+    }
+    for (int i = 0; i < h->m.nadded; i++)
+        tokenizer_set_piece(&h->base, h->m.added[i], "", 0);
+    free(text);
+}
+
 Tokenizer *hf_open(const char *path, char *file, size_t size)
 {
     Hf *h = xcalloc(1, sizeof *h);
     hf_model_read(path, file, &h->m);
     h->classes = xmalloc(sizeof *h->classes);
     pretok_classes_init(h->classes);
-    h->base = (Tokenizer){"hf-bpe", h->m.vocab_size, h->m.bos, h->m.eos, util_fnv1a(file, size, UTIL_FNV_INIT),
-                          hf_encode, hf_free};
+    h->base = (Tokenizer){.name = "hf-bpe",
+                          .vocab = h->m.vocab_size,
+                          .bos = h->m.bos,
+                          .eos = h->m.eos,
+                          .checksum = util_fnv1a(file, size, UTIL_FNV_INIT),
+                          .encode = hf_encode,
+                          .free = hf_free};
+    hf_set_pieces(h);
     free(file);
     return &h->base;
 }

@@ -133,6 +133,8 @@ static void spm_parse_trainer(PbReader *r, SpmModel *m)
             m->ws_suffix = pb_bool(r, &f);
         } else if (f.number == 35) {
             m->byte_fallback = pb_bool(r, &f);
+        } else if (f.number == 44) {
+            m->unk_surface = pb_string(r, &f);
         } else if (f.number == 45) {
             m->unk_piece = pb_string(r, &f);
         } else if (f.number == 46) {
@@ -165,6 +167,7 @@ void spm_model_parse(const char *path, const unsigned char *data, size_t size, S
     /* the schema's defaults */
     *m = (SpmModel){.model_type = SPM_MODEL_UNIGRAM,
                     .unk_piece = {"<unk>", 5},
+                    .unk_surface = {" \xe2\x81\x87 ", 5},
                     .bos_piece = {"<s>", 3},
                     .eos_piece = {"</s>", 4},
                     .add_dummy_prefix = 1,

@@ -29,7 +29,7 @@ typedef struct {
     int npieces;
     /* TrainerSpec */
     int model_type, byte_fallback, ws_suffix; /* ws_suffix: treat_whitespace_as_suffix */
-    SpmString unk_piece, bos_piece, eos_piece;
+    SpmString unk_piece, bos_piece, eos_piece, unk_surface; /* unk_surface: the unknown piece's text */
     /* NormalizerSpec */
     SpmString norm_name, charsmap;
     int add_dummy_prefix, remove_extra_ws, escape_ws;

@@ -337,6 +337,34 @@ static void spm_index_piece(Spm *s, const char *path, int id, int *nbytes)
     }
 }
 
+/* Each piece's text, as SentencePiece's decoder gives it: U+2581 as a space (escape_whitespaces), a
+   byte piece its byte, the unknown piece the model's unk_surface (" \xe2\x81\x87 "), a control piece
+   nothing. */
+static void spm_set_pieces(Spm *s)
+{
+    char *text = NULL;
+    size_t cap = 0;
+    for (int id = 0; id < s->m.npieces; id++) {
+        const SpmPiece *p = &s->m.pieces[id];
+        size_t n = 0;
+        text = xgrow(text, &cap, p->len + 1, 1);
+        if (p->type == SPM_BYTE) {
+            text[n++] = (char)(spm_hex(p->s[3]) * 16 + spm_hex(p->s[4]));
+        } else if (p->type == SPM_UNKNOWN) {
+            text = xgrow(text, &cap, s->m.unk_surface.len, 1);
+            memcpy(text, s->m.unk_surface.s, n = s->m.unk_surface.len);
+        } else if (p->type != SPM_CONTROL) {
+            for (uint32_t i = 0; i < p->len; i++) {
+                int space = s->m.escape_ws && i + 3 <= p->len && memcmp(p->s + i, SPM_SPACE, 3) == 0;
+                text[n++] = space ? ' ' : p->s[i];
+                i += space ? 2 : 0;
+            }
+        }
+        tokenizer_set_piece(&s->base, id, text, n);
+    }
+    free(text);
+}
+
 Tokenizer *spm_open(const char *path, char *file, size_t size)
 {
     static const char *kinds[] = {"an unknown", "a unigram", "a BPE", "a word", "a character"};
@@ -361,8 +389,14 @@ Tokenizer *spm_open(const char *path, char *file, size_t size)
     if (m->byte_fallback && nbytes != 256)
         fail_input("%s: byte_fallback needs the 256 byte pieces <0x00>..<0xFF>; it has %d", path, nbytes);
     s->segmented = spm_can_segment(s);
-    s->base = (Tokenizer){"sentencepiece", m->npieces, spm_control_id(s, &m->bos_piece),
-                          spm_control_id(s, &m->eos_piece), util_fnv1a(file, size, UTIL_FNV_INIT), spm_encode,
-                          spm_free};
+    s->base = (Tokenizer){.name = "sentencepiece",
+                          .vocab = m->npieces,
+                          .bos = spm_control_id(s, &m->bos_piece),
+                          .eos = spm_control_id(s, &m->eos_piece),
+                          .checksum = util_fnv1a(file, size, UTIL_FNV_INIT),
+                          .encode = spm_encode,
+                          .free = spm_free,
+                          .dummy_prefix = m->add_dummy_prefix && !m->ws_suffix};
+    spm_set_pieces(s);
     return &s->base;
 }

@@ -46,4 +46,10 @@ const char *tokenizer_name(const Tokenizer *t);
 /* FNV-1a 64 of the tokenizer file's bytes (0 for "bytes"): which vocabulary made a dataset. */
 uint64_t tokenizer_checksum(const Tokenizer *t);
 
+/* The bytes of id's text, *len of them (for each kind in doc/data.md: none for BOS, EOS, control
+   and added tokens and ids past the vocabulary). prev is the id before it (-1: none): after
+   none, BOS or EOS id starts a document, and SentencePiece's dummy-prefix space is then left out,
+   being no byte of the text. The pieces of a document's ids, one after the other, are its text. */
+const char *tokenizer_piece(const Tokenizer *t, int64_t prev, int64_t id, size_t *len);
+
 #endif

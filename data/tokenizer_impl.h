@@ -11,7 +11,15 @@ struct Tokenizer {
     uint64_t checksum;
     void (*encode)(Tokenizer *t, const char *text, size_t len, TokenBuf *out);
     void (*free)(Tokenizer *t);
+    int dummy_prefix;   /* a document's first piece starts with a space that is no text (SentencePiece) */
+    uint32_t (*piece)[2]; /* (vocab) id's text is text[piece[id][0], + piece[id][1]); NULL: none yet */
+    char *text;         /* every id's text, as tokenizer_set_piece stored it */
+    size_t text_len, text_cap;
 };
+
+/* Sets id's text (s[0, n)) as tokenizer_piece gives it; each kind sets its ids' at open, an id
+   never set has none. A later call for the same id replaces the earlier. */
+void tokenizer_set_piece(Tokenizer *t, int id, const void *s, size_t n);
 
 /* Each kind's constructor takes the file's bytes (file[0, size), NUL-terminated after them), which
    the tokenizer then owns. */

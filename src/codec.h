@@ -1,28 +1,31 @@
-/* codec.h: what eval and generate need of a dataset's tokenizer: a prompt's text as ids, and the
-   bytes of each id's text (generate prints them; eval counts them for bits per byte). The
-   byte-level tokenizer of data/tokenizer.h is the one known today; another plugs in here. */
+/* codec.h: what eval and generate need of a dataset's tokenizer (data/tokenizer.h): a prompt's
+   text as ids, and the bytes of each id's text (generate prints them; eval counts them for bits
+   per byte). The byte-level tokenizer is the dataset's own; a tokenizer file is given by the
+   user (--tokenizer), since datasets record its checksum, not its path. */
 #ifndef MEGATRAIN_CODEC_H
 #define MEGATRAIN_CODEC_H
 
 #include "data/dataset.h"
+#include "data/tokenizer.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define CODEC_PIECE_MAX 64 /* bytes of one id's text, at most */
-
 typedef struct {
+    Tokenizer *tok;   /* NULL: ids without text (raw ids, no dataset, no --tokenizer file) */
     const char *name; /* the dataset's tokenizer, "none" without a dataset */
-    int known;        /* 0: ids without text (raw ids, no dataset) */
-    int eod;          /* end-of-document id, or -1 */
+    int eod, bos;     /* the dataset's end- and beginning-of-document ids, or -1 */
 } Codec;
 
-/* The tokenizer of ds (NULL: none). */
-Codec codec_of(Dataset *ds);
-/* text (n bytes) as ids (c->known): at most n of them into ids; returns their number. */
-size_t codec_encode(const Codec *c, const char *text, size_t n, int32_t *ids);
-/* The text of id into piece (CODEC_PIECE_MAX bytes); returns its length (0: no text, as the
-   end-of-document id). */
-int codec_piece(const Codec *c, int32_t id, char *piece);
+/* The tokenizer of ds (NULL: none), named data in messages: "bytes" itself, another kind from
+   file (NULL: not given), which must be the one the dataset records (its checksum), else exit 2
+   naming both. */
+void codec_open(Codec *c, Dataset *ds, const char *data, const char *file);
+void codec_close(Codec *c);
+/* text as the ids of a document's start (BOS first when the dataset's documents start with one),
+   into a new array *ids; returns their number (c->tok). */
+size_t codec_encode(const Codec *c, const char *text, int32_t **ids);
+/* The bytes of id's text after prev (-1: none), *len of them (tokenizer_piece). */
+const char *codec_piece(const Codec *c, int32_t prev, int32_t id, size_t *len);
 
 #endif

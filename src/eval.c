@@ -20,7 +20,7 @@
 
 static const char usage[] =
     "usage: megatrain eval RUN.yaml --checkpoint CKPT [--split NAME] [--seq-len L] [--windows N]\n"
-    "                      [--by-position FILE] [--set section.key=value ...]\n"
+    "                      [--by-position FILE] [--tokenizer FILE] [--set section.key=value ...]\n"
     "\n"
     "The held-out loss of a checkpoint of RUN.yaml's model: the mean cross-entropy (nats per token),\n"
     "perplexity and bits per byte of the first N windows of L + 1 tokens of a split of data.path,\n"
@@ -39,16 +39,20 @@ static const char usage[] =
     "                           [u, 2u), [2u, 4u), ... up to L, u = min(1024, L/8) rounded down to\n"
     "                           a power of two: printed, and written with the summary to FILE as\n"
     "                           JSON Lines, which megaplot draws\n"
+    "  --tokenizer FILE         the dataset's tokenizer file (.model or tokenizer.json; checked\n"
+    "                           against the checksum the dataset records), for bits per byte\n"
     "  --set section.key=value  override one config key\n"
     "  -h, --help               print this help and exit\n"
     "\n"
     "Bits per byte: the loss in bits over the bytes of text the evaluated tokens stand for (with the\n"
-    "byte-level tokenizer one byte per id, none for the end-of-document id); not given for raw ids.\n"
+    "byte-level tokenizer one byte per id, none for the end-of-document id; with a tokenizer file,\n"
+    "the bytes of each id's text); not given for raw ids, nor without --tokenizer for a dataset\n"
+    "made with a tokenizer file.\n"
     "See doc/eval.md.\n";
 
 typedef struct {
     CliRun run;
-    const char *split, *positions;
+    const char *split, *positions, *tokenizer;
     int seq_len;
     int64_t windows;
 } EvalArgs;
@@ -68,6 +72,8 @@ static void parse_args(EvalArgs *a, int argc, char **argv)
             a->windows = cliopt_int("--windows", v, 1, INT_MAX);
         else if ((v = cliopt_value(argc, argv, &i, "--by-position", NULL)))
             a->positions = v;
+        else if ((v = cliopt_value(argc, argv, &i, "--tokenizer", NULL)))
+            a->tokenizer = v;
         else
             cli_sub_arg(&a->run, argc, argv, &i);
     }
@@ -130,10 +136,13 @@ typedef struct {
 static void eval_after(void *ctx, Model *m, int slot, const int32_t *tokens, int rows, int L, int64_t pos0)
 {
     EvalSums *x = ctx;
-    char piece[CODEC_PIECE_MAX];
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < L; j++)
-            x->sums[0] += x->count * codec_piece(&x->codec, tokens[(size_t)r * (L + 1) + j + 1], piece);
+    for (int r = 0; r < rows && x->codec.tok; r++)
+        for (int j = 0; j < L; j++) {
+            size_t n;
+            const int32_t *w = tokens + (size_t)r * (L + 1) + j;
+            codec_piece(&x->codec, w[0], w[1], &n);
+            x->sums[0] += x->count * (double)n;
+        }
     for (int b = 0; b < x->nb; b++) {
         int64_t n = 0;
         for (int r = 0; r < rows; r++)
@@ -156,8 +165,10 @@ static void report(const EvalArgs *a, const Config *c, int64_t step, int64_t win
                    const EvalSums *x, FILE *f)
 {
     const int64_t tokens = windows * c->data.seq_len;
-    const double bpb = x->codec.known && x->sums[0] > 0 ? loss * (double)tokens / (x->sums[0] * M_LN2) : NAN;
-    char bpb_text[32] = "- (the tokenizer has no text)";
+    const double bpb = x->codec.tok && x->sums[0] > 0 ? loss * (double)tokens / (x->sums[0] * M_LN2) : NAN;
+    char bpb_text[64] = "- (the tokenizer has no text)";
+    if (!x->codec.tok && strcmp(x->codec.name, TOKENIZER_RAW) != 0)
+        snprintf(bpb_text, sizeof bpb_text, "- (needs --tokenizer: the dataset's %s file)", x->codec.name);
     if (isfinite(bpb))
         snprintf(bpb_text, sizeof bpb_text, "%.4f", bpb);
     printf("eval %s (step %lld), split %s: %lld windows of %d tokens (%lld tokens)\n", a->run.checkpoint,
@@ -220,7 +231,8 @@ int eval_main(int argc, char **argv)
         fail_input_all("--checkpoint %s: no checkpoint there (expected a step-N folder, or a checkpoint.dir "
                        "holding some)",
                        a.run.checkpoint);
-    EvalSums x = {.codec = codec_of(ds), .count = tr.m.part.last && t.tp_rank == 0};
+    EvalSums x = {.count = tr.m.part.last && t.tp_rank == 0};
+    codec_open(&x.codec, ds, c.data.path, a.tokenizer);
     x.nb = a.positions ? buckets(c.data.seq_len, x.edges) : 0;
     x.sums = xcalloc(1 + 2 * (size_t)x.nb, sizeof(double));
     x.masked = xmalloc((size_t)tr.m.T * sizeof(int32_t));
@@ -231,6 +243,7 @@ int eval_main(int argc, char **argv)
     if (t.rank == 0)
         report(&a, &c, tr.step, windows, loss, &x, f);
     tr.ops->release(x.dev);
+    codec_close(&x.codec);
     free(x.masked);
     free(x.sums);
     trainer_free(&tr);

@@ -33,6 +33,9 @@ static const char usage[] =
     "  --prompt TEXT            the text to continue, in the dataset's tokenizer (data.path)\n"
     "  --prompt-ids IDS         the prompt as token ids, separated by commas or spaces (output:\n"
     "                           text with a known tokenizer, else ids)\n"
+    "  --tokenizer FILE         the dataset's tokenizer file (.model or tokenizer.json; checked\n"
+    "                           against the checksum the dataset records): needed for text when\n"
+    "                           the dataset was made with one\n"
     "  --tokens N               tokens to generate (default 256); the end-of-document token ends\n"
     "                           the sample early\n"
     "  --temperature T          softmax temperature; 0 always takes the most likely token (default 1)\n"
@@ -48,7 +51,7 @@ static const char usage[] =
 
 typedef struct {
     CliRun run;
-    const char *prompt, *prompt_ids;
+    const char *prompt, *prompt_ids, *tokenizer;
     int64_t tokens;
     SampleOpts sample;
 } GenArgs;
@@ -65,6 +68,8 @@ static void parse_args(GenArgs *a, int argc, char **argv)
             a->prompt = v;
         else if ((v = cliopt_value(argc, argv, &i, "--prompt-ids", NULL)))
             a->prompt_ids = v;
+        else if ((v = cliopt_value(argc, argv, &i, "--tokenizer", NULL)))
+            a->tokenizer = v;
         else if ((v = cliopt_value(argc, argv, &i, "--tokens", NULL)))
             a->tokens = cliopt_int("--tokens", v, 0, INT64_MAX);
         else if ((v = cliopt_value(argc, argv, &i, "--temperature", NULL)))
@@ -140,14 +145,17 @@ static int64_t load_params(Model *m, const char *path)
     return step;
 }
 
-/* One token to stdout as it comes: its text, or its id when the tokenizer has none. */
-static void emit(const Codec *c, int32_t id)
+/* One token (after prev, -1: none) to stdout as it comes: its text, or its id when the tokenizer
+   has none. */
+static void emit(const Codec *c, int32_t prev, int32_t id)
 {
-    char piece[CODEC_PIECE_MAX];
-    if (c->known)
-        fwrite(piece, 1, (size_t)codec_piece(c, id, piece), stdout);
-    else
+    size_t n;
+    if (c->tok) {
+        const char *text = codec_piece(c, prev, id, &n);
+        fwrite(text, 1, n, stdout);
+    } else {
         printf("%d ", id);
+    }
     fflush(stdout);
 }
 
@@ -165,18 +173,22 @@ int generate_main(int argc, char **argv)
     ModelDims d;
     model_dims_from_config(&d, &c);
 
-    const Codec codec = codec_of(ds);
+    Codec codec;
+    codec_open(&codec, ds, c.data.path[0] ? c.data.path : c.data.blend, a.tokenizer);
     /* rows past the dataset's vocabulary (model.vocab_multiple's padding) are no tokens: never read or drawn */
     const int tokens = ds && dataset_vocab(ds) < d.vocab ? dataset_vocab(ds) : d.vocab;
     int32_t *prompt;
     size_t np;
     if (a.prompt) {
-        if (!codec.known)
+        if (!codec.tok && ds && strcmp(codec.name, TOKENIZER_RAW) != 0)
+            fail_input_all("--prompt: the dataset was made with a %s tokenizer file: give it with --tokenizer FILE, "
+                           "or token ids with --prompt-ids",
+                           codec.name);
+        if (!codec.tok)
             fail_input_all("--prompt: the dataset's tokenizer (%s) has no text to encode: give token ids with "
                            "--prompt-ids",
                            codec.name);
-        prompt = xmalloc((strlen(a.prompt) + 1) * sizeof *prompt);
-        np = codec_encode(&codec, a.prompt, strlen(a.prompt), prompt);
+        np = codec_encode(&codec, a.prompt, &prompt);
     } else {
         np = parse_ids(a.prompt_ids, tokens, &prompt);
     }
@@ -204,9 +216,10 @@ int generate_main(int argc, char **argv)
     float *logits = xmalloc((size_t)d.vocab * sizeof(float));
 
     double t0 = util_now();
-    for (size_t i = 0; i < np; i++) {
+    int32_t prev = -1;
+    for (size_t i = 0; i < np; prev = prompt[i++]) {
         if (!fresh)
-            emit(&codec, prompt[i]);
+            emit(&codec, prev, prompt[i]);
         decode_step(&dec, &prompt[i], logits);
     }
     double t1 = util_now();
@@ -216,7 +229,8 @@ int generate_main(int argc, char **argv)
         int32_t id = sampling_draw(&smp, logits, (uint64_t)k);
         if ((eod = id == codec.eod))
             break;
-        emit(&codec, id);
+        emit(&codec, prev, id);
+        prev = id;
         if (k + 1 < a.tokens)
             decode_step(&dec, &id, logits);
     }
@@ -230,6 +244,7 @@ int generate_main(int argc, char **argv)
     sampling_free(&smp);
     decode_free(&dec);
     free(prompt);
+    codec_close(&codec);
     topo_free(&t);
     if (ds)
         dataset_close(ds);

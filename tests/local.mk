@@ -16,10 +16,10 @@ tests_test_comm_SOURCES = tests/test_comm.c tests/comm_checks.h
 TESTS += tests/test_model tests/test_generate tests/test_ckpt_split tests/test_eval.sh tests/test_cli.sh \
   tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh \
   tests/test_skip.sh tests/test_metrics.sh tests/test_comm.sh tests/test_watchdog.sh tests/test_layers.sh \
-  tests/test_scale.sh tests/test_plan.sh tests/test_prefetch.sh
+  tests/test_scale.sh tests/test_plan.sh tests/test_prefetch.sh tests/test_eval_tokenizers.py
 EXTRA_DIST += tests/test_eval.sh tests/test_cli.sh tests/test_demo.sh tests/test_parallel.sh tests/test_guard.sh \
   tests/test_skip.sh tests/test_metrics.sh tests/test_comm.sh tests/test_watchdog.sh tests/test_layers.sh \
-  tests/test_scale.sh tests/test_plan.sh tests/test_prefetch.sh
+  tests/test_scale.sh tests/test_plan.sh tests/test_prefetch.sh tests/test_eval_tokenizers.py
 
 # The design card's command at full size: 256 oversubscribed ranks (about 4 minutes and 10 GB on
 # 2 cores; make check runs the same test with 64).

@@ -8,7 +8,8 @@
 # same name, the checkpoint evaluated (given a validation split) and a sample of its text at the end,
 # the dataset reused while the files stay the same and rebuilt when one changes, and a folder that
 # does not exist refused with exit 2; --tokenizer FILE reaches megadata build, with a dataset
-# folder of its own, and a tokenizer trained by megadata tokenizer train runs the whole demo.
+# folder of its own, and a tokenizer trained by megadata tokenizer train runs the whole demo: eval
+# prints bits per byte and the sample is text (generate --tokenizer).
 . "$top_srcdir/tests/tap.sh"
 cd "$tap_tmp" || exit 1
 mt="$top_builddir/megatrain"
@@ -130,6 +131,7 @@ tap_ok $rc "megadata tokenizer train: a 320-piece SentencePiece model of the syn
 demo --tokenizer sp.model text
 show
 tap_ok $([ $rc -eq 0 ] && d=$(ls -d demo/text-*-sp-*) && "$top_builddir/megadata" info "$d/data" | grep -q sentencepiece &&
-    [ -s "$d/run-001.position.jsonl" ] && grep -q "^demo: a sample from the checkpoint (token ids):" out &&
-    echo 0 || echo 1) "demo.sh --tokenizer sp.model text: trains, evaluates and samples on the SentencePiece dataset"
+    [ -s "$d/run-001.position.jsonl" ] && grep -aq "bits per byte [0-9]" out &&
+    grep -a -A1 "^demo: a sample from the checkpoint:" out | grep -aq "^The " &&
+    echo 0 || echo 1) "demo.sh --tokenizer sp.model text: trains, evaluates (bits per byte) and samples text on the SentencePiece dataset"
 tap_done

@@ -5,10 +5,12 @@
 # byte fallback, user-defined pieces, whitespace as suffix) against SentencePiece's own encoder
 # (python3-sentencepiece); byte-level BPE tokenizer.json files (GPT-2 and LLaMA-3 style, trained
 # here) against an independent reference written here (python3-regex for the pre-tokenizer
-# expressions, GPT-2's published merge loop). Then a dataset built with a tokenizer holds those
+# expressions, GPT-2's published merge loop). `megadata tokenizer decode` gives back the text of
+# those ids, id by id, as SentencePiece's decoder and a reference byte-level decoder do. Then a dataset built with a tokenizer holds those
 # ids and records the tokenizer (read back with h5py); malformed tokenizer files are refused with
 # one message, exit 2; the command line of megadata tokenizer, and tokenizer train on gzip JSON
 # Lines.
+import codecs
 import collections
 import gzip
 import json
@@ -162,6 +164,7 @@ def bytes_to_unicode():
 
 
 B2U = bytes_to_unicode()
+U2B = {c: b for b, c in B2U.items()}
 
 
 def split_isolated(pattern, text):
@@ -210,6 +213,7 @@ class Reference:
         self.patterns = [p["pattern"]["Regex"] if p["type"] == "Split" else GPT2 for p in stages
                          if p["type"] == "Split" or p.get("use_regex", True)]
         self.prefix = stages[-1].get("add_prefix_space", False)
+        self.added = {t["id"] for t in tj["added_tokens"]}
         self.cache = {}
 
     def symbols(self, s):
@@ -236,6 +240,13 @@ class Reference:
             tokens = [s] if self.ignore_merges and s in self.vocab else bpe(self.symbols(s), self.ranks)
             self.cache[piece] = [self.vocab[t] for t in tokens]
         return self.cache[piece]
+
+    def decode(self, ids):
+        """The bytes of ids as the ByteLevel decoder gives them, added tokens skipped: each
+        character's byte, or a token as it is when a character is no byte's."""
+        inverse = {i: t for t, i in self.vocab.items()}
+        tokens = [inverse[i] for i in ids if i not in self.added]
+        return b"".join(bytes(U2B[c] for c in t) if all(c in U2B for c in t) else t.encode() for t in tokens)
 
     def encode(self, data):
         text = data.decode("utf-8", "replace")
@@ -328,9 +339,71 @@ def byte_level_tests(tmp, paths, docs):
         check(info.startswith(want), f"tokenizer info ({name} tokenizer.json, {len(merges)} merges)",
               info + "\nexpected\n" + want)
         inverse = {i: t for t, i in vocab.items()}
-        references[name] = Reference(tj).encode
-        compare(f"byte-level BPE ({name}) ids", path, paths, docs, references[name], inverse.get)
+        references[name] = Reference(tj)
+        compare(f"byte-level BPE ({name}) ids", path, paths, docs, references[name].encode, inverse.get)
     return files, references
+
+
+# ---- decoding: each id's text
+
+
+def replace_each_byte(e):
+    """SentencePiece's way with ill-formed UTF-8: each byte one U+FFFD."""
+    return "\ufffd", e.start + 1
+
+
+codecs.register_error("each_byte", replace_each_byte)
+
+
+def sp_text(doc):
+    """A document as SentencePiece's decoder gives it back: each byte of ill-formed UTF-8 one
+    U+FFFD, and U+2581, its space symbol, a space."""
+    return doc.decode("utf-8", "each_byte").replace("\u2581", " ").encode()
+
+
+def decode_test(what, tokenizer, tmp, docs, encode, decode, bos, eos, text):
+    """megadata tokenizer decode on the ids of every document (BOS before it when there is one,
+    EOS after it), all in one run, against decode(ids) of each; and decode(ids) is text(document),
+    the document as the encoder saw it."""
+    paths, want, lossless = [], [], True
+    for i, d in enumerate(docs):
+        ids = encode(d)
+        paths.append(os.path.join(tmp, f"ids{i:05d}.txt"))
+        with open(paths[-1], "w") as f:
+            f.write(" ".join(map(str, ([bos] if bos >= 0 else []) + ids + [eos])))
+        want.append(decode(ids))
+        lossless &= want[-1] == text(d)
+    r = run("tokenizer", "decode", tokenizer, *paths)
+    got, at = r.stdout, 0
+    for path, w in zip(paths, want):
+        if got[at:at + len(w)] != w:
+            k = next((i for i, (a, b) in enumerate(zip(got[at:], w)) if a != b), len(w))
+            return check(False, what, f"{path}: byte {k} differs: megadata {got[at + k - 20:at + k + 20]}, "
+                                      f"reference {w[k - 20:k + 20]}; {r.stderr.decode(errors='replace')}")
+        at += len(w)
+    check(r.returncode == 0 and at == len(got), f"{what}: the text of {len(docs)} documents' ids, {at} bytes",
+          f"exit {r.returncode}, {len(got)} bytes for {at}: {r.stderr.decode(errors='replace')}")
+    check(lossless, f"{what}: the reference's text is the documents' (ill-formed UTF-8 replaced)")
+
+
+def decode_tests(tmp, docs, model, sp, files, references):
+    sp_decode = lambda ids: sp.decode(ids).encode()  # noqa: E731 (a document's first space dropped)
+    decode_test("tokenizer decode (SentencePiece, LLaMA-2 settings) is SentencePiece's decode", model, tmp, docs,
+                sp.encode, sp_decode, sp.bos_id(), sp.eos_id(), sp_text)
+    for name in ("gpt2", "llama3"):
+        tj = json.load(open(files[name]))
+        ids = {t["content"]: t["id"] for t in tj["added_tokens"]}
+        ref = references[name]
+        decode_test(f"tokenizer decode ({name} tokenizer.json) is the reference ByteLevel decoder's", files[name],
+                    tmp, docs, ref.encode, ref.decode, ids.get("<|begin_of_text|>", -1),
+                    ids.get("<|end_of_text|>", ids.get("<|endoftext|>")),
+                    lambda d: d.decode("utf-8", "replace").encode())
+    bad = os.path.join(tmp, "bad-ids.txt")
+    with open(bad, "w") as f:
+        f.write("5 17 x9")
+    r = run("tokenizer", "decode", model, bad)
+    check(r.returncode == 2 and f"{bad}: at byte 5: expected an id from 0 to" in r.stderr.decode(),
+          "tokenizer decode of a file that holds something else than ids: exit 2, where", r.stderr.decode())
 
 
 # ---- a dataset built with a tokenizer
@@ -380,10 +453,11 @@ def dataset_tests(tmp, docs, tokenizers):
 
 
 def cli_tests(tmp):
-    for args, out in [(["tokenizer", "--help"], "usage: megadata tokenizer train|info|encode|bench"),
+    for args, out in [(["tokenizer", "--help"], "usage: megadata tokenizer train|info|encode|decode|bench"),
                       (["tokenizer", "train", "--help"], "usage: megadata tokenizer train OUT.model"),
                       (["tokenizer", "info", "--help"], "usage: megadata tokenizer info T"),
                       (["tokenizer", "encode", "--help"], "usage: megadata tokenizer encode T FILE"),
+                      (["tokenizer", "decode", "--help"], "usage: megadata tokenizer decode T FILE"),
                       (["tokenizer", "bench", "--help"], "usage: megadata tokenizer bench T FILE"),
                       (["build", "--help"], "--tokenizer T")]:
         r = run(*args)
@@ -508,12 +582,14 @@ def main():
                 f.write(d)
         model, sp = sentencepiece_tests(tmp, paths, docs)
         files, references = byte_level_tests(tmp, paths, docs)
+        decode_tests(tmp, docs, model, sp, files, references)
         dataset_tests(tmp, docs, [("sp0.model", model, "sentencepiece", sp.encode),
-                                  ("llama3.json", files["llama3"], "hf-bpe", references["llama3"])])
+                                  ("llama3.json", files["llama3"], "hf-bpe", references["llama3"].encode)])
         malformed_tests(tmp, model, files["gpt2"])
         cli_tests(tmp)
         train_from_jsonl_tests(tmp, docs)
     sys.exit(done())
 
 
-main()
+if __name__ == "__main__":
+    main()

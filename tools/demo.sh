@@ -93,15 +93,12 @@ mpirun --oversubscribe -np "$np" "$bin/megatrain" "$top/jobs/demo.yaml" \
 if [ "$status" -eq 0 ] && [ "$val" -eq 1 ]; then
     echo "demo: evaluating the checkpoint on the validation split, loss by position in $run.position.jsonl"
     mpirun --oversubscribe -np "$np" "$bin/megatrain" eval "$top/jobs/demo.yaml" --set data.path="$out/data" \
-        "$@" --checkpoint "$run" --by-position "$run.position.jsonl" || status=$?
+        "$@" --checkpoint "$run" --by-position "$run.position.jsonl" ${tok:+--tokenizer "$tok"} || status=$?
 fi
 if [ "$status" -eq 0 ]; then
-    # generate encodes and prints text for the byte-level tokenizer; with a tokenizer file, a new
-    # document's ids
-    if [ -z "$tok" ]; then set -- --prompt "The " "$@"; else set -- --prompt-ids "" "$@"; fi
-    echo "demo: a sample from the checkpoint${tok:+ (token ids)}:"
+    echo "demo: a sample from the checkpoint:"
     "$bin/megatrain" generate "$top/jobs/demo.yaml" --set data.path="$out/data" "$@" --checkpoint "$run" \
-        --tokens 300 --seed 1 || status=$?
+        --prompt "The " --tokens 300 --seed 1 ${tok:+--tokenizer "$tok"} || status=$?
 fi
 echo "demo: dataset $out/data; metrics log $log; checkpoints $run"
 [ "$status" -ne 0 ] || echo "demo: plot every run on this corpus with: $bin/megaplot -o $out/plots $out"

@@ -1,5 +1,5 @@
 /* megadata_tokenizer.c: `megadata tokenizer`: train a SentencePiece BPE model (through spm_train),
-   describe a tokenizer, encode files with it, and time it (doc/data.md). */
+   describe a tokenizer, encode files with it, decode ids, and time it (doc/data.md). */
 #include "tools/megadata.h"
 
 #include "data/corpus.h"
@@ -18,11 +18,12 @@
 #include <unistd.h>
 
 static const char usage_tokenizer[] =
-    "usage: megadata tokenizer train|info|encode|bench ...\n"
+    "usage: megadata tokenizer train|info|encode|decode|bench ...\n"
     "\n"
     "  train OUT.model INPUT...  train a SentencePiece BPE model with byte fallback (LLaMA-2's settings)\n"
     "  info T                    a tokenizer's kind, vocabulary, BOS and EOS ids and checksum\n"
     "  encode T FILE...          print the ids of each file (one document), a line per file\n"
+    "  decode T FILE...          print the text of the ids in the files\n"
     "  bench T FILE...           time the encoding of the files (one document each), on one core\n"
     "T is 'bytes', a SentencePiece .model file or a Hugging Face tokenizer.json file.\n"
     "megadata tokenizer COMMAND --help tells more.\n";
@@ -59,6 +60,13 @@ static const char usage_encode[] =
     "\n"
     "Encode each FILE as one document (no BOS or EOS added) and print its ids on one line,\n"
     "separated by spaces.\n";
+
+static const char usage_decode[] =
+    "usage: megadata tokenizer decode T FILE...\n"
+    "\n"
+    "Print the text of the ids in each FILE (numbers separated by white space, as encode prints\n"
+    "them), the files one after the other: each id's bytes, nothing between them. An id after\n"
+    "none, BOS or EOS starts a document (a SentencePiece dummy-prefix space is left out).\n";
 
 static const char usage_bench[] =
     "usage: megadata tokenizer bench T FILE...\n"
@@ -113,6 +121,45 @@ static int tok_encode(int argc, char **argv)
     tokenizer_free(t);
     if (fflush(stdout) != 0)
         fail("cannot write the ids: %s", strerror(errno));
+    return 0;
+}
+
+/* The text of the ids in file path, prev the id before them (-1: none); returns the last. */
+static int64_t tok_decode_file(const Tokenizer *t, const char *path, int64_t prev)
+{
+    size_t size;
+    char *text = util_read_file(path, &size), *p = text, *end;
+    for (;;) {
+        p += strspn(p, " \t\r\n");
+        if (!*p)
+            break;
+        errno = 0;
+        long long id = strtoll(p, &end, 10);
+        if (end == p || errno || id < 0 || id >= tokenizer_vocab(t) || (*end && !strchr(" \t\r\n", *end))) {
+            const ptrdiff_t at = p - text;
+            free(text);
+            fail_input("%s: at byte %td: expected an id from 0 to %d", path, at, tokenizer_vocab(t) - 1);
+        }
+        size_t len;
+        const char *piece = tokenizer_piece(t, prev, id, &len);
+        fwrite(piece, 1, len, stdout);
+        prev = id;
+        p = end;
+    }
+    free(text);
+    return prev;
+}
+
+static int tok_decode(int argc, char **argv)
+{
+    tok_args("tokenizer decode", usage_decode, argc, argv, 2);
+    Tokenizer *t = tokenizer_open(argv[1]);
+    int64_t prev = -1;
+    for (int f = 2; f < argc; f++)
+        prev = tok_decode_file(t, argv[f], prev);
+    tokenizer_free(t);
+    if (fflush(stdout) != 0)
+        fail("cannot write the text: %s", strerror(errno));
     return 0;
 }
 
@@ -359,6 +406,8 @@ int megadata_tokenizer(int argc, char **argv)
         return tok_info(argc - 1, argv + 1);
     if (strcmp(cmd, "encode") == 0)
         return tok_encode(argc - 1, argv + 1);
+    if (strcmp(cmd, "decode") == 0)
+        return tok_decode(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return tok_bench(argc - 1, argv + 1);
     fail_input("unknown command 'tokenizer %s' (see megadata tokenizer --help)", cmd);
