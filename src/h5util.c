@@ -36,7 +36,7 @@ hid_t h5u_create_sealed(const char *path) { return create(path, 1); }
 /* FNV-1a of the bytes of f from SEAL_BYTES to its end; their count in *n; -1 on a read error */
 static int seal_sum(FILE *f, uint64_t *h, int64_t *n)
 {
-    static unsigned char buf[1 << 16];
+    unsigned char buf[1 << 14]; /* on the stack: any thread may open a file */
     *h = UTIL_FNV_INIT;
     *n = 0;
     if (fseek(f, SEAL_BYTES, SEEK_SET) != 0)
