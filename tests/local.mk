@@ -1,5 +1,5 @@
 # tests/: the C harness (tap.h), shell helpers (tap.sh) and each area's tests.
-EXTRA_DIST += tests/tap.h tests/tap.sh tests/lsan.supp
+EXTRA_DIST += tests/tap.h tests/tap.sh tests/plan_run.sh tests/lsan.supp
 include tests/ops.mk
 include tests/ref/local.mk
 include tests/gpu/local.mk

@@ -11,6 +11,8 @@
 #include "tests/tap.h"
 #include "tests/ops_harness.h"
 
+#include <omp.h>
+
 #define TOL_F64 1e-12
 #define TOL_F32 1e-6
 
@@ -343,8 +345,44 @@ static void test_bf16(const Ops *o)
               "%s: f32_to_bf16 rounds to nearest even, bf16_to_f32 is exact", o->name);
 }
 
+/* The loss and the sum of squares are the same bits on 1, 3 and 4 threads: the tensor-parallel
+   ranks each compute the loss and must agree exactly (tests/ops_harness.h fails a slice whose
+   loss differs), and a run's gradient norm must not depend on the thread count. With OpenMP's
+   reduction they differed in the last bits from one thread count to another. */
+static void test_thread_invariance(void)
+{
+    enum { T = 4099, V = 50, N = 100003 };
+    const Ops *o = ops_cpu();
+    float *x = xmalloc(N * sizeof(float)), *lg = o->alloc((size_t)T * V * o->act_size);
+    int32_t *y = xmalloc(T * sizeof(int32_t));
+    double *stats = o->alloc((size_t)T * 3 * sizeof(double)), loss[3], sq[3];
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(2 * rng_uniform(21, i) - 1);
+    for (int t = 0; t < T; t++)
+        y[t] = (int32_t)(rng_u64(22, t) % V);
+    const int threads[3] = {1, 3, 4}, was = omp_get_max_threads();
+    for (int k = 0; k < 3; k++) {
+        omp_set_num_threads(threads[k]);
+        for (size_t i = 0; i < (size_t)T * V; i++)
+            ((float *)lg)[i] = (float)(6 * rng_uniform(23, i) - 3);
+        o->crossentropy_stats(stats, lg, y, T, V, 0);
+        loss[k] = o->crossentropy(lg, y, stats, 1, T, V, 0, 0);
+        sq[k] = o->sumsq(x, N);
+    }
+    omp_set_num_threads(was);
+    tap_check(!memcmp(&loss[0], &loss[1], 8) && !memcmp(&loss[0], &loss[2], 8),
+              "crossentropy: the same loss on 1, 3 and 4 threads (%.17g %.17g %.17g)", loss[0], loss[1], loss[2]);
+    tap_check(!memcmp(&sq[0], &sq[1], 8) && !memcmp(&sq[0], &sq[2], 8),
+              "sumsq: the same sum on 1, 3 and 4 threads (%.17g %.17g %.17g)", sq[0], sq[1], sq[2]);
+    free(x);
+    free(y);
+    o->release(lg);
+    o->release(stats);
+}
+
 int main(void)
 {
+    test_thread_invariance();
     test_elementwise();
     test_embedding(0, 9);
     test_embedding(3, 4);

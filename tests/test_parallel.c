@@ -28,7 +28,8 @@
    The third model runs 4 micro-batches of 2 rows with chunk states of 2 x 2056 fp32 (16 KiB,
    above Open MPI's shared-memory eager limit of 4 KiB): a state send whose buffer the next
    micro-batch overwrites before it was read moved its validation loss by 1e-3 to 5e-3 (cp2, cp4,
-   pp2xcp2).
+   pp2xcp2). On CUDA (whose CEMA kernels hold at most 16 states) the GPU model's own states,
+   2 x 256 x 16 complex fp32, are already 64 KiB.
    On CUDA the activations are bf16 and tensor-parallel partial sums travel in bf16, so each
    layout's rounding differs from one GPU's by ~2^-9 per op, and the gradients by ~1e-3 to 1e-2
    relative. With AdamW's usual eps, the first steps move every weight by lr * sign(g): a weight
@@ -42,6 +43,14 @@
    parameters within 2e-2; a missing or doubled reduction scales a gradient by 2 (error 0.5) and a
    wrong exchange gives O(1). Over MPI the bf16 sums are taken in fp32 on the host and rounded
    once, which moves the same few ulps.
+   The final norm's bias has a bound of its own on CUDA, 0.25: its gradient, the sum over tokens
+   of the head's input gradient, is the mismatch between the predicted and the seen token counts,
+   which cancels to a small part of its terms, while each term carries its bf16 rounding (once on
+   one GPU, three times under tp, where the head's partial products over the two vocabulary
+   halves are rounded and summed). Measured under tp2, dp2 x tp2 and tp2 x cp2 on an H100:
+   8.3e-2; on the CPU in fp32 with only those tp partial sums rounded to bf16: 3.0e-2 (and 1e-9
+   without the rounding), so the error is the rounding's, not a layout's. 0.25 still fails a
+   missing or doubled reduction (0.5) and a wrong exchange.
    The fourth model, with AdamW's eps at 1e-2 as on CUDA, also runs layouts whose data-parallel
    gradient sums travel in bf16 (parallel.grad_reduce_dtype). Each rank's gradient and the sum
    are rounded to bf16's 8 bits (2^-9 relative each), so a summed gradient is off by up to
@@ -183,8 +192,9 @@ static void dump(const char *label, const Result *r)
 
 static void compare(const char *label, const Result *r, const Result *g, int overlap, int bf16, int rank)
 {
+    const int gpu = !strcmp(device, "cuda");
     int ok = 1, started = g->started;
-    double worst_loss = 0, worst_param = 0, val = fabs(g->val - r->val) / fabs(r->val);
+    double worst_loss = 0, worst_param = 0, bias_err = 0, val = fabs(g->val - r->val) / fabs(r->val);
     const char *worst_name = "";
     const Params *ref = &r->p, *got = &g->p;
     if (rank == 0) {
@@ -207,19 +217,22 @@ static void compare(const char *label, const Result *r, const Result *g, int ove
                 den += b * b;
             }
             double err = sqrt(num) / fmax(sqrt(den), 1e-30);
-            if (err > worst_param) {
+            if (gpu && !strcmp(ref->name[i], "output.final_norm.bias"))
+                bias_err = err; /* its own bound (the header) */
+            else if (err > worst_param) {
                 worst_param = err;
                 worst_name = ref->name[i];
             }
         }
-        const int gpu = !strcmp(device, "cuda");
         const double tol_loss = gpu ? 1e-2 : bf16 ? 1e-4 : 1e-5, tol_param = gpu || bf16 ? 2e-2 : 5e-5;
-        ok = ok && worst_loss < tol_loss && val < tol_loss && worst_param < tol_param &&
+        ok = ok && worst_loss < tol_loss && val < tol_loss && worst_param < tol_param && bias_err < 0.25 &&
              (started < 0 || (overlap && g->buckets > 1 ? started > 0 : started == 0));
     }
-    char sums[64] = "";
+    char sums[128] = "";
+    if (gpu)
+        snprintf(sums, sizeof sums, "; final norm bias %.1e", bias_err);
     if (started >= 0)
-        snprintf(sums, sizeof sums, "; %d bucket%s reduce-scatter started in backward", started,
+        snprintf(sums + strlen(sums), sizeof sums - strlen(sums), "; %d bucket%s reduce-scatter started in backward", started,
                  started == 1 ? "'s" : "s'");
     tap_check_all(MPI_COMM_WORLD, ok,
                   "%s: losses (max rel. diff %.1e), validation loss (%.1e) and parameters (max %.1e, %s) match "
@@ -250,8 +263,9 @@ int main(int argc, char **argv)
     } models[] = {
         {"model.ffn=swiglu model.share_emb=true model.scale_emb=true", "swiglu, tied"},
         {"model.ffn=silu train.recompute=true", "silu, untied, recompute"},
-        {"model.ffn=silu model.cema_ndim=64 data.batch_size=8 parallel.micro_batches=4",
-         "16 KiB states, 4 micro-batches"},
+        {gpu ? "model.ffn=silu data.batch_size=8 parallel.micro_batches=4"
+             : "model.ffn=silu model.cema_ndim=64 data.batch_size=8 parallel.micro_batches=4",
+         "large states, 4 micro-batches"},
         {"model.ffn=swiglu model.share_emb=true optimizer.eps=1e-2", "swiglu, tied, AdamW eps 1e-2"},
     };
     const struct {

@@ -4,6 +4,7 @@
 # run whose plan does not fit stops before allocating, exit 2, saying what would fit; every run
 # file in jobs/ fits an 80 GB GPU (80e9 bytes), and the paper's 7B at 256 GPUs needs at most 72 GB.
 . "$top_srcdir/tests/tap.sh"
+. "$top_srcdir/tests/plan_run.sh"
 mt="$top_builddir/megatrain"
 cd "$tap_tmp" || exit 1
 export OMP_NUM_THREADS=1
@@ -31,11 +32,7 @@ expect_fail 2 "does not divide the 3 ranks" "plan of a layout that does not divi
 exact() { # exact RANKS DESCRIPTION [KEY=VALUE...]
     n=$1 what=$2
     shift 2
-    sets=
-    for kv in "$@"; do sets="$sets --set $kv"; done
-    "$mt" plan run.yaml --world "$n" --bytes $sets >plan.out 2>plan.err
-    MEGATRAIN_TEST_PEAK=1 $MPIRUN -np "$n" "$mt" run.yaml $sets >run.out 2>run.err
-    rc=$?
+    plan_run "$n" "$@"
     # plan rows: "stage S cp A-B ... total"; run lines: "rank R stage S cp C: peak memory N bytes"
     diffs=$(awk 'FNR == NR {
                      if ($1 != "every" && $1 != "stage" && $1 != "cp") next

@@ -26,9 +26,13 @@ void CPU(adamw)(float *param, void *param_act, const float *grad, float *m, floa
 
 double CPU(sumsq)(const float *x, size_t n)
 {
-    double s = 0;
-#pragma omp parallel for reduction(+ : s)
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
+    double part[SUM_BLOCKS];
+#pragma omp parallel for
+    for (int b = 0; b < SUM_BLOCKS; b++) {
+        double s = 0;
+        for (size_t i = sum_block_start(n, b); i < sum_block_start(n, b + 1); i++)
+            s += (double)x[i] * x[i];
+        part[b] = s;
+    }
+    return sum_blocks(part);
 }

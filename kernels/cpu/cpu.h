@@ -44,6 +44,20 @@ static inline void rope_cs(double cs[2], int pos, int i, int dz, double base)
     cs[1] = sin(a);
 }
 
+/* Sums over [0, n) that give the same bits for any number of threads (an OpenMP reduction adds
+   the threads' parts in the order they finish, so a loss or a norm would change in its last bits
+   from run to run): SUM_BLOCKS fixed blocks, each summed in order into part[b] by whichever
+   thread, then the blocks in order. */
+#define SUM_BLOCKS 64
+static inline size_t sum_block_start(size_t n, int b) { return n * (size_t)b / SUM_BLOCKS; }
+static inline double sum_blocks(const double part[SUM_BLOCKS])
+{
+    double s = 0;
+    for (int b = 0; b < SUM_BLOCKS; b++)
+        s += part[b];
+    return s;
+}
+
 /* Parameter gradients summed over tokens in parallel, race-free and deterministic: inside a
    parallel region each thread adds into its own fp64 row of a (threads, n) scratch
    (partials_row); partials_sum then adds the rows into row 0 in thread order and returns it, to

@@ -26,33 +26,37 @@ double CPU(crossentropy)(void *logits, const int32_t *targets, const double *all
                          float grad_scale)
 {
     real *lg = logits;
-    double loss = 0;
-#pragma omp parallel for reduction(+ : loss)
-    for (int t = 0; t < T; t++) {
-        real *row = lg + (size_t)t * V;
-        int y = targets[t];
-        if (y >= (int64_t)n * V)
-            fail("crossentropy: target %d at token %d is outside the vocabulary of %lld", y, t, (long long)n * V);
-        if (y < 0) { /* ignored: no loss, zero gradient */
+    double part[SUM_BLOCKS];
+#pragma omp parallel for
+    for (int b = 0; b < SUM_BLOCKS; b++) {
+        double loss = 0;
+        for (int t = (int)sum_block_start(T, b); t < (int)sum_block_start(T, b + 1); t++) {
+            real *row = lg + (size_t)t * V;
+            int y = targets[t];
+            if (y >= (int64_t)n * V)
+                fail("crossentropy: target %d at token %d is outside the vocabulary of %lld", y, t, (long long)n * V);
+            if (y < 0) { /* ignored: no loss, zero gradient */
+                if (grad_scale != 0)
+                    for (int i = 0; i < V; i++)
+                        row[i] = 0;
+                continue;
+            }
+            /* the whole row's max (a logit, so a real), its sum of exponentials, the target's logit */
+            real m = (real)all[3 * (size_t)t];
+            for (int j = 1; j < n; j++)
+                m = all[3 * ((size_t)j * T + t)] > m ? (real)all[3 * ((size_t)j * T + t)] : m;
+            double sum = 0, target = 0;
+            for (int j = 0; j < n; j++) {
+                const double *s = all + 3 * ((size_t)j * T + t);
+                sum += s[1] * exp(s[0] - m);
+                target += s[2];
+            }
+            loss += m + log(sum) - target;
             if (grad_scale != 0)
                 for (int i = 0; i < V; i++)
-                    row[i] = 0;
-            continue;
+                    row[i] = grad_scale * (real_exp(row[i] - m) / sum - (i == y - v0));
         }
-        /* the whole row's max (a logit, so a real), its sum of exponentials, the target's logit */
-        real m = (real)all[3 * (size_t)t];
-        for (int j = 1; j < n; j++)
-            m = all[3 * ((size_t)j * T + t)] > m ? (real)all[3 * ((size_t)j * T + t)] : m;
-        double sum = 0, target = 0;
-        for (int j = 0; j < n; j++) {
-            const double *s = all + 3 * ((size_t)j * T + t);
-            sum += s[1] * exp(s[0] - m);
-            target += s[2];
-        }
-        loss += m + log(sum) - target;
-        if (grad_scale != 0)
-            for (int i = 0; i < V; i++)
-                row[i] = grad_scale * (real_exp(row[i] - m) / sum - (i == y - v0));
+        part[b] = loss;
     }
-    return loss;
+    return sum_blocks(part);
 }

@@ -4,7 +4,7 @@
 bin_PROGRAMS += megabench
 megabench_SOURCES = tools/megabench.c
 megabench_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
-EXTRA_DIST += tests/gpu/bench.sh tests/gpu/bench.yaml tests/gpu/scaling.sh tests/gpu/cema_fft.sh tests/gpu/cema_fft.cu
+EXTRA_DIST += tests/gpu/test_plan_gpu.sh tests/gpu/bench.sh tests/gpu/bench.yaml tests/gpu/scaling.sh tests/gpu/cema_fft.sh tests/gpu/cema_fft.cu
 
 if HAVE_CUDA
 GPU_TESTS = tests/gpu/test_ops_gpu tests/gpu/test_model_gpu tests/gpu/test_comm_gpu
@@ -14,20 +14,22 @@ tests_gpu_test_ops_gpu_SOURCES = tests/gpu/test_ops_gpu.c
 tests_gpu_test_model_gpu_SOURCES = tests/gpu/test_model_gpu.c
 tests_gpu_test_comm_gpu_SOURCES = tests/gpu/test_comm_gpu.c tests/comm_checks.h tests/subjob.h
 
-CLEANFILES += $(GPU_TESTS:=.log) $(GPU_TESTS:=.trs) tests/test_parallel_mpi.log tests/test_parallel_mpi.trs \
+CLEANFILES += $(GPU_CHECKS:=.log) $(GPU_CHECKS:=.trs) tests/test_parallel_mpi.log tests/test_parallel_mpi.trs \
   tests/test_parallel_nccl.log tests/test_parallel_nccl.trs
 
 # Each test through the TAP driver (logs beside the programs), then the summary; the CPU
 # reference runs on every core (the test environment defaults to one thread). test_comm_gpu
-# talks between two ranks (on one GPU, or on two).
-check-gpu: $(GPU_TESTS)
+# talks between two ranks (on one GPU, or on two); test_plan_gpu.sh (the memory plan against the
+# measured peak) runs megatrain itself.
+GPU_CHECKS = $(GPU_TESTS) tests/gpu/test_plan_gpu
+check-gpu: $(GPU_TESTS) megatrain
 	@export OMP_NUM_THREADS=$${OMP_NUM_THREADS:-`nproc`}; $(AM_TESTS_ENVIRONMENT) \
-	for t in $(GPU_TESTS); do \
-	  case $$t in *comm_gpu) ranks="$(MPIRUN) -np 2";; *) ranks=;; esac; \
-	  $(TAP) --test-name $$t --log-file $$t.log --trs-file $$t.trs -- $$ranks ./$$t; \
+	for t in $(GPU_CHECKS); do \
+	  case $$t in *comm_gpu) run="$(MPIRUN) -np 2 ./$$t";; *plan_gpu) run="sh $(srcdir)/$$t.sh";; *) run=./$$t;; esac; \
+	  $(TAP) --test-name $$t --log-file $$t.log --trs-file $$t.trs -- $$run; \
 	done; \
-	echo "check-gpu summary:"; grep -h '^:test-result:' $(GPU_TESTS:=.trs) | sort | uniq -c; \
-	! grep -q '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(GPU_TESTS:=.trs)
+	echo "check-gpu summary:"; grep -h '^:test-result:' $(GPU_CHECKS:=.trs) | sort | uniq -c; \
+	! grep -q '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(GPU_CHECKS:=.trs)
 
 # The layout equivalence matrix of tests/test_parallel on CUDA (every layout of up to 4 ranks:
 # dp2 tp2 cp2 pp2 cp4 pp4 dp2xtp2 tp2xcp2 pp2xcp2 tp2xpp2), against one GPU, with evaluation:
