@@ -109,7 +109,8 @@ static void position(const Plan *p, const PlanRow *r, char *buf, size_t n)
 
 static void layout_name(const Plan *p, char *buf, size_t n)
 {
-    snprintf(buf, n, "%d ranks: dp %d x tp %d x pp %d x cp %d", p->world, p->dp, p->tp, p->pp, p->cp);
+    snprintf(buf, n, "%d rank%s: dp %d x tp %d x pp %d x cp %d", p->world, p->world == 1 ? "" : "s", p->dp, p->tp,
+             p->pp, p->cp);
 }
 
 void plan_print(const Plan *p, const char *path, int bytes, FILE *f)

@@ -70,6 +70,9 @@ exact 4 "pp2 x cp2, recompute" parallel.pp=2 parallel.cp=2 train.recompute=true
 run $MPIRUN -np 2 "$mt" run.yaml --set train.memory_gib=0.001 --set parallel.cp=2
 expect_fail 2 "memory plan of 2 ranks: dp 1 x tp 1 x pp 1 x cp 2 needs .* GiB per rank (cp 0-1: parameters .*) but train.memory_gib is 0.001 GiB" \
     "a run over train.memory_gib stops, exit 2, naming the layout"
+run "$top_builddir/megabench" run.yaml --set train.memory_gib=0.001
+expect_fail 2 "memory plan of 1 rank: dp 1 x tp 1 x pp 1 x cp 1 needs .* but train.memory_gib is 0.001 GiB" \
+    "megabench checks the plan too: exit 2 before allocating"
 tap_ok $(grep -q 'train.recompute: true (.* GiB); parallel.micro_batches: 4, 2 rows per micro-batch' err &&
          grep -q 'more parallel.tp or parallel.pp' err && [ "$(grep -c error err)" -eq 1 ] &&
          ! grep -q '^step' out && echo 0 || echo 1) "... saying what would fit, once, before any step"

@@ -15,6 +15,7 @@
 #include "src/config.h"
 #include "parallel/topo.h"
 #include "src/model.h"
+#include "src/plan.h"
 #include "src/train.h"
 #include "base/util.h"
 
@@ -447,6 +448,8 @@ int main(int argc, char **argv)
         omp_set_num_threads(c.train.threads);
     Topo topo;
     topo_init(&topo, MPI_COMM_WORLD, c.parallel.tp, c.parallel.pp, c.parallel.cp);
+    /* as megatrain does: a layout that does not fit stops here, saying what would */
+    plan_check_run(&c, yaml, ops_get(config_device_name(c.train.device)), &topo);
     Trainer tr; /* megatrain's own step, on random tokens */
     trainer_init(&tr, &c, &topo, NULL);
     base = tr.ops;
