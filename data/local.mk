@@ -32,8 +32,9 @@ EXTRA_DIST += doc/data.md
 # or test time).
 bin_SCRIPTS += tools/brown-corpus.sh
 EXTRA_DIST += tools/brown-corpus.sh
-# Times the tokenizers beside the reference encoders (run by hand; doc/data.md has its figures).
-EXTRA_DIST += tools/tokenizer-bench.sh
+# Times the tokenizers beside the reference encoders, and megadata build's tokenizing over ranks
+# (run by hand; doc/data.md has their figures).
+EXTRA_DIST += tools/tokenizer-bench.sh tools/tokenizer-scaling.sh
 
 check_PROGRAMS += tests/test_data tests/test_sampler
 tests_test_data_SOURCES = tests/test_data.c
@@ -41,9 +42,9 @@ tests_test_data_LDADD = $(DATA_LDADD)
 tests_test_sampler_SOURCES = tests/test_sampler.c
 tests_test_sampler_LDADD = $(DATA_LDADD)
 TESTS += tests/test_data tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py tests/test_tokenizers.py \
-  tests/test_corpus.sh tests/test_blend.sh
+  tests/test_corpus.sh tests/test_blend.sh tests/test_tokenizer_scaling.sh
 EXTRA_DIST += tests/test_sampler.sh tests/test_megadata.sh tests/test_data_h5py.py \
   tests/test_tokenizers.py tests/tokenizer_corpus.py tests/tap.py tools/gen-unicode-classes.py \
-  tests/test_corpus.sh tests/test_blend.sh \
+  tests/test_corpus.sh tests/test_blend.sh tests/test_tokenizer_scaling.sh \
   tests/data/text/notes.txt tests/data/text/poems/autumn.txt tests/data/text/poems/spring.txt \
   tests/data/text/unicode.txt
