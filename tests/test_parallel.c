@@ -6,7 +6,9 @@
    cp x tp, with micro-batches), the first dp*pp*cp*tp ranks train the same 3 steps and evaluate,
    and the losses, the validation loss and every updated parameter, gathered whole on rank 0, are
    compared with the reference. A layout that needs more ranks than were started fails, naming
-   itself (on CUDA the matrix is the layouts of up to 4 ranks). Gradient buckets are small
+   itself (on CUDA the matrix is the layouts of up to 4 ranks). `--models 34` runs only the
+   third and fourth of the four models (one run of the whole matrix on one GPU takes over five
+   minutes). Gradient buckets are small
    (parallel.grad_bucket_mb 0.002: 524 elements, some tens per model): where several ranks share
    the parameters (dp x cp > 1), backward must have started at least one bucket's reduce-scatter
    before the optimizer step (the overlap of gradient reduction with backward), and none with
@@ -101,7 +103,7 @@ static void params_free(Params *p)
     p->n = 0;
 }
 
-static const char *device = "cpu", *comm = "auto", *dump_dir;
+static const char *device = "cpu", *comm = "auto", *dump_dir, *only; /* only: --models, e.g. "34" */
 
 /* the model and run shared by every layout: the run's keys, the model's (which may override
    them), then the layout's */
@@ -254,6 +256,8 @@ int main(int argc, char **argv)
             comm = argv[i + 1];
         else if (!strcmp(argv[i], "--dump"))
             dump_dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--models"))
+            only = argv[i + 1];
     const int gpu = !strcmp(device, "cuda"), max_world = gpu ? 4 : 8;
     tap_quiet = rank != 0;
     if (rank == 0)
@@ -293,6 +297,8 @@ int main(int argc, char **argv)
         {"dp2xpp2xcp2, bf16 gradient sums", "parallel.pp=2 parallel.cp=2 parallel.grad_reduce_dtype=bf16", 8, 8},
     };
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+        if (only && !strchr(only, (int)('1' + mi)))
+            continue;
         Result ref = {0}, got = {0};
         run(models[mi].model, "", 1, &ref);
         char *ref_label = xasprintf("reference (%s)", models[mi].label);

@@ -39,17 +39,20 @@ check-gpu: $(GPU_TESTS) megatrain
 #    fails as "not run", naming itself; with one GPU no NCCL layout can run and all fail. GPUS=N
 #    says how many GPUs to use (default: all); GPUS=1 runs part 1 alone and says that NCCL was
 #    not tested: `make check-multigpu GPUS=1` is the honest one-GPU run.
+# MODELS=34 (say) runs only those of test_parallel's four models (--models): the whole matrix
+# takes over five minutes on one GPU.
 # NVLink multicast stays off.
 check-multigpu: tests/test_parallel
-	@n=$(GPUS); n=$${n:-`nvidia-smi -L 2>/dev/null | grep -c '^GPU'`}; export NCCL_NVLS_ENABLE=0; $(AM_TESTS_ENVIRONMENT) \
+	@n=$(GPUS); n=$${n:-`nvidia-smi -L 2>/dev/null | grep -c '^GPU'`}; m='$(MODELS)'; m=$${m:+--models $$m}; \
+	export NCCL_NVLS_ENABLE=0; $(AM_TESTS_ENVIRONMENT) \
 	if [ "$$n" -lt 1 ]; then echo "check-multigpu: FAIL: no GPU found" >&2; exit 1; fi; \
 	runs=tests/test_parallel_mpi; np=$$n; [ $$np -le 4 ] || np=4; \
 	$(TAP) --test-name test_parallel_mpi --log-file tests/test_parallel_mpi.log \
-	  --trs-file tests/test_parallel_mpi.trs -- $(MPIRUN) -np 4 ./tests/test_parallel --device cuda --comm mpi; \
+	  --trs-file tests/test_parallel_mpi.trs -- $(MPIRUN) -np 4 ./tests/test_parallel --device cuda --comm mpi $$m; \
 	if [ "$(GPUS)" != 1 ]; then \
 	  runs="$$runs tests/test_parallel_nccl"; \
 	  $(TAP) --test-name test_parallel_nccl --log-file tests/test_parallel_nccl.log \
-	    --trs-file tests/test_parallel_nccl.trs -- $(MPIRUN) -np $$np ./tests/test_parallel --device cuda --comm nccl; \
+	    --trs-file tests/test_parallel_nccl.trs -- $(MPIRUN) -np $$np ./tests/test_parallel --device cuda --comm nccl $$m; \
 	fi; \
 	echo "check-multigpu summary ($$n GPUs):"; for r in $$runs; do cat $$r.trs; done | grep '^:test-result:' | sort | uniq -c; \
 	for r in $$runs; do grep '^FAIL:.*not run' $$r.log; done; \
