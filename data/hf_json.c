@@ -35,10 +35,11 @@ static int hf_bool(const HfFile *f, const char *key, int absent)
     return v->num != 0;
 }
 
-/* An id: an integer in [0, INT32_MAX). */
+/* An id: an integer in [0, INT32_MAX) (the range first: converting a double outside it, or a NaN,
+   to an integer is undefined). */
 static int32_t hf_id(const HfFile *f, const JsonField *v)
 {
-    if (v->kind != JSON_NUMBER || v->num != (double)(int32_t)v->num || v->num < 0 || v->num >= INT32_MAX)
+    if (v->kind != JSON_NUMBER || !(v->num >= 0 && v->num < INT32_MAX) || v->num != (double)(int32_t)v->num)
         fail_input("%s: '%s' should be a token id (an integer from 0)", f->path, v->key);
     return (int32_t)v->num;
 }

@@ -92,7 +92,7 @@ static void read_entries(SafeTensors *st, const JsonRecord *rec, uint64_t data_l
             if (f->kind != JSON_STRING || t->dtype)
                 bad_file(st, "a dtype that is not one string", t->name);
             t->dtype = xstrdup(f->str);
-        } else if (f->kind != JSON_NUMBER || f->num < 0 || f->num > 9007199254740992.0 ||
+        } else if (f->kind != JSON_NUMBER || !(f->num >= 0 && f->num <= 9007199254740992.0) ||
                    f->num != (double)(uint64_t)f->num) {
             bad_file(st, "shape and data_offsets must hold non-negative integers", t->name);
         } else if (field == FIELD_SHAPE) {
