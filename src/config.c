@@ -14,7 +14,9 @@
 #include <strings.h>
 #include <yaml.h>
 
-typedef enum { KT_INT, KT_INT64, KT_FLOAT, KT_BOOL, KT_STRING, KT_ENUM } KeyType;
+/* KT_ENUM_BOOL: an enum key that was a boolean; false and true (and the other spellings
+   parse_bool takes) stand for its first two values */
+typedef enum { KT_INT, KT_INT64, KT_FLOAT, KT_BOOL, KT_STRING, KT_ENUM, KT_ENUM_BOOL } KeyType;
 
 typedef struct {
     const char *section, *key;
@@ -22,7 +24,7 @@ typedef struct {
     size_t offset;
     const char *def;     /* default, parsed like any other value */
     double min, max;     /* numeric range (inclusive); KT_STRING: max is the field's size, 0 for CONFIG_STR */
-    const char *choices; /* KT_ENUM: "a|b|c", value = index */
+    const char *choices; /* KT_ENUM, KT_ENUM_BOOL: "a|b|c", value = index */
     const char *doc;
 } Key;
 
@@ -114,8 +116,11 @@ static const Key keys[] = {
     {"train", "device", KT_ENUM, OFF(train.device), "cpu", 0, 0, "cpu|cuda", "compute backend"},
     {"train", "precision", KT_ENUM, OFF(train.precision), "auto", 0, 0, "auto|fp32|bf16",
      "activation precision: auto is fp32 on the CPU, bf16 on CUDA"},
-    {"train", "recompute", KT_BOOL, OFF(train.recompute), "false", 0, 0, NULL,
-     "keep only each block's input and recompute its activations in backward (long sequences)"},
+    {"train", "recompute", KT_ENUM_BOOL, OFF(train.recompute), "none", 0, 0, "none|blocks|elementwise",
+     "what backward recomputes instead of keeping (long sequences): none; blocks: keep only each block's input and "
+     "rerun the block's forward; elementwise: keep all but the activations that are elementwise functions of the "
+     "others (q and k, the value, the gate, r o, the FFN product) and recompute those; false and true are none and "
+     "blocks"},
     {"train", "memory_gib", KT_FLOAT, OFF(train.memory_gib), "0", 0, 1e9, NULL,
      "memory per rank (GiB) the memory plan must fit before anything is allocated; 0: the GPU's total on cuda, "
      "no check on the CPU (megatrain plan)"},
@@ -232,6 +237,9 @@ static const char *type_expectation(const Key *k, char *buf, size_t n)
     case KT_ENUM:
         snprintf(buf, n, "one of %s", k->choices);
         break;
+    case KT_ENUM_BOOL:
+        snprintf(buf, n, "one of %s, false or true", k->choices);
+        break;
     }
     return buf;
 }
@@ -319,7 +327,9 @@ static void key_assign(Config *c, size_t index, const char *text, const char *wh
         break;
     }
     case KT_ENUM:
-        if (!parse_enum(k->choices, text, (int *)field))
+    case KT_ENUM_BOOL:
+        if (!parse_enum(k->choices, text, (int *)field) &&
+            !(k->type == KT_ENUM_BOOL && parse_bool(text, (int *)field)))
             fail_input_all("%s: %s.%s: expected %s, got '%s'", where, k->section, k->key,
                            type_expectation(k, exp, sizeof exp), text);
         break;
@@ -713,6 +723,7 @@ static void print_value(FILE *f, const Config *c, const Key *k)
         util_write_quoted(f, field);
         break;
     case KT_ENUM:
+    case KT_ENUM_BOOL:
         util_write_quoted(f, enum_name(k->choices, *(const int *)field, buf, sizeof buf));
         break;
     }
@@ -766,4 +777,9 @@ const char *config_device_name(int device) { return device == DEVICE_CUDA ? "cud
 const char *config_precision_name(int precision)
 {
     return precision == PRECISION_BF16 ? "bf16" : precision == PRECISION_FP32 ? "fp32" : "auto";
+}
+
+const char *config_recompute_name(int recompute)
+{
+    return recompute == RECOMPUTE_BLOCKS ? "blocks" : recompute == RECOMPUTE_ELEMENTWISE ? "elementwise" : "none";
 }

@@ -16,6 +16,9 @@ typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 typedef enum { PRECISION_AUTO = 0, PRECISION_FP32 = 1, PRECISION_BF16 = 2 } PrecisionKind;
 typedef enum { PARALLEL_COMM_AUTO = 0, PARALLEL_COMM_NCCL = 1, PARALLEL_COMM_MPI = 2 } ParallelComm;
 typedef enum { GRAD_REDUCE_FP32 = 0, GRAD_REDUCE_BF16 = 1 } GradReduceDtype;
+/* train.recompute: what backward recomputes instead of keeping (false and true, from when the key
+   was a boolean, are none and blocks) */
+typedef enum { RECOMPUTE_NONE = 0, RECOMPUTE_BLOCKS = 1, RECOMPUTE_ELEMENTWISE = 2, RECOMPUTE_MODES } RecomputeMode;
 
 typedef struct {
     struct {
@@ -55,7 +58,8 @@ typedef struct {
         int64_t seed;
         int device;    /* DeviceKind */
         int precision; /* PrecisionKind */
-        int recompute, threads;
+        int recompute; /* RecomputeMode */
+        int threads;
         double memory_gib;                 /* the memory plan's limit per rank; 0: the device's */
         int max_skips, spike_window;       /* the update guard (src/guard.h) */
         double spike_loss_z, spike_grad_z; /* 0: no spike check */
@@ -107,5 +111,6 @@ const char *config_origin(const char *section_key);
 /* Names of enum values, for messages and logs. */
 const char *config_device_name(int device);
 const char *config_precision_name(int precision);
+const char *config_recompute_name(int recompute);
 
 #endif

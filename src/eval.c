@@ -104,7 +104,7 @@ static int64_t eval_shape(Config *c, int world, int seq_len, int64_t n)
     set_int(c, "data.seq_len", L);
     set_int(c, "data.batch_size", unit * r);
     set_int(c, "eval.batches", n / (unit * r));
-    c->train.recompute = 1; /* forward only: one block's activations at a time */
+    c->train.recompute = RECOMPUTE_BLOCKS; /* forward only: one block's activations at a time */
     return n;
 }
 

@@ -244,6 +244,8 @@ static void layout(Model *m, Arena *a)
     a->kind = &a->bytes.grads;
     m->grads = F32(m->n_padded);
     a->kind = &a->bytes.acts;
+    /* recompute blocks: every block's activations alias the first block's; elementwise: those
+       block_recompute writes (RECOMPUTED) do */
     BlockActs shared = {0};
     for (int si = 0; si < m->n_slots; si++) {
         ModelSlot *sl = &m->slots[si];
@@ -253,10 +255,12 @@ static void layout(Model *m, Arena *a)
             sl->x[l] = ACT(T * Dl);
         for (size_t l = 0; l < nl; l++) {
             BlockActs *s = &sl->acts[l];
-            if (m->recompute && (si > 0 || l > 0)) {
+            const int later = si > 0 || l > 0;
+            if (m->recompute == RECOMPUTE_BLOCKS && later) {
                 *s = shared;
                 continue;
             }
+#define RECOMPUTED(f, buf) (s->f = m->recompute == RECOMPUTE_ELEMENTWISE && later ? shared.f : (buf))
             s->xhat = ACT(T * Dl);
             s->xhat_full = tp1 ? s->xhat : ACT(T * D);
             s->tsn_mean = F32(T * Gl);
@@ -266,16 +270,16 @@ static void layout(Model *m, Arena *a)
             s->m = ACT(T * D);
             s->rms = F32(T);
             s->zs = ACT(T * Zl);
-            s->qk_rstd = F32(T * Hl);
-            s->q = ACT(T * Zl);
-            s->k = ACT(T * Zl);
+            RECOMPUTED(qk_rstd, F32(T * Hl));
+            RECOMPUTED(q, ACT(T * Zl));
+            RECOMPUTED(k, ACT(T * Zl));
             s->av = ACT(T * Vl);
-            s->vv = ACT(T * Vl);
+            RECOMPUTED(vv, ACT(T * Vl));
             s->ar = ACT(T * Vl);
-            s->r = ACT(T * Vl);
+            RECOMPUTED(r, ACT(T * Vl));
             s->o = ACT(T * Vl);
             s->lse = F32(T * Hl);
-            s->ro = ACT(T * Vl);
+            RECOMPUTED(ro, ACT(T * Vl));
             s->yhat = ACT(T * Dl);
             s->yhat_full = tp1 ? s->yhat : ACT(T * D);
             s->ln_mean = F32(T);
@@ -283,7 +287,8 @@ static void layout(Model *m, Arena *a)
             s->u = ACT(T * D);
             s->a1 = ACT(T * Fl);
             s->a3 = d->swiglu ? ACT(T * Fl) : NULL;
-            s->p = ACT(T * Fl);
+            RECOMPUTED(p, ACT(T * Fl));
+#undef RECOMPUTED
             shared = *s;
         }
         if (m->part.last) {
@@ -603,6 +608,24 @@ static CemaParams cema_params(const Model *m, const BlockParams *b)
     return (CemaParams){P(b->alpha), P(b->delta), P(b->theta), P(b->gamma), P(b->omega)};
 }
 
+/* q and k (with their norm's rstd) from the shared projection zs: per-head norm, affine, RoPE */
+static void block_qk(Model *m, const BlockParams *b, const BlockActs *s)
+{
+    const ModelDims *d = &m->d;
+    m->ops->qk_forward(s->q, s->k, s->qk_rstd, s->zs, P(b->qk_gamma), P(b->qk_beta), m->B, m->L, m->Hl, d->Z / d->H,
+                       d->C, d->rope_base, d->eps);
+}
+
+/* the FFN's product p from its branches */
+static void block_ffn_product(Model *m, const BlockActs *s)
+{
+    const size_t TF = (size_t)m->T * m->Fl;
+    if (m->d.swiglu)
+        m->ops->swiglu_forward(s->p, s->a1, s->a3, TF);
+    else
+        m->ops->silu_forward(s->p, s->a1, TF);
+}
+
 /* recomputing: rerun for backward (no state exchange, states already in place) */
 static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
 {
@@ -611,7 +634,7 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     const BlockParams *b = &m->blocks[i];
     BlockActs *s = &sl->acts[i];
     const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
-    const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
+    const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl;
     const void *x = sl->x[i];
     void *y = sl->x[i + 1];
     const ChunkState cs = chunk_state(m, sl, i, recomputing);
@@ -627,8 +650,7 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     gather(m, s->xhat_full, s->xhat);
     ops->rmsnorm_forward(s->m, s->rms, s->cema_full, P(b->rms_w), T, D, d->eps);
     ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), T, D, Zl, 0);
-    ops->qk_forward(s->q, s->k, s->qk_rstd, s->zs, P(b->qk_gamma), P(b->qk_beta), B, L, m->Hl, d->Z / d->H, d->C,
-                    d->rope_base, d->eps);
+    block_qk(m, b, s);
     ops->matmul_forward(s->av, s->xhat_full, P(b->wv), P(b->bv), T, D, Vl, 0); /* value from the TimestepNorm */
     ops->silu_forward(s->vv, s->av, TV);
     ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), T, D, Vl, 0);
@@ -647,16 +669,26 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     gather(m, s->yhat_full, s->yhat);
     ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat_full, P(b->ln_w), P(b->ln_b), T, D, d->eps);
     ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, T, D, Fl, 0);
-    if (d->swiglu) {
+    if (d->swiglu)
         ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, T, D, Fl, 0);
-        ops->swiglu_forward(s->p, s->a1, s->a3, TF);
-    } else {
-        ops->silu_forward(s->p, s->a1, TF);
-    }
+    block_ffn_product(m, s);
     if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
         return;
     ops->copy(y, x, TDl);
     tp_row_forward(m->tp, ops, y, s->p, P(b->w2), T, Fl, Dl);
+}
+
+/* recompute elementwise: what the block's backward needs and did not keep, recomputed into the
+   set all blocks share by the forward's own ops from what it kept, so the bits are the forward's */
+static void block_recompute(Model *m, ModelSlot *sl, int i)
+{
+    const BlockActs *s = &sl->acts[i];
+    const size_t TV = (size_t)m->T * m->Vl;
+    block_qk(m, &m->blocks[i], s);
+    m->ops->silu_forward(s->vv, s->av, TV);
+    m->ops->silu_forward(s->r, s->ar, TV);
+    m->ops->mul_forward(s->ro, s->r, s->o, TV);
+    block_ffn_product(m, s);
 }
 
 /* dy: gradient of the block's output; dx receives the input's (overwritten). Every gradient
@@ -673,6 +705,8 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
     const ChunkState cs = chunk_state(m, sl, i, 0);
+    if (m->recompute == RECOMPUTE_ELEMENTWISE)
+        block_recompute(m, sl, i);
 
     /* FFN: y = x + p W2^T (row-parallel) */
     ops->copy(dx, dy, TDl);
@@ -730,7 +764,7 @@ double model_forward(Model *m, int slot, float grad_scale)
     }
     for (int i = 0; i < nl; i++)
         block_forward(m, sl, i, 0);
-    if (m->recompute)
+    if (m->recompute == RECOMPUTE_BLOCKS)
         m->shared_slot = slot, m->shared_layer = nl - 1;
     sl->loss_sum = 0;
     if (!m->part.last)
@@ -767,7 +801,7 @@ void model_backward(Model *m, int slot)
         dstate_send(m, sl, nl);
     }
     for (int i = nl - 1; i >= 0; i--) {
-        if (m->recompute && !(m->shared_slot == slot && m->shared_layer == i))
+        if (m->recompute == RECOMPUTE_BLOCKS && !(m->shared_slot == slot && m->shared_layer == i))
             block_forward(m, sl, i, 1);
         m->shared_slot = -1;
         block_backward(m, sl, i, m->dy, m->dx);

@@ -94,7 +94,9 @@ typedef struct {
     size_t w1, w3, w2;                            /* (Fl,D) (Fl,D, swiglu only) (D,Fl) */
 } BlockParams;
 
-/* What one block saves for its backward (Dl = D/tp etc. are this rank's widths). */
+/* What one block saves for its backward (Dl = D/tp etc. are this rank's widths). With recompute
+   elementwise, those marked [e] are elementwise (or per-head, for q and k) functions of the others,
+   which backward recomputes into one set that all blocks share. */
 typedef struct {
     void *xhat;              /* (T, Dl) TimestepNorm output */
     void *xhat_full;         /* (T, D) gathered (aliases xhat when tp = 1) */
@@ -104,18 +106,18 @@ typedef struct {
     void *m;                 /* (T, D) RMSNorm output */
     float *rms;              /* (T) */
     void *zs;                /* (T, Zl) shared projection */
-    float *qk_rstd;          /* (T, Hl) */
-    void *q, *k;             /* (T, Zl) after norm, affine, RoPE */
-    void *av, *vv;           /* (T, Vl) value pre-activation and value */
-    void *ar, *r;            /* (T, Vl) gate pre-activation and gate */
+    float *qk_rstd;          /* (T, Hl) [e] */
+    void *q, *k;             /* (T, Zl) after norm, affine, RoPE [e] */
+    void *av, *vv;           /* (T, Vl) value pre-activation and value = SiLU(av) [e] */
+    void *ar, *r;            /* (T, Vl) gate pre-activation and gate = SiLU(ar) [e] */
     void *o;                 /* (T, Vl) attention output */
     float *lse;              /* (B, Hl, L) */
-    void *ro;                /* (T, Vl) r * o */
+    void *ro;                /* (T, Vl) r * o [e] */
     void *yhat;              /* (T, Dl) attention sub-layer output plus residual */
     void *yhat_full;         /* (T, D) gathered (aliases yhat when tp = 1) */
     float *ln_mean, *ln_rstd; /* (T) */
     void *u;                 /* (T, D) LayerNorm output */
-    void *a1, *a3, *p;       /* (T, Fl) FFN: W1 branch, W3 branch (swiglu), product */
+    void *a1, *a3, *p;       /* (T, Fl) FFN: W1 branch, W3 branch (swiglu), product [e] */
 } BlockActs;
 
 /* Gradient scratch shared by all blocks and slots in backward. */
@@ -134,7 +136,7 @@ typedef struct {
 typedef struct {
     int32_t *tokens, *targets; /* (T) */
     void **x;                  /* (n_layers + 1) x (T, Dl) residual stream at each block's input */
-    BlockActs *acts;           /* (n_layers); with recompute all alias one shared set */
+    BlockActs *acts;           /* (n_layers); with recompute blocks all alias one shared set */
     void *xf;                  /* (T, Dl) final TimestepNorm output (last stage) */
     float *f_mean, *f_rstd;    /* (B, L, Gl) */
     void *xf_full;             /* (T, D) gathered (aliases xf when tp = 1) */
@@ -160,7 +162,7 @@ typedef struct {
     int vocab_l;                /* its vocabulary slice: ids tp_rank vocab_l .. (tp_rank + 1) vocab_l - 1 */
     const Ops *ops;
     int B, L, T; /* sequences, tokens per sequence, B*L */
-    int recompute;
+    int recompute; /* RecomputeMode (src/config.h) */
 
     ParamInfo *params_info;
     int n_params;
@@ -174,7 +176,7 @@ typedef struct {
 
     ModelSlot *slots;
     int n_slots;
-    int shared_slot, shared_layer; /* whose block activations the recompute set holds */
+    int shared_slot, shared_layer; /* whose block activations the recompute blocks set holds */
     BlockGrads g;
     void *dx, *dy;             /* (T, Dl) residual gradient, ping-pong */
     void *emb_full;            /* (T, D) the embedding's partial sums over tp, then its gathered
@@ -211,7 +213,8 @@ typedef struct {
     size_t params;   /* (n_padded) compute copy of the parameters */
     size_t grads;    /* (n_padded) fp32 gradients */
     size_t acts;     /* the micro-batch slots: tokens, block inputs, the activations backward needs
-                        (one block's with recompute), the head's, the chunk states */
+                        (one block's with recompute blocks; with elementwise, one set of the
+                        recomputed ones), the head's, the chunk states */
     size_t backward; /* backward's gradient scratch, the embedding's partial sums, the
                         cross-entropy's statistics */
 } ModelBytes;

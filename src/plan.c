@@ -26,11 +26,12 @@ static PlanRow plan_rank(const Config *c, const ModelDims *d, const Ops *ops, co
     const int micro = c->parallel.micro_batches, in = comm_stages_in_backend(ops, sh.via);
     PlanRow r = {.stage = stage, .cp_first = cp_rank, .cp_last = cp_rank};
     Model m;
-    model_shape(&m, d, &sh.part, ops, sh.mb_rows, sh.Lloc, 0, sh.slots, sh.pad_to);
+    model_shape(&m, d, &sh.part, ops, sh.mb_rows, sh.Lloc, RECOMPUTE_NONE, sh.slots, sh.pad_to);
     const ModelBytes mb = model_measure(&m);
-    m.recompute = 1; /* only the activations' layout depends on it */
-    r.acts[0] = mb.acts;
-    r.acts[1] = model_measure(&m).acts;
+    for (int k = 0; k < RECOMPUTE_MODES; k++) { /* only the activations' layout depends on it */
+        m.recompute = k;
+        r.acts[k] = model_measure(&m).acts;
+    }
     r.params = mb.params;
     r.grads = mb.grads;
     r.backward = mb.backward;
@@ -68,7 +69,7 @@ void plan_make(Plan *p, const Config *c, const Ops *ops, int world)
                 .tp = c->parallel.tp,
                 .pp = c->parallel.pp,
                 .cp = c->parallel.cp,
-                .recompute = c->train.recompute != 0,
+                .recompute = c->train.recompute,
                 .ops = ops};
     p->dp = world / (p->tp * p->pp * p->cp);
     p->rows = xcalloc((size_t)p->pp * p->cp, sizeof *p->rows);
@@ -119,8 +120,8 @@ void plan_print(const Plan *p, const char *path, int bytes, FILE *f)
     layout_name(p, lay, sizeof lay);
     fprintf(f, "memory plan of %s on %s, %s (%s), train.recompute %s; %s per rank\n", path, lay, p->ops->name,
             p->ops->act == DTYPE_BF16 ? "bf16" : p->ops->act == DTYPE_F64 ? "fp64" : "fp32",
-            p->recompute ? "on" : "off", bytes ? "bytes" : "GiB");
-    static const char *heads[] = {"params", "master", "grads", "moments", "acts-rc", "acts+rc",
+            config_recompute_name(p->recompute), bytes ? "bytes" : "GiB");
+    static const char *heads[] = {"params", "master", "grads", "moments", "acts-rc", "acts-ew", "acts+rc",
                                   "backward", "scratch", "tp", "cp", "pp", "dp", "total"};
     const int w = bytes ? 13 : 8, nh = (int)(sizeof heads / sizeof heads[0]);
     fprintf(f, "%-16s", "position");
@@ -129,8 +130,9 @@ void plan_print(const Plan *p, const char *path, int bytes, FILE *f)
     fputc('\n', f);
     for (int i = 0; i < p->n; i++) {
         const PlanRow *r = &p->rows[i];
-        const size_t v[] = {r->params, r->master, r->grads, r->moments, r->acts[0], r->acts[1],
-                            r->backward, r->scratch, r->tp, r->cp, r->pp, r->dp, r->total};
+        const size_t v[] = {r->params, r->master, r->grads, r->moments, r->acts[RECOMPUTE_NONE],
+                            r->acts[RECOMPUTE_ELEMENTWISE], r->acts[RECOMPUTE_BLOCKS], r->backward, r->scratch,
+                            r->tp, r->cp, r->pp, r->dp, r->total};
         char pos[64];
         position(p, r, pos, sizeof pos);
         fprintf(f, "%-16s", pos);
@@ -141,9 +143,9 @@ void plan_print(const Plan *p, const char *path, int bytes, FILE *f)
                 fprintf(f, " %*.2f", w, v[k] / GIB);
         fputc('\n', f);
     }
-    fprintf(f, "acts-rc, acts+rc: activations with train.recompute off and on (total counts the run's); tp, cp, pp, "
-               "dp: communication buffers; scratch: the backend's own (attention, CEMA, TimestepNorm, GEMM); not "
-               "counted: the CUDA, cuBLAS and NCCL contexts\n");
+    fprintf(f, "acts-rc, acts-ew, acts+rc: activations with train.recompute none, elementwise and blocks (total "
+               "counts the run's); tp, cp, pp, dp: communication buffers; scratch: the backend's own (attention, "
+               "CEMA, TimestepNorm, GEMM); not counted: the CUDA, cuBLAS and NCCL contexts\n");
 }
 
 int plan_fits(const Plan *p, size_t limit) { return !limit || p->rows[p->peak].total <= limit; }
@@ -170,10 +172,15 @@ void plan_check(const Plan *p, const Config *c, const char *path, size_t limit, 
     layout_name(p, lay, sizeof lay);
     position(p, r, pos, sizeof pos);
     const size_t end = sizeof fix;
-    if (!p->recompute)
-        at += snprintf(at, end - (size_t)(at - fix), "train.recompute: true (%.3g GiB); ",
-                       plan_with(c, p, 1, c->parallel.micro_batches) / GIB);
     const int micro = c->parallel.micro_batches, rows = c->data.batch_size / p->dp;
+    if (p->recompute == RECOMPUTE_NONE) { /* the cheaper recomputation first, where it is enough */
+        const size_t ew = plan_with(c, p, RECOMPUTE_ELEMENTWISE, micro);
+        if (ew <= limit)
+            at += snprintf(at, end - (size_t)(at - fix), "train.recompute: elementwise (%.3g GiB); ", ew / GIB);
+    }
+    if (p->recompute != RECOMPUTE_BLOCKS)
+        at += snprintf(at, end - (size_t)(at - fix), "train.recompute: blocks (%.3g GiB); ",
+                       plan_with(c, p, RECOMPUTE_BLOCKS, micro) / GIB);
     if (rows / micro > 1 && rows % (2 * micro) == 0)
         at += snprintf(at, end - (size_t)(at - fix), "parallel.micro_batches: %d, %d rows per micro-batch (%.3g GiB); ",
                        2 * micro, rows / (2 * micro), plan_with(c, p, p->recompute, 2 * micro) / GIB);
@@ -218,9 +225,9 @@ static const char usage[] =
     "\n"
     "Print the memory each rank of RUN.yaml's layout on N ranks would allocate, by kind, without\n"
     "allocating it or needing the device: parameters (compute copy), fp32 master weights, gradients,\n"
-    "AdamW moments, activations with train.recompute off and on, backward's scratch, communication\n"
-    "buffers (tp, cp, pp, dp) and the total. The numbers come from the code that sizes a run's\n"
-    "allocations (doc/parallel.md).\n"
+    "AdamW moments, activations under each train.recompute (none, elementwise, blocks), backward's\n"
+    "scratch, communication buffers (tp, cp, pp, dp) and the total. The numbers come from the code\n"
+    "that sizes a run's allocations (doc/parallel.md).\n"
     "\n"
     "Options:\n"
     "  --world N         the job's ranks (dp = N / (tp * pp * cp))\n"

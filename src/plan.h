@@ -20,7 +20,7 @@ typedef struct {
     size_t master;    /* fp32 master weights: this rank's shard */
     size_t grads;     /* fp32 gradients, whole, and the summed shard this rank owns */
     size_t moments;   /* AdamW moments of the shard */
-    size_t acts[2];   /* activations with train.recompute off [0] and on [1] */
+    size_t acts[RECOMPUTE_MODES]; /* activations under each train.recompute (RecomputeMode) */
     size_t backward;  /* backward's gradient scratch, the embedding's sums, cross-entropy statistics */
     size_t scratch;   /* the backend's own: attention scores, CEMA and TimestepNorm states, the GEMM
                          workspace (ops->scratch_plan; none on the CPU) */
@@ -30,7 +30,8 @@ typedef struct {
 } PlanRow;
 
 typedef struct {
-    int world, dp, tp, pp, cp, recompute;
+    int world, dp, tp, pp, cp;
+    int recompute;    /* the run's RecomputeMode */
     const Ops *ops;   /* described (ops_describe) */
     PlanRow *rows;
     int n;

@@ -60,6 +60,19 @@ printf 'model: {preset: mega200M, vocab_size: 32000, chunk: 256}\ndata: {seq_len
 run "$mt" preset.yaml --print-config
 tap_ok $([ $rc -eq 0 ] && grep -q '  d_model: 1024$' out && grep -q '  chunk: 256$' out && grep -q '  n_layers: 12$' out && echo 0 || echo 1) "preset fills the dimensions, explicit keys win"
 
+# train.recompute was a boolean: false and true (in a file or --set) are none and blocks
+sed 's/^  steps: 3$/&\n  recompute: true/' good.yaml >recompute.yaml
+run "$mt" recompute.yaml --print-config
+tap_ok $([ $rc -eq 0 ] && grep -q '^  recompute: "blocks"$' out && echo 0 || echo 1) "train.recompute: true is blocks"
+run "$mt" recompute.yaml --set train.recompute=false --print-config
+tap_ok $([ $rc -eq 0 ] && grep -q '^  recompute: "none"$' out && echo 0 || echo 1) "... false is none"
+run "$mt" recompute.yaml --set train.recompute=elementwise --print-config
+cp out elementwise.yaml
+run "$mt" elementwise.yaml --print-config
+tap_ok $([ $rc -eq 0 ] && grep -q '^  recompute: "elementwise"$' out && cmp -s out elementwise.yaml &&
+         echo 0 || echo 1) \
+    "train.recompute: elementwise reads back from --print-config"
+
 # every kind of bad value: file:line, key, expectation, exit 2
 bad() { # bad LINE-TEXT EXPECTED-PATTERN DESCRIPTION (the YAML is good.yaml with one line appended)
     cp good.yaml bad.yaml
@@ -74,6 +87,8 @@ bad 'optimizer: {lr: fast}' "bad.yaml:17: optimizer.lr: expected a number" "wron
 bad 'model: {scale_emb: maybe}' "bad.yaml:17: model.scale_emb: expected true or false" "wrong type (boolean)"
 bad 'log: {every: 0}' "log.every: expected an integer in \[1," "out of range"
 bad 'train: {device: tpu}' "train.device: expected one of cpu|cuda, got 'tpu'" "bad enum value"
+bad 'train: {recompute: all}' "train.recompute: expected one of none|blocks|elementwise, false or true, got 'all'" \
+    "bad train.recompute"
 bad 'eval: {every: [1, 2]}' "bad.yaml:17: eval.every: expected an integer .*, got a list" "a list where a scalar belongs"
 bad 'train: {steps: 3, steps: 4}' "train.steps is set twice" "duplicate key"
 bad 'model: [oops' "bad.yaml:.*YAML syntax error" "YAML syntax error with line and column"

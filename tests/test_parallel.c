@@ -60,7 +60,11 @@
    gradients the update is proportional to the gradient, so a tensor's error is about its
    gradient's: 3e-3 to 8e-3 measured, 2e-2 allowed (where a weight's terms partly cancel its
    relative error grows). The losses, which every weight moves a little, agree to 2e-5: 1e-4
-   allowed. A gradient summed into the wrong owner's or bucket's place gives O(1) errors. */
+   allowed. A gradient summed into the wrong owner's or bucket's place gives O(1) errors.
+   Last, recomputation (train.recompute) must change what backward keeps, never what it
+   computes: on one rank and under tp2, cp2, tp2 x cp2 and pp2 (both FFN kinds), elementwise and
+   blocks give the losses, validation loss and updated parameters of none in the same layout,
+   bit for bit on the CPU; on CUDA, where atomic adds may reorder, within the layouts' bounds. */
 #include "src/config.h"
 #include "src/train.h"
 #include "base/util.h"
@@ -242,6 +246,62 @@ static void compare(const char *label, const Result *r, const Result *g, int ove
                   label, worst_loss, val, worst_param, worst_name, sums);
 }
 
+/* g is r's layout with another train.recompute: the same bits */
+static void compare_bits(const char *label, const Result *r, const Result *g, int rank)
+{
+    int ok = 1;
+    if (rank == 0) {
+        ok = !memcmp(g->loss, r->loss, sizeof r->loss) && !memcmp(&g->val, &r->val, sizeof r->val) &&
+             g->p.n == r->p.n;
+        for (int i = 0; ok && i < r->p.n; i++)
+            ok = !strcmp(g->p.name[i], r->p.name[i]) && g->p.size[i] == r->p.size[i] &&
+                 !memcmp(g->p.data[i], r->p.data[i], r->p.size[i] * sizeof(float));
+    }
+    tap_check_all(MPI_COMM_WORLD, ok, "%s: losses, validation loss and parameters of recompute none, bit for bit",
+                  label);
+}
+
+/* each layout with each train.recompute against itself with none */
+static void recompute_modes(int size, int rank)
+{
+    const struct {
+        const char *label, *sets;
+        int world;
+    } layouts[] = {
+        {"one rank, silu", "model.ffn=silu", 1},
+        {"one rank, swiglu", "model.ffn=swiglu model.share_emb=true", 1},
+        {"tp2, silu", "model.ffn=silu parallel.tp=2", 2},
+        {"tp2, swiglu", "model.ffn=swiglu parallel.tp=2", 2},
+        {"cp2, silu", "model.ffn=silu parallel.cp=2", 2},
+        {"tp2xcp2, swiglu", "model.ffn=swiglu model.share_emb=true parallel.tp=2 parallel.cp=2", 4},
+        {"pp2, swiglu", "model.ffn=swiglu parallel.pp=2", 2},
+    };
+    const int gpu = !strcmp(device, "cuda");
+    for (size_t li = 0; li < sizeof layouts / sizeof layouts[0]; li++) {
+        Result none = {0}, got = {0};
+        if (layouts[li].world > size) {
+            tap_check(0, "%s: not run: needs %d ranks, this run has %d", layouts[li].label, layouts[li].world, size);
+            continue;
+        }
+        run(layouts[li].sets, "train.recompute=none", layouts[li].world, &none);
+        for (int k = 0; k < RECOMPUTE_MODES; k++) {
+            if (k == RECOMPUTE_NONE)
+                continue;
+            char *extra = xasprintf("train.recompute=%s", config_recompute_name(k));
+            char *label = xasprintf("%s, recompute %s", layouts[li].label, config_recompute_name(k));
+            run(layouts[li].sets, extra, layouts[li].world, &got);
+            if (gpu)
+                compare(label, &none, &got, 1, 0, rank);
+            else
+                compare_bits(label, &none, &got, rank);
+            params_free(&got.p);
+            free(label);
+            free(extra);
+        }
+        params_free(&none.p);
+    }
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -328,6 +388,7 @@ int main(int argc, char **argv)
         }
         params_free(&ref.p);
     }
+    recompute_modes(size, rank);
     int rc = tap_done();
     MPI_Finalize();
     return rc;

@@ -1,8 +1,10 @@
 # test_plan.sh: the memory plan. `megatrain plan` gives, for one rank and for dp2, tp2, pp2, cp2,
-# tp2 x cp2, dp2 x pp2 x cp2 (8 ranks), bf16 gradient sums and recompute, exactly the bytes each
-# rank of the run then allocates (the CPU backend counts every allocation: MEGATRAIN_TEST_PEAK); a
-# run whose plan does not fit stops before allocating, exit 2, saying what would fit; every run
-# file in jobs/ fits an 80 GB GPU (80e9 bytes), and the paper's 7B at 256 GPUs needs at most 72 GB.
+# tp2 x cp2, dp2 x pp2 x cp2 (8 ranks), bf16 gradient sums and each train.recompute, exactly the
+# bytes each rank of the run then allocates (the CPU backend counts every allocation:
+# MEGATRAIN_TEST_PEAK); recompute elementwise keeps fewer activations than none, blocks fewer
+# still; a run whose plan does not fit stops before allocating, exit 2, saying what would fit
+# (recompute elementwise first where it is enough); every run file in jobs/ fits an 80 GB GPU
+# (80e9 bytes), and the paper's 7B at 256 GPUs needs at most 72 GB.
 . "$top_srcdir/tests/tap.sh"
 . "$top_srcdir/tests/plan_run.sh"
 mt="$top_builddir/megatrain"
@@ -65,6 +67,35 @@ exact 4 "tp2 x cp2" parallel.tp=2 parallel.cp=2
 exact 8 "dp2 x pp2 x cp2" parallel.pp=2 parallel.cp=2
 exact 2 "dp2, bf16 gradient sums" parallel.grad_reduce_dtype=bf16
 exact 4 "pp2 x cp2, recompute" parallel.pp=2 parallel.cp=2 train.recompute=true
+exact 1 "one rank, recompute elementwise" train.recompute=elementwise
+exact 4 "tp2 x cp2, recompute elementwise" parallel.tp=2 parallel.cp=2 train.recompute=elementwise
+
+# the activation columns (acts-rc, acts-ew, acts+rc: recompute none, elementwise, blocks) and the
+# total of each mode; "every rank" takes two fields, so a column's value is one field right
+plan_acts() { # plan_acts [KEY=VALUE...]: "none elementwise blocks total" bytes of one rank
+    sets=
+    for kv in "$@"; do sets="$sets --set $kv"; done
+    "$mt" plan run.yaml --world 1 --bytes $sets |
+        awk '/^position/ { for (i = 1; i <= NF; i++) col[$i] = i + 1 }
+             /^every rank/ { print $col["acts-rc"], $col["acts-ew"], $col["acts+rc"], $NF }'
+}
+set -- $(plan_acts)
+none=$1 ew=$2 blocks=$3 total=$4
+set -- $(plan_acts train.recompute=elementwise)
+tap_ok $([ -n "$total" ] && [ "$none" -gt "$ew" ] && [ "$ew" -gt "$blocks" ] && [ "$4" -eq $((total - none + ew)) ] &&
+         echo 0 || echo 1) \
+    "the plan's activations: none $none > elementwise $ew > blocks $blocks bytes; the total follows the mode"
+ew_total=$4
+
+# where recompute elementwise is enough it is offered first, then blocks; where it is not, only blocks
+gib() { awk -v b="$1" 'BEGIN { printf "%.9f", b / 2^30 }'; }
+run "$mt" plan run.yaml --world 1 --gpu-mem "$(gib $(((ew_total + total) / 2)))"
+expect_fail 2 "to fit: train.recompute: elementwise (.* GiB); train.recompute: blocks (.* GiB); parallel" \
+    "a plan over the limit that elementwise recomputation brings under suggests it first"
+run "$mt" plan run.yaml --world 1 --gpu-mem "$(gib $((ew_total - 4096)))"
+tap_ok $([ $rc -eq 2 ] && grep -q 'to fit: train.recompute: blocks (' err && ! grep -q elementwise err &&
+         echo 0 || echo 1) \
+    "... and not where it is not enough"
 
 # a run that does not fit stops before allocating: once, exit 2, naming the layout and what fits
 run $MPIRUN -np 2 "$mt" run.yaml --set train.memory_gib=0.001 --set parallel.cp=2
@@ -73,7 +104,7 @@ expect_fail 2 "memory plan of 2 ranks: dp 1 x tp 1 x pp 1 x cp 2 needs .* GiB pe
 run "$top_builddir/megabench" run.yaml --set train.memory_gib=0.001
 expect_fail 2 "memory plan of 1 rank: dp 1 x tp 1 x pp 1 x cp 1 needs .* but train.memory_gib is 0.001 GiB" \
     "megabench checks the plan too: exit 2 before allocating"
-tap_ok $(grep -q 'train.recompute: true (.* GiB); parallel.micro_batches: 4, 2 rows per micro-batch' err &&
+tap_ok $(grep -q 'train.recompute: blocks (.* GiB); parallel.micro_batches: 4, 2 rows per micro-batch' err &&
          grep -q 'more parallel.tp or parallel.pp' err && [ "$(grep -c error err)" -eq 1 ] &&
          ! grep -q '^step' out && echo 0 || echo 1) "... saying what would fit, once, before any step"
 run "$mt" plan run.yaml --world 2 --gpu-mem 0.0001
@@ -94,7 +125,7 @@ done
 # the target: the paper's 7B, dp 128 x cp 2 at 32K context with recompute, at most 72 GB per rank
 run "$mt" plan "$top_srcdir/jobs/paper/paper7B-256-cp2.yaml" --world 256 --bytes
 peak=$(awk '/^(every|cp|stage)/ { if ($NF > m) m = $NF } END { printf "%.0f", m }' out)
-tap_ok $([ $rc -eq 0 ] && grep -q 'dp 128 x tp 1 x pp 1 x cp 2, cuda (bf16), train.recompute on' out &&
+tap_ok $([ $rc -eq 0 ] && grep -q 'dp 128 x tp 1 x pp 1 x cp 2, cuda (bf16), train.recompute blocks' out &&
          awk -v p="$peak" 'BEGIN { exit !(p > 0 && p <= 72e9) }' && echo 0 || echo 1) \
     "paper7B on 256 GPUs (dp 128 x cp 2, recompute): $peak bytes per rank, at most 72 GB"
 tap_done

@@ -466,7 +466,8 @@ int main(int argc, char **argv)
                d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
         printf("  %d ranks (dp %d, tp %d, pp %d, cp %d); global batch %d x %d tokens (%d micro-batches), recompute "
                "%s; %.4g parameters\n",
-               world, topo.dp, topo.tp, topo.pp, topo.cp, B, L, micro, c.train.recompute ? "on" : "off", params);
+               world, topo.dp, topo.tp, topo.pp, topo.cp, B, L, micro, config_recompute_name(c.train.recompute),
+               params);
         printf("  model FLOPs/token = 6 x %.4g (parameters in matmuls) + 6 x layers x (Z + V) x (c + 1) / 2"
                " (attention, c = %g) = %.4g\n",
                mm, cc, flops_token);
@@ -539,10 +540,10 @@ int main(int argc, char **argv)
         }
         printf("  %-28s %6s %10.2f %6.1f %10.2f %7.1f\n", "total", "", sum_ms, 100.0, sum_floor, sum_ms / sum_floor);
         fixed_costs(timed_ms, sum_ms);
-        printf("megabench: %s L=%d B=%d ranks=%d recompute=%d: %.0f tokens/s (%.0f per rank), %.1f TFLOP/s, %s, "
+        printf("megabench: %s L=%d B=%d ranks=%d recompute=%s: %.0f tokens/s (%.0f per rank), %.1f TFLOP/s, %s, "
                "%.2f GiB\n",
-               c.model.preset[0] ? c.model.preset : "explicit", L, B, world, c.train.recompute, tokens / step_s,
-               tokens / step_s / world, tflops, mfu_text, mem);
+               c.model.preset[0] ? c.model.preset : "explicit", L, B, world, config_recompute_name(c.train.recompute),
+               tokens / step_s, tokens / step_s / world, tflops, mfu_text, mem);
     }
     free(t);
     trainer_free(&tr);

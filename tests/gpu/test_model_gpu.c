@@ -2,7 +2,8 @@
    1. One forward and backward on a small config (several chunks and segments, both FFN kinds):
       the loss and every parameter gradient agree with the CPU's, from identical (bf16-exact)
       parameters and tokens.
-   2. Recomputation (train.recompute) gives the same loss and gradients on the GPU.
+   2. Recomputation (train.recompute blocks and elementwise) gives the same loss and gradients on
+      the GPU.
    3. Fifty AdamW steps on a learnable token stream (each token a fixed function of the one
       before, from a random start per sequence) from the same start: the GPU's loss curve tracks
       the CPU's, and both learn.
@@ -136,19 +137,20 @@ static void test_gradients(int swiglu)
     const char *kind = swiglu ? "swiglu, tied" : "silu, untied";
     ModelDims d = dims(swiglu);
     const int B = 2, L = 256; /* 4 chunks, 4 TimestepNorm segments per sequence */
-    Model c, g, gr;
-    create(&c, &d, ops_cpu(), B, L, 0);
-    create(&g, &d, ops_cuda(), B, L, 0);
-    create(&gr, &d, ops_cuda(), B, L, 1);
-    Model *ms[3] = {&c, &g, &gr};
-    set_params(ms, 3, 40 + swiglu);
+    Model c, g, gr, ge;
+    create(&c, &d, ops_cpu(), B, L, RECOMPUTE_NONE);
+    create(&g, &d, ops_cuda(), B, L, RECOMPUTE_NONE);
+    create(&gr, &d, ops_cuda(), B, L, RECOMPUTE_BLOCKS);
+    create(&ge, &d, ops_cuda(), B, L, RECOMPUTE_ELEMENTWISE);
+    Model *ms[4] = {&c, &g, &gr, &ge};
+    set_params(ms, 4, 40 + swiglu);
     int32_t *tok = xmalloc((size_t)B * (L + 1) * sizeof(int32_t));
     for (size_t i = 0; i < (size_t)B * (L + 1); i++)
         tok[i] = (int32_t)(rng_u64(91, i) % (uint64_t)d.vocab);
-    double lc = step_grads(&c, tok), lg = step_grads(&g, tok), lr = step_grads(&gr, tok);
+    double lc = step_grads(&c, tok), lg = step_grads(&g, tok), lr = step_grads(&gr, tok), le = step_grads(&ge, tok);
     double el = fabs(lg - lc) / fabs(lc);
     tap_check(el <= 1e-2, "model (%s): GPU loss %.6f matches the CPU's %.6f (rel err %.2e)", kind, lg, lc, el);
-    double *gc = grads_host(&c), *gg = grads_host(&g), *ggr = grads_host(&gr);
+    double *gc = grads_host(&c), *gg = grads_host(&g), *ggr = grads_host(&gr), *gge = grads_host(&ge);
     double e = tap_relerr(gg, gc, c.n_elems);
     tap_check(e < 2e-2, "model (%s): all parameter gradients match the CPU's (rel err %.2e)", kind, e);
     double worst[GRAD_CLASSES] = {0};
@@ -167,15 +169,20 @@ static void test_gradients(int swiglu)
     for (int k = 0; k < GRAD_CLASSES; k++)
         tap_diag("model (%s): largest %s error %.2e (%s), bound %.0e", kind, grad_classes[k].name, worst[k],
                  worst_name[k], grad_classes[k].tol);
-    tap_check(fabs(lr - lg) <= 1e-6 * fabs(lg), "model (%s): recomputation gives the same loss (%.9g, %.9g)", kind,
-              lr, lg);
-    e = tap_relerr(ggr, gg, c.n_elems);
-    tap_check(e < 1e-6, "model (%s): recomputation gives the same gradients (rel err %.1e)", kind, e);
+    const double lrc[] = {lr, le}, *grc[] = {ggr, gge};
+    for (int k = 0; k < 2; k++) {
+        const char *mode = config_recompute_name(k ? RECOMPUTE_ELEMENTWISE : RECOMPUTE_BLOCKS);
+        tap_check(fabs(lrc[k] - lg) <= 1e-6 * fabs(lg), "model (%s): recompute %s gives the same loss (%.9g, %.9g)",
+                  kind, mode, lrc[k], lg);
+        e = tap_relerr(grc[k], gg, c.n_elems);
+        tap_check(e < 1e-6, "model (%s): recompute %s gives the same gradients (rel err %.1e)", kind, mode, e);
+    }
     free(gc);
     free(gg);
     free(ggr);
+    free(gge);
     free(tok);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         model_free(ms[i]);
 }
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_plan_gpu.sh: the memory plan against a CUDA run (`make check-gpu`). For the mega200M preset
 # at 4K context, `megatrain plan --bytes` must be within 5% of the most device memory each rank
-# then allocates (MEGATRAIN_TEST_PEAK): one rank, with and without recomputation, and cp2, dp2
+# then allocates (MEGATRAIN_TEST_PEAK): one rank with each train.recompute, and cp2, dp2
 # (the optimizer state sharded) and pp2 as two ranks sharing the GPU over MPI (the preset's single
 # attention head leaves no tp layout). The CPU suite (tests/test_plan.sh) already holds the
 # plan to the byte; on the GPU the plan leaves out the CUDA backend's partial-sum and reduction
@@ -37,6 +37,7 @@ check() { # check RANKS DESCRIPTION [KEY=VALUE...]
 }
 check 1 "one rank"
 check 1 "one rank, recompute" train.recompute=true
+check 1 "one rank, recompute elementwise" train.recompute=elementwise
 check 2 "cp2 on one GPU over MPI" parallel.cp=2 parallel.comm=mpi
 check 2 "dp2 on one GPU over MPI" parallel.comm=mpi
 check 2 "pp2 on one GPU over MPI" parallel.pp=2 parallel.comm=mpi
