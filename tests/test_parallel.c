@@ -50,8 +50,8 @@
    which cancels to a small part of its terms, while each term carries its bf16 rounding (once on
    one GPU, three times under tp, where the head's partial products over the two vocabulary
    halves are rounded and summed). Measured under tp2, dp2 x tp2 and tp2 x cp2 on an H100:
-   8.3e-2; on the CPU in fp32 with only those tp partial sums rounded to bf16: 3.0e-2 (and 1e-9
-   without the rounding), so the error is the rounding's, not a layout's. 0.25 still fails a
+   8.3e-2; on the CPU in fp32 with only those tp partial sums rounded to bf16: 3.0e-2 (and every
+   parameter within 1e-6 without the rounding), so the error is the rounding's, not a layout's. 0.25 still fails a
    missing or doubled reduction (0.5) and a wrong exchange.
    The fourth model, with AdamW's eps at 1e-2 as on CUDA, also runs layouts whose data-parallel
    gradient sums travel in bf16 (parallel.grad_reduce_dtype). Each rank's gradient and the sum
