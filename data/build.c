@@ -336,7 +336,12 @@ static void build_same_plan(const char *path, const char *old, const char *now)
 static char *build_plan(Build *b)
 {
     const BuildOptions *o = b->o;
-    char *body = build_plan_body(b), *path = xasprintf("%s/%s", b->work, BUILD_PLAN), *plan;
+    b->body = build_plan_body(b);
+    const char *body = b->body;
+    char path[4096], tmp[sizeof path + 8], *plan; /* on the stack, as body is in b: see Build.body */
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", b->work, BUILD_PLAN) >= sizeof path)
+        fail_input("%s: the path is too long", b->work);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (o->resume && access(path, F_OK) == 0) {
         size_t len;
         plan = util_read_file(path, &len);
@@ -351,14 +356,12 @@ static char *build_plan(Build *b)
         if (mkdir(b->work, 0777) != 0)
             fail_input("%s: cannot create: %s", b->work, strerror(errno));
         plan = xasprintf("first %d %d\n%s", b->first[0], b->first[1], body);
-        char *tmp = xasprintf("%s.tmp", path);
         FILE *f = fopen(tmp, "wb");
         if (!f || fputs(plan, f) == EOF || fclose(f) != 0 || rename(tmp, path) != 0)
             fail_input("%s: cannot write: %s", path, strerror(errno));
-        free(tmp);
     }
-    free(body);
-    free(path);
+    free(b->body);
+    b->body = NULL;
     return plan;
 }
 
