@@ -29,11 +29,13 @@
 #include "kernels/cuda/check.h"
 #endif
 
-/* Datasheet ceilings of one H100/H200 SXM (dense bf16 tensor cores, fp32 CUDA cores, H200 HBM3e):
-   the floors below use them; MFU uses log.peak_tflops when set, else PEAK_BF16. */
+/* Datasheet ceilings of one H100/H200 SXM (dense bf16 tensor cores, fp32 CUDA cores): the floors
+   below use them; MFU uses log.peak_tflops when set, else PEAK_BF16. Memory: the H200's HBM3e
+   unless the card is an H100 (HBM3, set_peak_bw). */
 #define PEAK_BF16 989e12
 #define PEAK_FP32 67e12
-#define PEAK_BW 4.8e12
+static double peak_bw = 4.8e12;
+static const char *card = "";
 
 static const char usage[] =
     "usage: megabench RUN.yaml [--set section.key=value ...] [--steps N] [--warmup N]\n"
@@ -54,6 +56,20 @@ typedef struct {
 #define MAX_MARKS 16384
 
 static const Ops *base; /* the backend being timed */
+
+/* The card's HBM bandwidth for the floors: 3.35 TB/s on an H100 SXM, else the H200's */
+static void set_peak_bw(void)
+{
+#ifdef HAVE_CUDA
+    static struct cudaDeviceProp p;
+    int dev;
+    if (!base->on_device || cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess)
+        return;
+    card = p.name;
+    if (strstr(p.name, "H100"))
+        peak_bw = 3.35e12;
+#endif
+}
 static size_t grad_bytes; /* the whole gradient buffer: its zeroing is a per-step cost */
 static OpStat stats[MAX_STATS];
 static int n_stats;
@@ -89,7 +105,7 @@ static void mark_begin(const char *label, double bytes, double flops, double pea
     stats[s].calls++;
     stats[s].bytes += bytes;
     stats[s].flops += flops;
-    stats[s].floor_ms += 1e3 * fmax(bytes / PEAK_BW, flops / peak);
+    stats[s].floor_ms += 1e3 * fmax(bytes / peak_bw, flops / peak);
     marks[n_marks].stat = s;
 #ifdef HAVE_CUDA
     if (events_on) {
@@ -453,6 +469,7 @@ int main(int argc, char **argv)
     Trainer tr; /* megatrain's own step, on random tokens */
     trainer_init(&tr, &c, &topo, NULL);
     base = tr.ops;
+    set_peak_bw();
     const ModelDims d = tr.dims;
     const int micro = c.parallel.micro_batches, B = c.data.batch_size, L = c.data.seq_len;
 
@@ -461,8 +478,8 @@ int main(int argc, char **argv)
     const double params = (double)model_param_count(&d), mm = params - (d.share_emb ? 0.0 : (double)d.vocab * d.D);
     const double cc = d.C < L ? d.C : L;
     if (rank == 0) {
-        printf("megabench: %s on %s: %d layers, D=%d, H=%d, Z=%d, V=%d, F=%d (%s), C=%d, G=%d, N=%d, vocab %d\n",
-               c.model.preset[0] ? c.model.preset : "explicit dims", base->name, d.n_layers, d.D, d.H, d.Z, d.V, d.F,
+        printf("megabench: %s on %s%s%s: %d layers, D=%d, H=%d, Z=%d, V=%d, F=%d (%s), C=%d, G=%d, N=%d, vocab %d\n",
+               c.model.preset[0] ? c.model.preset : "explicit dims", base->name, card[0] ? ", " : "", card, d.n_layers, d.D, d.H, d.Z, d.V, d.F,
                d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
         printf("  %d ranks (dp %d, tp %d, pp %d, cp %d); global batch %d x %d tokens (%d micro-batches), recompute "
                "%s; %.4g parameters\n",
@@ -529,7 +546,7 @@ int main(int argc, char **argv)
     if (rank == 0) {
         printf("  time per op (rank 0, one step, %.1f ms wall with the events, %.1f ms inside ops; floor = max(bytes /"
                " %.1f TB/s, FLOPs / peak), peak %.0f TFLOP/s bf16, %.0f fp32 for CEMA):\n",
-               timed_ms, sum_ms, PEAK_BW / 1e12, PEAK_BF16 / 1e12, PEAK_FP32 / 1e12);
+               timed_ms, sum_ms, peak_bw / 1e12, PEAK_BF16 / 1e12, PEAK_FP32 / 1e12);
         printf("  %-28s %6s %10s %6s %10s %7s %9s %8s\n", "op", "calls", "ms", "%", "floor ms", "x floor", "TFLOP/s",
                "GB/s");
         for (int i = 0; i < n_stats; i++) {
