@@ -51,8 +51,8 @@
    one GPU, three times under tp, where the head's partial products over the two vocabulary
    halves are rounded and summed). Measured under tp2, dp2 x tp2 and tp2 x cp2 on an H100:
    8.3e-2; on the CPU in fp32 with only those tp partial sums rounded to bf16: 3.0e-2 (and every
-   parameter within 1e-6 without the rounding), so the error is the rounding's, not a layout's. 0.25 still fails a
-   missing or doubled reduction (0.5) and a wrong exchange.
+   parameter within 1e-6 without the rounding), so the error is the rounding's, not a layout's.
+   0.25 still fails a missing or doubled reduction (0.5) and a wrong exchange.
    The fourth model, with AdamW's eps at 1e-2 as on CUDA, also runs layouts whose data-parallel
    gradient sums travel in bf16 (parallel.grad_reduce_dtype). Each rank's gradient and the sum
    are rounded to bf16's 8 bits (2^-9 relative each), so a summed gradient is off by up to
@@ -238,8 +238,8 @@ static void compare(const char *label, const Result *r, const Result *g, int ove
     if (gpu)
         snprintf(sums, sizeof sums, "; final norm bias %.1e", bias_err);
     if (started >= 0)
-        snprintf(sums + strlen(sums), sizeof sums - strlen(sums), "; %d bucket%s reduce-scatter started in backward", started,
-                 started == 1 ? "'s" : "s'");
+        snprintf(sums + strlen(sums), sizeof sums - strlen(sums), "; %d bucket%s reduce-scatter started in backward",
+                 started, started == 1 ? "'s" : "s'");
     tap_check_all(MPI_COMM_WORLD, ok,
                   "%s: losses (max rel. diff %.1e), validation loss (%.1e) and parameters (max %.1e, %s) match "
                   "one rank%s",

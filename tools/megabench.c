@@ -479,8 +479,8 @@ int main(int argc, char **argv)
     const double cc = d.C < L ? d.C : L;
     if (rank == 0) {
         printf("megabench: %s on %s%s%s: %d layers, D=%d, H=%d, Z=%d, V=%d, F=%d (%s), C=%d, G=%d, N=%d, vocab %d\n",
-               c.model.preset[0] ? c.model.preset : "explicit dims", base->name, card[0] ? ", " : "", card, d.n_layers, d.D, d.H, d.Z, d.V, d.F,
-               d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
+               c.model.preset[0] ? c.model.preset : "explicit dims", base->name, card[0] ? ", " : "", card,
+               d.n_layers, d.D, d.H, d.Z, d.V, d.F, d.swiglu ? "swiglu" : "silu", d.C, d.G, d.N, d.vocab);
         printf("  %d ranks (dp %d, tp %d, pp %d, cp %d); global batch %d x %d tokens (%d micro-batches), recompute "
                "%s; %.4g parameters\n",
                world, topo.dp, topo.tp, topo.pp, topo.cp, B, L, micro, config_recompute_name(c.train.recompute),
