@@ -87,7 +87,13 @@ __global__ void attn_probs_kernel(bf16 *P, const float *S, const float *lse, int
         p[j] = tobf(j <= i ? __expf(s[j] - l) : 0.0f);
 }
 
-/* backward: dS = P (dP - sum_e dO O) over row i (j <= i), written over P */
+/* backward: dS = P (dP - sum_e dO O) over row i (j <= i), written over P. One warp per row; its
+   row sum over the head's dv values of dO and O comes first, with DV values per load (8: 16-byte
+   loads, when dv and the row starts allow), then the row's dP and P with RV per load (4: 16 bytes
+   of dP and 8 of P, when n is a multiple of 4). Rows are P's and dP's up to the end of the causal
+   block, a multiple of 4 on that path, so the last load of a row stays inside it; the values
+   past i (P's zeros) are written back unchanged. */
+template <int DV, int RV>
 __global__ void attn_dscores_kernel(bf16 *P, const float *dP, const bf16 *dO, const bf16 *O, int rows, int n, int t0,
                                     int st, int V, int dv, int h)
 {
@@ -97,20 +103,33 @@ __global__ void attn_dscores_kernel(bf16 *P, const float *dP, const bf16 *dO, co
     const int i = r % n, tok = attn_token(r, n, t0, st);
     const bf16 *go = dO + (size_t)tok * V + (size_t)h * dv, *o = O + (size_t)tok * V + (size_t)h * dv;
     float dot = 0;
-    if (dv % 2 == 0)
-        for (int e = 2 * lane; e < dv; e += 64) {
-            float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)(go + e)),
-                   b = __bfloat1622float2(*(const __nv_bfloat162 *)(o + e));
-            dot += a.x * b.x + a.y * b.y;
-        }
-    else
-        for (int e = lane; e < dv; e += 32)
-            dot += bf(go[e]) * bf(o[e]);
+#pragma unroll 4
+    for (int e = lane * DV; e < dv; e += 32 * DV) {
+        float a[DV], b[DV];
+        load_bf<DV>(a, go + e);
+        load_bf<DV>(b, o + e);
+#pragma unroll
+        for (int k = 0; k < DV; k++)
+            dot += a[k] * b[k];
+    }
     dot = warp_sum(dot);
     const float *dp = dP + (size_t)r * n;
     bf16 *p = P + (size_t)r * n;
-    for (int j = lane; j <= i; j += 32)
-        p[j] = tobf(bf(p[j]) * (dp[j] - dot));
+    for (int j = lane * RV; j <= i; j += 32 * RV) {
+        float x[RV], g[RV];
+        load_bf<RV>(x, p + j);
+        if constexpr (RV == 4) {
+            const float4 d = *reinterpret_cast<const float4 *>(dp + j);
+            g[0] = d.x, g[1] = d.y, g[2] = d.z, g[3] = d.w;
+        } else {
+            g[0] = dp[j];
+        }
+#pragma unroll
+        for (int k = 0; k < RV; k++)
+            if (j + k <= i)
+                x[k] = x[k] * (g[k] - dot);
+        store_bf<RV>(p + j, x);
+    }
 }
 
 /* causal blocks of a chunk of n rows: 4 or 2 when they are ATTN_BLOCK-aligned and large */
@@ -186,12 +205,30 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
         });
 }
 
+/* dS over the group's rows (attn_dscores_kernel), on the widest path the shapes allow */
+static void attn_dscores(const AttnGroup *g, int rows, const bf16 *dout, const bf16 *o, int V, int vec_dot)
+{
+    const dim3 grid(ceil_div(rows, ATTN_WARPS)), block(32 * ATTN_WARPS);
+    const int vec_rows = g->n % 4 == 0 && aligned16(g->S, g->P);
+    const cudaStream_t s = cuda_stream();
+    if (vec_dot && vec_rows)
+        attn_dscores_kernel<8, 4><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
+    else if (vec_dot)
+        attn_dscores_kernel<8, 1><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
+    else if (vec_rows)
+        attn_dscores_kernel<1, 4><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
+    else
+        attn_dscores_kernel<1, 1><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
+    LAUNCH_CHECK();
+}
+
 void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                              int C, int accumulate)
 {
     const int V = H * dv, Z = H * dz;
     const float beta = accumulate ? 1.0f : 0.0f;
+    const int vec_dot = dv % 8 == 0 && V % 8 == 0 && aligned16(dout, o);
     AttnGroup base = attn_base(B, L, H, dz, dv, C);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
@@ -214,9 +251,8 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
                 attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
                           g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
-            attn_dscores_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS, 0, cuda_stream()>>>(
-                g->P, g->S, (const bf16 *)dout, (const bf16 *)o, rows, n, g->t0, g->st, V, dv, h);
-            LAUNCH_CHECK();
+            attn_dscores(g, rows, (const bf16 *)dout, (const bf16 *)o, V, vec_dot);
+
             for (int i = 0; i < nblk; i++) /* dQ' (query block i) (+)= K' dS' */
                 attn_gemm(g, dz, bs, (i + 1) * bs, 0, K, Z, sz, 0, g->P + (size_t)i * bs * n, n, sp,
                           dQ + (size_t)i * bs * Z, Z, sz, CUDA_R_16BF, beta);

@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <type_traits>
 
 /* base/util.h is C11 (noreturn from stdnoreturn.h); give it C++'s attribute */
 #include <stdnoreturn.h>
@@ -53,15 +54,16 @@ __device__ __forceinline__ float2 rope_cs(int pos, int j, int dz, float log2_bas
     return make_float2(cs, sn);
 }
 
-/* ---- VEC consecutive bf16 as floats: one 16-byte access when VEC == 8 (the caller guarantees
-   alignment), scalar accesses when VEC == 1 ---- */
+/* ---- VEC consecutive bf16 as floats: one 16-byte access when VEC == 8, one 8-byte access when
+   VEC == 4 (the caller guarantees alignment), scalar accesses when VEC == 1 ---- */
 template <int VEC> __device__ __forceinline__ void load_bf(float *dst, const bf16 *src)
 {
-    if constexpr (VEC == 8) {
-        uint4 raw = *reinterpret_cast<const uint4 *>(src);
+    if constexpr (VEC == 8 || VEC == 4) {
+        typedef typename std::conditional<VEC == 8, uint4, uint2>::type Raw;
+        Raw raw = *reinterpret_cast<const Raw *>(src);
         const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < VEC / 2; i++) {
             float2 f = __bfloat1622float2(h[i]);
             dst[2 * i] = f.x;
             dst[2 * i + 1] = f.y;
@@ -75,13 +77,14 @@ template <int VEC> __device__ __forceinline__ void load_bf(float *dst, const bf1
 
 template <int VEC> __device__ __forceinline__ void store_bf(bf16 *dst, const float *src)
 {
-    if constexpr (VEC == 8) {
-        uint4 raw;
+    if constexpr (VEC == 8 || VEC == 4) {
+        typedef typename std::conditional<VEC == 8, uint4, uint2>::type Raw;
+        Raw raw;
         __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < VEC / 2; i++)
             h[i] = __floats2bfloat162_rn(src[2 * i], src[2 * i + 1]);
-        *reinterpret_cast<uint4 *>(dst) = raw;
+        *reinterpret_cast<Raw *>(dst) = raw;
     } else {
 #pragma unroll
         for (int i = 0; i < VEC; i++)

@@ -498,6 +498,11 @@ int main(int argc, char **argv)
     check(attention_case(2, 300, 2, 16, 32, 128));
     check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 causal blocks per chunk */
     check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk: 4 causal blocks */
+    /* dS's load widths: dv not a multiple of 8 (scalar row sums) with rows of 4k; chunks of an odd
+       length (scalar rows) with dv of 8k; both scalar */
+    check(attention_case(2, 256, 2, 16, 12, 128));
+    check(attention_case(2, 133, 2, 8, 16, 64));
+    check(attention_case(1, 99, 1, 16, 21, 128));
 
     /* decoding: one token at a time (L = 1) through the stateful ops, and the attention step with
        the presets' head and chunk, and a small odd one */
