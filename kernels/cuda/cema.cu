@@ -22,6 +22,7 @@
 #define CEMA_THREADS (CEMA_NK * CEMA_CH)
 #define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
 #define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
+static_assert(32 % CEMA_NK == 0, "a channel's state threads share one warp (cema_param_kernel's shuffles)");
 #define TWO_PI_F 6.283185307179586f
 
 typedef struct {
@@ -382,38 +383,50 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
         somega[((size_t)w.b * w.nparts + w.part) * D + blockIdx.x * CEMA_CH + threadIdx.x] = som[threadIdx.x];
 }
 
-/* the chain rule from (p, G_q, G_g) to the raw parameters, summing the rows (b, part); one thread
-   per channel */
+/* the chain rule from (p, G_q, G_g) to the raw parameters, summing the rows (b, part): one thread
+   per (d, k), reading its sums beside its neighbours' (one thread per channel read 320-byte strides
+   and took 0.24 ms per layer at 200M, 4K, one sequence); a channel's 16 threads (aligned lanes of
+   a warp) add theta's and omega's terms by shuffles, in a fixed order */
 __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *somega, int rows, CemaParams P, int D,
                                   int N)
 {
-    const int d = blockIdx.x * blockDim.x + threadIdx.x;
-    if (d >= D)
-        return;
-    const float st = 1.0f / (1.0f + expf(-bf(((const bf16 *)P.theta)[d]))), gs = rsqrtf((float)N);
-    float dth = 0, dom = 0;
-    for (int r = 0; r < rows; r++)
-        dom += somega[(size_t)r * D + d];
-    for (int k = 0; k < N; k++) {
-        float s[CEMA_NSUM] = {};
-        for (int r = 0; r < rows; r++)
+    const int i = blockIdx.x * blockDim.x + threadIdx.x, k = i % CEMA_NK, d = i / CEMA_NK;
+    float s[CEMA_NSUM] = {}, dom = 0, dth = 0;
+    if (d < D) { /* no early return: every lane takes part in the shuffles */
+#pragma unroll 4
+        for (int r = 0; r < rows; r++) {
+            const float *x = sums + (((size_t)r * D + d) * CEMA_NK + k) * CEMA_NSUM;
+#pragma unroll
             for (int j = 0; j < CEMA_NSUM; j++)
-                s[j] += sums[(((size_t)r * D + d) * CEMA_NK + k) * CEMA_NSUM + j];
+                s[j] += x[j];
+        }
+        for (int r = k; r < rows; r += CEMA_NK)
+            dom += somega[(size_t)r * D + d];
+    }
+    if (d < D && k < N) {
         const Coef c = cema_coef(P, d, k, D, N);
         float sn, cs;
         sincosf(c.th, &sn, &cs);
         const float dr = s[1] * cs + s[2] * sn;          /* Re(G_q e^{-i th}) */
         const float dthk = c.r * (s[2] * cs - s[1] * sn); /* r Im(G_q e^{-i th}) */
         const float dp = s[0] - c.s * dr, ds = -c.p * dr;
-        const size_t i = (size_t)d * N + k;
-        g.alpha[i] += dp * c.p * (1.0f - c.p);
-        g.delta[i] += ds * c.s * (1.0f - c.s);
-        g.gamma[2 * i] += s[3] * gs;
-        g.gamma[2 * i + 1] += s[4] * gs;
-        dth += dthk * (float)(k + 1);
+        const size_t at = (size_t)d * N + k;
+        g.alpha[at] += dp * c.p * (1.0f - c.p);
+        g.delta[at] += ds * c.s * (1.0f - c.s);
+        g.gamma[2 * at] += s[3] * rsqrtf((float)N);
+        g.gamma[2 * at + 1] += s[4] * rsqrtf((float)N);
+        dth = dthk * (float)(k + 1);
     }
-    g.theta[d] += dth * TWO_PI_F / (float)N * st * (1.0f - st);
-    g.omega[d] += dom;
+#pragma unroll
+    for (int m = CEMA_NK / 2; m > 0; m /= 2) {
+        dth += __shfl_xor_sync(0xffffffffu, dth, m);
+        dom += __shfl_xor_sync(0xffffffffu, dom, m);
+    }
+    if (d < D && k == 0) {
+        const float st = 1.0f / (1.0f + expf(-bf(((const bf16 *)P.theta)[d])));
+        g.theta[d] += dth * TWO_PI_F / (float)N * st * (1.0f - st);
+        g.omega[d] += dom;
+    }
 }
 
 void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
@@ -440,6 +453,7 @@ void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, Ce
                                                                     (const bf16 *)u, (const bf16 *)dy, p, L, D, N,
                                                                     part_len, accumulate);
     LAUNCH_CHECK();
-    cema_param_kernel<<<ceil_div(D, 64), 64, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D, N);
+    cema_param_kernel<<<ceil_div((size_t)D * CEMA_NK, 256), 256, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D,
+                                                                                      N);
     LAUNCH_CHECK();
 }
