@@ -23,6 +23,7 @@
 #define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
 #define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
 static_assert(32 % CEMA_NK == 0, "a channel's state threads share one warp (cema_param_kernel's shuffles)");
+static_assert(CEMA_THREADS <= CEMA_RED, "a block's per-thread values fit one row of red (cema_part_back_kernel)");
 #define TWO_PI_F 6.283185307179586f
 
 typedef struct {
@@ -302,19 +303,17 @@ __global__ void __launch_bounds__(CEMA_THREADS)
 
 /* (3') per (b, d, k, part), tiles backwards: h_t of the tile into registers from its start state,
    then G backwards beside them. Sums per thread into sums (B, P, D, NK, CEMA_NSUM) and
-   sum u dy per channel into som (B, P, D); du (+)= omega dy + sum_k p Re G (acc: add). */
+   sum u dy per channel into somega (B, P, D); du (+)= omega dy + sum_k p Re G (acc: add). */
 __global__ void __launch_bounds__(CEMA_THREADS, 2)
     cema_part_back_kernel(bf16 *du, float *sums, float *somega, const float2 *starts, const float2 *tiles,
                           const float2 *carries, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
                           int part_len, int acc)
 {
-    __shared__ float su[CEMA_TILE][CEMA_CH], sg[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED], som[CEMA_CH];
+    __shared__ float su[CEMA_TILE][CEMA_CH], sg[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED];
     const CemaThread w = cema_thread(L, D, part_len);
     const Coef c = cema_coef(P, w.d, w.k, D, N);
     const int tpp = part_len / CEMA_TILE, ocl = threadIdx.x % CEMA_CH; /* the channel this thread writes */
     const float om = blockIdx.x * CEMA_CH + ocl < D ? bf(((const bf16 *)P.omega)[blockIdx.x * CEMA_CH + ocl]) : 0.0f;
-    if (threadIdx.x < CEMA_CH)
-        som[threadIdx.x] = 0.0f;
     const size_t at = part_index(w, D);
     const float2 S = w.d < D ? starts[at] : make_float2(0.0f, 0.0f), cin = w.d < D ? carries[at] : S;
     float cr = cin.x, ci = cin.y, dp = 0, gqr = 0, gqi = 0, ggr = 0, ggi = 0, om_acc = 0, ru[2], rg[2];
@@ -373,14 +372,21 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
             }
         }
     }
-    atomicAdd(&som[ocl], om_acc);
     if (w.d < D) {
         float *s = sums + at * CEMA_NSUM;
         s[0] = dp, s[1] = gqr, s[2] = gqi, s[3] = ggr, s[4] = ggi;
     }
+    /* a channel's sum u dy over its threads in a fixed order (an atomic add made omega's gradient
+       differ in the last bits from run to run) */
     __syncthreads();
-    if (threadIdx.x < CEMA_CH && blockIdx.x * CEMA_CH + threadIdx.x < D)
-        somega[((size_t)w.b * w.nparts + w.part) * D + blockIdx.x * CEMA_CH + threadIdx.x] = som[threadIdx.x];
+    red[0][threadIdx.x] = om_acc;
+    __syncthreads();
+    if (threadIdx.x < CEMA_CH && blockIdx.x * CEMA_CH + threadIdx.x < D) {
+        float so = 0.0f;
+        for (int i = 0; i < CEMA_THREADS / CEMA_CH; i++)
+            so += red[0][i * CEMA_CH + threadIdx.x];
+        somega[((size_t)w.b * w.nparts + w.part) * D + blockIdx.x * CEMA_CH + threadIdx.x] = so;
+    }
 }
 
 /* the chain rule from (p, G_q, G_g) to the raw parameters, summing the rows (b, part): one thread

@@ -14,6 +14,8 @@
    against the one CPU run.
 
    The decoding step (attention_step) has no backward: its output and both caches are compared.
+   Last, the ops that sum in orders of their own run twice at mega200M's sizes: the same bits both
+   times, so a training run repeats exactly.
 
    Tolerances, relative and norm-wise:
    - bf16 results (activations and their gradients), 1e-2: a bf16 rounding is at most 2^-9
@@ -163,9 +165,9 @@ static double rms(const double *v, size_t n)
     return n ? sqrt(s / n) : 0;
 }
 
-/* Runs c on the CPU and the GPU and compares every output and input gradient, then for an op
-   with an accumulate argument runs the GPU again overwriting and compares the gradients; frees c. */
-static void check(OpCase *c)
+/* Rounds what the interface holds in bf16 (inputs, output gradients, a GEMM's prior output), so
+   both backends see identical values. */
+static void prepare(OpCase *c)
 {
     if (c->forward == matmul_fwd)
         c->forward = matmul_fwd_any;
@@ -177,7 +179,42 @@ static void check(OpCase *c)
             round_bf16(c->out[i].grad, c->out[i].n);
     if (c->prior)
         round_bf16(c->prior, (size_t)c->T * c->OC);
+}
 
+/* Runs c on the GPU twice on the same inputs: every output and input gradient must have the same
+   bits both times (a kernel whose summation order varies between runs, as an atomic add, fails);
+   frees c. */
+static void check_repeat(OpCase *c)
+{
+    prepare(c);
+    double *first[2 * CASE_MAXARGS] = {0};
+    int same = 1;
+    for (int r = 0; r < 2; r++) {
+        run(gpu, c, NULL);
+        for (int i = 0; i < c->nout + c->nin; i++) {
+            const Arg *a = i < c->nout ? &c->out[i] : &c->in[i - c->nout];
+            const double *v = i < c->nout ? a->val : a->grad;
+            if (i >= c->nout && (a->flags & ARG_NOGRAD))
+                continue;
+            if (!r)
+                first[i] = dup(v, a->n);
+            else if (memcmp(first[i], v, a->n * sizeof(double))) {
+                tap_diag("%s: %s%s differs between two runs", c->name, i < c->nout ? "" : "d", a->name);
+                same = 0;
+            }
+        }
+    }
+    tap_check(same, "%s: every output and gradient has the same bits on a second run", c->name);
+    for (int i = 0; i < 2 * CASE_MAXARGS; i++)
+        free(first[i]);
+    case_free(c);
+}
+
+/* Runs c on the CPU and the GPU and compares every output and input gradient, then for an op
+   with an accumulate argument runs the GPU again overwriting and compares the gradients; frees c. */
+static void check(OpCase *c)
+{
+    prepare(c);
     run(cpu, c, NULL);
     double *ref_out[CASE_MAXARGS], *ref_grad[CASE_MAXARGS] = {0}, *pre[CASE_MAXARGS] = {0};
     for (int i = 0; i < c->nout; i++)
@@ -516,6 +553,18 @@ int main(int argc, char **argv)
     check(crossentropy_case(64, 32000, 4)); /* tensor-parallel slices */
     check(crossentropy_case(31, 37, 1)); /* vocabulary not a multiple of 8 */
     check(crossentropy_case(31, 111, 3)); /* slices of 37 */
+
+    /* the same bits on every run, at mega200M's sizes (one sequence of 4K; the loss on 256 tokens),
+       for the ops that sum in orders of their own (the embedding's backward adds with atomics and
+       is left out) */
+    check_repeat(matmul_case(4096, 1024, 2048, 1, 1, 1));
+    check_repeat(norm_case(0, 4096, 1024));
+    check_repeat(norm_case(1, 4096, 1024));
+    check_repeat(tsnorm_case(1, 4096, 1024, 32, 0, 1));
+    check_repeat(cema_case(1, 4096, 1024, 16, 1, 1));
+    check_repeat(qk_case(1, 4096, 1, 256, 2048, 10000));
+    check_repeat(attention_case(1, 4096, 1, 256, 2048, 2048));
+    check_repeat(crossentropy_case(256, 32000, 1));
 
     int rc = tap_done();
     MPI_Finalize();
