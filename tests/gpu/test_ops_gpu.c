@@ -14,8 +14,8 @@
    against the one CPU run.
 
    The decoding step (attention_step) has no backward: its output and both caches are compared.
-   Last, the ops that sum in orders of their own run twice at mega200M's sizes: the same bits both
-   times, so a training run repeats exactly.
+   Last, the ops that sum in orders of their own run twice at mega200M's sizes and must give the
+   same bits both times.
 
    Tolerances, relative and norm-wise:
    - bf16 results (activations and their gradients), 1e-2: a bf16 rounding is at most 2^-9
