@@ -18,7 +18,7 @@
    over (T, D) writes or adds dx and sums dw, db per block (then over blocks). All in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
-#define TSN_BATCH 8 /* segments whose summaries one chain thread loads at once */
+#define TSN_BATCH 8 /* segments whose summaries one chain thread loads at once; steps, a segment thread */
 #define TSN_ROWS 512 /* blocks of the (T, D) backward pass: rows of partial sums */
 
 /* ---- per (b, t, group) statistics ---- */
@@ -79,6 +79,61 @@ __device__ __forceinline__ int tsn_seg(TsnSeg *s, int B, int L, int G, int nseg)
     return 1;
 }
 
+/* (B, L, G) index of step t of the segment's (b, g) */
+__device__ __forceinline__ size_t tsn_cell(const TsnSeg &s, int t, int L, int G)
+{
+    return ((size_t)s.b * L + t) * G + s.g;
+}
+
+/* c2 = 1 / count at step t after n0 steps of the prior state */
+__device__ __forceinline__ float tsn_c2(int64_t n0, int t)
+{
+    return (float)(1.0 / (double)(n0 + t + 1));
+}
+
+/* the walk's k-th step */
+template <bool REV> __device__ __forceinline__ int tsn_step_t(const TsnSeg &s, int k)
+{
+    return REV ? s.t1 - 1 - k : s.t0 + k;
+}
+
+/* in[j] = load(t) for the walk's steps k0 + j that the segment has */
+template <bool REV, typename In, typename Load>
+__device__ __forceinline__ void tsn_fetch(In (&in)[TSN_BATCH], const TsnSeg &s, int k0, const Load &load)
+{
+#pragma unroll
+    for (int j = 0; j < TSN_BATCH; j++)
+        if (k0 + j < s.t1 - s.t0)
+            in[j] = load(tsn_step_t<REV>(s, k0 + j));
+}
+
+/* step(in[j], t) for the walk's steps k0 + j that the segment has */
+template <bool REV, typename In, typename Step>
+__device__ __forceinline__ void tsn_consume(const In (&in)[TSN_BATCH], const TsnSeg &s, int k0, const Step &step)
+{
+#pragma unroll
+    for (int j = 0; j < TSN_BATCH; j++)
+        if (k0 + j < s.t1 - s.t0)
+            step(in[j], tsn_step_t<REV>(s, k0 + j));
+}
+
+/* A segment thread's walk over its steps, from t0 up or (REV) from t1 - 1 down: step(load(t), t). The steps are a
+   recurrence but their loads are not, and too few threads run (B nseg G) to hide latency by occupancy, so a batch
+   of TSN_BATCH steps' loads goes into registers before the previous batch is consumed: up to 2 TSN_BATCH steps'
+   loads in flight instead of one. Batches are unrolled, guarded by the segment's length (the last may be partial). */
+template <bool REV, typename Load, typename Step>
+__device__ __forceinline__ void tsn_walk(const TsnSeg &s, const Load &load, const Step &step)
+{
+    decltype(load(0)) a[TSN_BATCH], b[TSN_BATCH];
+    tsn_fetch<REV>(a, s, 0, load);
+    for (int k = 0; k < s.t1 - s.t0; k += 2 * TSN_BATCH) {
+        tsn_fetch<REV>(b, s, k + TSN_BATCH, load);
+        tsn_consume<REV>(a, s, k, step);
+        tsn_fetch<REV>(a, s, k + 2 * TSN_BATCH, load);
+        tsn_consume<REV>(b, s, k + TSN_BATCH, step);
+    }
+}
+
 /* forward (2): segs (B, nseg, G) = (mean, var) of each segment's steps alone */
 __global__ void tsn_seg_stats_kernel(float2 *segs, const float2 *stats, int B, int L, int G, int nseg)
 {
@@ -86,11 +141,9 @@ __global__ void tsn_seg_stats_kernel(float2 *segs, const float2 *stats, int B, i
     if (!tsn_seg(&s, B, L, G, nseg))
         return;
     float mu = 0, var = 0;
-#pragma unroll 8
-    for (int t = s.t0; t < s.t1; t++) {
-        const float2 st = stats[((size_t)s.b * L + t) * G + s.g];
-        tsn_step(&mu, &var, st.x, st.y, 1.0f / (float)(t - s.t0 + 1));
-    }
+    tsn_walk<false>(
+        s, [&](int t) { return stats[tsn_cell(s, t, L, G)]; },
+        [&](float2 st, int t) { tsn_step(&mu, &var, st.x, st.y, 1.0f / (float)(t - s.t0 + 1)); });
     segs[((size_t)s.b * nseg + s.seg) * G + s.g] = make_float2(mu, var);
 }
 
@@ -138,14 +191,14 @@ __global__ void tsn_seg_apply_kernel(float *mean, float *rstd, const float2 *seg
         return;
     const float2 st0 = segs[((size_t)s.b * nseg + s.seg) * G + s.g];
     float mu = st0.x, var = st0.y;
-#pragma unroll 8
-    for (int t = s.t0; t < s.t1; t++) {
-        const size_t i = ((size_t)s.b * L + t) * G + s.g;
-        const float2 st = stats[i];
-        tsn_step(&mu, &var, st.x, st.y, (float)(1.0 / (double)(n0 + t + 1)));
-        mean[i] = mu;
-        rstd[i] = rsqrtf(var + eps);
-    }
+    tsn_walk<false>(
+        s, [&](int t) { return stats[tsn_cell(s, t, L, G)]; },
+        [&](float2 st, int t) {
+            const size_t i = tsn_cell(s, t, L, G);
+            tsn_step(&mu, &var, st.x, st.y, tsn_c2(n0, t));
+            mean[i] = mu;
+            rstd[i] = rsqrtf(var + eps);
+        });
 }
 
 /* forward (5): y = (x - mean) rstd (1 + w) + b, VEC channels (of one group) per thread */
@@ -240,26 +293,20 @@ __global__ void tsn_back_stats_kernel(float4 *bst, const bf16 *x, const bf16 *dy
     bst[i] = make_float4(sx / Dg, ds, db, 0.0f);
 }
 
-/* What reverse step t of (b, g) needs: bst's (ux, -, -) at i, rstd, c2 = 1 / count, c1 = 1 - c2,
-   delta = ux - mean_{t-1} */
+/* What reverse step t of (b, g) loads, a batch ahead: bst's (ux, ds, db, -), rstd and mean_{t-1}; the step itself
+   derives c2 = 1 / count, c1 = 1 - c2 and delta = ux - mean_{t-1} */
 typedef struct {
     float4 v;
-    float r, c1, c2, delta;
-    size_t i;
+    float r, mu_prev;
 } TsnBack;
 
-__device__ __forceinline__ TsnBack tsn_back_at(const float4 *bst, const float *mean, const float *rstd,
-                                               const float *state_in, int64_t n0, const TsnSeg &s, int t, int L, int G)
+__device__ __forceinline__ TsnBack tsn_back_load(const float4 *bst, const float *mean, const float *rstd,
+                                                 const float *state_in, int64_t n0, const TsnSeg &s, int t, int L,
+                                                 int G)
 {
-    TsnBack k;
-    k.i = ((size_t)s.b * L + t) * G + s.g;
-    k.v = bst[k.i];
-    k.r = rstd[k.i];
-    k.c2 = (float)(1.0 / (double)(n0 + t + 1));
-    k.c1 = 1.0f - k.c2;
-    const float mu_prev = t > 0 ? mean[k.i - G] : n0 ? state_in[2 * ((size_t)s.b * G + s.g)] : 0.0f;
-    k.delta = k.v.x - mu_prev;
-    return k;
+    const size_t i = tsn_cell(s, t, L, G);
+    const float mu_prev = t > 0 ? mean[i - G] : n0 ? state_in[2 * ((size_t)s.b * G + s.g)] : 0.0f;
+    return {bst[i], rstd[i], mu_prev};
 }
 
 /* backward (2): maps (B, nseg, G) = (a, bb, p, q): the segment takes the carry (U, W) entering its
@@ -271,16 +318,17 @@ __global__ void tsn_back_map_kernel(float4 *maps, const float4 *bst, const float
     if (!tsn_seg(&s, B, L, G, nseg))
         return;
     float a = 1, bb = 0, p = 0, q = 0;
-#pragma unroll 4
-    for (int t = s.t1 - 1; t >= s.t0; t--) {
-        const TsnBack k = tsn_back_at(bst, mean, rstd, state_in, n0, s, t, L, G);
-        const float c1 = k.c1, r = k.r, beta = -2.0f * c1 * k.c2 * k.delta, e = 0.5f * r * r * r * k.v.y, f = r * k.v.z;
-        const float np = c1 * p + beta * q - c1 * f - beta * e, nq = c1 * q - c1 * e;
-        bb = c1 * bb + beta * a;
-        a = c1 * a;
-        p = np;
-        q = nq;
-    }
+    tsn_walk<true>(
+        s, [&](int t) { return tsn_back_load(bst, mean, rstd, state_in, n0, s, t, L, G); },
+        [&](const TsnBack &k, int t) {
+            const float c2 = tsn_c2(n0, t), c1 = 1.0f - c2, delta = k.v.x - k.mu_prev, r = k.r;
+            const float beta = -2.0f * c1 * c2 * delta, e = 0.5f * r * r * r * k.v.y, f = r * k.v.z;
+            const float np = c1 * p + beta * q - c1 * f - beta * e, nq = c1 * q - c1 * e;
+            bb = c1 * bb + beta * a;
+            a = c1 * a;
+            p = np;
+            q = nq;
+        });
     maps[((size_t)s.b * nseg + s.seg) * G + s.g] = make_float4(a, bb, p, q);
 }
 
@@ -325,15 +373,17 @@ __global__ void tsn_back_coef_kernel(float4 *bst, const float4 *carry, const flo
     const float Dg = (float)(D / G);
     const float4 cin = carry[((size_t)s.b * nseg + s.seg) * G + s.g];
     float U = cin.x, W = cin.y;
-#pragma unroll 4
-    for (int t = s.t1 - 1; t >= s.t0; t--) {
-        const TsnBack k = tsn_back_at(bst, mean, rstd, state_in, n0, s, t, L, G);
-        const float c1 = k.c1, c2 = k.c2, r = k.r, du = U - r * k.v.z, dv = W - 0.5f * r * r * r * k.v.y;
-        const float dux = c2 * du + 2.0f * c1 * c2 * dv * k.delta, dgv = c2 * dv;
-        bst[k.i] = make_float4((dux - 2.0f * dgv * k.v.x) / Dg, 2.0f * dgv / Dg, 0.0f, 0.0f);
-        U = c1 * du - 2.0f * c1 * c2 * dv * k.delta;
-        W = c1 * dv;
-    }
+    /* bst in place: a step's cell is loaded (a batch ahead) by that step alone, then overwritten */
+    tsn_walk<true>(
+        s, [&](int t) { return tsn_back_load(bst, mean, rstd, state_in, n0, s, t, L, G); },
+        [&](const TsnBack &k, int t) {
+            const float c2 = tsn_c2(n0, t), c1 = 1.0f - c2, delta = k.v.x - k.mu_prev, r = k.r;
+            const float du = U - r * k.v.z, dv = W - 0.5f * r * r * r * k.v.y;
+            const float dux = c2 * du + 2.0f * c1 * c2 * dv * delta, dgv = c2 * dv;
+            bst[tsn_cell(s, t, L, G)] = make_float4((dux - 2.0f * dgv * k.v.x) / Dg, 2.0f * dgv / Dg, 0.0f, 0.0f);
+            U = c1 * du - 2.0f * c1 * c2 * dv * delta;
+            W = c1 * dv;
+        });
 }
 
 /* backward (5): dx = dy rstd (1 + w) + alpha + beta x (acc: dx +=) over rows, each thread J
