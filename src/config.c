@@ -119,7 +119,7 @@ static const Key keys[] = {
     {"train", "recompute", KT_ENUM_BOOL, OFF(train.recompute), "none", 0, 0, "none|blocks|elementwise",
      "what backward recomputes instead of keeping (long sequences): none; blocks: keep only each block's input and "
      "rerun the block's forward; elementwise: keep all but the activations that are elementwise functions of the "
-     "others (q and k, the value, the gate, r o, the FFN product) and recompute those; false and true are none and "
+     "others (q and k, the value, the gated output, the FFN product) and recompute those; false and true are none and "
      "blocks"},
     {"train", "memory_gib", KT_FLOAT, OFF(train.memory_gib), "0", 0, 1e9, NULL,
      "memory per rank (GiB) the memory plan must fit before anything is allocated; 0: the GPU's total on cuda, "

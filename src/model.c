@@ -276,7 +276,6 @@ static void layout(Model *m, Arena *a)
             s->av = ACT(T * Vl);
             RECOMPUTED(vv, ACT(T * Vl));
             s->ar = ACT(T * Vl);
-            RECOMPUTED(r, ACT(T * Vl));
             s->o = ACT(T * Vl);
             s->lse = F32(T * Hl);
             RECOMPUTED(ro, ACT(T * Vl));
@@ -318,8 +317,8 @@ static void layout(Model *m, Arena *a)
     void **tz[] = {&g->dzs, &g->dq, &g->dk};
     for (size_t i = 0; i < 3; i++)
         *tz[i] = ACT(T * Zl);
-    void **tv[] = {&g->dvv, &g->dav, &g->dr, &g->dar, &g->do_, &g->dro};
-    for (size_t i = 0; i < 6; i++)
+    void **tv[] = {&g->dvv, &g->dav, &g->dar, &g->do_, &g->dro};
+    for (size_t i = 0; i < 5; i++)
         *tv[i] = ACT(T * Vl);
     g->da1 = ACT(T * Fl);
     g->da3 = d->swiglu ? ACT(T * Fl) : NULL;
@@ -654,13 +653,12 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     ops->matmul_forward(s->av, s->xhat_full, P(b->wv), P(b->bv), T, D, Vl, 0); /* value from the TimestepNorm */
     ops->silu_forward(s->vv, s->av, TV);
     ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), T, D, Vl, 0);
-    ops->silu_forward(s->r, s->ar, TV);
     if (m->cache) /* one token: q and k are at position 0 so far, the step rotates them */
         ops->attention_step(s->o, s->q, s->k, s->vv, m->cache->k[i], m->cache->v[i], (int)(m->pos0 % d->C), B, m->Hl,
                             d->Z / d->H, d->V / d->H, d->C, d->rope_base);
     else
         ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H, d->C);
-    ops->mul_forward(s->ro, s->r, s->o, TV);
+    ops->swiglu_forward(s->ro, s->ar, s->o, TV); /* r o = SiLU(ar) o: the gate r is never stored */
     ops->copy(s->yhat, x, TDl); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, Dl, 1);
     tp_row_forward(m->tp, ops, s->yhat, s->ro, P(b->wh2), T, Vl, Dl);
@@ -686,8 +684,7 @@ static void block_recompute(Model *m, ModelSlot *sl, int i)
     const size_t TV = (size_t)m->T * m->Vl;
     block_qk(m, &m->blocks[i], s);
     m->ops->silu_forward(s->vv, s->av, TV);
-    m->ops->silu_forward(s->r, s->ar, TV);
-    m->ops->mul_forward(s->ro, s->r, s->o, TV);
+    m->ops->swiglu_forward(s->ro, s->ar, s->o, TV);
     block_ffn_product(m, s);
 }
 
@@ -727,10 +724,9 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     ops->accumulate(dx, g->dyhat, TDl);
     ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl, 0); /* Wr, Wz add */
     tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl);
-    ops->mul_backward(g->dr, g->do_, g->dro, s->r, s->o, TV, 0);
+    ops->swiglu_backward(g->dar, g->do_, g->dro, s->ar, s->o, TV, 0);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
                             d->V / d->H, d->C, 0);
-    ops->silu_backward(g->dar, g->dr, s->ar, TV, 0);
     ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, 1);
     ops->silu_backward(g->dav, g->dvv, s->av, TV, 0);
     ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl, 0);

@@ -109,10 +109,10 @@ typedef struct {
     float *qk_rstd;          /* (T, Hl) [e] */
     void *q, *k;             /* (T, Zl) after norm, affine, RoPE [e] */
     void *av, *vv;           /* (T, Vl) value pre-activation and value = SiLU(av) [e] */
-    void *ar, *r;            /* (T, Vl) gate pre-activation and gate = SiLU(ar) [e] */
+    void *ar;                /* (T, Vl) gate pre-activation (the gate SiLU(ar) is not kept) */
     void *o;                 /* (T, Vl) attention output */
     float *lse;              /* (B, Hl, L) */
-    void *ro;                /* (T, Vl) r * o [e] */
+    void *ro;                /* (T, Vl) SiLU(ar) * o [e] */
     void *yhat;              /* (T, Dl) attention sub-layer output plus residual */
     void *yhat_full;         /* (T, D) gathered (aliases yhat when tp = 1) */
     float *ln_mean, *ln_rstd; /* (T) */
@@ -126,7 +126,7 @@ typedef struct {
     void *dxhat_full, *dcema_full, *dyhat_full; /* (T, D) partial sums over tp (alias when tp = 1) */
     void *dm, *du;                           /* (T, D) partial sums over tp */
     void *dzs, *dq, *dk;                     /* (T, Zl) */
-    void *dvv, *dav, *dr, *dar, *do_, *dro;  /* (T, Vl) */
+    void *dvv, *dav, *dar, *do_, *dro;       /* (T, Vl) */
     void *da1, *da3, *dp;                    /* (T, Fl) */
     void *dxf;                               /* (T, Dl) final norm output */
     void *dxf_full;                          /* (T, D) partial sums over tp (aliases dxf when tp = 1) */
