@@ -124,6 +124,21 @@ static void test_tsnorm(int64_t n0)
     case_free(c);
 }
 
+/* The CUDA TimestepNorm takes 1 / count in float below 2^24 (kernels/cuda/tsnorm.cu, tsn_c2) on the
+   grounds that it is then the same float as the double reciprocal rounded; both are correctly
+   rounded, so this holds on any IEEE machine if it holds here. */
+static void test_tsnorm_reciprocal(void)
+{
+    long differ = 0, first = 0;
+    for (long n = 1; n <= 1L << 24; n++) {
+        volatile float fn = (float)n; /* no folding into a double division */
+        if (1.0f / fn != (float)(1.0 / (double)n) && !differ++)
+            first = n;
+    }
+    tap_check(differ == 0, "1 / n in float = (float)(1 / (double) n) for every n up to 2^24 (%ld differ, first %ld)",
+              differ, first);
+}
+
 static void test_cema(int with_h0)
 {
     OpCase *c = cema_case(2, 17, 5, 6, with_h0, 1);
@@ -391,6 +406,7 @@ int main(void)
     test_norms();
     test_tsnorm(0);
     test_tsnorm(5);
+    test_tsnorm_reciprocal();
     test_cema(0);
     test_cema(1);
     test_qk();

@@ -85,10 +85,13 @@ __device__ __forceinline__ size_t tsn_cell(const TsnSeg &s, int t, int L, int G)
     return ((size_t)s.b * L + t) * G + s.g;
 }
 
-/* c2 = 1 / count at step t after n0 steps of the prior state */
+/* c2 = 1 / count at step t after n0 steps of the prior state, rounded to float. Up to 2^24 a float
+   division gives the same bits as the double one (both round correctly; test_ops_ref checks every
+   count) for fewer instructions: ncu had the backward scans bound by their per-step arithmetic. */
 __device__ __forceinline__ float tsn_c2(int64_t n0, int t)
 {
-    return (float)(1.0 / (double)(n0 + t + 1));
+    const int64_t n = n0 + t + 1;
+    return n <= (1 << 24) ? 1.0f / (float)n : (float)(1.0 / (double)n);
 }
 
 /* the walk's k-th step */
