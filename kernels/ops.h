@@ -103,10 +103,11 @@ typedef struct Ops {
     void (*embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
                                float scale);
 
-    /* ---- linear: out (T, OC) = inp (T, IC) w^T (w: (OC, IC)) + bias (OC, may be NULL);
-       accumulate != 0 adds to out instead of overwriting it ---- */
-    void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
-                           int accumulate);
+    /* ---- linear: out (T, OC) = res + inp (T, IC) w^T (w: (OC, IC)) + bias (OC, may be NULL); res
+       (T, OC) may be NULL (nothing added), out itself (add to it) or another buffer, as a residual
+       (one pass: no copy of it into out first) ---- */
+    void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
+                           int OC);
     /* dinp (T, IC) = dout w, or += with accumulate (dinp may be NULL); dw += dout^T inp;
        dbias += colsum(dout) (may be NULL) */
     void (*matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,

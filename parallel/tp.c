@@ -68,15 +68,18 @@ static const void *rows_of(const Ops *ops, const void *W, int j, int w, int IC)
     return (const char *)W + (size_t)j * w * IC * ops->act_size;
 }
 
-void tp_row_forward(TpGroup *tp, const Ops *ops, void *out, const void *inp, const void *W, int T, int IC, int w)
+void tp_row_forward(TpGroup *tp, const Ops *ops, void *out, const void *res, const void *inp, const void *W, int T,
+                    int IC, int w)
 {
     if (!tp)
-        return ops->matmul_forward(out, inp, W, NULL, T, IC, w, 1);
+        return ops->matmul_forward(out, inp, W, NULL, res, T, IC, w);
     const size_t blk = (size_t)T * w;
     for (int j = 0; j < tp->comm->size; j++)
-        ops->matmul_forward((char *)tp->blocks + j * blk * ops->act_size, inp, rows_of(ops, W, j, w, IC), NULL, T, IC,
-                            w, 0);
+        ops->matmul_forward((char *)tp->blocks + j * blk * ops->act_size, inp, rows_of(ops, W, j, w, IC), NULL, NULL, T,
+                            IC, w);
     comm_reduce_scatter(tp->comm, tp->blocks, tp->sum, blk, comm_type_of(ops->act));
+    if (res != out)
+        ops->copy(out, res, blk);
     ops->accumulate(out, tp->sum, blk);
 }
 

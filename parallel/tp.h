@@ -37,9 +37,11 @@ void tp_reduce_scatter(TpGroup *tp, const Ops *ops, void *piece, const void *ful
 double tp_crossentropy(TpGroup *tp, const Ops *ops, void *logits, const int32_t *targets, double *stats, int T, int V,
                        float grad_scale);
 
-/* Row-parallel linear layer: out (T, w) += this rank's columns of the sum over the ranks of
-   inp (T, IC) W^T, where W (n w, IC) multiplies this rank's IC input features. */
-void tp_row_forward(TpGroup *tp, const Ops *ops, void *out, const void *inp, const void *W, int T, int IC, int w);
+/* Row-parallel linear layer: out (T, w) = res + this rank's columns of the sum over the ranks of
+   inp (T, IC) W^T, where W (n w, IC) multiplies this rank's IC input features; res (T, w) is out
+   itself (add to it) or a residual (without tp the GEMM reads it, with no copy). */
+void tp_row_forward(TpGroup *tp, const Ops *ops, void *out, const void *res, const void *inp, const void *W, int T,
+                    int IC, int w);
 /* Its backward: dinp (T, IC) = dout gathered over the ranks (T, n w) times W, overwritten; dW
    (n w, IC) accumulates dout^T inp. */
 void tp_row_backward(TpGroup *tp, const Ops *ops, void *dinp, float *dW, const void *W, const void *dout,

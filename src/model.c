@@ -633,7 +633,7 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     const BlockParams *b = &m->blocks[i];
     BlockActs *s = &sl->acts[i];
     const int B = m->B, L = m->L, T = m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl;
-    const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl;
+    const size_t TV = (size_t)T * Vl;
     const void *x = sl->x[i];
     void *y = sl->x[i + 1];
     const ChunkState cs = chunk_state(m, sl, i, recomputing);
@@ -648,32 +648,31 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     gather(m, s->cema_full, s->cema);
     gather(m, s->xhat_full, s->xhat);
     ops->rmsnorm_forward(s->m, s->rms, s->cema_full, P(b->rms_w), T, D, d->eps);
-    ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), T, D, Zl, 0);
+    ops->matmul_forward(s->zs, s->m, P(b->wz), P(b->bz), NULL, T, D, Zl);
     block_qk(m, b, s);
-    ops->matmul_forward(s->av, s->xhat_full, P(b->wv), P(b->bv), T, D, Vl, 0); /* value from the TimestepNorm */
+    ops->matmul_forward(s->av, s->xhat_full, P(b->wv), P(b->bv), NULL, T, D, Vl); /* value from the TimestepNorm */
     ops->silu_forward(s->vv, s->av, TV);
-    ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), T, D, Vl, 0);
+    ops->matmul_forward(s->ar, s->m, P(b->wr), P(b->br), NULL, T, D, Vl);
     if (m->cache) /* one token: q and k are at position 0 so far, the step rotates them */
         ops->attention_step(s->o, s->q, s->k, s->vv, m->cache->k[i], m->cache->v[i], (int)(m->pos0 % d->C), B, m->Hl,
                             d->Z / d->H, d->V / d->H, d->C, d->rope_base);
     else
         ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H, d->C);
     ops->swiglu_forward(s->ro, s->ar, s->o, TV); /* r o = SiLU(ar) o: the gate r is never stored */
-    ops->copy(s->yhat, x, TDl); /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
-    ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), T, D, Dl, 1);
-    tp_row_forward(m->tp, ops, s->yhat, s->ro, P(b->wh2), T, Vl, Dl);
+    /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T, the residual x read by the first GEMM */
+    ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), x, T, D, Dl);
+    tp_row_forward(m->tp, ops, s->yhat, s->yhat, s->ro, P(b->wh2), T, Vl, Dl);
 
     /* FFN sub-layer (steps 12-14): normalises yhat, but the residual is the block input x */
     gather(m, s->yhat_full, s->yhat);
     ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat_full, P(b->ln_w), P(b->ln_b), T, D, d->eps);
-    ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, T, D, Fl, 0);
+    ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, NULL, T, D, Fl);
     if (d->swiglu)
-        ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, T, D, Fl, 0);
+        ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, NULL, T, D, Fl);
     block_ffn_product(m, s);
     if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
         return;
-    ops->copy(y, x, TDl);
-    tp_row_forward(m->tp, ops, y, s->p, P(b->w2), T, Fl, Dl);
+    tp_row_forward(m->tp, ops, y, x, s->p, P(b->w2), T, Fl, Dl); /* y = x + p W2^T */
 }
 
 /* recompute elementwise: what the block's backward needs and did not keep, recomputed into the
@@ -771,7 +770,7 @@ double model_forward(Model *m, int slot, float grad_scale)
     state_send(m, sl, nl);
     /* head: each tp rank computes the logits of its vocabulary slice from every feature */
     gather(m, sl->xf_full, sl->xf);
-    ops->matmul_forward(sl->logits, sl->xf_full, P(m->out), NULL, m->T, d->D, m->vocab_l, 0);
+    ops->matmul_forward(sl->logits, sl->xf_full, P(m->out), NULL, NULL, m->T, d->D, m->vocab_l);
     sl->loss_sum = tp_crossentropy(m->tp, ops, sl->logits, sl->targets, m->ce_stats, m->T, m->vocab_l, grad_scale);
     return sl->loss_sum;
 }

@@ -481,24 +481,32 @@ static inline OpCase *embedding_case(int T, int D, int V, int v0, int rows)
     return c;
 }
 
-static inline void matmul_fwd(const Ops *o, OpCase *c)
+/* y = prior + inp w^T + bias, the prior seeded into y (accumulate 1) or held in a residual buffer
+   of its own (2), put there by `put`; without the prior (0) */
+static inline void matmul_fwd_put(const Ops *o, OpCase *c, void (*put)(const Ops *, int, void *, const double *, size_t))
 {
-    if (c->accumulate)
-        buf_put(o, ARG_ACT, OUT("y"), c->prior, (size_t)c->T * c->OC);
-    o->matmul_forward(OUT("y"), IN("inp"), IN("w"), IN("bias"), c->T, c->IC, c->OC, c->accumulate);
+    const size_t n = (size_t)c->T * c->OC;
+    void *res = c->accumulate == 1 ? OUT("y") : c->accumulate == 2 ? buf_alloc(o, ARG_ACT, n) : NULL;
+    if (res)
+        put(o, ARG_ACT, res, c->prior, n);
+    o->matmul_forward(OUT("y"), IN("inp"), IN("w"), IN("bias"), res, c->T, c->IC, c->OC);
+    if (c->accumulate == 2)
+        buf_free(o, ARG_ACT, res);
 }
+static inline void matmul_fwd(const Ops *o, OpCase *c) { matmul_fwd_put(o, c, buf_put); }
 static inline void matmul_bwd(const Ops *o, OpCase *c)
 {
     o->matmul_backward(DIN("inp"), DIN("w"), DIN("bias"), DOUT("y"), IN("inp"), IN("w"), c->T, c->IC, c->OC,
                        c->grad_acc);
 }
 
-/* dinp: whether the input gradient is asked for (matmul_backward takes NULL) */
+/* accumulate: 0, 1 (forward adds to y's prior content) or 2 (adds a residual buffer of that
+   content); dinp: whether the input gradient is asked for (matmul_backward takes NULL) */
 static inline OpCase *matmul_case(int T, int IC, int OC, int bias, int accumulate, int dinp)
 {
     char name[64];
-    snprintf(name, sizeof name, "matmul%s%s%s", bias ? " +bias" : "", accumulate ? " +accumulate" : "",
-             dinp ? "" : " (no dinp)");
+    snprintf(name, sizeof name, "matmul%s%s%s", bias ? " +bias" : "",
+             accumulate == 1 ? " +accumulate" : accumulate == 2 ? " +residual" : "", dinp ? "" : " (no dinp)");
     OpCase *c = case_new_acc(name, matmul_fwd, matmul_bwd);
     c->T = T, c->IC = IC, c->OC = OC, c->accumulate = accumulate;
     act_in(c, "inp", (size_t)T * IC, -1, 1)->flags |= dinp ? 0 : ARG_NOGRAD;

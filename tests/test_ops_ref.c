@@ -68,7 +68,7 @@ static void test_matmul(int bias, int accumulate)
                 s += VAL("inp")[t * c->IC + i] * VAL("w")[j * c->IC + i];
             ref[t * c->OC + j] = s;
         }
-    check_out(c, "y", ref, TOL_F64, "= inp w^T (+ bias, + prior out)");
+    check_out(c, "y", ref, TOL_F64, "= inp w^T (+ bias, + prior out or residual)");
     free(ref);
     case_free(c);
 }
@@ -403,6 +403,8 @@ int main(void)
     test_embedding(3, 4);
     test_matmul(1, 1);
     test_matmul(0, 0);
+    test_matmul(1, 2);
+    test_matmul(0, 2);
     test_norms();
     test_tsnorm(0);
     test_tsnorm(5);

@@ -208,13 +208,13 @@ static void t_embedding_backward(float *dt, const void *dout, const int32_t *tok
     TIMED("embedding_backward", (double)T * D * (AS + 8), 0, PEAK_BF16,
           base->embedding_backward(dt, dout, tok, T, D, v0, V, scale));
 }
-static void t_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
-                             int acc)
+static void t_matmul_forward(void *out, const void *inp, const void *w, const void *bias, const void *res, int T,
+                             int IC, int OC)
 {
     char label[64];
     snprintf(label, sizeof label, "matmul_forward %dx%d", IC, OC);
-    TIMED(label, ((double)T * IC + (double)OC * IC + (acc ? 2.0 : 1.0) * T * OC) * AS, 2.0 * T * IC * OC, PEAK_BF16,
-          base->matmul_forward(out, inp, w, bias, T, IC, OC, acc));
+    TIMED(label, ((double)T * IC + (double)OC * IC + (res ? 2.0 : 1.0) * T * OC) * AS, 2.0 * T * IC * OC, PEAK_BF16,
+          base->matmul_forward(out, inp, w, bias, res, T, IC, OC));
 }
 static void t_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
                               int T, int IC, int OC, int acc)

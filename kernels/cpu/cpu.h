@@ -111,8 +111,8 @@ void CPU(embedding_forward)(void *out, const int32_t *tok, const void *table, in
 void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
                              float scale);
 
-void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
-                         int accumulate);
+void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
+                         int OC);
 void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
                           int T, int IC, int OC, int accumulate);
 

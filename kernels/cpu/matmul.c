@@ -2,18 +2,18 @@
    (OC, IC) as in PyTorch, and its backward. */
 #include "kernels/cpu/cpu.h"
 
-void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
-                         int accumulate)
+void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
+                         int OC)
 {
     real *o = out;
-    const real *b = bias;
-    if (b) { /* seed out with the bias so the product can add onto it */
+    const real *b = bias, *r = res;
+    if (b || (r && r != o)) { /* seed out with the residual and the bias so the product can add onto them */
 #pragma omp parallel for
         for (int t = 0; t < T; t++)
             for (int j = 0; j < OC; j++)
-                o[(size_t)t * OC + j] = (accumulate ? o[(size_t)t * OC + j] : 0) + b[j];
+                o[(size_t)t * OC + j] = (r ? r[(size_t)t * OC + j] : 0) + (b ? b[j] : 0);
     }
-    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1, inp, IC, w, IC, accumulate || b ? 1 : 0, o, OC);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1, inp, IC, w, IC, r || b ? 1 : 0, o, OC);
 }
 
 /* dw (OC, IC) += dout^T inp. dw is fp32 in both builds: the fp32 build accumulates straight into

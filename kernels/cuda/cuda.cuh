@@ -171,8 +171,9 @@ static inline cudaStream_t cuda_stream(void) { return cuda_ctx()->stream; }
    gradient that blocks sum in parallel (deterministic: fixed order) */
 void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride);
 
-/* ---- cuBLASLt: D (m x n, column-major, ldd) = alpha op(A) op(B) + beta D (+ bias[m] per row),
-   batched with strides; A and B bf16, D bf16 or fp32 (dtype_d), fp32 accumulation ---- */
+/* ---- cuBLASLt: D (m x n, column-major, ldd) = alpha op(A) op(B) + beta C (+ bias[m] per row),
+   batched with strides; A and B bf16, C and D bf16 or fp32 (dtype_d, one layout), fp32
+   accumulation; C is D unless given ---- */
 typedef struct {
     int m, n, k;
     int transa, transb;
@@ -189,6 +190,7 @@ typedef struct {
     int batch;
     float beta;
     const void *bias; /* bf16 (m), or NULL */
+    const void *c;    /* C, laid out as D, or NULL: D */
 } Gemm;
 void cuda_gemm(const Gemm *g);
 
@@ -221,8 +223,8 @@ void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, in
 void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
                              float scale);
 
-void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
-                         int accumulate);
+void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
+                         int OC);
 void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
                           int T, int IC, int OC, int accumulate);
 

@@ -118,7 +118,11 @@ void cuda_gemm(const Gemm *g)
     k.stride_d = g->batch > 1 ? g->stride_d : 0;
     k.align_a = alignment(g->a, k.stride_a * 2, g->batch);
     k.align_b = alignment(g->b, k.stride_b * 2, g->batch);
-    k.align_d = alignment(g->d, k.stride_d * es_d, g->batch);
+    k.align_d = alignment(g->d, k.stride_d * es_d, g->batch); /* and C's: they share the preference */
+    if (g->c) {
+        const int align_c = alignment(g->c, k.stride_d * es_d, g->batch);
+        k.align_d = align_c < k.align_d ? align_c : k.align_d;
+    }
     k.dtype_d = g->dtype_d;
     GemmPlan *p = NULL;
     for (int i = 0; i < c->n_plans && !p; i++)
@@ -130,18 +134,18 @@ void cuda_gemm(const Gemm *g)
         CUBLAS_CHECK(
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
     const float alpha = 1.0f, beta = g->beta;
-    CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->d, p->ld, g->d, p->ld,
-                                &p->algo, ws, SCRATCH_LT, x->stream));
+    CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->c ? g->c : g->d, p->ld,
+                                g->d, p->ld, &p->algo, ws, SCRATCH_LT, x->stream));
 }
 
 /* ---- the linear layer ---- */
 
-void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, int T, int IC, int OC,
-                         int accumulate)
+void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
+                         int OC)
 {
     Gemm g = {.m = OC, .n = T, .k = IC, .transa = 1, .transb = 0, .a = w, .lda = IC, .b = inp, .ldb = IC,
-              .d = out, .ldd = OC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = accumulate ? 1.0f : 0.0f,
-              .bias = bias};
+              .d = out, .ldd = OC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = res ? 1.0f : 0.0f,
+              .bias = bias, .c = res};
     cuda_gemm(&g);
 }
 

@@ -91,13 +91,8 @@ static void get(const Ops *o, int kind, double *dst, const void *src, size_t n)
     free(tmp);
 }
 
-/* the harness's matmul forward seeds `out` through its fp32/fp64-only buf_put */
-static void matmul_fwd_any(const Ops *o, OpCase *c)
-{
-    if (c->accumulate)
-        put(o, ARG_ACT, OUT("y"), c->prior, (size_t)c->T * c->OC);
-    o->matmul_forward(OUT("y"), IN("inp"), IN("w"), IN("bias"), c->T, c->IC, c->OC, c->accumulate);
-}
+/* the harness's matmul forward puts its prior through the fp32/fp64-only buf_put */
+static void matmul_fwd_any(const Ops *o, OpCase *c) { matmul_fwd_put(o, c, put); }
 
 /* Forward and backward of c on o. pre[i]: what input i's gradient buffer holds before backward
    (NULL: zeros); it is subtracted afterwards unless the op overwrites that gradient. Token ids
@@ -499,6 +494,8 @@ int main(int argc, char **argv)
     check(matmul_case(512, 256, 384, 0, 1, 1));
     check(matmul_case(1024, 512, 256, 1, 1, 0));
     check(matmul_case(37, 9, 11, 1, 1, 1)); /* odd sizes and leading dims */
+    check(matmul_case(512, 256, 384, 1, 2, 1)); /* a residual buffer as cuBLASLt's C */
+    check(matmul_case(37, 9, 11, 0, 2, 1));
 
     for (int layer = 0; layer < 2; layer++) {
         check(norm_case(layer, 1024, 1024));
