@@ -483,7 +483,8 @@ static inline OpCase *embedding_case(int T, int D, int V, int v0, int rows)
 
 /* y = prior + inp w^T + bias, the prior seeded into y (accumulate 1) or held in a residual buffer
    of its own (2), put there by `put`; without the prior (0) */
-static inline void matmul_fwd_put(const Ops *o, OpCase *c, void (*put)(const Ops *, int, void *, const double *, size_t))
+typedef void PutFn(const Ops *o, int kind, void *dst, const double *src, size_t n);
+static inline void matmul_fwd_put(const Ops *o, OpCase *c, PutFn *put)
 {
     const size_t n = (size_t)c->T * c->OC;
     void *res = c->accumulate == 1 ? OUT("y") : c->accumulate == 2 ? buf_alloc(o, ARG_ACT, n) : NULL;
