@@ -14,8 +14,10 @@ void progress_start(Progress *p, const char *what, const char *unit, int64_t tot
 {
     *p = (Progress){.what = what, .unit = unit, .total = total, .request = MPI_REQUEST_NULL, .rank = rank,
                     .world = world, .tty = isatty(2)};
-    if (p->rank == 0)
+    if (p->rank == 0) {
         p->ranks = xcalloc((size_t)p->world * PROGRESS_NCOUNTS, sizeof *p->ranks);
+        p->busy = xcalloc((size_t)p->world, sizeof *p->busy);
+    }
     p->start = p->last_send = p->last_print = util_now();
 }
 
@@ -42,8 +44,13 @@ static void print(Progress *p, int final)
     double elapsed = util_now() - p->start, rate = elapsed > 0 ? (double)sum[PROGRESS_DONE] / elapsed : 0;
     const int mb = strcmp(p->unit, "MB") == 0;
     const double scale = mb ? 1e6 : 1;
-    char done[32], total[32], speed[32], counts[96] = "", eta[32] = "-";
-    if (final) {
+    char done[32], total[32], speed[32], counts[96] = "", eta[64] = "-";
+    if (final && p->world > 1) {
+        double lo = p->busy[0], hi = p->busy[0];
+        for (int r = 1; r < p->world; r++)
+            lo = p->busy[r] < lo ? p->busy[r] : lo, hi = p->busy[r] > hi ? p->busy[r] : hi;
+        snprintf(eta, sizeof eta, "done in %.1f s | ranks %.1f-%.1f s", elapsed, lo, hi);
+    } else if (final) {
         snprintf(eta, sizeof eta, "done in %.1f s", elapsed);
     } else if (rate > 0) {
         long s = (long)((double)(p->total - sum[PROGRESS_DONE]) / rate + 0.5);
@@ -78,10 +85,12 @@ static void receive(Progress *p, int wait)
             MPI_Iprobe(MPI_ANY_SOURCE, PROGRESS_TAG, MPI_COMM_WORLD, &ready, &st);
         if (!ready || (wait && p->finals == p->world - 1))
             return;
-        int64_t got[PROGRESS_NCOUNTS + 1];
-        MPI_Recv(got, PROGRESS_NCOUNTS + 1, MPI_INT64_T, MPI_ANY_SOURCE, PROGRESS_TAG, MPI_COMM_WORLD, &st);
+        int64_t got[PROGRESS_NCOUNTS + 2];
+        MPI_Recv(got, PROGRESS_NCOUNTS + 2, MPI_INT64_T, MPI_ANY_SOURCE, PROGRESS_TAG, MPI_COMM_WORLD, &st);
         memcpy(p->ranks + (size_t)st.MPI_SOURCE * PROGRESS_NCOUNTS, got, sizeof p->mine);
         p->finals += (int)got[PROGRESS_NCOUNTS];
+        if (got[PROGRESS_NCOUNTS])
+            p->busy[st.MPI_SOURCE] = (double)got[PROGRESS_NCOUNTS + 1] / 1e6;
     }
 }
 
@@ -97,10 +106,11 @@ static void send(Progress *p, int last)
         return;
     memcpy(p->sent, p->mine, sizeof p->mine);
     p->sent[PROGRESS_NCOUNTS] = last;
+    p->sent[PROGRESS_NCOUNTS + 1] = last ? (int64_t)((util_now() - p->start) * 1e6) : 0;
     if (last)
-        MPI_Send(p->sent, PROGRESS_NCOUNTS + 1, MPI_INT64_T, 0, PROGRESS_TAG, MPI_COMM_WORLD);
+        MPI_Send(p->sent, PROGRESS_NCOUNTS + 2, MPI_INT64_T, 0, PROGRESS_TAG, MPI_COMM_WORLD);
     else
-        MPI_Isend(p->sent, PROGRESS_NCOUNTS + 1, MPI_INT64_T, 0, PROGRESS_TAG, MPI_COMM_WORLD, &p->request);
+        MPI_Isend(p->sent, PROGRESS_NCOUNTS + 2, MPI_INT64_T, 0, PROGRESS_TAG, MPI_COMM_WORLD, &p->request);
     p->last_send = util_now();
 }
 
@@ -128,6 +138,7 @@ void progress_finish(Progress *p, int64_t sum[PROGRESS_NCOUNTS])
         send(p, 1);
         return;
     }
+    p->busy[0] = util_now() - p->start;
     receive(p, 1);
     print(p, 1);
     memset(sum, 0, sizeof p->mine);
@@ -135,5 +146,7 @@ void progress_finish(Progress *p, int64_t sum[PROGRESS_NCOUNTS])
         for (int c = 0; c < PROGRESS_NCOUNTS; c++)
             sum[c] += p->ranks[(size_t)r * PROGRESS_NCOUNTS + c];
     free(p->ranks);
+    free(p->busy);
     p->ranks = NULL;
+    p->busy = NULL;
 }

@@ -2,7 +2,9 @@
    own work and, at most every PROGRESS_SEND seconds, sends its counts to rank 0 without waiting;
    rank 0 prints on stderr how much of the work is done, the rate, the documents and tokens so far
    and an estimate of the time left: a few times a second on a terminal (one line, rewritten),
-   every PROGRESS_LOG seconds otherwise (a log), and once more at the end. */
+   every PROGRESS_LOG seconds otherwise (a log), and once more at the end, with (on several ranks)
+   the shortest and longest time a rank took: apart, the work was uneven; together and long, each
+   rank ran slowly. */
 #ifndef MEGATRAIN_PROGRESS_H
 #define MEGATRAIN_PROGRESS_H
 
@@ -20,9 +22,11 @@ typedef struct {
     const char *unit; /* of the work: "MB" (input bytes, shown in MB) or "tokens" */
     int64_t total;    /* work of all ranks */
     int64_t mine[PROGRESS_NCOUNTS];
-    int64_t sent[PROGRESS_NCOUNTS + 1]; /* the snapshot in flight, and whether it is the last */
+    int64_t sent[PROGRESS_NCOUNTS + 2]; /* the snapshot in flight, whether it is the last, and then
+                                           the rank's time from start to finish (microseconds) */
     MPI_Request request;                /* sending it */
     int64_t *ranks;                     /* rank 0: (world, PROGRESS_NCOUNTS) the latest counts of each */
+    double *busy;                       /* rank 0: each rank's seconds from start to finish */
     int rank, world, tty, finals;       /* finals: ranks whose last counts rank 0 has */
     double start, last_send, last_print;
 } Progress;

@@ -20,7 +20,8 @@
 # For each N (1 first, as the baseline): $MPIRUN -np N --bind-to core $MEGADATA build OUT_DIR/ds-N
 # OUT_DIR/corpus --tokenizer TOKENIZER --part-bytes B, where B is one copy's size: every copy is a
 # part, so the ranks get equal shares when K is a multiple of N. It prints a table of the
-# "tokenizing 100.0% ... done in X s" lines: ranks, seconds, MB/s (10^6 bytes a second, megadata's
+# "tokenizing 100.0% ... done in X s" lines: ranks, seconds, the fastest and slowest rank's seconds
+# (far apart: uneven shares; close: each rank ran slower), MB/s (10^6 bytes a second, megadata's
 # own figure), MB/s per rank, speed-up over 1 rank, efficiency (speed-up / N); and whether every
 # N's manifest.h5 is the same bytes as 1 rank's (exit 1 if not, keeping those datasets). Each
 # build's output is in OUT_DIR/build-N.log; the datasets OUT_DIR/ds-N are removed.
@@ -167,8 +168,9 @@ for r in $list; do
     secs=$(printf '%s\n' "$line" | sed -n 's/.*done in \([0-9.]*\) s.*/\1/p')
     rate=$(printf '%s\n' "$line" | sed -n 's/.* \([0-9.]*k\{0,1\}\) MB\/s .*/\1/p')
     [ -n "$secs" ] && [ -n "$rate" ] || die "no 'tokenizing 100.0% ... done in X s' line in $log"
+    spread=$(printf '%s\n' "$line" | sed -n 's/.* | ranks \([0-9.]*-[0-9.]*\) s.*/\1/p')
     echo "tokenizer-scaling: -np $r: tokenizing done in $secs s, $rate MB/s"
-    results="$results$r $secs $rate
+    results="$results$r $secs $rate ${spread:-$secs}
 "
     if [ "$r" -ne 1 ]; then
         if cmp -s "$out/ds-1/manifest.h5" "$ds/manifest.h5"; then rm -rf "$ds"; else differ="$differ $r"; fi
@@ -180,10 +182,10 @@ printf '%s' "$results" | awk -v total="$total" '
     # a rate of 1000 MB/s or more is printed as "1.2k": then the bytes over the seconds
     { mbs = $3 ~ /k$/ ? ($2 > 0 ? total / 1e6 / $2 : 0) : $3 + 0 }
     NR == 1 { base = mbs
-              print "| ranks | tokenizing s | MB/s | MB/s per rank | speed-up | efficiency |"
-              print "| ---: | ---: | ---: | ---: | ---: | ---: |" }
+              print "| ranks | tokenizing s | each rank s | MB/s | MB/s per rank | speed-up | efficiency |"
+              print "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" }
     { up = base > 0 ? mbs / base : 0
-      printf "| %d | %s | %.1f | %.1f | %.2f | %.0f%% |\n", $1, $2, mbs, mbs / $1, up, 100 * up / $1 }'
+      printf "| %d | %s | %s | %.1f | %.1f | %.2f | %.0f%% |\n", $1, $2, $4, mbs, mbs / $1, up, 100 * up / $1 }'
 echo
 if [ -n "$differ" ]; then
     echo "manifest.h5: DIFFERS from 1 rank's on$differ ranks (the datasets are kept: $out/ds-N)"
