@@ -24,24 +24,25 @@ __global__ void embedding_forward_kernel(bf16 *out, const int32_t *tok, const bf
 
 /* backward, (1): the sort's keys (the row in the slice, V for tokens outside it) and values (the
    positions) */
-__global__ void embedding_keys_kernel(int *keys, int *pos, const int32_t *tok, int T, int v0, int V)
+__global__ void embedding_keys_kernel(unsigned *keys, int *pos, const int32_t *tok, int T, int v0, int V)
 {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T)
         return;
     const int r = tok[t] - v0;
-    keys[t] = r >= 0 && r < V ? r : V;
+    keys[t] = (unsigned)(r >= 0 && r < V ? r : V);
     pos[t] = t;
 }
 
 /* (3): after the stable sort, the first position of each id's run adds the run's rows in the order
    of their positions (the run's end found by binary search); the other positions return */
 template <int VEC>
-__global__ void embedding_rows_kernel(float *dtable, const bf16 *dout, const int *keys, const int *pos, int T, int D,
-                                      int V, float scale)
+__global__ void embedding_rows_kernel(float *dtable, const bf16 *dout, const unsigned *keys, const int *pos, int T,
+                                      int D, int V, float scale)
 {
-    const int i = blockIdx.x, r = keys[i];
-    if (r == V || (i > 0 && keys[i - 1] == r))
+    const int i = blockIdx.x;
+    const unsigned r = keys[i];
+    if (r == (unsigned)V || (i > 0 && keys[i - 1] == r))
         return;
     int end = i + 1, hi = T; /* the first j with keys[j] != r */
     while (end < hi) {
@@ -87,9 +88,11 @@ void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok
                              float scale)
 {
     char *base = (char *)cuda_scratch(SCRATCH_STATE_A, scratch_embedding(T));
-    int *keys = (int *)base, *pos = keys + 2 * (size_t)T;
+    unsigned *keys = (unsigned *)base;
+    int *pos = (int *)(keys + 2 * (size_t)T);
     void *temp = base + scratch_embedding(T) - EMB_SORT_TEMP; /* 256-byte aligned */
-    cub::DoubleBuffer<int> k(keys, keys + T), p(pos, pos + T);
+    cub::DoubleBuffer<unsigned> k(keys, keys + T);
+    cub::DoubleBuffer<int> p(pos, pos + T);
     int bits = 1; /* keys 0 .. V */
     while (bits < 31 && (1 << bits) <= V)
         bits++;
