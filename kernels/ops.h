@@ -214,8 +214,8 @@ typedef struct Ops {
        use settles), captured on the second and replayed from then on, captured again when the
        backend's scratch has moved (CUDA graphs: one launch instead of hundreds). fn must queue
        the same work every time, with no upload, download, sync, alloc or release inside (the CPU
-       backends run fn directly, make no graph and fail on any). *graph starts NULL; graph_free releases
-       it. */
+       backends run fn directly, make no graph, and fail on any of those). *graph starts NULL;
+       graph_free releases what graph_run made. */
     void (*graph_run)(void **graph, void (*fn)(void *ctx), void *ctx);
     void (*graph_free)(void *graph);
 } Ops;

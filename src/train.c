@@ -530,10 +530,11 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     double flops_token = model_flops_per_token(dims, L);
     metrics_open(&mt, c, config_path, t, model_param_count(dims), flops_token);
     log_info("megatrain: %lld parameters, %d layers, D=%d, %s on %s (%d threads per rank); %d ranks (dp %d, tp %d, "
-             "pp %d, cp %d); batch %d x %d tokens, steps %lld to %lld",
+             "pp %d, cp %d); batch %d x %d tokens, steps %lld to %lld%s",
              (long long)model_param_count(dims), dims->n_layers, dims->D, config_precision_name(c->train.precision),
              tr.ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L,
-             (long long)tr.step + 1, (long long)c->train.steps);
+             (long long)tr.step + 1, (long long)c->train.steps,
+             graphed(&tr) ? "; each micro-batch's forward and backward as one graph" : "");
     int status = 0, skipped = 0; /* updates skipped in a row */
     int64_t saved = -1;          /* the step of the last checkpoint written */
     /* a blend: the tokens drawn from each of its datasets, from the data cursor */
