@@ -332,21 +332,22 @@ static void build_same_plan(const char *path, const char *old, const char *now)
                path, (int)strcspn(old, "\n"), old, (int)strcspn(now, "\n"), now);
 }
 
-/* Rank 0: the whole plan, from the interrupted build's work folder (--resume) or a new one. */
-static char *build_plan(Build *b)
+/* Rank 0: the whole plan into b->plan, from the interrupted build's work folder (--resume) or a
+   new one. */
+static void build_plan(Build *b)
 {
     const BuildOptions *o = b->o;
     b->body = build_plan_body(b);
     const char *body = b->body;
-    char path[4096], tmp[sizeof path + 8], *plan; /* on the stack, as body is in b: see Build.body */
+    char path[4096], tmp[sizeof path + 8]; /* on the stack; body and plan are in b: see Build.body */
     if ((size_t)snprintf(path, sizeof path, "%s/%s", b->work, BUILD_PLAN) >= sizeof path)
         fail_input("%s: the path is too long", b->work);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (o->resume && access(path, F_OK) == 0) {
         size_t len;
-        plan = util_read_file(path, &len);
-        const char *nl = strchr(plan, '\n');
-        if (!nl || sscanf(plan, "first %d %d", &b->first[0], &b->first[1]) != 2)
+        b->plan = util_read_file(path, &len);
+        const char *nl = strchr(b->plan, '\n');
+        if (!nl || sscanf(b->plan, "first %d %d", &b->first[0], &b->first[1]) != 2)
             fail_input("%s: not a plan of megadata build (remove %s to start again)", path, b->work);
         build_same_plan(path, nl + 1, body);
     } else {
@@ -355,26 +356,24 @@ static char *build_plan(Build *b)
         build_prepare_out(o, &b->fmt, b->first);
         if (mkdir(b->work, 0777) != 0)
             fail_input("%s: cannot create: %s", b->work, strerror(errno));
-        plan = xasprintf("first %d %d\n%s", b->first[0], b->first[1], body);
+        b->plan = xasprintf("first %d %d\n%s", b->first[0], b->first[1], body);
         FILE *f = fopen(tmp, "wb");
-        if (!f || fputs(plan, f) == EOF || fclose(f) != 0 || rename(tmp, path) != 0)
+        if (!f || fputs(b->plan, f) == EOF || fclose(f) != 0 || rename(tmp, path) != 0)
             fail_input("%s: cannot write: %s", path, strerror(errno));
     }
     free(b->body);
     b->body = NULL;
-    return plan;
 }
 
-/* Every rank gets rank 0's plan text and first shard numbers. */
-static char *build_share_plan(Build *b, char *plan)
+/* Every rank gets rank 0's plan text (b->plan) and first shard numbers. */
+static void build_share_plan(Build *b)
 {
-    int64_t len = b->rank == 0 ? (int64_t)strlen(plan) : 0;
+    int64_t len = b->rank == 0 ? (int64_t)strlen(b->plan) : 0;
     build_bcast(b, &len, sizeof len);
     if (b->rank != 0)
-        plan = xmalloc((size_t)len + 1);
-    build_bcast(b, plan, len + 1);
+        b->plan = xmalloc((size_t)len + 1);
+    build_bcast(b, b->plan, len + 1);
     build_bcast(b, b->first, sizeof b->first);
-    return plan;
 }
 
 int64_t data_build(const BuildOptions *o, BuildSplit stats[2])
@@ -403,10 +402,13 @@ int64_t data_build(const BuildOptions *o, BuildSplit stats[2])
         MPI_Comm_size(MPI_COMM_WORLD, &b.world);
     }
     b.work = xasprintf("%s/%s", o->out_dir, DATASET_BUILD_DIR);
-    char *plan = build_share_plan(&b, b.rank == 0 ? build_plan(&b) : NULL);
-    corpus_parse(&b.corpus, plan);
+    if (b.rank == 0)
+        build_plan(&b);
+    build_share_plan(&b);
+    corpus_parse(&b.corpus, b.plan);
     corpus_plan_parts(&b.corpus, b.part_bytes);
-    free(plan);
+    free(b.plan);
+    b.plan = NULL;
 
     build_tokenize(&b);
     memset(stats, 0, 2 * sizeof *stats);

@@ -27,8 +27,10 @@ typedef struct {
     int64_t part_bytes;
     int rank, world; /* in MPI_COMM_WORLD; 0 of 1 without MPI */
     char *work;      /* out_dir/DATASET_BUILD_DIR */
-    char *body;      /* rank 0 while it makes the plan: its text but the first line (held here, not
-                        in a local, so a failure meanwhile leaves it reachable: no leak reported) */
+    char *body;      /* rank 0 while it makes the plan: its text but the first line */
+    char *plan;      /* the whole plan text, until the corpus is parsed from it (these two are held
+                        here, not in locals, so that a failure meanwhile leaves them reachable: no
+                        leak reported) */
     Corpus corpus;
     int first[2]; /* the numbers of the first new train and val shards */
     /* the val split, chosen once every part is tokenized */

@@ -177,13 +177,14 @@ typedef struct Ops {
        crossentropy_stats writes the slice's statistics of each row to stats (T, 3) fp64: the
        max logit, the sum of exp(logit - max), and the target's logit when the slice holds the
        target, else 0. crossentropy takes every slice's statistics, all (n, T, 3) in slice
-       order, and returns the sum over tokens of -log softmax(logits)[target] (fp64 on the host,
-       the same from every slice); when grad_scale != 0 it overwrites the slice's logits with
+       order, and adds the sum over tokens of -log softmax(logits)[target] (the same from every
+       slice) to loss[0]; when grad_scale != 0 it overwrites the slice's logits with
        grad_scale * d(sum)/d(logits). A target < 0 is ignored (no loss, zero gradient); one at or
-       above n V is an error. ---- */
+       above n V is an error, which sets loss[1] to 1 + its token. loss (2) is fp64 in backend
+       memory, so the loss of a step is read once, after it (src/model.c: model_loss_take). ---- */
     void (*crossentropy_stats)(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0);
-    double (*crossentropy)(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
-                           float grad_scale);
+    void (*crossentropy)(double *loss, void *logits, const int32_t *targets, const double *all, int n, int T, int V,
+                         int v0, float grad_scale);
 
     /* ---- optimizer ---- */
     /* sum of squares of n fp32 values, fp64 on the host */
@@ -209,6 +210,14 @@ typedef struct Ops {
     /* the stream every op of the backend runs on (a cudaStream_t), for communication and timing
        to order their own streams and events against */
     void *(*stream)(void);
+    /* The work fn(ctx) queues, run as one graph: directly on the first call (what grows on first
+       use settles), captured on the second and replayed from then on, captured again when the
+       backend's scratch has moved (CUDA graphs: one launch instead of hundreds). fn must queue
+       the same work every time, with no upload, download, sync, alloc or release inside (the CPU
+       backends run fn directly, make no graph, and fail on any of those). *graph starts NULL;
+       graph_free releases what graph_run made. */
+    void (*graph_run)(void **graph, void (*fn)(void *ctx), void *ctx);
+    void (*graph_free)(void *graph);
 } Ops;
 
 /* The backends built into this binary; NULL when absent (CUDA without --with-cuda or no GPU). */

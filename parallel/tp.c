@@ -51,15 +51,15 @@ void tp_reduce_scatter(TpGroup *tp, const Ops *ops, void *piece, const void *ful
     comm_reduce_scatter(tp->comm, tp->blocks, piece, (size_t)T * w, comm_type_of(ops->act));
 }
 
-double tp_crossentropy(TpGroup *tp, const Ops *ops, void *logits, const int32_t *targets, double *stats, int T, int V,
-                       float grad_scale)
+void tp_crossentropy(TpGroup *tp, const Ops *ops, double *loss, void *logits, const int32_t *targets, double *stats,
+                     int T, int V, float grad_scale)
 {
     const int n = tp ? tp->comm->size : 1, j = tp ? tp->comm->rank : 0;
     const size_t rows = (size_t)T * 3;
     ops->crossentropy_stats(stats + (size_t)j * rows, logits, targets, T, V, j * V);
     if (tp)
         comm_allgather(tp->comm, stats + (size_t)j * rows, stats, rows, COMM_F64);
-    return ops->crossentropy(logits, targets, stats, n, T, V, j * V, grad_scale);
+    ops->crossentropy(loss, logits, targets, stats, n, T, V, j * V, grad_scale);
 }
 
 /* rows j w .. (j + 1) w - 1 of W (n w, IC): the output columns rank j keeps */

@@ -32,10 +32,11 @@ void tp_gather(TpGroup *tp, const Ops *ops, void *full, const void *piece, int T
 void tp_reduce_scatter(TpGroup *tp, const Ops *ops, void *piece, const void *full, int T, int w);
 /* The vocabulary-parallel cross-entropy (ops.h): rank j holds the logits (T, V) of ids j V ..
    (j + 1) V - 1; the ranks trade their rows' statistics through stats ((n, T, 3) fp64, ops's
-   memory) and each returns the loss summed over the tokens and, with grad_scale != 0, gets its
-   slice's gradient over its logits. No rank holds the logits of the whole vocabulary. */
-double tp_crossentropy(TpGroup *tp, const Ops *ops, void *logits, const int32_t *targets, double *stats, int T, int V,
-                       float grad_scale);
+   memory) and each adds the loss summed over the tokens to loss (ops.h: crossentropy) and, with
+   grad_scale != 0, gets its slice's gradient over its logits. No rank holds the logits of the
+   whole vocabulary. */
+void tp_crossentropy(TpGroup *tp, const Ops *ops, double *loss, void *logits, const int32_t *targets, double *stats,
+                     int T, int V, float grad_scale);
 
 /* Row-parallel linear layer: out (T, w) = res + this rank's columns of the sum over the ranks of
    inp (T, IC) W^T, where W (n w, IC) multiplies this rank's IC input features; res (T, w) is out

@@ -59,6 +59,7 @@ typedef struct {
         int device;    /* DeviceKind */
         int precision; /* PrecisionKind */
         int recompute; /* RecomputeMode */
+        int graph;     /* one rank: each micro-batch's forward and backward as a graph (ops.h) */
         int threads;
         double memory_gib;                 /* the memory plan's limit per rank; 0: the device's */
         int max_skips, spike_window;       /* the update guard (src/guard.h) */

@@ -325,6 +325,7 @@ static void layout(Model *m, Arena *a)
     g->dp = ACT(T * Fl);
     m->emb_full = m->part.first && !tp1 ? ACT(T * D) : NULL;
     m->ce_stats = m->part.last ? (double *)carve(a, (size_t)m->part.tp * T * 3 * sizeof(double)) : NULL;
+    m->loss = m->part.last ? (double *)carve(a, 4 * sizeof(double)) : NULL;
 #undef ACT
 #undef F32
 }
@@ -350,6 +351,7 @@ void model_shape(Model *m, const ModelDims *d, const ModelPart *part, const Ops 
     m->recompute = recompute;
     m->n_slots = n_slots;
     m->shared_slot = m->shared_layer = -1;
+    m->batch_host = xmalloc(2 * (size_t)m->T * sizeof(int32_t));
     m->blocks = xcalloc((size_t)part->n_layers, sizeof *m->blocks);
     Table t = table_of(m);
     m->params_info = t.p;
@@ -374,6 +376,7 @@ void model_unshape(Model *m)
     free(m->slots);
     free(m->blocks);
     free(m->params_info);
+    free(m->batch_host);
     memset(m, 0, sizeof *m);
 }
 
@@ -523,7 +526,7 @@ void model_init_params(Model *m, uint64_t seed)
 
 void model_set_batch(Model *m, int slot, const int32_t *tokens)
 {
-    int32_t *in = xmalloc((size_t)m->T * sizeof(int32_t)), *tg = xmalloc((size_t)m->T * sizeof(int32_t));
+    int32_t *in = m->batch_host, *tg = m->batch_host + m->T;
     for (int b = 0; b < m->B; b++)
         for (int l = 0; l < m->L; l++) {
             in[b * m->L + l] = tokens[(size_t)b * (m->L + 1) + l];
@@ -531,8 +534,6 @@ void model_set_batch(Model *m, int slot, const int32_t *tokens)
         }
     m->ops->upload(m->slots[slot].tokens, in, (size_t)m->T * sizeof(int32_t));
     m->ops->upload(m->slots[slot].targets, tg, (size_t)m->T * sizeof(int32_t));
-    free(in);
-    free(tg);
 }
 
 int model_boundaries(const Model *m) { return m->part.n_layers + m->part.last; }
@@ -745,7 +746,7 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     dstate_send(m, sl, i);
 }
 
-double model_forward(Model *m, int slot, float grad_scale)
+void model_forward(Model *m, int slot, float grad_scale)
 {
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
@@ -761,9 +762,8 @@ double model_forward(Model *m, int slot, float grad_scale)
         block_forward(m, sl, i, 0);
     if (m->recompute == RECOMPUTE_BLOCKS)
         m->shared_slot = slot, m->shared_layer = nl - 1;
-    sl->loss_sum = 0;
     if (!m->part.last)
-        return 0;
+        return;
     state_recv(m, sl, nl);
     ops->tsnorm_forward(sl->xf, sl->f_mean, sl->f_rstd, sl->x[nl], P(m->final_w), P(m->final_b),
                         chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, d->eps);
@@ -771,13 +771,32 @@ double model_forward(Model *m, int slot, float grad_scale)
     /* head: each tp rank computes the logits of its vocabulary slice from every feature */
     gather(m, sl->xf_full, sl->xf);
     ops->matmul_forward(sl->logits, sl->xf_full, P(m->out), NULL, NULL, m->T, d->D, m->vocab_l);
-    sl->loss_sum = tp_crossentropy(m->tp, ops, sl->logits, sl->targets, m->ce_stats, m->T, m->vocab_l, grad_scale);
-    return sl->loss_sum;
+    tp_crossentropy(m->tp, ops, m->loss, sl->logits, sl->targets, m->ce_stats, m->T, m->vocab_l, grad_scale);
+}
+
+/* the loss sum and flag at acc (backend), read back and cleared */
+static double loss_read(Model *m, double *acc)
+{
+    double host[2];
+    m->ops->download(host, acc, sizeof host);
+    m->ops->zero(acc, sizeof host);
+    if (host[1] != 0)
+        fail("crossentropy: the target at token %.0f is outside the vocabulary of %d", host[1] - 1, m->d.vocab);
+    return host[0];
+}
+
+double model_loss_take(Model *m) { return m->part.last ? loss_read(m, m->loss) : 0.0; }
+
+void model_loss_clear(Model *m)
+{
+    if (m->part.last)
+        m->ops->zero(m->loss, 2 * sizeof(double));
 }
 
 double model_loss(Model *m, int slot, const int32_t *targets)
 {
-    return tp_crossentropy(m->tp, m->ops, m->slots[slot].logits, targets, m->ce_stats, m->T, m->vocab_l, 0.0f);
+    tp_crossentropy(m->tp, m->ops, m->loss + 2, m->slots[slot].logits, targets, m->ce_stats, m->T, m->vocab_l, 0.0f);
+    return loss_read(m, m->loss + 2);
 }
 
 void model_backward(Model *m, int slot)

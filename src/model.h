@@ -145,7 +145,6 @@ typedef struct {
     /* chunk-boundary states, one slot per block and one for the final norm:
        [TimestepNorm (B, Gl, 2) | CEMA h (B, Dl, N, 2)] fp32 */
     float *state_in, *state_out, *dstate_in, *dstate_out; /* (n_layers + 1) x state_elems */
-    double loss_sum;           /* of the last forward (last stage) */
 } ModelSlot;
 
 /* Recurrent decoding (spec section 13): with a cache, the forward of a slot of L = 1 is one token
@@ -182,6 +181,9 @@ typedef struct {
     void *emb_full;            /* (T, D) the embedding's partial sums over tp, then its gathered
                                   gradient (first stage, tp > 1; else NULL) */
     double *ce_stats;          /* (tp, T, 3) the cross-entropy's row statistics (last stage) */
+    double *loss;              /* (2, 2) backend: the forwards' loss sum and bad-target flag
+                                  (ops.h: crossentropy), then model_loss's (last stage) */
+    int32_t *batch_host;       /* (2, T) host: a batch's inputs and targets on their way up */
 
     /* chunk parallelism: set by the caller */
     int64_t pos0;           /* tokens of the sequence before this piece; > 0: states come in */
@@ -249,12 +251,19 @@ int model_table(const ModelDims *d, const ModelPart *part, ParamInfo **out);
 
 /* tokens: host (B, L + 1); inputs are columns 0..L-1, targets 1..L. */
 void model_set_batch(Model *m, int slot, const int32_t *tokens);
-/* Forward of one slot; on the last stage returns the summed cross-entropy of its tokens (else
-   0). grad_scale != 0 prepares backward with d(loss)/d(logits) = grad_scale * d(sum)/d(logits).
+/* Forward of one slot; on the last stage adds the summed cross-entropy of its tokens to the
+   model's loss sum, which stays in backend memory (no host round trip) until model_loss_take.
+   grad_scale != 0 prepares backward with d(loss)/d(logits) = grad_scale * d(sum)/d(logits).
    A stage other than the first reads its input from model_stage_input. */
-double model_forward(Model *m, int slot, float grad_scale);
+void model_forward(Model *m, int slot, float grad_scale);
+/* The loss sum of the forwards since the last take or clear (0 on a stage other than the
+   last), read back (a host round trip, which also reports a target outside the vocabulary),
+   and cleared. */
+double model_loss_take(Model *m);
+void model_loss_clear(Model *m);
 /* The summed cross-entropy of the logits of that slot's last forward (last stage, grad_scale 0)
-   against other targets (backend (T); < 0: ignored), such as a subset of its own. */
+   against other targets (backend (T); < 0: ignored), such as a subset of its own; read back at
+   once, apart from the loss sum. */
 double model_loss(Model *m, int slot, const int32_t *targets);
 /* Backward of that slot's last forward; accumulates into m->grads (zero them per step). A stage
    other than the last takes the gradient of its output from model_output_grad. */

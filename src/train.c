@@ -114,6 +114,10 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     if ((tr->emb_live = t->emb_comm != MPI_COMM_NULL && c->model.share_emb))
         comm_over(&tr->emb, tr, t->emb_comm, "embedding (first and last stage)");
 
+    if (c->train.graph && tr->world.size > 1 && t->rank == 0)
+        log_warn("train.graph: a job of %d ranks runs without graphs (their exchanges wait on the host); it applies "
+                 "to a job of one rank",
+                 tr->world.size);
     const int B = c->data.batch_size, L = c->data.seq_len, micro = c->parallel.micro_batches;
     const TrainShape sh = train_shape(c, &tr->dims, t->dp, t->tp, t->pp, t->cp, t->tp_rank, t->pp_rank);
     tr->rows = sh.rows;
@@ -175,6 +179,8 @@ void trainer_free(Trainer *tr)
     guard_free(&tr->guard);
     tp_free(tr->m.tp);
     cp_free(tr->m.cp);
+    if (tr->graph)
+        tr->ops->graph_free(tr->graph);
     model_free(&tr->m);
     for (int i = 0; i < n; i++)
         comm_free(cs[i]);
@@ -225,7 +231,7 @@ static const void *micro_forward(void *ctx, int k)
     Model *m = &tr->m;
     const int slot = k % m->n_slots;
     const int32_t *tokens = needs_tokens(m) ? micro_tokens(x, k, slot) : NULL;
-    tr->loss += model_forward(m, slot, x->grad_scale);
+    model_forward(m, slot, x->grad_scale);
     if (x->hook && m->part.last)
         x->hook->after(x->hook->ctx, m, slot, tokens, tr->mb_rows, tr->Lloc, (int64_t)tr->t->cp_rank * tr->Lloc);
     return model_stage_output(m, slot);
@@ -260,6 +266,20 @@ static void *micro_input(void *ctx, int k)
 }
 
 static void *micro_output_grad(void *ctx, int k) { return model_output_grad(&((StepCtx *)ctx)->tr->m); }
+
+/* A job of one rank: a micro-batch's forward and backward, which queue the same work every step
+   (no communication, no host round trip), as one graph (ops.h: graph_run) */
+static int graphed(const Trainer *tr)
+{
+    return tr->c->train.graph && tr->ops->graph_run && tr->world.size == 1 && tr->m.n_slots == 1;
+}
+
+static void micro_graph(void *ctx)
+{
+    StepCtx *x = ctx;
+    model_forward(&x->tr->m, 0, x->grad_scale);
+    model_backward(&x->tr->m, 0);
+}
 
 static PipelineSteps micro_steps(StepCtx *x)
 {
@@ -315,16 +335,24 @@ double trainer_forward_backward(Trainer *tr)
         tr->ops->upload(tr->m.grads, &tr->inject_value, sizeof(float));
     replicas_restart(&tr->tp_sums);
     replicas_restart(&tr->tied_sums);
-    tr->loss = 0;
+    model_loss_clear(&tr->m);
     StepCtx x = {.tr = tr,
                  .src = &tr->src,
                  .reader = tr->reader,
                  .first = tr->cursor,
                  .next_first = tr->step + 1 < c->train.steps ? tr->cursor + c->data.batch_size : -1,
                  .grad_scale = tr->grad_scale};
-    PipelineSteps steps = micro_steps(&x);
-    pipeline_1f1b(&tr->pipe, &steps);
+    if (graphed(tr))
+        for (int k = 0; k < c->parallel.micro_batches; k++) {
+            micro_tokens(&x, k, 0); /* the upload, before the graph */
+            tr->ops->graph_run(&tr->graph, micro_graph, &x);
+        }
+    else {
+        PipelineSteps steps = micro_steps(&x);
+        pipeline_1f1b(&tr->pipe, &steps);
+    }
     comm_wait(&tr->cp);
+    tr->loss = model_loss_take(&tr->m);
     tr->cursor += c->data.batch_size;
     return tr->step_loss = job_loss(tr) / ((double)c->data.batch_size * c->data.seq_len);
 }
@@ -371,7 +399,7 @@ double trainer_eval(Trainer *tr, Dataset *val, const EvalHook *hook)
     /* through the training reader: its batch read ahead is dropped, read again after */
     StepCtx x = {.tr = tr, .src = &src, .reader = tr->reader, .grad_scale = 0.0f, .hook = hook};
     PipelineSteps steps = micro_steps(&x);
-    tr->loss = 0;
+    model_loss_clear(&tr->m);
     for (int e = 0; e < c->eval.batches; e++) {
         /* unshuffled: sample k is window k mod W, so a small split just repeats */
         x.first = (int64_t)e * c->data.batch_size;
@@ -379,6 +407,7 @@ double trainer_eval(Trainer *tr, Dataset *val, const EvalHook *hook)
         pipeline_forwards(&tr->pipe, &steps);
         comm_wait(&tr->cp);
     }
+    tr->loss = model_loss_take(&tr->m);
     if (s)
         sampler_free(s);
     return job_loss(tr) / ((double)c->eval.batches * c->data.batch_size * c->data.seq_len);
@@ -501,10 +530,11 @@ int train_run(const Config *c, const char *config_path, const Topo *t, Dataset *
     double flops_token = model_flops_per_token(dims, L);
     metrics_open(&mt, c, config_path, t, model_param_count(dims), flops_token);
     log_info("megatrain: %lld parameters, %d layers, D=%d, %s on %s (%d threads per rank); %d ranks (dp %d, tp %d, "
-             "pp %d, cp %d); batch %d x %d tokens, steps %lld to %lld",
+             "pp %d, cp %d); batch %d x %d tokens, steps %lld to %lld%s",
              (long long)model_param_count(dims), dims->n_layers, dims->D, config_precision_name(c->train.precision),
              tr.ops->name, omp_get_max_threads(), t->world, t->dp, t->tp, t->pp, t->cp, B, L,
-             (long long)tr.step + 1, (long long)c->train.steps);
+             (long long)tr.step + 1, (long long)c->train.steps,
+             graphed(&tr) ? "; each micro-batch's forward and backward as one graph" : "");
     int status = 0, skipped = 0; /* updates skipped in a row */
     int64_t saved = -1;          /* the step of the last checkpoint written */
     /* a blend: the tokens drawn from each of its datasets, from the data cursor */

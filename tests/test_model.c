@@ -21,6 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a forward's summed loss, read back at once */
+static double forward_loss(Model *m, int slot, float grad_scale)
+{
+    model_forward(m, slot, grad_scale);
+    return model_loss_take(m);
+}
+
 static ModelDims tiny(int swiglu)
 {
     return (ModelDims){.vocab = 24, .n_layers = 2, .D = 16, .H = 2, .Z = 8, .V = 12, .F = 20, .C = 4, .G = 4,
@@ -108,7 +115,7 @@ static void test_gradcheck(int swiglu)
     model_set_batch(&m, 0, tok);
     const double ntok = B * L;
     model_zero_grads(&m);
-    model_forward(&m, 0, (float)(1.0 / ntok));
+    forward_loss(&m, 0, (float)(1.0 / ntok));
     model_backward(&m, 0);
     double *pa = m.params_act;
     const double h = 1e-5;
@@ -121,9 +128,9 @@ static void test_gradcheck(int swiglu)
             size_t e = p->offset + rng_u64(1234 + i, k) % p->numel;
             double keep = pa[e];
             pa[e] = keep + h;
-            double lp = model_forward(&m, 0, 0) / ntok;
+            double lp = forward_loss(&m, 0, 0) / ntok;
             pa[e] = keep - h;
-            double lm = model_forward(&m, 0, 0) / ntok;
+            double lm = forward_loss(&m, 0, 0) / ntok;
             pa[e] = keep;
             num[k] = (lp - lm) / (2 * h);
             ana[k] = m.grads[e];
@@ -181,17 +188,17 @@ static void test_split(const Ops *ops, double tol)
     model_set_batch(&p1, 0, t1);
     model_set_batch(&p2, 0, t2);
     const float gs = 1.0f / (float)(B * L);
-    double lw = model_forward(&whole, 0, 0), l1, l2;
+    double lw = forward_loss(&whole, 0, 0), l1, l2;
     /* logits of the whole run, before the training forward overwrites them */
     size_t V = (size_t)d.vocab, nl = (size_t)B * L * V;
     double *logits_whole = xmalloc(nl * sizeof(double)), *logits_split = xmalloc(nl * sizeof(double));
     for (size_t i = 0; i < nl; i++)
         logits_whole[i] = act_get(&whole, sw->logits, i);
     p1.want_state_out = 1;
-    l1 = model_forward(&p1, 0, 0);
+    l1 = forward_loss(&p1, 0, 0);
     p2.pos0 = L1;
     copy_states(s2->state_in, s1->state_out, &p1);
-    l2 = model_forward(&p2, 0, 0);
+    l2 = forward_loss(&p2, 0, 0);
     for (int b = 0; b < B; b++)
         for (int l = 0; l < L; l++)
             for (size_t v = 0; v < V; v++) {
@@ -204,10 +211,10 @@ static void test_split(const Ops *ops, double tol)
     tap_check(el <= tol, "%s: split loss %.9g matches %.9g (relative error %.2e)", ops->name, l1 + l2, lw, el);
 
     /* backward: whole; then piece 2, whose state gradients feed piece 1 */
-    model_forward(&whole, 0, gs);
+    forward_loss(&whole, 0, gs);
     model_backward(&whole, 0);
-    model_forward(&p1, 0, gs);
-    model_forward(&p2, 0, gs);
+    forward_loss(&p1, 0, gs);
+    forward_loss(&p2, 0, gs);
     model_backward(&p2, 0);
     copy_states(s1->dstate_out, s2->dstate_in, &p2);
     model_backward(&p1, 0);
@@ -233,10 +240,10 @@ static void test_split(const Ops *ops, double tol)
             float *s = s2->state_in + picks[k], keep = *s;
             *s = keep + 1e-3f;
             float up = *s;
-            double lp = model_forward(&p2, 0, 0);
+            double lp = forward_loss(&p2, 0, 0);
             *s = keep - 1e-3f;
             float dn = *s;
-            double lm = model_forward(&p2, 0, 0);
+            double lm = forward_loss(&p2, 0, 0);
             *s = keep;
             num[k] = (lp - lm) * gs / ((double)up - dn);
             ana[k] = s2->dstate_in[picks[k]];
@@ -272,7 +279,7 @@ static void test_recompute(int swiglu)
         model_zero_grads(&m[k]);
         for (int s = 0; s < 2; s++) {
             model_set_batch(&m[k], s, tok[s]);
-            loss[k][s] = model_forward(&m[k], s, 1.0f / (float)(B * L));
+            loss[k][s] = forward_loss(&m[k], s, 1.0f / (float)(B * L));
         }
         for (int s = 1; s >= 0; s--)
             model_backward(&m[k], s);

@@ -255,6 +255,39 @@ static void test_crossentropy(int V, int slices)
     case_free(c);
 }
 
+/* crossentropy adds to loss[0] (a second call doubles it) and flags a target outside the
+   vocabulary in loss[1] as 1 + its token, leaving it out of the sum, instead of stopping there:
+   the flag is read with the loss, after a step that may run as a graph. */
+static void test_crossentropy_acc(void)
+{
+    const Ops *o = ops_cpu64();
+    enum { T = 5, V = 7 };
+    const int32_t y[T] = {1, 6, V + 13, 0, -1};
+    double *lg = o->alloc(T * V * sizeof(double)), *stats = o->alloc(T * 3 * sizeof(double));
+    double acc[2] = {0, 0}, want = 0;
+    for (int i = 0; i < T * V; i++)
+        lg[i] = 4 * rng_uniform(31, i) - 2;
+    for (int t = 0; t < T; t++) {
+        if (y[t] < 0 || y[t] >= V)
+            continue;
+        double sum = 0;
+        for (int i = 0; i < V; i++)
+            sum += exp(lg[t * V + i]);
+        want += log(sum) - lg[t * V + y[t]];
+    }
+    o->crossentropy_stats(stats, lg, y, T, V, 0);
+    o->crossentropy(acc, lg, y, stats, 1, T, V, 0, 0);
+    const double once = acc[0];
+    tap_check(fabs(once - want) < 1e-12 * want && acc[1] == 3,
+              "crossentropy: adds the valid tokens' loss (%.17g, want %.17g) and flags token 2's target (%g)", once,
+              want, acc[1]);
+    o->crossentropy(acc, lg, y, stats, 1, T, V, 0, 0);
+    tap_check(acc[0] == 2 * once && acc[1] == 3, "crossentropy: a second call adds to the loss (%.17g = 2 x %.17g)",
+              acc[0], once);
+    o->release(lg);
+    o->release(stats);
+}
+
 /* Two AdamW steps against torch.optim.AdamW's order written out in double, for both builds and
    with param_act separate or (fp32 only) aliasing param. The kernel computes in double and
    rounds to fp32 on store, as the reference does here: they agree to fp32 rounding (1e-6). */
@@ -381,7 +414,9 @@ static void test_thread_invariance(void)
         for (size_t i = 0; i < (size_t)T * V; i++)
             ((float *)lg)[i] = (float)(6 * rng_uniform(23, i) - 3);
         o->crossentropy_stats(stats, lg, y, T, V, 0);
-        loss[k] = o->crossentropy(lg, y, stats, 1, T, V, 0, 0);
+        double acc[2] = {0, 0};
+        o->crossentropy(acc, lg, y, stats, 1, T, V, 0, 0);
+        loss[k] = acc[0];
         sq[k] = o->sumsq(x, N);
     }
     omp_set_num_threads(was);
@@ -416,6 +451,7 @@ int main(void)
     test_attention(2, 6, 3, 4, 4, 8);
     test_crossentropy(7, 1);
     test_crossentropy(9, 3);
+    test_crossentropy_acc();
     test_adamw(ops_cpu(), 0);
     test_adamw(ops_cpu(), 1);
     test_adamw(ops_cpu64(), 0);

@@ -89,6 +89,7 @@ void CPU(upload)(void *dst, const void *src, size_t bytes);
 void CPU(download)(void *dst, const void *src, size_t bytes);
 void CPU(zero)(void *p, size_t bytes);
 void CPU(sync)(void);
+void CPU(graph_run)(void **graph, void (*fn)(void *ctx), void *ctx);
 void CPU(f32_to_act)(void *dst, const float *src, size_t n);
 void CPU(act_to_f32)(float *dst, const void *src, size_t n);
 void CPU(f32_to_bf16)(void *dst, const float *src, size_t n);
@@ -149,8 +150,8 @@ void CPU(attention_step)(void *o, const void *q, const void *k, const void *v, v
                          int B, int H, int dz, int dv, int C, float rope_base);
 
 void CPU(crossentropy_stats)(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0);
-double CPU(crossentropy)(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
-                         float grad_scale);
+void CPU(crossentropy)(double *loss, void *logits, const int32_t *targets, const double *all, int n, int T, int V,
+                       int v0, float grad_scale);
 
 double CPU(sumsq)(const float *x, size_t n);
 void CPU(adamw)(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,

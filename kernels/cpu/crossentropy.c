@@ -22,19 +22,23 @@ void CPU(crossentropy_stats)(double *stats, const void *logits, const int32_t *t
     }
 }
 
-double CPU(crossentropy)(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
-                         float grad_scale)
+void CPU(crossentropy)(double *loss, void *logits, const int32_t *targets, const double *all, int n, int T, int V,
+                       int v0, float grad_scale)
 {
     real *lg = logits;
     double part[SUM_BLOCKS];
+    int bad[SUM_BLOCKS]; /* 1 + a target outside the vocabulary's token, per block; 0: none */
 #pragma omp parallel for
     for (int b = 0; b < SUM_BLOCKS; b++) {
-        double loss = 0;
+        double sum_b = 0;
+        bad[b] = 0;
         for (int t = (int)sum_block_start(T, b); t < (int)sum_block_start(T, b + 1); t++) {
             real *row = lg + (size_t)t * V;
             int y = targets[t];
-            if (y >= (int64_t)n * V)
-                fail("crossentropy: target %d at token %d is outside the vocabulary of %lld", y, t, (long long)n * V);
+            if (y >= (int64_t)n * V) {
+                bad[b] = t + 1;
+                continue;
+            }
             if (y < 0) { /* ignored: no loss, zero gradient */
                 if (grad_scale != 0)
                     for (int i = 0; i < V; i++)
@@ -51,12 +55,17 @@ double CPU(crossentropy)(void *logits, const int32_t *targets, const double *all
                 sum += s[1] * exp(s[0] - m);
                 target += s[2];
             }
-            loss += m + log(sum) - target;
+            sum_b += m + log(sum) - target;
             if (grad_scale != 0)
                 for (int i = 0; i < V; i++)
                     row[i] = grad_scale * (real_exp(row[i] - m) / sum - (i == y - v0));
         }
-        part[b] = loss;
+        part[b] = sum_b;
     }
-    return sum_blocks(part);
+    loss[0] += sum_blocks(part);
+    for (int b = 0; b < SUM_BLOCKS; b++)
+        if (bad[b]) {
+            loss[1] = bad[b];
+            break;
+        }
 }

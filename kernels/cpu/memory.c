@@ -9,9 +9,26 @@
                         before each block that keeps its size */
 
 static size_t bytes_now, bytes_peak; /* asked for (headers and padding not counted), as CUDA counts */
+static int in_graph;                 /* inside graph_run's fn */
+
+/* What CUDA cannot capture in a graph fails here too, so CPU tests hold graphed steps to it. */
+static void outside_graph(const char *what)
+{
+    if (in_graph)
+        fail("cpu: %s inside a graph (ops.h: graph_run): a graphed step queues device work only", what);
+}
+
+void CPU(graph_run)(void **graph, void (*fn)(void *ctx), void *ctx)
+{
+    (void)graph; /* nothing to capture: fn runs directly */
+    in_graph = 1;
+    fn(ctx);
+    in_graph = 0;
+}
 
 void *CPU(alloc)(size_t bytes)
 {
+    outside_graph("alloc");
     size_t padded = CPU_ALIGN + (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
     char *p = NULL;
     int err = posix_memalign((void **)&p, CPU_ALIGN, padded);
@@ -27,6 +44,7 @@ void *CPU(alloc)(size_t bytes)
 
 void CPU(release)(void *p)
 {
+    outside_graph("release");
     if (!p)
         return;
     char *block = (char *)p - CPU_ALIGN;
@@ -35,10 +53,21 @@ void CPU(release)(void *p)
 }
 
 size_t CPU(peak_memory)(void) { return bytes_peak; }
-void CPU(upload)(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-void CPU(download)(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 void CPU(zero)(void *p, size_t bytes) { memset(p, 0, bytes); }
-void CPU(sync)(void) {}
+
+void CPU(upload)(void *dst, const void *src, size_t bytes)
+{
+    outside_graph("upload");
+    memcpy(dst, src, bytes);
+}
+
+void CPU(download)(void *dst, const void *src, size_t bytes)
+{
+    outside_graph("download");
+    memcpy(dst, src, bytes);
+}
+
+void CPU(sync)(void) { outside_graph("sync"); }
 
 /* In the fp32 build dst may be src: each element is then assigned to itself. */
 void CPU(f32_to_act)(void *dst, const float *src, size_t n)

@@ -48,6 +48,7 @@ static const Ops table = {
     .sumsq = CPU(sumsq),
     .adamw = CPU(adamw),
     .peak_memory = CPU(peak_memory),
+    .graph_run = CPU(graph_run), /* makes no graph: no graph_free */
 };
 
 const Ops *CPU(ops)(void) { return &table; }

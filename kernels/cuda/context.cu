@@ -31,4 +31,8 @@ void cuda_select_device(int local_rank)
 
 /* The compute stream: communication that compute has waited for (a collective, a receive,
    whatever comm_wait completed) is complete too. */
-void cuda_sync(void) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }
+void cuda_sync(void)
+{
+    cuda_outside_graph(cuda_ctx(), "a sync");
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
+}

@@ -161,6 +161,8 @@ typedef struct {
     size_t bytes_now, bytes_peak; /* allocations plus scratch */
     void *scratch[SCRATCH_SLOTS]; /* (scratch_bytes) */
     size_t scratch_bytes[SCRATCH_SLOTS];
+    unsigned scratch_epoch;       /* counts the scratch's moves: a graph captured before is stale */
+    int capturing;                /* inside a graph capture (graph.cu): no host round trips */
     GemmCache *gemm; /* made by the first GEMM */
 } CudaCtx;
 
@@ -198,6 +200,10 @@ void cuda_gemm(const Gemm *g);
 void *cuda_alloc(size_t bytes);
 void cuda_release(void *p);
 void cuda_upload(void *dst, const void *src, size_t bytes);
+/* fails with what was asked for when a graph capture is on (ops.h: graph_run forbids it) */
+void cuda_outside_graph(CudaCtx *x, const char *what);
+void cuda_graph_run(void **graph, void (*fn)(void *ctx), void *ctx);
+void cuda_graph_free(void *graph);
 void cuda_download(void *dst, const void *src, size_t bytes);
 void cuda_zero(void *p, size_t bytes);
 void cuda_sync(void);
@@ -262,8 +268,8 @@ void cuda_attention_step(void *o, const void *q, const void *k, const void *v, v
                          int B, int H, int dz, int dv, int C, float rope_base);
 
 void cuda_crossentropy_stats(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0);
-double cuda_crossentropy(void *logits, const int32_t *targets, const double *all, int n, int T, int V, int v0,
-                         float grad_scale);
+void cuda_crossentropy(double *loss, void *logits, const int32_t *targets, const double *all, int n, int T, int V,
+                       int v0, float grad_scale);
 
 double cuda_sumsq(const float *x, size_t n);
 void cuda_adamw(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,

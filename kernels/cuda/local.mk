@@ -15,6 +15,7 @@ CUDA_SOURCES = \
   kernels/cuda/attention_step.cu \
   kernels/cuda/crossentropy.cu \
   kernels/cuda/adamw.cu \
+  kernels/cuda/graph.cu \
   kernels/cuda/table.cu
 CUDA_OBJECTS = $(CUDA_SOURCES:.cu=.o)
 NVCC_FLAGS = -std=c++17 -O3 -lineinfo '-gencode=arch=compute_90,code=[sm_90,compute_90]' \

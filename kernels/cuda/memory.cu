@@ -23,8 +23,17 @@ size_t cuda_device_memory(void)
     return total_b;
 }
 
+void cuda_outside_graph(CudaCtx *x, const char *what)
+{
+    if (x->capturing)
+        fail("cuda: %s inside a graph capture (ops.h: graph_run): a graphed step queues device work only, the same "
+             "every time",
+             what);
+}
+
 static void *device_alloc(CudaCtx *x, size_t bytes)
 {
+    cuda_outside_graph(x, "an allocation");
     void *p = NULL;
     cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
     if (err != cudaSuccess) {
@@ -43,6 +52,7 @@ static void *device_alloc(CudaCtx *x, size_t bytes)
    a buffer comes before compute that waits for it (comm_wait), so this wait covers theirs too. */
 static void device_free(CudaCtx *x, void *p, size_t bytes)
 {
+    cuda_outside_graph(x, "a release");
     CUDA_CHECK(cudaStreamSynchronize(x->stream));
     CUDA_CHECK(cudaFree(p));
     track(x, -(ptrdiff_t)bytes);
@@ -82,9 +92,10 @@ void cuda_release(void *p)
    (download) or may be reused (upload). */
 static void host_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
 {
-    const cudaStream_t s = cuda_stream();
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    CudaCtx *x = cuda_ctx();
+    cuda_outside_graph(x, kind == cudaMemcpyHostToDevice ? "an upload" : "a download");
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, x->stream));
+    CUDA_CHECK(cudaStreamSynchronize(x->stream));
 }
 
 void cuda_upload(void *dst, const void *src, size_t bytes) { host_copy(dst, src, bytes, cudaMemcpyHostToDevice); }
@@ -104,6 +115,7 @@ void *cuda_scratch(ScratchSlot slot, size_t bytes)
         bytes = scratch_round(bytes);
         x->scratch[slot] = device_alloc(x, bytes);
         x->scratch_bytes[slot] = bytes;
+        x->scratch_epoch++;
     }
     return x->scratch[slot];
 }

@@ -55,6 +55,8 @@ static const Ops table = {
     .scratch_plan = scratch_plan,
     .select_device = cuda_select_device,
     .stream = compute_stream,
+    .graph_run = cuda_graph_run,
+    .graph_free = cuda_graph_free,
 };
 
 /* NULL when no GPU is visible, so callers can say so instead of failing inside a kernel */

@@ -20,12 +20,14 @@ CLEANFILES += $(GPU_CHECKS:=.log) $(GPU_CHECKS:=.trs) tests/test_parallel_mpi.lo
 # Each test through the TAP driver (logs beside the programs), then the summary; the CPU
 # reference runs on every core (the test environment defaults to one thread). test_comm_gpu
 # talks between two ranks (on one GPU, or on two); test_plan_gpu.sh (the memory plan against the
-# measured peak) runs megatrain itself.
-GPU_CHECKS = $(GPU_TESTS) tests/gpu/test_plan_gpu
-check-gpu: $(GPU_TESTS) megatrain
+# measured peak) runs megatrain itself; test_graph_gpu is tests/test_parallel's train.graph
+# comparison (a captured and replayed step against the same step run op by op).
+GPU_CHECKS = $(GPU_TESTS) tests/gpu/test_plan_gpu tests/gpu/test_graph_gpu
+check-gpu: $(GPU_TESTS) megatrain tests/test_parallel
 	@export OMP_NUM_THREADS=$${OMP_NUM_THREADS:-`nproc`}; $(AM_TESTS_ENVIRONMENT) \
 	for t in $(GPU_CHECKS); do \
-	  case $$t in *comm_gpu) run="$(MPIRUN) -np 2 ./$$t";; *plan_gpu) run="sh $(srcdir)/$$t.sh";; *) run=./$$t;; esac; \
+	  case $$t in *comm_gpu) run="$(MPIRUN) -np 2 ./$$t";; *plan_gpu) run="sh $(srcdir)/$$t.sh";; \
+	    *graph_gpu) run="$(MPIRUN) -np 1 ./tests/test_parallel --device cuda --models 6";; *) run=./$$t;; esac; \
 	  $(TAP) --test-name $$t --log-file $$t.log --trs-file $$t.trs -- $$run; \
 	done; \
 	echo "check-gpu summary:"; grep -h '^:test-result:' $(GPU_CHECKS:=.trs) | sort | uniq -c; \

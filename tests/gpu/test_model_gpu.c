@@ -41,6 +41,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a forward's summed loss, read back at once */
+static double forward_loss(Model *m, int slot, float grad_scale)
+{
+    model_forward(m, slot, grad_scale);
+    return model_loss_take(m);
+}
+
 static ModelDims dims(int swiglu)
 {
     return (ModelDims){.vocab = 1000, .n_layers = 2, .D = 128, .H = 2, .Z = 64, .V = 128, .F = 256, .C = 64,
@@ -127,7 +134,7 @@ static double step_grads(Model *m, const int32_t *tok)
 {
     model_set_batch(m, 0, tok);
     model_zero_grads(m);
-    double loss = model_forward(m, 0, 1.0f / (float)m->T);
+    double loss = forward_loss(m, 0, 1.0f / (float)m->T);
     model_backward(m, 0);
     return loss / m->T;
 }
@@ -283,7 +290,7 @@ static void test_decode(int swiglu)
     decode_all(&dc, tok, L, cpu);
     decode_all(&dg, tok, L, gpu);
     model_set_batch(&g, 0, tok);
-    model_forward(&g, 0, 0.0f);
+    forward_loss(&g, 0, 0.0f);
     float *dev = g.ops->alloc(n * sizeof(float)), *host = xmalloc(n * sizeof(float));
     g.ops->act_to_f32(dev, g.slots[0].logits, n);
     g.ops->download(host, dev, n * sizeof(float));
