@@ -536,8 +536,10 @@ int main(int argc, char **argv)
     check(attention_case(2, 512, 2, 32, 64, 128));
     check(attention_case(1, 100, 1, 16, 24, 128));
     check(attention_case(2, 300, 2, 16, 32, 128));
-    check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 causal blocks per chunk */
-    check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk: 4 causal blocks */
+    check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 chunks: too few to cut in causal blocks */
+    check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk, 2 of them: 2 causal blocks */
+    check(attention_case(8, 1024, 1, 16, 16, 1024));  /* 8 chunks of 1024: 2 causal blocks */
+    check(attention_case(8, 2048, 1, 16, 16, 2048));  /* 8 chunks of 2048: 4 causal blocks */
     /* dS's load widths: dv not a multiple of 8 (scalar row sums) with rows of 4k; chunks of an odd
        length (scalar rows) with dv of 8k; both scalar */
     check(attention_case(2, 256, 2, 16, 12, 128));
