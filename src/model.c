@@ -249,8 +249,8 @@ static void layout(Model *m, Arena *a)
     BlockActs shared = {0};
     for (int si = 0; si < m->n_slots; si++) {
         ModelSlot *sl = &m->slots[si];
-        sl->tokens = (int32_t *)carve(a, T * sizeof(int32_t));
-        sl->targets = (int32_t *)carve(a, T * sizeof(int32_t));
+        sl->tokens = (int32_t *)carve(a, 2 * T * sizeof(int32_t)); /* one upload: as batch_host */
+        sl->targets = sl->tokens + T;
         for (size_t l = 0; l <= nl; l++)
             sl->x[l] = ACT(T * Dl);
         for (size_t l = 0; l < nl; l++) {
@@ -532,8 +532,7 @@ void model_set_batch(Model *m, int slot, const int32_t *tokens)
             in[b * m->L + l] = tokens[(size_t)b * (m->L + 1) + l];
             tg[b * m->L + l] = tokens[(size_t)b * (m->L + 1) + l + 1];
         }
-    m->ops->upload(m->slots[slot].tokens, in, (size_t)m->T * sizeof(int32_t));
-    m->ops->upload(m->slots[slot].targets, tg, (size_t)m->T * sizeof(int32_t));
+    m->ops->upload(m->slots[slot].tokens, m->batch_host, 2 * (size_t)m->T * sizeof(int32_t));
 }
 
 int model_boundaries(const Model *m) { return m->part.n_layers + m->part.last; }

@@ -134,7 +134,7 @@ typedef struct {
 
 /* One micro-batch's activations. */
 typedef struct {
-    int32_t *tokens, *targets; /* (T) */
+    int32_t *tokens, *targets; /* (T) each; targets = tokens + T */
     void **x;                  /* (n_layers + 1) x (T, Dl) residual stream at each block's input */
     BlockActs *acts;           /* (n_layers); with recompute blocks all alias one shared set */
     void *xf;                  /* (T, Dl) final TimestepNorm output (last stage) */

@@ -5,21 +5,50 @@
 
 #include <math.h>
 
-__global__ void adamw_kernel(float *param, bf16 *act, const float *grad, float *m, float *v, size_t n, float lr,
-                             float beta1, float beta2, float eps, float decay, float step_size, float bc2_sqrt,
-                             float grad_scale)
+/* the step's constants: decay 1 - lr wd, step size lr / (1 - beta1^t), sqrt(1 - beta2^t) */
+typedef struct {
+    float beta1, beta2, eps, decay, step_size, bc2_sqrt, grad_scale;
+} AdamwStep;
+
+__device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float grad, const AdamwStep &a)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        const float g = grad[i] * grad_scale;
-        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        float p = param[i] * decay;
-        p -= step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-        m[i] = mi;
-        v[i] = vi;
-        param[i] = p;
+    const float g = grad * a.grad_scale;
+    m = a.beta1 * m + (1.0f - a.beta1) * g;
+    v = a.beta2 * v + (1.0f - a.beta2) * g * g;
+    p *= a.decay;
+    p -= a.step_size * m / (sqrtf(v) / a.bc2_sqrt + a.eps);
+}
+
+/* VEC elements per thread and iteration (16-byte loads and stores when VEC == 4: the step is
+   bound by its 30 bytes per parameter); the last n % VEC by the first threads of block 0 */
+template <int VEC>
+__global__ void adamw_kernel(float *param, bf16 *act, const float *grad, float *m, float *v, size_t n, AdamwStep a)
+{
+    const size_t groups = n / VEC;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
+        float p[VEC], g[VEC], mi[VEC], vi[VEC];
+        load_f32<VEC>(p, param + i * VEC);
+        load_f32<VEC>(g, grad + i * VEC);
+        load_f32<VEC>(mi, m + i * VEC);
+        load_f32<VEC>(vi, v + i * VEC);
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            adamw_one(p[e], mi[e], vi[e], g[e], a);
+        store_f32<VEC>(m + i * VEC, mi);
+        store_f32<VEC>(v + i * VEC, vi);
+        store_f32<VEC>(param + i * VEC, p);
         if (act)
-            act[i] = tobf(p);
+            store_bf<VEC>(act + i * VEC, p);
+    }
+    const size_t t = groups * VEC + threadIdx.x;
+    if (VEC > 1 && blockIdx.x == 0 && t < n) {
+        float p = param[t], mi = m[t], vi = v[t];
+        adamw_one(p, mi, vi, grad[t], a);
+        m[t] = mi;
+        v[t] = vi;
+        param[t] = p;
+        if (act)
+            act[t] = tobf(p);
     }
 }
 
@@ -29,21 +58,36 @@ void cuda_adamw(float *param, void *param_act, const float *grad, float *m, floa
     if (!n)
         return;
     const double bc1 = 1 - pow(beta1, step), bc2_sqrt = sqrt(1 - pow(beta2, step));
-    adamw_kernel<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(param, (bf16 *)param_act, grad, m, v, n, lr, beta1, beta2,
-                                                              eps, (float)(1 - (double)lr * weight_decay),
-                                                              (float)(lr / bc1), (float)bc2_sqrt, grad_scale);
+    const AdamwStep a = {beta1, beta2, eps, (float)(1 - (double)lr * weight_decay), (float)(lr / bc1), (float)bc2_sqrt,
+                         grad_scale};
+    bf16 *act = (bf16 *)param_act;
+    const cudaStream_t s = cuda_stream();
+    if (aligned16(param, grad, m, v) && !((uintptr_t)act & 7))
+        adamw_kernel<4><<<grid_for(n / 4, 256), 256, 0, s>>>(param, act, grad, m, v, n, a);
+    else
+        adamw_kernel<1><<<grid_for(n, 256), 256, 0, s>>>(param, act, grad, m, v, n, a);
     LAUNCH_CHECK();
 }
 
 #define SUMSQ_BLOCKS 1024
 
-/* per-block fp64 partial sums (added on the host) */
-__global__ void sumsq_kernel(double *part, const float *x, size_t n)
+/* per-block fp64 partial sums (added on the host), VEC floats per load; the last n % VEC by the
+   first threads of block 0 */
+template <int VEC> __global__ void sumsq_kernel(double *part, const float *x, size_t n)
 {
     __shared__ double sh[32];
     double s = 0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        s += (double)x[i] * x[i];
+    const size_t groups = n / VEC;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
+        float f[VEC];
+        load_f32<VEC>(f, x + i * VEC);
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            s += (double)f[e] * f[e];
+    }
+    const size_t t = groups * VEC + threadIdx.x;
+    if (VEC > 1 && blockIdx.x == 0 && t < n)
+        s += (double)x[t] * x[t];
     s = block_sum(s, sh);
     if (threadIdx.x == 0)
         part[blockIdx.x] = s;
@@ -52,7 +96,10 @@ __global__ void sumsq_kernel(double *part, const float *x, size_t n)
 double cuda_sumsq(const float *x, size_t n)
 {
     double *part = (double *)cuda_scratch(SCRATCH_REDUCE, SUMSQ_BLOCKS * sizeof(double));
-    sumsq_kernel<<<SUMSQ_BLOCKS, 256, 0, cuda_stream()>>>(part, x, n);
+    if (aligned16(x))
+        sumsq_kernel<4><<<SUMSQ_BLOCKS, 256, 0, cuda_stream()>>>(part, x, n);
+    else
+        sumsq_kernel<1><<<SUMSQ_BLOCKS, 256, 0, cuda_stream()>>>(part, x, n);
     LAUNCH_CHECK();
     double host[SUMSQ_BLOCKS];
     cuda_download(host, part, sizeof host);

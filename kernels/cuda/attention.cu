@@ -9,7 +9,7 @@
    Causal blocks: a chunk's n rows are cut into nblk blocks of bs rows; query block i only sees key
    blocks 0..i, so each GEMM runs per block over just that triangle (for nblk = 4, 10 of 16
    blocks), and the softmax kernels touch only those blocks (zeros above the diagonal inside the
-   diagonal blocks).
+   diagonal blocks). Blocks that would leave the GPU's SMs idle are not cut (attn_nblk).
 
    Column-major views (cuBLASLt): a chunk's rows of Q (n x dz, row stride Z) are the matrix
    Q' (dz x n, ld Z); S' (n x n) holds S transposed (rows are keys, columns queries), i.e. the
@@ -132,11 +132,17 @@ __global__ void attn_dscores_kernel(bf16 *P, const float *dP, const bf16 *dO, co
     }
 }
 
-/* causal blocks of a chunk of n rows: 4 or 2 when they are ATTN_BLOCK-aligned and large */
-static int attn_nblk(int n)
+/* Causal blocks of a chunk of n rows in a batch of nb chunks: 4 or 2 when they are ATTN_BLOCK-
+   aligned and large, and the first block's GEMMs (bs x bs per chunk) still have ATTN_FILL output
+   elements. Fewer blocks compute more of the masked triangle (all of it with one block), but in
+   larger GEMMs: at one sequence of 4K (2 chunks of 2048 per head) blocks of 512 made GEMMs of 16 to
+   64 tiles of 128 x 128 for the GPU's 132 SMs. */
+#define ATTN_FILL (128 * 128 * 128)
+static int attn_nblk(int n, int nb)
 {
     for (int b = 4; b > 1; b /= 2)
-        if (n % b == 0 && n / b >= ATTN_BLOCK / 2 && (n / b) % 64 == 0)
+        if (n % b == 0 && n / b >= ATTN_BLOCK / 2 && (n / b) % 64 == 0 &&
+            (long long)nb * (n / b) * (n / b) >= ATTN_FILL)
             return b;
     return 1;
 }
@@ -152,13 +158,13 @@ template <class F> static void attn_groups(int B, int L, int C, int h, AttnGroup
         for (int c0 = 0; c0 < per; c0 += maxb) {
             AttnGroup g = base;
             g.n = c, g.st = c, g.t0 = s * L + c0 * c, g.nb = per - c0 < maxb ? per - c0 : maxb;
-            g.nblk = attn_nblk(c), g.bs = c / g.nblk;
+            g.nblk = attn_nblk(c, g.nb), g.bs = c / g.nblk;
             f(&g);
         }
         if (tail) {
             AttnGroup g = base;
             g.n = tail, g.st = L, g.t0 = s * L + nfull * c, g.nb = 1;
-            g.nblk = attn_nblk(tail), g.bs = tail / g.nblk;
+            g.nblk = attn_nblk(tail, 1), g.bs = tail / g.nblk;
             f(&g);
         }
     }

@@ -92,6 +92,30 @@ template <int VEC> __device__ __forceinline__ void store_bf(bf16 *dst, const flo
     }
 }
 
+/* VEC consecutive floats: one 16-byte access when VEC == 4 (aligned by the caller), else scalar */
+template <int VEC> __device__ __forceinline__ void load_f32(float *dst, const float *src)
+{
+    if constexpr (VEC == 4) {
+        const float4 f = *reinterpret_cast<const float4 *>(src);
+        dst[0] = f.x, dst[1] = f.y, dst[2] = f.z, dst[3] = f.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++)
+            dst[i] = src[i];
+    }
+}
+
+template <int VEC> __device__ __forceinline__ void store_f32(float *dst, const float *src)
+{
+    if constexpr (VEC == 4) {
+        *reinterpret_cast<float4 *>(dst) = make_float4(src[0], src[1], src[2], src[3]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++)
+            dst[i] = src[i];
+    }
+}
+
 /* whether every pointer is 16-byte aligned (the 8-wide bf16 path) */
 static inline int aligned16(const void *a, const void *b = NULL, const void *c = NULL, const void *d = NULL)
 {

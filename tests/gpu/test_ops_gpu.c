@@ -353,8 +353,10 @@ static void test_columns(void)
 }
 
 /* three AdamW steps from the same state on both backends: master weights and moments agree to fp32
-   rounding (the CPU computes in double), the compute copy is the bf16 rounding of the master */
-static void test_adamw(void)
+   rounding (the CPU computes in double), the compute copy is the bf16 rounding of the master.
+   off: the buffers start off elements into their allocations (1: not 16-byte aligned, the
+   scalar path; 0: the 4-wide path, with n % 4 = 3 left to the tail) */
+static void test_adamw(size_t off)
 {
     const size_t n = 300007;
     float *h[4], *ref[4], *got[4]; /* param, grad, m, v */
@@ -368,10 +370,10 @@ static void test_adamw(void)
         fill_uniform(tmp, n, 100 + k, lo[k], hi[k]);
         for (size_t i = 0; i < n; i++)
             h[k][i] = ref[k][i] = (float)tmp[i];
-        dev[k] = gpu->alloc(n * sizeof(float));
+        dev[k] = (float *)gpu->alloc((n + off) * sizeof(float)) + off;
         gpu->upload(dev[k], h[k], n * sizeof(float));
     }
-    void *act = gpu->alloc(n * gpu->act_size);
+    char *act_base = gpu->alloc((n + off) * gpu->act_size), *act = act_base + off * gpu->act_size;
     for (int step = 1; step <= 3; step++) {
         cpu->adamw(ref[0], ref[0], ref[1], ref[2], ref[3], n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
         gpu->adamw(dev[0], act, dev[1], dev[2], dev[3], n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
@@ -385,25 +387,27 @@ static void test_adamw(void)
             r[i] = ref[k][i];
         }
         double err = tap_relerr(tmp, r, n);
-        tap_check(err < 1e-6, "adamw: %s match the CPU after 3 steps (rel err %.1e)", names[k], err);
+        tap_check(err < 1e-6, "adamw (offset %zu): %s match the CPU after 3 steps (rel err %.1e)", off, names[k], err);
         free(r);
     }
     get(gpu, ARG_ACT, tmp, act, n);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)
         bad += tmp[i] != bf16_value(bf16_bits(got[0][i]));
-    tap_check(bad == 0, "adamw: the bf16 compute copy is the rounded master weight (%zu mismatches)", bad);
+    tap_check(bad == 0, "adamw (offset %zu): the bf16 compute copy is the rounded master weight (%zu mismatches)", off,
+              bad);
     for (int k = 0; k < 4; k++) {
-        gpu->release(dev[k]);
+        gpu->release(dev[k] - off);
         free(h[k]);
         free(ref[k]);
         free(got[k]);
     }
-    gpu->release(act);
+    gpu->release(act_base);
     free(tmp);
 }
 
-static void test_sumsq(void)
+/* off as for test_adamw */
+static void test_sumsq(size_t off)
 {
     const size_t n = 3000017;
     double *v = xmalloc(n * sizeof(double)), want = 0;
@@ -413,12 +417,12 @@ static void test_sumsq(void)
         f[i] = (float)v[i];
         want += (double)f[i] * f[i];
     }
-    float *d = gpu->alloc(n * sizeof(float));
+    float *d = (float *)gpu->alloc((n + off) * sizeof(float)) + off;
     gpu->upload(d, f, n * sizeof(float));
     double got = gpu->sumsq(d, n);
     /* fp64 sums of exact fp64 squares: only the order differs */
-    tap_check(fabs(got - want) <= 1e-12 * want, "sumsq: %.17g = %.17g", got, want);
-    gpu->release(d);
+    tap_check(fabs(got - want) <= 1e-12 * want, "sumsq (offset %zu): %.17g = %.17g", off, got, want);
+    gpu->release(d - off);
     free(v);
     free(f);
 }
@@ -478,8 +482,10 @@ int main(int argc, char **argv)
         tap_bail_out("no CUDA device: the GPU tests must run on a machine with a GPU");
     test_memory();
     test_columns();
-    test_adamw();
-    test_sumsq();
+    test_adamw(0);
+    test_adamw(1);
+    test_sumsq(0);
+    test_sumsq(1);
 
     const char *ew[] = {"silu", "swiglu", "mul"};
     for (int i = 0; i < 3; i++) {
@@ -531,8 +537,10 @@ int main(int argc, char **argv)
     check(attention_case(2, 512, 2, 32, 64, 128));
     check(attention_case(1, 100, 1, 16, 24, 128));
     check(attention_case(2, 300, 2, 16, 32, 128));
-    check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 causal blocks per chunk */
-    check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk: 4 causal blocks */
+    check(attention_case(1, 1024, 2, 256, 512, 512)); /* 2 chunks: too few to cut in causal blocks */
+    check(attention_case(1, 4096, 1, 64, 64, 2048));  /* the presets' chunk, 2 of them: 2 causal blocks */
+    check(attention_case(8, 1024, 1, 16, 16, 1024));  /* 8 chunks of 1024: 2 causal blocks */
+    check(attention_case(8, 2048, 1, 16, 16, 2048));  /* 8 chunks of 2048: 4 causal blocks */
     /* dS's load widths: dv not a multiple of 8 (scalar row sums) with rows of 4k; chunks of an odd
        length (scalar rows) with dv of 8k; both scalar */
     check(attention_case(2, 256, 2, 16, 12, 128));
