@@ -113,12 +113,15 @@ hid_t shard_open(const char *path)
     h5_check_regular(path);
     hid_t fapl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK_AT(path, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));
+    h5_guard_on(path);
     hid_t file = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDONLY, fapl));
+    h5_guard_off();
     H5_CHECK_AT(path, H5Pclose(fapl));
     return file;
 }
 
-void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
+/* what shard_meta reads, under the guard: a shard's metadata is not sealed (h5_guard_on) */
+static void shard_meta_read(const char *path, hid_t file, const char *split, ShardMeta *m)
 {
     char text[SHARD_NAME_MAX];
     int64_t version, vocab, eod, ntokens;
@@ -177,6 +180,13 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
         m->ndocs = h5_array_length(path, docs, "doc_offsets", &width);
         H5_CHECK_AT(path, H5Dclose(docs));
     }
+}
+
+void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
+{
+    h5_guard_on(path);
+    shard_meta_read(path, file, split, m);
+    h5_guard_off();
 }
 
 void shard_meta_same(const char *path, const ShardMeta *m, const char *ref_path, const ShardMeta *ref)
