@@ -5,6 +5,7 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -65,7 +66,9 @@ void h5_fail(const char *path, const char *call, const char *where)
 static const int guard_signals[] = {SIGALRM, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 #define GUARD_NSIG (int)(sizeof guard_signals / sizeof guard_signals[0])
 static struct sigaction guard_saved[GUARD_NSIG];
-static volatile sig_atomic_t guard_depth; /* h5_guard_on calls not yet undone */
+static volatile sig_atomic_t guard_depth; /* h5_guard_on calls not yet undone (under guard_lock) */
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local int guard_mine; /* of guard_depth, this thread's */
 static int guard_seconds = -1;           /* -1: not read yet; 0: off */
 static char guard_path[1024], guard_time[16];
 
@@ -95,34 +98,43 @@ static void guard_fire(int sig)
 
 void h5_guard_on(const char *path)
 {
+    pthread_mutex_lock(&guard_lock); /* a reading-ahead thread may read beside the main one */
     if (guard_seconds < 0) {
         const char *e = getenv("MEGATRAIN_TEST_H5_GUARD_SECONDS");
         guard_seconds = e && *e ? atoi(e) : H5_GUARD_SECONDS;
         snprintf(guard_time, sizeof guard_time, "%d", guard_seconds);
     }
-    if (guard_seconds <= 0 || guard_depth++ > 0)
-        return;
-    snprintf(guard_path, sizeof guard_path, "%s", path);
-    struct sigaction sa = {.sa_handler = guard_fire, .sa_flags = SA_RESETHAND | SA_NODEFER};
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < GUARD_NSIG; i++)
-        sigaction(guard_signals[i], &sa, &guard_saved[i]);
-    alarm((unsigned)guard_seconds);
+    if (guard_seconds > 0) {
+        guard_mine++;
+        if (guard_depth++ == 0) {
+            struct sigaction sa = {.sa_handler = guard_fire, .sa_flags = SA_RESETHAND | SA_NODEFER};
+            sigemptyset(&sa.sa_mask);
+            for (int i = 0; i < GUARD_NSIG; i++)
+                sigaction(guard_signals[i], &sa, &guard_saved[i]);
+        }
+        /* from the latest read on: threads whose guarded reads overlap without end never fire
+           it, and a read stuck inside HDF5 holds HDF5's lock, so no later one comes */
+        snprintf(guard_path, sizeof guard_path, "%s", path);
+        alarm((unsigned)guard_seconds);
+    }
+    pthread_mutex_unlock(&guard_lock);
 }
 
 void h5_guard_off(void)
 {
-    if (guard_depth == 0 || --guard_depth > 0)
-        return;
-    alarm(0);
-    for (int i = 0; i < GUARD_NSIG; i++)
-        sigaction(guard_signals[i], &guard_saved[i], NULL);
+    pthread_mutex_lock(&guard_lock);
+    if (guard_mine > 0 && (guard_mine--, --guard_depth == 0)) {
+        alarm(0);
+        for (int i = 0; i < GUARD_NSIG; i++)
+            sigaction(guard_signals[i], &guard_saved[i], NULL);
+    }
+    pthread_mutex_unlock(&guard_lock);
 }
 
 void data_bad(const char *path, const char *fmt, ...)
 {
     char what[768];
-    while (guard_depth > 0) /* a report ends the guarded reads */
+    while (guard_mine > 0) /* a report ends this thread's guarded reads */
         h5_guard_off();
     va_list ap;
     va_start(ap, fmt);

@@ -37,8 +37,10 @@ noreturn void data_bad(const char *path, const char *fmt, ...) __attribute__((fo
    ends the process at once with exit status 2 and one line naming path: HDF5 1.10 can loop
    forever or crash on some damaged files (a variable-length string's global heap with a bad
    object size, found by make fuzz's fuzz_shard), and a job must stop with its reason instead of
-   hanging. For reads of a file's metadata, which take milliseconds; a data_bad report ends them.
-   Nestable (the outermost pair counts), one thread at a time. MEGATRAIN_TEST_H5_GUARD_SECONDS
+   hanging. For reads of a file's metadata and of a window of tokens, which take milliseconds; a
+   data_bad report ends them. Nestable, and threads share one guard: it holds until the last is
+   off, its time counts from the latest h5_guard_on, whose file it names.
+   MEGATRAIN_TEST_H5_GUARD_SECONDS
    sets the time (testing aid; 0: off, as the fuzz targets run, where libFuzzer owns SIGALRM). */
 void h5_guard_on(const char *path);
 void h5_guard_off(void);

@@ -213,7 +213,10 @@ static void read_ids(const char *path, hid_t tokens, int vocab, int64_t start, i
     hid_t fspace = H5_CHECK_AT(path, H5Dget_space(tokens));
     hid_t mspace = H5_CHECK_AT(path, H5Screate_simple(1, count, NULL));
     H5_CHECK_AT(path, H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, count, NULL));
-    if (H5Dread(tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out) < 0) {
+    h5_guard_on(path); /* a damaged chunk index (unsealed, like the rest) */
+    const herr_t rc = H5Dread(tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out);
+    h5_guard_off();
+    if (rc < 0) {
         char where[96];
         int at = k >= 0 ? snprintf(where, sizeof where, "chunk %lld, ", (long long)k) : 0;
         snprintf(where + at, sizeof where - at, "tokens %lld..%lld", (long long)start, (long long)(start + n - 1));
