@@ -5,14 +5,18 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#define H5_STR_MAX 1024 /* longest string attribute read: they hold names */
+#define H5_STR_MAX 1024     /* longest string attribute read: they hold names */
+#define H5_GUARD_SECONDS 120 /* a file's metadata reads take milliseconds, on a slow file system seconds */
 
 /* per thread: HDF5's error stacks are (in a thread-safe build), and so is a data_try */
 static _Thread_local int h5_ready;
@@ -57,9 +61,81 @@ void h5_fail(const char *path, const char *call, const char *where)
     data_bad(path, "HDF5 error in %.*s: %s", fn_len, call, reason);
 }
 
+/* ---- the guard on HDF5's metadata reads ---- */
+
+static const int guard_signals[] = {SIGALRM, SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+#define GUARD_NSIG (int)(sizeof guard_signals / sizeof guard_signals[0])
+static struct sigaction guard_saved[GUARD_NSIG];
+static volatile sig_atomic_t guard_depth; /* h5_guard_on calls not yet undone (under guard_lock) */
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local int guard_mine; /* of guard_depth, this thread's */
+static int guard_seconds = -1;           /* -1: not read yet; 0: off */
+static char guard_path[1024], guard_time[16];
+
+/* async-signal-safe: write(2) and _exit only */
+static void guard_say(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    ssize_t w = write(STDERR_FILENO, s, n);
+    (void)w;
+}
+
+static void guard_fire(int sig)
+{
+    guard_say(util_progname());
+    guard_say(": error: ");
+    guard_say(guard_path);
+    if (sig == SIGALRM) {
+        guard_say(": HDF5 did not finish reading the file's metadata in ");
+        guard_say(guard_time);
+        guard_say(" s (a damaged file?)\n");
+    } else
+        guard_say(": HDF5 crashed reading the file's metadata (a damaged file?)\n");
+    _exit(2);
+}
+
+void h5_guard_on(const char *path)
+{
+    pthread_mutex_lock(&guard_lock); /* a reading-ahead thread may read beside the main one */
+    if (guard_seconds < 0) {
+        const char *e = getenv("MEGATRAIN_TEST_H5_GUARD_SECONDS");
+        guard_seconds = e && *e ? atoi(e) : H5_GUARD_SECONDS;
+        snprintf(guard_time, sizeof guard_time, "%d", guard_seconds);
+    }
+    if (guard_seconds > 0) {
+        guard_mine++;
+        if (guard_depth++ == 0) {
+            struct sigaction sa = {.sa_handler = guard_fire, .sa_flags = SA_RESETHAND | SA_NODEFER};
+            sigemptyset(&sa.sa_mask);
+            for (int i = 0; i < GUARD_NSIG; i++)
+                sigaction(guard_signals[i], &sa, &guard_saved[i]);
+        }
+        /* from the latest read on: threads whose guarded reads overlap without end never fire
+           it, and a read stuck inside HDF5 holds HDF5's lock, so no later one comes */
+        snprintf(guard_path, sizeof guard_path, "%s", path);
+        alarm((unsigned)guard_seconds);
+    }
+    pthread_mutex_unlock(&guard_lock);
+}
+
+void h5_guard_off(void)
+{
+    pthread_mutex_lock(&guard_lock);
+    if (guard_mine > 0 && (guard_mine--, --guard_depth == 0)) {
+        alarm(0);
+        for (int i = 0; i < GUARD_NSIG; i++)
+            sigaction(guard_signals[i], &guard_saved[i], NULL);
+    }
+    pthread_mutex_unlock(&guard_lock);
+}
+
 void data_bad(const char *path, const char *fmt, ...)
 {
     char what[768];
+    while (guard_mine > 0) /* a report ends this thread's guarded reads */
+        h5_guard_off();
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);

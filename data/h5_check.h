@@ -33,6 +33,18 @@ noreturn void h5_fail(const char *path, const char *call, const char *where);
 /* "path: what is wrong": stops the job through fail_input(), or inside data_try returns there. */
 noreturn void data_bad(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Between h5_guard_on(path) and h5_guard_off, a fault signal, or 120 s without h5_guard_off,
+   ends the process at once with exit status 2 and one line naming path: HDF5 1.10 can loop
+   forever or crash on some damaged files (a variable-length string's global heap with a bad
+   object size, found by make fuzz's fuzz_shard), and a job must stop with its reason instead of
+   hanging. For reads of a file's metadata and of a window of tokens, which take milliseconds; a
+   data_bad report ends them. Nestable, and threads share one guard: it holds until the last is
+   off, its time counts from the latest h5_guard_on, whose file it names.
+   MEGATRAIN_TEST_H5_GUARD_SECONDS
+   sets the time (testing aid; 0: off, as the fuzz targets run, where libFuzzer owns SIGALRM). */
+void h5_guard_on(const char *path);
+void h5_guard_off(void);
+
 /* Run fn(arg); returns 1 when it finished, or 0 with the message of the data_bad that stopped it,
    having closed the HDF5 files and objects fn left open (its memory is not freed: fn keeps what
    it allocates where its caller can free it). Not nestable; each thread may have its own (the

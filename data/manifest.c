@@ -97,6 +97,7 @@ int manifest_open(const char *dir, Manifest *m)
     char format[SHARD_NAME_MAX];
     int64_t version, n;
     m->file = shard_open(p); /* as a shard is: read-only, a regular file only */
+    h5_guard_on(p);
     h5_attr_str(p, m->file, "format", format, sizeof format);
     if (strcmp(format, MANIFEST_FORMAT) != 0)
         data_bad(p, "attribute 'format' is '%s', expected '%s'", format, MANIFEST_FORMAT);
@@ -129,6 +130,7 @@ int manifest_open(const char *dir, Manifest *m)
         data_bad(p, "'chunk_checksums' has %" PRId64 " elements, but the shards' n_tokens make %" PRId64
                     " chunks of %" PRId64 " tokens",
                  nsums, m->chunk0[m->n], m->chunk_tokens);
+    h5_guard_off();
     return 1;
 }
 

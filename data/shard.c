@@ -113,12 +113,15 @@ hid_t shard_open(const char *path)
     h5_check_regular(path);
     hid_t fapl = H5_CHECK_AT(path, H5Pcreate(H5P_FILE_ACCESS));
     H5_CHECK_AT(path, H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG));
+    h5_guard_on(path);
     hid_t file = H5_CHECK_AT(path, H5Fopen(path, H5F_ACC_RDONLY, fapl));
+    h5_guard_off();
     H5_CHECK_AT(path, H5Pclose(fapl));
     return file;
 }
 
-void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
+/* what shard_meta reads, under the guard: a shard's metadata is not sealed (h5_guard_on) */
+static void shard_meta_read(const char *path, hid_t file, const char *split, ShardMeta *m)
 {
     char text[SHARD_NAME_MAX];
     int64_t version, vocab, eod, ntokens;
@@ -179,6 +182,13 @@ void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
     }
 }
 
+void shard_meta(const char *path, hid_t file, const char *split, ShardMeta *m)
+{
+    h5_guard_on(path);
+    shard_meta_read(path, file, split, m);
+    h5_guard_off();
+}
+
 void shard_meta_same(const char *path, const ShardMeta *m, const char *ref_path, const ShardMeta *ref)
 {
     if (m->vocab != ref->vocab || m->eod != ref->eod || m->bos != ref->bos ||
@@ -203,7 +213,10 @@ static void read_ids(const char *path, hid_t tokens, int vocab, int64_t start, i
     hid_t fspace = H5_CHECK_AT(path, H5Dget_space(tokens));
     hid_t mspace = H5_CHECK_AT(path, H5Screate_simple(1, count, NULL));
     H5_CHECK_AT(path, H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, count, NULL));
-    if (H5Dread(tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out) < 0) {
+    h5_guard_on(path); /* a damaged chunk index (unsealed, like the rest) */
+    const herr_t rc = H5Dread(tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out);
+    h5_guard_off();
+    if (rc < 0) {
         char where[96];
         int at = k >= 0 ? snprintf(where, sizeof where, "chunk %lld, ", (long long)k) : 0;
         snprintf(where + at, sizeof where - at, "tokens %lld..%lld", (long long)start, (long long)(start + n - 1));

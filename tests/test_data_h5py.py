@@ -53,9 +53,27 @@ def write_shard(path, tokens, vocab_size, eod_id, tokenizer, split, doc_offsets=
     os.rename(path + ".tmp", path)  # readers never see half a shard
 
 
-def megadata(*args):
+def megadata(*args, env=None):
     exe = os.path.join(os.environ.get("top_builddir", "."), "megadata")
-    return subprocess.run([exe, *args], capture_output=True, text=True)
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def damage_global_heap(path):
+    """Set the size of the free space in the file's global heap (where variable-length strings
+    live) to 0; HDF5 1.10 then loops forever reading such a string. Returns whether it found it."""
+    b = bytearray(open(path, "rb").read())
+    at = b.find(b"GCOL")
+    if at < 0:
+        return False
+    end, p = at + int.from_bytes(b[at + 8:at + 16], "little"), at + 16
+    while p + 16 <= end:  # objects: index (2), references (2), reserved (4), size (8), data padded to 8
+        index, size = int.from_bytes(b[p:p + 2], "little"), int.from_bytes(b[p + 8:p + 16], "little")
+        if index == 0:
+            b[p + 8:p + 16] = bytes(8)
+            open(path, "wb").write(b)
+            return True
+        p += 16 + (size + 7) // 8 * 8
+    return False
 
 
 def main():
@@ -160,6 +178,32 @@ def main():
         check(r.returncode == 2 and "val-00000.h5: missing attribute 'eod_id'" in r.stderr
               and "HDF5-DIAG" not in r.stderr, "a missing attribute: verify names file and attribute, exit 2",
               r.stderr)
+
+        # h5py's default strings live in the global heap, which has no checksum: damaged, HDF5 1.10
+        # loops forever; the read's guard stops the job with exit 2 naming the file instead
+        heap = os.path.join(tmp, "heap")
+        os.mkdir(heap)
+        shard = os.path.join(heap, "train-00000.h5")
+        write_shard(shard, rng.integers(0, 50257, 3000), 50257, 50256, "gpt2", "train")
+        with h5py.File(shard, "a") as f:
+            for name, value in (("format", "megatrain-tokens"), ("tokenizer", "gpt2"), ("split", "train")):
+                f.attrs[name] = value  # a Python str: variable-length
+        r = megadata("manifest", heap)
+        check(r.returncode == 0 and damage_global_heap(shard), "a shard with h5py's strings, listed, then its "
+              "global heap's free space given size 0", r.stderr)
+        guard = dict(os.environ, MEGATRAIN_TEST_H5_GUARD_SECONDS="3")
+        r = megadata("verify", heap, env=guard)
+        check(r.returncode == 2 and f"{shard}: HDF5 did not finish reading the file's metadata in 3 s" in r.stderr,
+              "megadata verify on it: stops within the guard's time, naming the file, exit 2", r.stderr)
+        exe = os.path.join(os.environ.get("top_builddir", "."), "megatrain")
+        cfg = os.path.join(tmp, "run.yaml")
+        with open(cfg, "w") as f:
+            f.write("model: {n_layers: 1, d_model: 32, n_heads: 2, z_dim: 16, v_dim: 32, ffn_dim: 48, chunk: 8, "
+                    "groups: 4}\ndata: {seq_len: 32, batch_size: 2}\ntrain: {steps: 1}\n")
+        r = subprocess.run([exe, cfg, "--set", f"data.path={heap}"], capture_output=True, text=True, env=guard,
+                           timeout=120)
+        check(r.returncode == 2 and f"{shard}: HDF5 did not finish reading" in r.stderr,
+              "megatrain on that dataset: the same, exit 2", r.stderr)
     return done()
 
 
