@@ -82,9 +82,12 @@ static size_t tsn_cells(int B, int L, int G, size_t each)
 size_t scratch_tsn_forward(int B, int L, int G) { return tsn_cells(B, L, G, 2 * sizeof(float)); }
 size_t scratch_tsn_backward(int B, int L, int G) { return tsn_cells(B, L, G, 4 * sizeof(float)); }
 
+size_t scratch_embedding(int T) { return ((4 * (size_t)T * sizeof(int) + 255) & ~(size_t)255) + EMB_SORT_TEMP; }
+
 size_t scratch_plan(int B, int L, int C, int D, int G)
 {
-    const size_t state_a = max2(scratch_cema_tiles(B, L, D), max2(scratch_tsn_forward(B, L, G), scratch_tsn_backward(B, L, G)));
+    const size_t state_a = max2(max2(scratch_cema_tiles(B, L, D), scratch_embedding(B * L)),
+                                max2(scratch_tsn_forward(B, L, G), scratch_tsn_backward(B, L, G)));
     const size_t state_b = max2(scratch_cema_starts(B, L, D), scratch_cema_back(B, L, D));
     return scratch_round(scratch_attn_s(B, L, C)) + scratch_round(scratch_attn_p(B, L, C)) + scratch_round(state_a) +
            scratch_round(state_b) + scratch_round(SCRATCH_LT);

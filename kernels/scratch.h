@@ -16,6 +16,7 @@
 #define CEMA_NSUM 5                      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
 #define CEMA_WANT_THREADS (1 << 20)      /* enough parts for many waves of blocks */
 #define TSN_SEG 64                       /* TimestepNorm's steps per segment summary */
+#define EMB_SORT_TEMP ((size_t)4 << 20)  /* the embedding backward's radix sort: its own temporaries */
 
 /* a slot's size as cuda_scratch allocates it: whole 4 KiB pages */
 size_t scratch_round(size_t bytes);
@@ -39,6 +40,10 @@ size_t scratch_cema_back(int B, int L, int D);
 int scratch_tsn_nseg(int L);
 size_t scratch_tsn_forward(int B, int L, int G);
 size_t scratch_tsn_backward(int B, int L, int G);
+
+/* the embedding backward over T tokens: the ids and positions twice (the sort's two buffers), then
+   from a 256-byte boundary the sort's temporaries */
+size_t scratch_embedding(int T);
 
 /* The scratch a training step grows on a rank whose micro-batch is B sequences of L tokens in
    chunks of C, with D channels and G TimestepNorm groups (its tensor-parallel shares). */

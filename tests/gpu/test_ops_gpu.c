@@ -495,6 +495,7 @@ int main(int argc, char **argv)
     check(embedding_case(4096, 512, 1000, 0, 1000));
     check(embedding_case(4096, 512, 1000, 250, 250)); /* a tensor-parallel rank's slice */
     check(embedding_case(300, 100, 40, 0, 40)); /* D not a multiple of 8: scalar path */
+    check(embedding_case(4096, 64, 3, 0, 3));   /* runs of about 1365 positions per id */
 
     check(matmul_case(512, 256, 384, 1, 0, 1));
     check(matmul_case(512, 256, 384, 0, 1, 1));
@@ -560,8 +561,7 @@ int main(int argc, char **argv)
     check(crossentropy_case(31, 111, 3)); /* slices of 37 */
 
     /* the same bits on every run, at mega200M's sizes (one sequence of 4K; the loss on 256 tokens),
-       for the ops that sum in orders of their own (the embedding's backward adds with atomics and
-       is left out) */
+       for the ops that sum in orders of their own */
     check_repeat(matmul_case(4096, 1024, 2048, 1, 1, 1));
     check_repeat(norm_case(0, 4096, 1024));
     check_repeat(norm_case(1, 4096, 1024));
@@ -570,6 +570,8 @@ int main(int argc, char **argv)
     check_repeat(qk_case(1, 4096, 1, 256, 2048, 10000));
     check_repeat(attention_case(1, 4096, 1, 256, 2048, 2048));
     check_repeat(crossentropy_case(256, 32000, 1));
+    check_repeat(embedding_case(4096, 1024, 32000, 0, 32000));
+    check_repeat(embedding_case(4096, 64, 3, 0, 3));
 
     int rc = tap_done();
     MPI_Finalize();
