@@ -121,7 +121,7 @@ static const Key keys[] = {
      "rerun the block's forward; elementwise: keep all but the activations that are elementwise functions of the "
      "others (q and k, the value, the gated output, the FFN product) and recompute those; false and true are none and "
      "blocks"},
-    {"train", "graph", KT_BOOL, OFF(train.graph), "false", 0, 0, NULL,
+    {"train", "graph", KT_BOOL, OFF(train.graph), "true", 0, 0, NULL,
      "on a job of one rank, run each micro-batch's forward and backward as one captured graph (CUDA graphs: one "
      "launch instead of about a thousand; the CPU runs it directly)"},
     {"train", "memory_gib", KT_FLOAT, OFF(train.memory_gib), "0", 0, 1e9, NULL,

@@ -114,10 +114,6 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     if ((tr->emb_live = t->emb_comm != MPI_COMM_NULL && c->model.share_emb))
         comm_over(&tr->emb, tr, t->emb_comm, "embedding (first and last stage)");
 
-    if (c->train.graph && tr->world.size > 1 && t->rank == 0)
-        log_warn("train.graph: a job of %d ranks runs without graphs (their exchanges wait on the host); it applies "
-                 "to a job of one rank",
-                 tr->world.size);
     const int B = c->data.batch_size, L = c->data.seq_len, micro = c->parallel.micro_batches;
     const TrainShape sh = train_shape(c, &tr->dims, t->dp, t->tp, t->pp, t->cp, t->tp_rank, t->pp_rank);
     tr->rows = sh.rows;
