@@ -19,37 +19,37 @@ __device__ __forceinline__ void adamw_one(float &p, float &m, float &v, float gr
     p -= a.step_size * m / (sqrtf(v) / a.bc2_sqrt + a.eps);
 }
 
-/* VEC elements per thread and iteration (16-byte loads and stores when VEC == 4: the step is
-   bound by its 30 bytes per parameter); the last n % VEC by the first threads of block 0 */
+/* W consecutive elements from i: one 16-byte access each when W == 4 (aligned by the caller) */
+template <int W>
+__device__ __forceinline__ void adamw_at(float *param, bf16 *act, const float *grad, float *m, float *v, size_t i,
+                                         const AdamwStep &a)
+{
+    float p[W], g[W], mi[W], vi[W];
+    load_f32<W>(p, param + i);
+    load_f32<W>(g, grad + i);
+    load_f32<W>(mi, m + i);
+    load_f32<W>(vi, v + i);
+#pragma unroll
+    for (int e = 0; e < W; e++)
+        adamw_one(p[e], mi[e], vi[e], g[e], a);
+    store_f32<W>(m + i, mi);
+    store_f32<W>(v + i, vi);
+    store_f32<W>(param + i, p);
+    if (act)
+        store_bf<W>(act + i, p);
+}
+
+/* VEC elements per thread and iteration (VEC == 4: the step is bound by its 30 bytes per
+   parameter); the last n % VEC by the first threads of block 0 */
 template <int VEC>
 __global__ void adamw_kernel(float *param, bf16 *act, const float *grad, float *m, float *v, size_t n, AdamwStep a)
 {
     const size_t groups = n / VEC;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
-        float p[VEC], g[VEC], mi[VEC], vi[VEC];
-        load_f32<VEC>(p, param + i * VEC);
-        load_f32<VEC>(g, grad + i * VEC);
-        load_f32<VEC>(mi, m + i * VEC);
-        load_f32<VEC>(vi, v + i * VEC);
-#pragma unroll
-        for (int e = 0; e < VEC; e++)
-            adamw_one(p[e], mi[e], vi[e], g[e], a);
-        store_f32<VEC>(m + i * VEC, mi);
-        store_f32<VEC>(v + i * VEC, vi);
-        store_f32<VEC>(param + i * VEC, p);
-        if (act)
-            store_bf<VEC>(act + i * VEC, p);
-    }
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x)
+        adamw_at<VEC>(param, act, grad, m, v, i * VEC, a);
     const size_t t = groups * VEC + threadIdx.x;
-    if (VEC > 1 && blockIdx.x == 0 && t < n) {
-        float p = param[t], mi = m[t], vi = v[t];
-        adamw_one(p, mi, vi, grad[t], a);
-        m[t] = mi;
-        v[t] = vi;
-        param[t] = p;
-        if (act)
-            act[t] = tobf(p);
-    }
+    if (VEC > 1 && blockIdx.x == 0 && t < n)
+        adamw_at<1>(param, act, grad, m, v, t, a);
 }
 
 void cuda_adamw(float *param, void *param_act, const float *grad, float *m, float *v, size_t n, float lr,
