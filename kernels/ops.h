@@ -9,11 +9,13 @@
      parameters, master weights, optimizer moments); `double *` are the cross-entropy's row
      statistics (the CPU reference sums the softmax in fp64); `int32_t *` are token ids.
    - Activations are row-major (B, L, features): token t = b*L + l, feature fastest. T = B*L.
-   - Backward ops ADD (+=) into every parameter gradient (the model zeroes those once per step).
-     The gradients of their activation inputs (din, da, db, dinp, dx, du, dzs, attention's dq,
-     dk, dvalue) follow the last argument, `accumulate`: 0 overwrites them, non-zero adds to
-     them. So a tensor used twice gets its first contribution written and the second added, and
-     no gradient buffer needs zeroing.
+   - Backward ops write gradients as their last argument says (GRAD_ADD, GRAD_NEW below). The
+     gradients of their activation inputs (din, da, db, dinp, dx, du, dzs, attention's dq, dk,
+     dvalue) are overwritten, or added to with GRAD_ADD: a tensor used twice gets its first
+     contribution written and the second added. Parameter gradients are added to, or overwritten
+     with GRAD_NEW: a step's first backward writes each and later ones (micro-batches, a tied
+     tensor's second use) add. So no gradient buffer needs zeroing. Ops without parameters name
+     the argument `accumulate` (GRAD_ADD or 0), ops with them `mode` (any of the two bits).
      The gradients of incoming chunk states (ChunkState's dtsn_in, dh_in) are always overwritten.
    - Linear weights are stored as in PyTorch, (out, in), and applied as y = x W^T + b.
    - Norm scales are applied as (1 + w) (spec: "+1" reparameterisation).
@@ -29,6 +31,12 @@
 
 typedef enum { DTYPE_F32 = 0, DTYPE_F64 = 1, DTYPE_BF16 = 2 } Dtype;
 
+/* A backward op's gradient mode (its last argument): bits */
+enum {
+    GRAD_ADD = 1, /* add to the activation inputs' gradients (else overwrite them) */
+    GRAD_NEW = 2  /* overwrite the parameter gradients (else add to them) */
+};
+
 /* CEMA's parameters for one layer (compute copies, each in the act dtype). */
 typedef struct {
     const void *alpha; /* (D, N)    p = sigmoid(alpha) */
@@ -38,7 +46,7 @@ typedef struct {
     const void *omega; /* (D)       real skip weight */
 } CemaParams;
 
-/* Their gradients (fp32, accumulated). */
+/* Their gradients (fp32). */
 typedef struct {
     float *alpha, *delta, *theta, *gamma, *omega;
 } CemaGrads;
@@ -97,32 +105,33 @@ typedef struct Ops {
 
     /* ---- embedding over a slice of the vocabulary (tensor parallelism splits it): table (V, D)
        holds the rows of ids v0 .. v0 + V - 1; out (T, D) = table[tok - v0] * scale for the tokens
-       in the slice and 0 for the others; backward adds only those tokens' rows ---- */
+       in the slice and 0 for the others; backward adds only those tokens' rows (GRAD_NEW: to a
+       zeroed table) ---- */
     void (*embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
                               float scale);
     void (*embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
-                               float scale);
+                               float scale, int mode);
 
     /* ---- linear: out (T, OC) = res + inp (T, IC) w^T (w: (OC, IC)) + bias (OC, may be NULL); res
        (T, OC) may be NULL (nothing added), out itself (add to it) or another buffer, as a residual
        (one pass: no copy of it into out first) ---- */
     void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
                            int OC);
-    /* dinp (T, IC) = dout w, or += with accumulate (dinp may be NULL); dw += dout^T inp;
-       dbias += colsum(dout) (may be NULL) */
+    /* dinp (T, IC) = dout w, or += with GRAD_ADD (dinp may be NULL); dw += dout^T inp;
+       dbias += colsum(dout) (may be NULL); = instead of += with GRAD_NEW */
     void (*matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                            int T, int IC, int OC, int accumulate);
+                            int T, int IC, int OC, int mode);
 
     /* ---- RMSNorm over D: y = x / sqrt(mean(x^2) + eps) * (1 + w); rrms (T) saved ---- */
     void (*rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
     void (*rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                             int T, int D, int accumulate);
+                             int T, int D, int mode);
 
     /* ---- LayerNorm over D: y = (x - mean) * rstd * (1 + w) + b; mean, rstd (T) saved ---- */
     void (*layernorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                               int D, float eps);
     void (*layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                               const float *rstd, const void *w, int T, int D, int accumulate);
+                               const float *rstd, const void *w, int T, int D, int mode);
 
     /* ---- TimestepNorm (spec section 4): x, y (B, L, D), G groups of D/G channels.
        Running state starts from (chunk.n0, chunk.tsn_in) -- n0 timesteps already seen and their
@@ -135,7 +144,7 @@ typedef struct Ops {
        not NULL */
     void (*tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                             const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
-                            int accumulate);
+                            int mode);
 
     /* ---- CEMA (spec section 3): u, y (B, L, D); states (B, D, N, 2).
        y = causal EMA of u along L per channel + omega * u, from the hidden state chunk.h_in (NULL:
@@ -144,7 +153,7 @@ typedef struct Ops {
     /* takes chunk.dh_out (the gradient of h_out, or NULL) and writes chunk.dh_in when it is not
        NULL */
     void (*cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk,
-                          int B, int L, int D, int N, int accumulate);
+                          int B, int L, int D, int N, int mode);
 
     /* ---- Q/K (spec section 2 steps 4, 5, 8): zs (B, L, Z = H*dz) -> per-head RMS norm (rstd
        (B, L, H) saved), affine q = zn (1 + gamma[0]) / sqrt(dz) + beta[0] (k with row 1),
@@ -154,7 +163,7 @@ typedef struct Ops {
     /* dq, dk are clobbered (used as scratch). */
     void (*qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
                         const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
-                        int accumulate);
+                        int mode);
 
     /* ---- chunk-local causal attention (spec section 5), scale 1: q, k (B, L, H*dz);
        v, o (B, L, H*dv); chunks of C along L (one chunk when L <= C); lse (B, H, L) fp32 saved

@@ -356,6 +356,7 @@ void model_shape(Model *m, const ModelDims *d, const ModelPart *part, const Ops 
     Table t = table_of(m);
     m->params_info = t.p;
     m->n_params = t.n;
+    m->unwritten = xcalloc((size_t)t.n, 1);
     m->n_elems = t.elems;
     pad_to = pad_to ? pad_to : 1;
     m->n_padded = (t.elems + pad_to - 1) / pad_to * pad_to;
@@ -376,6 +377,7 @@ void model_unshape(Model *m)
     free(m->slots);
     free(m->blocks);
     free(m->params_info);
+    free(m->unwritten);
     free(m->batch_host);
     memset(m, 0, sizeof *m);
 }
@@ -546,6 +548,44 @@ const void *model_input_grad(const Model *m) { return m->dy; }
 #define P(o) ((const void *)((const char *)m->params_act + (o) * m->ops->act_size))
 #define GR(o) (m->grads + (o))
 
+/* The index of the parameter at offset o (the table is in offset order; none is empty) */
+static int param_at(const Model *m, size_t o)
+{
+    int lo = 0, hi = m->n_params - 1;
+    while (lo < hi) {
+        const int mid = lo + (hi - lo + 1) / 2;
+        if (m->params_info[mid].offset <= o)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    if (m->n_params == 0 || m->params_info[lo].offset != o)
+        fail("model: no parameter starts at offset %zu", o);
+    return lo;
+}
+
+/* A backward op about to write the gradients of the n parameters at offsets o: GRAD_NEW when none
+   was written since model_zero_grads (it overwrites them), else 0 (it adds; one not yet written,
+   beside one that was, is zeroed first: model_inject_grad's) */
+static int pnew_of(Model *m, int n, const size_t *o)
+{
+    int fresh = 0;
+    for (int i = 0; i < n; i++)
+        fresh += m->unwritten[param_at(m, o[i])];
+    for (int i = 0; i < n && fresh; i++) {
+        const ParamInfo *p = &m->params_info[param_at(m, o[i])];
+        if (!m->unwritten[p - m->params_info])
+            continue;
+        if (fresh < n)
+            m->ops->zero(GR(p->offset), p->numel * sizeof(float));
+        m->unwritten[p - m->params_info] = 0;
+        m->n_unwritten--;
+    }
+    return fresh == n ? GRAD_NEW : 0;
+}
+#define PNEW(...)                                                                                              \
+    pnew_of(m, (int)(sizeof((const size_t[]){__VA_ARGS__}) / sizeof(size_t)), (const size_t[]){__VA_ARGS__})
+
 /* state slots: block i (or n_layers for the final norm): TimestepNorm part, then CEMA part */
 static float *st(const Model *m, float *base, int i) { return base + (size_t)i * m->state_elems; }
 static float *st_h(const Model *m, float *base, int i) { return st(m, base, i) + (size_t)m->B * m->Gl * 2; }
@@ -706,42 +746,47 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
 
     /* FFN: y = x + p W2^T (row-parallel) */
     ops->copy(dx, dy, TDl);
-    tp_row_backward(m->tp, ops, g->dp, GR(b->w2), P(b->w2), dy, s->p, T, Fl, Dl);
+    tp_row_backward(m->tp, ops, g->dp, GR(b->w2), P(b->w2), dy, s->p, T, Fl, Dl, PNEW(b->w2));
     if (d->swiglu) {
         ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0);
-        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, 0);
+        ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, PNEW(b->w3));
     } else {
         ops->silu_backward(g->da1, g->dp, s->a1, TF, 0);
     }
-    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl, d->swiglu); /* after W3's */
+    ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl,
+                         (d->swiglu ? GRAD_ADD : 0) | PNEW(b->w1)); /* after W3's */
     /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
     ops->layernorm_backward(g->dyhat_full, GR(b->ln_w), GR(b->ln_b), g->du, s->yhat_full, s->ln_mean, s->ln_rstd,
-                            P(b->ln_w), T, D, 0);
+                            P(b->ln_w), T, D, PNEW(b->ln_w, b->ln_b));
     reduce_scatter(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
     ops->accumulate(dx, g->dyhat, TDl);
-    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl, 0); /* Wr, Wz add */
-    tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl);
+    ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl,
+                         PNEW(b->wh1, b->bh1)); /* Wr, Wz add */
+    tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl, PNEW(b->wh2));
     ops->swiglu_backward(g->dar, g->do_, g->dro, s->ar, s->o, TV, 0);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
                             d->V / d->H, d->C, 0);
-    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, 1);
+    ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, GRAD_ADD | PNEW(b->wr, b->br));
     ops->silu_backward(g->dav, g->dvv, s->av, TV, 0);
-    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl, 0);
+    ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl,
+                         PNEW(b->wv, b->bv));
     ops->qk_backward(g->dzs, GR(b->qk_gamma), GR(b->qk_beta), g->dq, g->dk, s->zs, s->qk_rstd, P(b->qk_gamma), B, L,
-                     m->Hl, d->Z / d->H, d->C, d->rope_base, 0);
-    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl, 1);
+                     m->Hl, d->Z / d->H, d->C, d->rope_base, PNEW(b->qk_gamma, b->qk_beta));
+    ops->matmul_backward(g->dm, GR(b->wz), GR(b->bz), g->dzs, s->m, P(b->wz), T, D, Zl, GRAD_ADD | PNEW(b->wz, b->bz));
     /* dm is a partial sum over tp ranks; RMSNorm's backward is linear in it */
-    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D, 0);
+    ops->rmsnorm_backward(g->dcema_full, GR(b->rms_w), g->dm, s->cema_full, s->rms, P(b->rms_w), T, D,
+                          PNEW(b->rms_w));
     reduce_scatter(m, g->dcema, g->dcema_full);
     reduce_scatter(m, g->dxhat, g->dxhat_full);
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
     /* adds to the value path's dxhat */
-    ops->cema_backward(g->dxhat, cg, g->dcema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N, 1);
+    ops->cema_backward(g->dxhat, cg, g->dcema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N,
+                       GRAD_ADD | PNEW(b->alpha, b->delta, b->theta, b->gamma, b->omega));
     ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), g->dxhat, x, s->tsn_mean, s->tsn_rstd, P(b->tsn_w), cs, B, L,
-                         Dl, m->Gl, 1);
+                         Dl, m->Gl, GRAD_ADD | PNEW(b->tsn_w, b->tsn_b));
     dstate_send(m, sl, i);
 }
 
@@ -806,11 +851,12 @@ void model_backward(Model *m, int slot)
     const int nl = m->part.n_layers;
     if (m->part.last) { /* the head and the final norm write dxf and dy */
         ops->matmul_backward(m->g.dxf_full, GR(m->out), NULL, sl->logits, sl->xf_full, P(m->out), m->T, d->D,
-                             m->vocab_l, 0);
+                             m->vocab_l, PNEW(m->out));
         reduce_scatter(m, m->g.dxf, m->g.dxf_full);
         dstate_recv(m, sl, nl);
         ops->tsnorm_backward(m->dy, GR(m->final_w), GR(m->final_b), m->g.dxf, sl->x[nl], sl->f_mean, sl->f_rstd,
-                             P(m->final_w), chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl, 0);
+                             P(m->final_w), chunk_state(m, sl, nl, 0), m->B, m->L, m->Dl, m->Gl,
+                             PNEW(m->final_w, m->final_b));
         dstate_send(m, sl, nl);
     }
     for (int i = nl - 1; i >= 0; i--) {
@@ -828,8 +874,24 @@ void model_backward(Model *m, int slot)
         void *full = m->tp ? m->emb_full : m->dy;
         gather(m, full, m->dy);
         ops->embedding_backward(GR(m->embed), full, sl->tokens, m->T, d->D, vocab0(m), m->vocab_l,
-                                d->scale_emb ? sqrtf((float)d->D) : 1.0f);
+                                d->scale_emb ? sqrtf((float)d->D) : 1.0f, PNEW(m->embed));
     }
+    for (int i = 0; m->n_unwritten && i < m->n_params; i++)
+        if (m->unwritten[i])
+            fail("model: the backward wrote no gradient of %s (it would hold an earlier step's)",
+                 m->params_info[i].name);
 }
 
-void model_zero_grads(Model *m) { m->ops->zero(m->grads, m->n_padded * sizeof(float)); }
+void model_zero_grads(Model *m)
+{
+    memset(m->unwritten, 1, (size_t)m->n_params);
+    m->n_unwritten = m->n_params;
+}
+
+void model_inject_grad(Model *m, float value)
+{
+    const size_t first = 0;
+    pnew_of(m, 1, &first); /* written: its backward adds */
+    m->ops->zero(m->grads, m->params_info[0].numel * sizeof(float));
+    m->ops->upload(m->grads, &value, sizeof value);
+}

@@ -172,6 +172,9 @@ typedef struct {
 
     void *params_act;   /* (n_padded) compute copy */
     float *grads;       /* (n_padded) fp32 */
+    unsigned char *unwritten; /* (n_params) gradients no backward has written since model_zero_grads:
+                                 their next writer overwrites them (ops.h: GRAD_NEW) */
+    int n_unwritten;
 
     ModelSlot *slots;
     int n_slots;
@@ -265,10 +268,16 @@ void model_loss_clear(Model *m);
    against other targets (backend (T); < 0: ignored), such as a subset of its own; read back at
    once, apart from the loss sum. */
 double model_loss(Model *m, int slot, const int32_t *targets);
-/* Backward of that slot's last forward; accumulates into m->grads (zero them per step). A stage
-   other than the last takes the gradient of its output from model_output_grad. */
+/* Backward of that slot's last forward: adds to m->grads, except that the first backward after
+   model_zero_grads writes every parameter's gradient (so no pass zeroes them; one it did not
+   reach is an error). A stage other than the last takes the gradient of its output from
+   model_output_grad. */
 void model_backward(Model *m, int slot);
+/* The gradients start over: the next backward's are the first (host bookkeeping only). */
 void model_zero_grads(Model *m);
+/* The first gradient element starts at value instead of zero (a testing aid; after
+   model_zero_grads, before backward). */
+void model_inject_grad(Model *m, float value);
 
 /* The chunk boundaries a forward crosses (its blocks', and the final norm's on the last stage):
    states sent per micro-batch each way under chunk parallelism. */

@@ -175,8 +175,9 @@ void trainer_free(Trainer *tr)
     guard_free(&tr->guard);
     tp_free(tr->m.tp);
     cp_free(tr->m.cp);
-    if (tr->graph)
-        tr->ops->graph_free(tr->graph);
+    for (int i = 0; i < 2; i++)
+        if (tr->graph[i])
+            tr->ops->graph_free(tr->graph[i]);
     model_free(&tr->m);
     for (int i = 0; i < n; i++)
         comm_free(cs[i]);
@@ -192,6 +193,7 @@ typedef struct {
     int64_t next_first; /* the next one's, read during this one's last micro-batch; -1: none */
     float grad_scale; /* 0: evaluation, no backward */
     const EvalHook *hook; /* evaluation: after each forward of the last stage, or NULL */
+    int k;                /* the micro-batch a graph runs */
 } StepCtx;
 
 /* Micro-batch k of the global batch from sample first: this rank's rows and columns of it. */
@@ -264,7 +266,8 @@ static void *micro_input(void *ctx, int k)
 static void *micro_output_grad(void *ctx, int k) { return model_output_grad(&((StepCtx *)ctx)->tr->m); }
 
 /* A job of one rank: a micro-batch's forward and backward, which queue the same work every step
-   (no communication, no host round trip), as one graph (ops.h: graph_run) */
+   (no communication, no host round trip), as one graph (ops.h: graph_run); two when the first
+   micro-batch, which writes the gradients, is not the only one, which add to them */
 static int graphed(const Trainer *tr)
 {
     return tr->c->train.graph && tr->ops->graph_run && tr->world.size == 1 && tr->m.n_slots == 1;
@@ -273,6 +276,8 @@ static int graphed(const Trainer *tr)
 static void micro_graph(void *ctx)
 {
     StepCtx *x = ctx;
+    if (x->k == 0)
+        model_zero_grads(&x->tr->m);
     model_forward(&x->tr->m, 0, x->grad_scale);
     model_backward(&x->tr->m, 0);
 }
@@ -326,9 +331,7 @@ static double grad_sumsq(Trainer *tr)
 double trainer_forward_backward(Trainer *tr)
 {
     const Config *c = tr->c;
-    model_zero_grads(&tr->m);
-    if (tr->step + 1 >= tr->inject_first && tr->step + 1 <= tr->inject_last)
-        tr->ops->upload(tr->m.grads, &tr->inject_value, sizeof(float));
+    const int inject = tr->step + 1 >= tr->inject_first && tr->step + 1 <= tr->inject_last;
     replicas_restart(&tr->tp_sums);
     replicas_restart(&tr->tied_sums);
     model_loss_clear(&tr->m);
@@ -338,12 +341,15 @@ double trainer_forward_backward(Trainer *tr)
                  .first = tr->cursor,
                  .next_first = tr->step + 1 < c->train.steps ? tr->cursor + c->data.batch_size : -1,
                  .grad_scale = tr->grad_scale};
-    if (graphed(tr))
-        for (int k = 0; k < c->parallel.micro_batches; k++) {
-            micro_tokens(&x, k, 0); /* the upload, before the graph */
-            tr->ops->graph_run(&tr->graph, micro_graph, &x);
+    if (graphed(tr) && !inject)
+        for (x.k = 0; x.k < c->parallel.micro_batches; x.k++) {
+            micro_tokens(&x, x.k, 0); /* the upload, before the graph */
+            tr->ops->graph_run(&tr->graph[x.k > 0], micro_graph, &x);
         }
     else {
+        model_zero_grads(&tr->m);
+        if (inject)
+            model_inject_grad(&tr->m, tr->inject_value);
         PipelineSteps steps = micro_steps(&x);
         pipeline_1f1b(&tr->pipe, &steps);
     }

@@ -50,7 +50,8 @@ typedef struct {
     int64_t cursor;               /* samples drawn so far (the data cursor) */
     float grad_scale;
     double loss;                  /* this step's loss sum on this rank */
-    void *graph;                  /* a micro-batch's forward and backward (train.graph), or NULL */
+    void *graph[2];               /* micro-batches' forward and backward (train.graph): the first,
+                                     the others; NULL until run */
     double step_loss;             /* the mean loss of the last trainer_forward_backward */
     int64_t step;                 /* optimizer steps taken, skipped updates included */
     uint64_t data_fingerprint;    /* of the training split (0: random tokens) */

@@ -6,7 +6,8 @@
    case_backward() feeds the outputs' upstream gradients and brings the input gradients back.
    So one description of each op serves the finite-difference checks (cpu64), the fp32/fp64
    comparison and the checks against reference formulas. A case of an op whose backward takes
-   `accumulate` runs it accumulating, or overwriting after case_overwrite().
+   `accumulate` runs it accumulating, or overwriting after case_overwrite(); one of an op with
+   parameters adds to their gradients, or writes them afresh (GRAD_NEW) after case_fresh().
 
    Every value is drawn uniformly from a stated range by a counter-based RNG keyed by (case,
    argument) and rounded to fp32, so the fp32 and fp64 backends see identical inputs. Include this
@@ -52,6 +53,7 @@ typedef struct OpCase {
     int v0, slices; /* embedding: the table's first row of the vocabulary V; cross-entropy: the
                        vocabulary in slices, as tensor-parallel ranks hold it */
     int grad_acc;  /* backward's accumulate argument; -1: the op takes none */
+    int pnew;      /* GRAD_NEW after case_fresh, else 0 */
     int64_t n0;
     double eps, base, scale;
     int32_t *ids;  /* (T) tokens or targets */
@@ -213,8 +215,39 @@ static inline OpCase *case_overwrite(OpCase *c)
     return c;
 }
 
-/* " (overwrite)" for a case that overwrites, else "": for test messages */
-static inline const char *case_mode(const OpCase *c) { return c->grad_acc == 0 ? " (overwrite)" : ""; }
+/* Backward writes the parameters' gradients afresh from now on (GRAD_NEW): every fp32 input
+   gradient that is not an incoming state's (those are always overwritten). 0 for an op without
+   parameters. */
+static inline int case_fresh(OpCase *c)
+{
+    for (int i = 0; i < c->nin; i++)
+        if (c->in[i].gkind == ARG_F32 && !(c->in[i].flags & (ARG_OVERWRITE | ARG_NOGRAD))) {
+            c->in[i].flags |= ARG_OVERWRITE;
+            c->pnew = GRAD_NEW;
+        }
+    return c->pnew != 0;
+}
+
+/* Moves c to its backward's mode `pass`, cumulatively: 0 as built, 1 overwriting the activation
+   inputs' gradients, 2 also writing the parameters' afresh; 0 for a mode the op does not have. */
+static inline int case_pass(OpCase *c, int pass)
+{
+    if (pass == 1 && c->grad_acc < 0)
+        return 0;
+    if (pass == 1)
+        case_overwrite(c);
+    return pass < 2 || case_fresh(c);
+}
+
+/* The mode argument of an op with parameters, as the case stands */
+static inline int case_grad_mode(const OpCase *c) { return (c->grad_acc > 0 ? GRAD_ADD : 0) | c->pnew; }
+
+/* " (overwrite)", " (new params)", both or "": for test messages */
+static inline const char *case_mode(const OpCase *c)
+{
+    return c->pnew ? (c->grad_acc == 0 ? " (overwrite, new params)" : " (new params)")
+                   : c->grad_acc == 0 ? " (overwrite)" : "";
+}
 
 static inline void case_free(OpCase *c)
 {
@@ -461,7 +494,7 @@ static inline void embedding_fwd(const Ops *o, OpCase *c)
 static inline void embedding_bwd(const Ops *o, OpCase *c)
 {
     o->embedding_backward(DIN("table"), DOUT("y"), c->ids, c->T, c->D, c->v0,
-                          (int)(case_arg(c, 1, "table")->n / c->D), c->scale);
+                          (int)(case_arg(c, 1, "table")->n / c->D), c->scale, c->pnew);
 }
 
 /* tokens drawn from a vocabulary V smaller than T, so rows repeat; the table holds `rows` rows
@@ -498,7 +531,7 @@ static inline void matmul_fwd(const Ops *o, OpCase *c) { matmul_fwd_put(o, c, bu
 static inline void matmul_bwd(const Ops *o, OpCase *c)
 {
     o->matmul_backward(DIN("inp"), DIN("w"), DIN("bias"), DOUT("y"), IN("inp"), IN("w"), c->T, c->IC, c->OC,
-                       c->grad_acc);
+                       case_grad_mode(c));
 }
 
 /* accumulate: 0, 1 (forward adds to y's prior content) or 2 (adds a residual buffer of that
@@ -526,7 +559,7 @@ static inline void rmsnorm_fwd(const Ops *o, OpCase *c)
 }
 static inline void rmsnorm_bwd(const Ops *o, OpCase *c)
 {
-    o->rmsnorm_backward(DIN("x"), DIN("w"), DOUT("y"), IN("x"), OUT("rrms"), IN("w"), c->T, c->D, c->grad_acc);
+    o->rmsnorm_backward(DIN("x"), DIN("w"), DOUT("y"), IN("x"), OUT("rrms"), IN("w"), c->T, c->D, case_grad_mode(c));
 }
 static inline void layernorm_fwd(const Ops *o, OpCase *c)
 {
@@ -535,7 +568,7 @@ static inline void layernorm_fwd(const Ops *o, OpCase *c)
 static inline void layernorm_bwd(const Ops *o, OpCase *c)
 {
     o->layernorm_backward(DIN("x"), DIN("w"), DIN("b"), DOUT("y"), IN("x"), OUT("mean"), OUT("rstd"), IN("w"), c->T,
-                          c->D, c->grad_acc);
+                          c->D, case_grad_mode(c));
 }
 
 /* x is offset from zero so the LayerNorm mean matters */
@@ -572,7 +605,7 @@ static inline void tsnorm_fwd(const Ops *o, OpCase *c)
 static inline void tsnorm_bwd(const Ops *o, OpCase *c)
 {
     o->tsnorm_backward(DIN("x"), DIN("w"), DIN("b"), DOUT("y"), IN("x"), OUT("mean"), OUT("rstd"), IN("w"),
-                       tsnorm_chunk(c), c->B, c->L, c->D, c->G, c->grad_acc);
+                       tsnorm_chunk(c), c->B, c->L, c->D, c->G, case_grad_mode(c));
 }
 static inline void tsnorm_exact(OpCase *c, const char *out, double *dst) { ref_tsnorm(c, NULL, NULL, NULL, dst); }
 
@@ -618,7 +651,7 @@ static inline void cema_bwd(const Ops *o, OpCase *c)
 {
     CemaGrads g = {DIN("alpha"), DIN("delta"), DIN("theta"), DIN("gamma"), DIN("omega")};
     o->cema_backward(DIN("u"), g, DOUT("y"), IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N,
-                     c->grad_acc);
+                     case_grad_mode(c));
 }
 static inline void cema_exact(OpCase *c, const char *out, double *dst) { ref_cema(c, NULL, dst); }
 
@@ -652,7 +685,7 @@ static inline void qk_fwd(const Ops *o, OpCase *c)
 static inline void qk_bwd(const Ops *o, OpCase *c)
 {
     o->qk_backward(DIN("zs"), DIN("gamma"), DIN("beta"), DOUT("q"), DOUT("k"), IN("zs"), OUT("rstd"), IN("gamma"), c->B,
-                   c->L, c->H, c->dz, c->C, c->base, c->grad_acc);
+                   c->L, c->H, c->dz, c->C, c->base, case_grad_mode(c));
 }
 
 static inline OpCase *qk_case(int B, int L, int H, int dz, int C, double base)

@@ -294,6 +294,51 @@ static void test_recompute(int swiglu)
         model_free(&m[k]);
 }
 
+/* The first backward after model_zero_grads writes every parameter gradient (GRAD_NEW) and the
+   next adds: two micro-batches onto a buffer of NaN give the sum of the two micro-batches' own
+   gradients (each the only one of its step). A gradient left unwritten stays NaN; one the second
+   micro-batch overwrote, or the first added to, is off by a whole micro-batch's part. share_emb
+   (swiglu) writes the tied table twice in each. The sums round differently (each op adds its fp64
+   partial sums to the fp32 gradient): measured 3e-8 relative, tolerance 1e-6. */
+static void test_fresh_grads(int swiglu)
+{
+    ModelDims d = tiny(swiglu);
+    const int B = 2, L = 12;
+    const ModelPart part = model_part(&d, 1, 0, 1, 0);
+    int32_t tok[2][2 * 13];
+    random_tokens(tok[0], 2 * 13, d.vocab, 41);
+    random_tokens(tok[1], 2 * 13, d.vocab, 42);
+    Model m;
+    model_create(&m, &d, &part, ops_cpu(), B, L, RECOMPUTE_NONE, 2, 1);
+    model_init_params(&m, 17);
+    perturb_params(&m, 18 + swiglu);
+    const size_t n = m.n_elems;
+    double *sum = xcalloc(n, sizeof(double)), *both = xmalloc(n * sizeof(double));
+    for (int s = 0; s < 2; s++) { /* each micro-batch alone, onto what the other left */
+        model_zero_grads(&m);
+        model_set_batch(&m, s, tok[s]);
+        forward_loss(&m, s, 1.0f / (float)(B * L));
+        model_backward(&m, s);
+        for (size_t i = 0; i < n; i++)
+            sum[i] += m.grads[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        m.grads[i] = NAN;
+    model_zero_grads(&m);
+    for (int s = 0; s < 2; s++)
+        forward_loss(&m, s, 1.0f / (float)(B * L));
+    for (int s = 1; s >= 0; s--)
+        model_backward(&m, s);
+    for (size_t i = 0; i < n; i++)
+        both[i] = m.grads[i];
+    const double err = tap_relerr(both, sum, n);
+    tap_check(err < 1e-6, "%s: two micro-batches' gradients onto NaN = the sum of each alone (rel err %.1e)",
+              swiglu ? "swiglu, tied embedding" : "silu", err);
+    free(sum);
+    free(both);
+    model_free(&m);
+}
+
 static void test_init_layout_free(void)
 {
     ModelDims d = tiny(0);
@@ -342,6 +387,8 @@ int main(int argc, char **argv)
     test_gradcheck(1);
     test_recompute(0);
     test_recompute(1);
+    test_fresh_grads(0);
+    test_fresh_grads(1);
     /* fp64 compute, but the states that cross are fp32 (as in the repository, spec section 12):
        their rounding (relative 6e-8) bounds the difference; measured 6.4e-9 (logits) and 4.3e-8
        (gradients) */

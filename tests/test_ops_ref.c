@@ -328,8 +328,9 @@ static void test_adamw(const Ops *o, int alias)
 
 /* Runs c's backward accumulating onto zero-filled gradient buffers (what the model did before the
    ops could overwrite), then overwriting buffers filled with NaN (an op that adds to them, or
-   reads them at all, gives NaN): every overwritten gradient must be the same bit for bit, so the
-   mode changes no number. Frees c. */
+   reads them at all, gives NaN), the parameters' gradients too where it has parameters
+   (GRAD_NEW): every overwritten gradient must be the same bit for bit, so the modes change no
+   number. Frees c. */
 static void test_overwrite(const Ops *o, OpCase *c)
 {
     case_run(o, c, 0);
@@ -339,7 +340,9 @@ static void test_overwrite(const Ops *o, OpCase *c)
             ref[i] = xmalloc(c->in[i].n * sizeof(double));
             memcpy(ref[i], c->in[i].grad, c->in[i].n * sizeof(double));
         }
-    case_overwrite(c);
+    if (c->grad_acc >= 0)
+        case_overwrite(c);
+    case_fresh(c);
     case_run(o, c, 2);
     size_t n = 0, differ = 0;
     for (int i = 0; i < c->nin; i++) {
@@ -349,8 +352,8 @@ static void test_overwrite(const Ops *o, OpCase *c)
         free(ref[i]);
     }
     tap_check(n > 0 && differ == 0,
-              "%s (%s): overwriting NaN = accumulating onto zeros, bit for bit (%zu of %zu differ)",
-              c->name, o->name, differ, n);
+              "%s%s (%s): overwriting NaN = accumulating onto zeros, bit for bit (%zu of %zu differ)", c->name,
+              case_mode(c), o->name, differ, n);
     case_free(c);
 }
 
@@ -458,7 +461,8 @@ int main(void)
     test_memory(ops_cpu());
     test_memory(ops_cpu64());
     test_bf16(ops_cpu());
-    /* every op with an accumulate argument, at sizes where OpenMP and BLAS split the work */
+    /* every op with an accumulate argument or parameters, at sizes where OpenMP and BLAS split the
+       work */
     for (int b = 0; b < 2; b++) {
         const Ops *o = b ? ops_cpu64() : ops_cpu();
         test_overwrite(o, elementwise_case("silu", 3000));
@@ -472,6 +476,7 @@ int main(void)
         test_overwrite(o, qk_case(2, 96, 2, 16, 32, 10000));
         test_overwrite(o, attention_case(2, 96, 2, 16, 24, 32));
         test_overwrite(o, attention_case(1, 10, 1, 4, 3, 4));
+        test_overwrite(o, embedding_case(20, 64, 50, 0, 50)); /* rows no token uses */
     }
     return tap_done();
 }

@@ -161,7 +161,7 @@ static void train_eval(Trainer *tr, MPI_Comm sub, void *ctx)
     MPI_Allreduce(&buckets, &out->buckets, 1, MPI_INT, MPI_MAX, sub);
     if (tr->zero.comm->size == 1)
         out->started = -1;
-    out->graphed = tr->graph != NULL;
+    out->graphed = tr->graph[0] && (tr->c->parallel.micro_batches == 1 || tr->graph[1]);
     out->val = trainer_eval(tr, NULL, NULL);
     trainer_gather_all(tr, take, &out->p);
 }

@@ -7,7 +7,7 @@
    achieved model TFLOP/s and MFU (GPUs only), peak device memory, and one more step's time per op,
    each against its floor (the larger of its bytes over the memory bandwidth and its FLOPs over the
    matching peak rate), with the step's fixed costs (those that do not grow with its tokens:
-   AdamW, zeroing and norm of the gradients, host round trips, op calls) apart. Per-op times come
+   AdamW and the gradients' norm, host round trips, op calls) apart. Per-op times come
    from CUDA events on the backend's compute stream around every op (a wrapping Ops table) on the
    CUDA backend, from the host clock on the CPU. */
 #include "autoconfig.h"
@@ -70,7 +70,6 @@ static void set_peak_bw(void)
         peak_bw = 3.35e12;
 #endif
 }
-static size_t grad_bytes; /* the whole gradient buffer: its zeroing is a per-step cost */
 static OpStat stats[MAX_STATS];
 static int n_stats;
 static struct {
@@ -157,7 +156,7 @@ static void marks_collect(void)
 
 static void t_zero(void *p, size_t bytes)
 {
-    TIMED(bytes == grad_bytes ? "zero gradients" : "zero", bytes, 0, PEAK_BF16, base->zero(p, bytes));
+    TIMED("zero", bytes, 0, PEAK_BF16, base->zero(p, bytes));
 }
 /* host round trips: transfers and synchronisations (ops that return a scalar, such as sumsq and
    crossentropy, are round trips too) */
@@ -203,10 +202,10 @@ static void t_embedding_forward(void *out, const int32_t *tok, const void *table
           base->embedding_forward(out, tok, table, T, D, v0, V, scale));
 }
 static void t_embedding_backward(float *dt, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
-                                 float scale)
+                                 float scale, int mode)
 {
-    TIMED("embedding_backward", (double)T * D * (AS + 8), 0, PEAK_BF16,
-          base->embedding_backward(dt, dout, tok, T, D, v0, V, scale));
+    TIMED("embedding_backward", (double)T * D * (AS + 8) + (mode & GRAD_NEW ? 4.0 * V * D : 0), 0, PEAK_BF16,
+          base->embedding_backward(dt, dout, tok, T, D, v0, V, scale, mode));
 }
 static void t_matmul_forward(void *out, const void *inp, const void *w, const void *bias, const void *res, int T,
                              int IC, int OC)
@@ -221,7 +220,7 @@ static void t_matmul_backward(void *dinp, float *dw, float *dbias, const void *d
 {
     char label[64];
     snprintf(label, sizeof label, "matmul_backward %dx%d", IC, OC);
-    double bytes = ((double)T * OC + (double)T * IC + (double)OC * IC) * AS + 8.0 * OC * IC +
+    double bytes = ((double)T * OC + (double)T * IC + (double)OC * IC) * AS + (acc & GRAD_NEW ? 4.0 : 8.0) * OC * IC +
                    (dinp ? 2.0 * T * IC * AS : 0);
     TIMED(label, bytes, (dinp ? 4.0 : 2.0) * T * IC * OC, PEAK_BF16,
           base->matmul_backward(dinp, dw, dbias, dout, inp, w, T, IC, OC, acc));
@@ -356,12 +355,12 @@ static Ops timed_ops(const Ops *o)
     return t;
 }
 
-/* The step's fixed costs, which one sequence per step does not spread over more tokens: AdamW,
-   zeroing and norm of the whole gradient buffer, host round trips, op calls (each one or more
-   kernel launches), and the wall time outside every op (host work and launch gaps). */
+/* The step's fixed costs, which one sequence per step does not spread over more tokens: AdamW and
+   the norm of the whole gradient buffer, host round trips, op calls (each one or more kernel
+   launches), and the wall time outside every op (host work and launch gaps). */
 static void fixed_costs(double wall_ms, double ops_ms)
 {
-    static const char *const fixed[] = {"adamw", "zero gradients", "sumsq"};
+    static const char *const fixed[] = {"adamw", "sumsq"};
     static const char *const trips[] = {"upload", "download", "sync", "sumsq"};
     double fixed_ms = 0, trip_ms = 0;
     int calls = 0, ntrips = 0;
@@ -382,7 +381,7 @@ static void fixed_costs(double wall_ms, double ops_ms)
     printf("  fixed per step: %d host round trips (%.2f ms inside them), %d op calls, %.2f ms of wall time outside "
            "ops\n",
            ntrips, trip_ms, calls, wall_ms - ops_ms);
-    printf("  fixed per step: %.2f ms (AdamW, gradient zeroing and norm) + %.2f ms outside ops = %.1f%% of the step;"
+    printf("  fixed per step: %.2f ms (AdamW, gradient norm) + %.2f ms outside ops = %.1f%% of the step;"
            " per-token ops %.2f ms\n",
            fixed_ms, wall_ms - ops_ms, 100 * (fixed_ms + wall_ms - ops_ms) / wall_ms, ops_ms - fixed_ms);
 }
@@ -526,7 +525,6 @@ int main(int argc, char **argv)
             CUDA_CHECK(cudaEventCreate(&marks[i].e1));
         }
 #endif
-    grad_bytes = tr.m.n_padded * sizeof(float);
     trainer_set_ops(&tr, &timed);
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = util_now();

@@ -119,7 +119,7 @@ static void cema_scan_backward(const CemaCoef *c, const double *uc, const double
 }
 
 void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int accumulate)
+                        int L, int D, int N, int mode)
 {
     real *din = du;
     const real *gy = dy, *in = u, *omega = p.omega, *theta = p.theta;
@@ -151,7 +151,7 @@ void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, Ce
                                        &cg[k], dh0 ? dh0 + hk : NULL);
                 }
                 for (int t = 0; t < L; t++)
-                    grad_put(&din[((size_t)b * L + t) * D + d], duc[t], accumulate);
+                    grad_put(&din[((size_t)b * L + t) * D + d], duc[t], mode);
             }
             /* chain to the raw parameters through q = r e^{i th}, r = 1 - p s */
             double st = sigmoid(theta[d]), dth = 0, gs = 1 / sqrt((double)N);
@@ -162,14 +162,14 @@ void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, Ce
                 double dthk = c->r * (cg[k].gqi * cs - cg[k].gqr * sn); /* r Im(G_q e^{-i th}) */
                 double dp = cg[k].dp - c->s * dr, ds = -c->p * dr;
                 size_t i = (size_t)d * N + k;
-                g.alpha[i] += dp * c->p * (1 - c->p);
-                g.delta[i] += ds * c->s * (1 - c->s);
-                g.gamma[2 * i] += cg[k].ggr * gs;
-                g.gamma[2 * i + 1] += cg[k].ggi * gs;
+                param_put(&g.alpha[i], dp * c->p * (1 - c->p), mode);
+                param_put(&g.delta[i], ds * c->s * (1 - c->s), mode);
+                param_put(&g.gamma[2 * i], cg[k].ggr * gs, mode);
+                param_put(&g.gamma[2 * i + 1], cg[k].ggi * gs, mode);
                 dth += dthk * (k + 1);
             }
-            g.theta[d] += dth * TWO_PI / N * st * (1 - st);
-            g.omega[d] += domega;
+            param_put(&g.theta[d], dth * TWO_PI / N * st * (1 - st), mode);
+            param_put(&g.omega[d], domega, mode);
         }
         free(uc);
         free(cf);

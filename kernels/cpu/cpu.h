@@ -72,15 +72,17 @@ static inline double *partials_sum(double *p, size_t n)
             p[i] += p[(size_t)t * n + i];
     return p;
 }
-static inline void grad_add(float *grad, const double *g, size_t n)
+/* Stores v into a gradient: an activation input's (grad_put: added to what it holds with
+   GRAD_ADD) or a parameter's (param_put: overwriting it with GRAD_NEW), by a backward op's mode
+   (ops.h). The sum is rounded once, so overwriting gives bit for bit what adding onto zeros
+   gave. */
+static inline void grad_put(real *g, double v, int mode) { *g = (mode & GRAD_ADD ? *g : 0) + v; }
+static inline void param_put(float *g, double v, int mode) { *g = (mode & GRAD_NEW ? 0 : *g) + v; }
+static inline void grad_add(float *grad, const double *g, size_t n, int mode)
 {
     for (size_t i = 0; i < n; i++)
-        grad[i] += g[i];
+        param_put(&grad[i], g[i], mode);
 }
-
-/* Stores v into an activation-input gradient, added to what it holds when accumulating (ops.h).
-   The sum is rounded once, so overwriting gives bit for bit what adding onto zeros gave. */
-static inline void grad_put(real *g, double v, int accumulate) { *g = (accumulate ? *g : 0) + v; }
 
 void *CPU(alloc)(size_t bytes);
 void CPU(release)(void *p);
@@ -110,36 +112,36 @@ void CPU(split_columns)(void *dst, const void *src, int n, int T, int w);
 void CPU(embedding_forward)(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
                             float scale);
 void CPU(embedding_backward)(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
-                             float scale);
+                             float scale, int mode);
 
 void CPU(matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
                          int OC);
 void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                          int T, int IC, int OC, int accumulate);
+                          int T, int IC, int OC, int mode);
 
 void CPU(rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
 void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                           int T, int D, int accumulate);
+                           int T, int D, int mode);
 void CPU(layernorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                             int D, float eps);
 void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D, int accumulate);
+                             const float *rstd, const void *w, int T, int D, int mode);
 
 void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
                          ChunkState chunk, int B, int L, int D, int G, float eps);
 void CPU(tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                           const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
-                          int accumulate);
+                          int mode);
 
 void CPU(cema_forward)(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
 void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int accumulate);
+                        int L, int D, int N, int mode);
 
 void CPU(qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);
 void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
                       const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
-                      int accumulate);
+                      int mode);
 
 void CPU(attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
                             int dz, int dv, int C);

@@ -20,7 +20,7 @@ void CPU(rmsnorm_forward)(void *y, float *rrms, const void *x, const void *w, in
 }
 
 void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w, int T,
-                           int D, int accumulate)
+                           int D, int mode)
 {
     real *din = dx;
     const real *g = dy, *in = x, *scale = w;
@@ -38,10 +38,10 @@ void CPU(rmsnorm_backward)(void *dx, float *dw, const void *dy, const void *x, c
             }
             for (int i = 0; i < D; i++)
                 grad_put(&din[(size_t)t * D + i], r * (1 + (double)scale[i]) * gt[i] - xt[i] * r * r * r * dot / D,
-                         accumulate);
+                         mode);
         }
     }
-    grad_add(dw, partials_sum(part, D), D);
+    grad_add(dw, partials_sum(part, D), D, mode);
     free(part);
 }
 
@@ -68,7 +68,7 @@ void CPU(layernorm_forward)(void *y, float *mean, float *rstd, const void *x, co
 }
 
 void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D, int accumulate)
+                             const float *rstd, const void *w, int T, int D, int mode)
 {
     real *din = dx;
     const real *g = dy, *in = x, *scale = w;
@@ -91,12 +91,12 @@ void CPU(layernorm_backward)(void *dx, float *dw, float *db, const void *dy, con
             mgx /= D;
             for (int i = 0; i < D; i++) {
                 double xhat = (xt[i] - m) * rs;
-                grad_put(&din[(size_t)t * D + i], rs * (gt[i] * (1 + (double)scale[i]) - mg - xhat * mgx), accumulate);
+                grad_put(&din[(size_t)t * D + i], rs * (gt[i] * (1 + (double)scale[i]) - mg - xhat * mgx), mode);
             }
         }
     }
     partials_sum(part, 2 * (size_t)D);
-    grad_add(dw, part, D);
-    grad_add(db, part + D, D);
+    grad_add(dw, part, D, mode);
+    grad_add(db, part + D, D, mode);
     free(part);
 }

@@ -74,7 +74,7 @@ void CPU(qk_forward)(void *q, void *k, float *rstd, const void *zs, const void *
 }
 
 void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs, const float *rstd,
-                      const void *gamma, int B, int L, int H, int dz, int C, float rope_base, int accumulate)
+                      const void *gamma, int B, int L, int H, int dz, int C, float rope_base, int mode)
 {
     qk_check(dz);
     const int Z = H * dz, P = L < C ? L : C;
@@ -115,14 +115,14 @@ void CPU(qk_backward)(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk
                 for (int j = 0; j < dz; j++)
                     dot += dzn[j] * zn[j];
                 for (int j = 0; j < dz; j++)
-                    grad_put(&dz_out[off + j], r * (dzn[j] - zn[j] * dot / dz), accumulate);
+                    grad_put(&dz_out[off + j], r * (dzn[j] - zn[j] * dot / dz), mode);
             }
         }
         free(zn);
     }
     partials_sum(part, 4 * (size_t)Z);
-    grad_add(dgamma, part, 2 * (size_t)Z);
-    grad_add(dbeta, part + 2 * Z, 2 * (size_t)Z);
+    grad_add(dgamma, part, 2 * (size_t)Z, mode);
+    grad_add(dbeta, part + 2 * Z, 2 * (size_t)Z, mode);
     free(part);
     free(tab);
 }

@@ -58,7 +58,7 @@ void CPU(tsnorm_forward)(void *y, float *mean, float *rstd, const void *x, const
 
 void CPU(tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                           const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
-                          int accumulate)
+                          int mode)
 {
     real *din = dx;
     const real *gy = dy, *in = x, *scale = w;
@@ -95,7 +95,7 @@ void CPU(tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const 
                     double dux = c2 * du + 2 * c1 * c2 * dv * delta, dgv = c2 * dv;
                     for (int c = 0; c < Dg; c++)
                         grad_put(&din[off + c], gt[c] * rs * (1 + (double)wg[c]) + (dux + 2 * dgv * (xt[c] - ux)) / Dg,
-                                 accumulate);
+                                 mode);
                     U = c1 * du - 2 * c1 * c2 * dv * delta;
                     W = c1 * dv;
                 }
@@ -106,7 +106,7 @@ void CPU(tsnorm_backward)(void *dx, float *dw, float *db, const void *dy, const 
             }
     }
     partials_sum(part, 2 * (size_t)D);
-    grad_add(dw, part, D);
-    grad_add(db, part + D, D);
+    grad_add(dw, part, D, mode);
+    grad_add(db, part + D, D, mode);
     free(part);
 }

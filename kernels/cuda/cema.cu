@@ -394,7 +394,7 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
    and took 0.24 ms per layer at 200M, 4K, one sequence); a channel's 16 threads (aligned lanes of
    a warp) add theta's and omega's terms by shuffles, in a fixed order */
 __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *somega, int rows, CemaParams P, int D,
-                                  int N)
+                                  int N, int mode)
 {
     const int i = blockIdx.x * blockDim.x + threadIdx.x, k = i % CEMA_NK, d = i / CEMA_NK;
     float s[CEMA_NSUM] = {}, dom = 0, dth = 0;
@@ -417,10 +417,10 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
         const float dthk = c.r * (s[2] * cs - s[1] * sn); /* r Im(G_q e^{-i th}) */
         const float dp = s[0] - c.s * dr, ds = -c.p * dr;
         const size_t at = (size_t)d * N + k;
-        g.alpha[at] += dp * c.p * (1.0f - c.p);
-        g.delta[at] += ds * c.s * (1.0f - c.s);
-        g.gamma[2 * at] += s[3] * rsqrtf((float)N);
-        g.gamma[2 * at + 1] += s[4] * rsqrtf((float)N);
+        param_put(&g.alpha[at], dp * c.p * (1.0f - c.p), mode);
+        param_put(&g.delta[at], ds * c.s * (1.0f - c.s), mode);
+        param_put(&g.gamma[2 * at], s[3] * rsqrtf((float)N), mode);
+        param_put(&g.gamma[2 * at + 1], s[4] * rsqrtf((float)N), mode);
         dth = dthk * (float)(k + 1);
     }
 #pragma unroll
@@ -430,13 +430,13 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
     }
     if (d < D && k == 0) {
         const float st = 1.0f / (1.0f + expf(-bf(((const bf16 *)P.theta)[d])));
-        g.theta[d] += dth * TWO_PI_F / (float)N * st * (1.0f - st);
-        g.omega[d] += dom;
+        param_put(&g.theta[d], dth * TWO_PI_F / (float)N * st * (1.0f - st), mode);
+        param_put(&g.omega[d], dom, mode);
     }
 }
 
 void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int accumulate)
+                        int L, int D, int N, int mode)
 {
     const float *h0 = chunk.h_in, *dh_out = chunk.dh_out;
     float *dh0 = chunk.dh_in;
@@ -457,9 +457,9 @@ void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, Ce
     LAUNCH_CHECK();
     cema_part_back_kernel<<<grid, CEMA_THREADS, 0, cuda_stream()>>>((bf16 *)du, sums, somega, starts, tiles, carries,
                                                                     (const bf16 *)u, (const bf16 *)dy, p, L, D, N,
-                                                                    part_len, accumulate);
+                                                                    part_len, mode & GRAD_ADD);
     LAUNCH_CHECK();
     cema_param_kernel<<<ceil_div((size_t)D * CEMA_NK, 256), 256, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D,
-                                                                                      N);
+                                                                                      N, mode);
     LAUNCH_CHECK();
 }

@@ -193,9 +193,12 @@ typedef struct {
 CudaCtx *cuda_ctx(void);
 static inline cudaStream_t cuda_stream(void) { return cuda_ctx()->stream; }
 
-/* dst[i] += sum over rows r of part[r * stride + i] (i < n): the second stage of every parameter
-   gradient that blocks sum in parallel (deterministic: fixed order) */
-void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride);
+/* A parameter gradient's element gets v: added, or stored with GRAD_NEW (ops.h) */
+__device__ __forceinline__ void param_put(float *g, float v, int mode) { *g = mode & GRAD_NEW ? v : *g + v; }
+
+/* dst[i] += sum over rows r of part[r * stride + i] (i < n), = with GRAD_NEW: the second stage of
+   every parameter gradient that blocks sum in parallel (deterministic: fixed order) */
+void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride, int mode);
 
 /* ---- cuBLASLt: D (m x n, column-major, ldd) = alpha op(A) op(B) + beta C (+ bias[m] per row),
    batched with strides; A and B bf16, C and D bf16 or fp32 (dtype_d, one layout), fp32
@@ -251,36 +254,36 @@ void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, cons
 void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
                             float scale);
 void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
-                             float scale);
+                             float scale, int mode);
 
 void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
                          int OC);
 void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                          int T, int IC, int OC, int accumulate);
+                          int T, int IC, int OC, int mode);
 
 void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, int T, int D, float eps);
 void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                           int T, int D, int accumulate);
+                           int T, int D, int mode);
 void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
                             int D, float eps);
 void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D, int accumulate);
+                             const float *rstd, const void *w, int T, int D, int mode);
 
 void cuda_tsnorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b,
                          ChunkState chunk, int B, int L, int D, int G, float eps);
 void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                           const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
-                          int accumulate);
+                          int mode);
 
 void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
 void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int accumulate);
+                        int L, int D, int N, int mode);
 
 void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);
 void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
                       const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
-                      int accumulate);
+                      int mode);
 
 void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
                             int dz, int dv, int C);

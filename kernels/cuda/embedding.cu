@@ -85,8 +85,10 @@ void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, in
    on every run (atomic adds, before, summed in whatever order the blocks ran): the positions
    sorted by id (CUB's radix sort is stable), then one block per id adds its rows in turn. */
 void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *tok, int T, int D, int v0, int V,
-                             float scale)
+                             float scale, int mode)
 {
+    if (mode & GRAD_NEW)
+        cuda_zero(dtable, (size_t)V * D * sizeof(float));
     char *base = (char *)cuda_scratch(SCRATCH_STATE_A, scratch_embedding(T));
     unsigned *keys = (unsigned *)base;
     int *pos = (int *)(keys + 2 * (size_t)T);

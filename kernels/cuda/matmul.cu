@@ -149,7 +149,7 @@ void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *
     cuda_gemm(&g);
 }
 
-/* dbias (OC) += column sums of dout (T, OC): 32 columns x 8 row stripes per block, partial sums
+/* dbias (OC) += (= with GRAD_NEW) column sums of dout (T, OC): 32 columns x 8 row stripes per block, partial sums
    per block row, then cuda_add_partials */
 #define BIAS_ROWS 8
 __global__ void bias_grad_kernel(float *part, const bf16 *dout, int T, int OC)
@@ -169,28 +169,29 @@ __global__ void bias_grad_kernel(float *part, const bf16 *dout, int T, int OC)
     }
 }
 
-static void bias_grad(float *dbias, const bf16 *dout, int T, int OC)
+static void bias_grad(float *dbias, const bf16 *dout, int T, int OC, int mode)
 {
     int rows = (T + 255) / 256;
     rows = rows > 64 ? 64 : rows;
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * OC * sizeof(float));
     bias_grad_kernel<<<dim3(ceil_div(OC, 32), rows), dim3(32, BIAS_ROWS), 0, cuda_stream()>>>(part, dout, T, OC);
     LAUNCH_CHECK();
-    cuda_add_partials(dbias, part, rows, OC, OC);
+    cuda_add_partials(dbias, part, rows, OC, OC, mode);
 }
 
 void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
-                          int T, int IC, int OC, int accumulate)
+                          int T, int IC, int OC, int mode)
 {
     if (dinp) {
         Gemm g = {.m = IC, .n = T, .k = OC, .transa = 0, .transb = 0, .a = w, .lda = IC, .b = dout, .ldb = OC,
-                  .d = dinp, .ldd = IC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = accumulate ? 1.0f : 0.0f,
+                  .d = dinp, .ldd = IC, .dtype_d = CUDA_R_16BF, .batch = 1, .beta = mode & GRAD_ADD ? 1.0f : 0.0f,
                   .bias = NULL};
         cuda_gemm(&g);
     }
     Gemm g = {.m = IC, .n = OC, .k = T, .transa = 0, .transb = 1, .a = inp, .lda = IC, .b = dout, .ldb = OC,
-              .d = dw, .ldd = IC, .dtype_d = CUDA_R_32F, .batch = 1, .beta = 1.0f, .bias = NULL};
+              .d = dw, .ldd = IC, .dtype_d = CUDA_R_32F, .batch = 1, .beta = mode & GRAD_NEW ? 0.0f : 1.0f,
+              .bias = NULL};
     cuda_gemm(&g);
     if (dbias)
-        bias_grad(dbias, (const bf16 *)dout, T, OC);
+        bias_grad(dbias, (const bf16 *)dout, T, OC, mode);
 }

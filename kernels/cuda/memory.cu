@@ -152,13 +152,13 @@ void cuda_act_to_f32(float *dst, const void *src, size_t n)
 
 /* ---- partial sums ---- */
 
-/* dst (n) += the column sums of part (rows x n, row stride `stride`). A block takes 32 columns:
+/* dst (n) += (= with GRAD_NEW) the column sums of part (rows x n, row stride `stride`). A block takes 32 columns:
    warp w adds rows w, w + warps, ... (a warp reads 128 contiguous bytes a row), then the warps'
    sums meet in shared memory in a fixed order (one thread per column walking all the rows left a
    norm's 512 rows of 1024 columns to 8 blocks, each thread waiting on 512 loads in turn). */
 #define PART_WARPS 32
 __global__ void __launch_bounds__(32 * PART_WARPS)
-    add_partials_kernel(float *dst, const float *part, int rows, int n, size_t stride)
+    add_partials_kernel(float *dst, const float *part, int rows, int n, size_t stride, int mode)
 {
     __shared__ float sh[PART_WARPS][33];
     const int lane = threadIdx.x % 32, w = threadIdx.x / 32, warps = blockDim.x / 32, c = blockIdx.x * 32 + lane;
@@ -172,13 +172,13 @@ __global__ void __launch_bounds__(32 * PART_WARPS)
     if (w == 0 && c < n) {
         for (int i = 1; i < warps; i++)
             s += sh[i][lane];
-        dst[c] += s;
+        param_put(&dst[c], s, mode);
     }
 }
 
-void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride)
+void cuda_add_partials(float *dst, const float *part, int rows, int n, size_t stride, int mode)
 {
     const int warps = rows < PART_WARPS ? (rows > 0 ? rows : 1) : PART_WARPS;
-    add_partials_kernel<<<ceil_div(n, 32), 32 * warps, 0, cuda_stream()>>>(dst, part, rows, n, stride);
+    add_partials_kernel<<<ceil_div(n, 32), 32 * warps, 0, cuda_stream()>>>(dst, part, rows, n, stride, mode);
     LAUNCH_CHECK();
 }

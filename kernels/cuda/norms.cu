@@ -186,14 +186,14 @@ void cuda_rmsnorm_forward(void *y, float *rrms, const void *x, const void *w, in
 }
 
 void cuda_rmsnorm_backward(void *dx, float *dw, const void *dy, const void *x, const float *rrms, const void *w,
-                           int T, int D, int accumulate)
+                           int T, int D, int mode)
 {
     RowShape s = row_shape(D, dx, dy, x, w);
     int nb = row_blocks(T, ROW_BLOCKS);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * D * sizeof(float));
     ROW_LAUNCH(rmsnorm_backward_kernel, nb, s, (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, rrms,
-               (const bf16 *)w, T, D, accumulate);
-    cuda_add_partials(dw, part, nb, D, D);
+               (const bf16 *)w, T, D, mode & GRAD_ADD);
+    cuda_add_partials(dw, part, nb, D, D, mode);
 }
 
 void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, const void *w, const void *b, int T,
@@ -205,13 +205,13 @@ void cuda_layernorm_forward(void *y, float *mean, float *rstd, const void *x, co
 }
 
 void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
-                             const float *rstd, const void *w, int T, int D, int accumulate)
+                             const float *rstd, const void *w, int T, int D, int mode)
 {
     RowShape s = row_shape(D, dx, dy, x, w);
     int nb = row_blocks(T, ROW_BLOCKS);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
     ROW_LAUNCH(layernorm_backward_kernel, nb, s, (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, mean, rstd,
-               (const bf16 *)w, T, D, accumulate);
-    cuda_add_partials(dw, part, nb, D, 2 * (size_t)D); /* partial rows are [dw | db] */
-    cuda_add_partials(db, part + D, nb, D, 2 * (size_t)D);
+               (const bf16 *)w, T, D, mode & GRAD_ADD);
+    cuda_add_partials(dw, part, nb, D, 2 * (size_t)D, mode); /* partial rows are [dw | db] */
+    cuda_add_partials(db, part + D, nb, D, 2 * (size_t)D, mode);
 }

@@ -134,15 +134,15 @@ void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *
 
 void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk, const void *zs,
                       const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
-                      int accumulate)
+                      int mode)
 {
     qk_check(dz);
     const int T = B * L, Z = H * dz, nb = qk_blocks(T), rows = nb * QK_WARPS;
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * 4 * Z * sizeof(float));
     qk_backward_kernel<<<dim3(nb, H), 32 * QK_WARPS, 0, cuda_stream()>>>(
         (bf16 *)dzs, part, (const bf16 *)dq, (const bf16 *)dk, (const bf16 *)zs, rstd, (const bf16 *)gamma, T, L, H, dz,
-        C, log2f(rope_base), accumulate);
+        C, log2f(rope_base), mode & GRAD_ADD);
     LAUNCH_CHECK();
-    cuda_add_partials(dgamma, part, rows, 2 * Z, 4 * (size_t)Z);
-    cuda_add_partials(dbeta, part + 2 * Z, rows, 2 * Z, 4 * (size_t)Z);
+    cuda_add_partials(dgamma, part, rows, 2 * Z, 4 * (size_t)Z, mode);
+    cuda_add_partials(dbeta, part + 2 * Z, rows, 2 * Z, 4 * (size_t)Z, mode);
 }

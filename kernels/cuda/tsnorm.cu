@@ -442,7 +442,7 @@ __global__ void tsn_back_apply_kernel(bf16 *dx, float *part, const bf16 *dy, con
 
 void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const void *x, const float *mean,
                           const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
-                          int accumulate)
+                          int mode)
 {
     const float *state_in = chunk.tsn_in, *dstate_out = chunk.dtsn_out;
     float *dstate_in = chunk.dtsn_in;
@@ -472,15 +472,16 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const 
     if (J > 4)
         fail("tsnorm: D = %d is too wide for the backward kernel (at most %d)", D, 1024 * vec);
     float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 2 * D * sizeof(float));
+    const int acc = mode & GRAD_ADD;
 #define TSN_APPLY(V, JJ)                                                                                       \
     tsn_back_apply_kernel<V, JJ><<<nb, threads, 0, cuda_stream()>>>(                                           \
-        (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, (const bf16 *)w, mean, rstd, bst, rows, D, G, accumulate)
+        (bf16 *)dx, part, (const bf16 *)dy, (const bf16 *)x, (const bf16 *)w, mean, rstd, bst, rows, D, G, acc)
     if (vec == 8)
         J == 1 ? TSN_APPLY(8, 1) : J == 2 ? TSN_APPLY(8, 2) : TSN_APPLY(8, 4);
     else
         J == 1 ? TSN_APPLY(1, 1) : J == 2 ? TSN_APPLY(1, 2) : TSN_APPLY(1, 4);
 #undef TSN_APPLY
     LAUNCH_CHECK();
-    cuda_add_partials(dw, part, nb, D, 2 * (size_t)D);
-    cuda_add_partials(db, part + D, nb, D, 2 * (size_t)D);
+    cuda_add_partials(dw, part, nb, D, 2 * (size_t)D, mode);
+    cuda_add_partials(db, part + D, nb, D, 2 * (size_t)D, mode);
 }
