@@ -149,8 +149,8 @@ void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *
     cuda_gemm(&g);
 }
 
-/* dbias (OC) += (= with GRAD_NEW) column sums of dout (T, OC): 32 columns x 8 row stripes per block, partial sums
-   per block row, then cuda_add_partials */
+/* dbias (OC) += (= with GRAD_NEW) column sums of dout (T, OC): 32 columns x 8 row stripes per
+   block, partial sums per block row, then cuda_add_partials */
 #define BIAS_ROWS 8
 __global__ void bias_grad_kernel(float *part, const bf16 *dout, int T, int OC)
 {

@@ -152,10 +152,11 @@ void cuda_act_to_f32(float *dst, const void *src, size_t n)
 
 /* ---- partial sums ---- */
 
-/* dst (n) += (= with GRAD_NEW) the column sums of part (rows x n, row stride `stride`). A block takes 32 columns:
-   warp w adds rows w, w + warps, ... (a warp reads 128 contiguous bytes a row), then the warps'
-   sums meet in shared memory in a fixed order (one thread per column walking all the rows left a
-   norm's 512 rows of 1024 columns to 8 blocks, each thread waiting on 512 loads in turn). */
+/* dst (n) += (= with GRAD_NEW) the column sums of part (rows x n, row stride `stride`). A block
+   takes 32 columns: warp w adds rows w, w + warps, ... (a warp reads 128 contiguous bytes a row),
+   then the warps' sums meet in shared memory in a fixed order (one thread per column walking all
+   the rows left a norm's 512 rows of 1024 columns to 8 blocks, each thread waiting on 512 loads in
+   turn). */
 #define PART_WARPS 32
 __global__ void __launch_bounds__(32 * PART_WARPS)
     add_partials_kernel(float *dst, const float *part, int rows, int n, size_t stride, int mode)
