@@ -22,6 +22,9 @@
 #define CEMA_THREADS (CEMA_NK * CEMA_CH)
 #define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
 #define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
+#define CEMA_PER (CEMA_TILE * CEMA_CH / CEMA_THREADS) /* a tile's elements per thread */
+static_assert(CEMA_PER >= 1 && CEMA_PER * CEMA_THREADS == CEMA_TILE * CEMA_CH,
+              "a tile is a whole number of block loads");
 static_assert(32 % CEMA_NK == 0, "a channel's state threads share one warp (cema_param_kernel's shuffles)");
 static_assert(CEMA_THREADS <= CEMA_RED, "a block's per-thread values fit one row of red (cema_part_back_kernel)");
 #define TWO_PI_F 6.283185307179586f
@@ -92,11 +95,12 @@ __device__ __forceinline__ size_t part_index(const CemaThread &w, int D)
 }
 
 /* Stages a tile (CEMA_TILE steps x CEMA_CH channels) of x, starting at step t0, in two steps: the
-   global loads into registers (issued early), then the store to shared memory. Zero beyond L or D. */
+   global loads into registers (CEMA_PER per thread, issued early), then the store to shared memory.
+   Zero beyond L or D. */
 __device__ __forceinline__ void tile_load(float *r, const bf16 *x, int b, int t0, int L, int D)
 {
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < CEMA_PER; i++) {
         const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, d = blockIdx.x * CEMA_CH + e % CEMA_CH;
         r[i] = t0 + t < L && d < D ? bf(x[((size_t)b * L + t0 + t) * D + d]) : 0.0f;
     }
@@ -105,7 +109,7 @@ __device__ __forceinline__ void tile_load(float *r, const bf16 *x, int b, int t0
 __device__ __forceinline__ void tile_store(float (*s)[CEMA_CH], const float *r)
 {
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < CEMA_PER; i++) {
         const int e = threadIdx.x + i * CEMA_THREADS;
         s[e / CEMA_CH][e % CEMA_CH] = r[i];
     }
@@ -149,7 +153,7 @@ __global__ void __launch_bounds__(CEMA_THREADS)
     const CemaThread w = cema_thread(L, D, part_len);
     const Coef c = cema_coef(P, w.d, w.k, D, N);
     const int tpp = part_len / CEMA_TILE;
-    float hr = 0, hi = 0, ru[2];
+    float hr = 0, hi = 0, ru[CEMA_PER];
     tile_load(ru, u, w.b, w.t_begin, L, D);
     for (int j = 0; j < w.ntiles; j++) {
         const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
@@ -219,7 +223,7 @@ __global__ void __launch_bounds__(CEMA_THREADS)
         som[threadIdx.x] = d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
     }
     float2 h = w.d < D ? starts[part_index(w, D)] : make_float2(0.0f, 0.0f);
-    float hr = h.x, hi = h.y, ru[2];
+    float hr = h.x, hi = h.y, ru[CEMA_PER];
     tile_load(ru, u, w.b, w.t_begin, L, D);
     for (int j = 0; j < w.ntiles; j++) {
         const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
@@ -232,7 +236,7 @@ __global__ void __launch_bounds__(CEMA_THREADS)
             }
         __syncthreads();
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < CEMA_PER; i++) {
             const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, cl = e % CEMA_CH;
             const int d = blockIdx.x * CEMA_CH + cl;
             if (t < n && d < D) {
@@ -287,7 +291,7 @@ __global__ void __launch_bounds__(CEMA_THREADS)
     __shared__ float sg[CEMA_TILE][CEMA_CH];
     const CemaThread w = cema_thread(L, D, part_len);
     const Coef c = cema_coef(P, w.d, w.k, D, N);
-    float cr = 0, ci = 0, rg[2];
+    float cr = 0, ci = 0, rg[CEMA_PER];
     tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
     for (int j = w.ntiles - 1; j >= 0; j--) {
         const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
@@ -316,7 +320,8 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
     const float om = blockIdx.x * CEMA_CH + ocl < D ? bf(((const bf16 *)P.omega)[blockIdx.x * CEMA_CH + ocl]) : 0.0f;
     const size_t at = part_index(w, D);
     const float2 S = w.d < D ? starts[at] : make_float2(0.0f, 0.0f), cin = w.d < D ? carries[at] : S;
-    float cr = cin.x, ci = cin.y, dp = 0, gqr = 0, gqi = 0, ggr = 0, ggi = 0, om_acc = 0, ru[2], rg[2];
+    float cr = cin.x, ci = cin.y, dp = 0, gqr = 0, gqi = 0, ggr = 0, ggi = 0, om_acc = 0;
+    float ru[CEMA_PER], rg[CEMA_PER];
     tile_load(ru, u, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
     tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
     for (int j = w.ntiles - 1; j >= 0; j--) {
@@ -358,7 +363,7 @@ __global__ void __launch_bounds__(CEMA_THREADS, 2)
             }
         __syncthreads();
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < CEMA_PER; i++) {
             const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, d = blockIdx.x * CEMA_CH + ocl;
             if (t < n && d < D) {
                 const float g = sg[t][ocl];
