@@ -12,10 +12,10 @@
 #define SCRATCH_ATTN ((size_t)512 << 20) /* bytes of S (fp32) + P (bf16) per batch of chunks */
 #define SCRATCH_LT ((size_t)32 << 20)    /* the cuBLASLt workspace: what NVIDIA suggests for Hopper */
 #define CEMA_NK 16                       /* CEMA's state threads per channel: N <= 16 */
-#define CEMA_TILE 32                     /* CEMA's steps per shared-memory tile */
+#define CEMA_TILE 16                     /* CEMA's steps per shared-memory tile */
 #define CEMA_NSUM 5                      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
 #define CEMA_WANT_THREADS (1 << 20)      /* enough parts for many waves of blocks */
-#define TSN_SEG 64                       /* TimestepNorm's steps per segment summary */
+#define TSN_SEG 32                       /* TimestepNorm's steps per segment summary */
 #define EMB_SORT_TEMP ((size_t)4 << 20)  /* the embedding backward's radix sort: its own temporaries */
 
 /* a slot's size as cuda_scratch allocates it: whole 4 KiB pages */
