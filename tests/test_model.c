@@ -260,26 +260,33 @@ static void test_split(const Ops *ops, double tol)
         model_free(ms[i]);
 }
 
+/* A whole model on the CPU with two slots of 2 sequences of 12 tokens, its parameters the init
+   plus noise, and two micro-batches of tokens (seeds tok_seed, tok_seed + 1) */
+static void two_slot_model(Model *m, int swiglu, int recompute, uint64_t init_seed, int32_t tok[2][2 * 13],
+                           uint64_t tok_seed)
+{
+    ModelDims d = tiny(swiglu);
+    const ModelPart part = model_part(&d, 1, 0, 1, 0);
+    random_tokens(tok[0], 2 * 13, d.vocab, tok_seed);
+    random_tokens(tok[1], 2 * 13, d.vocab, tok_seed + 1);
+    model_create(m, &d, &part, ops_cpu(), 2, 12, recompute, 2, 1);
+    model_init_params(m, init_seed);
+    perturb_params(m, init_seed + 1 + swiglu);
+}
+
 /* forward 0, forward 1, backward 1, backward 0, as a pipeline stage runs two micro-batches; each
    mode from the same parameters and tokens */
 static void test_recompute(int swiglu)
 {
-    ModelDims d = tiny(swiglu);
-    const int B = 2, L = 12;
-    const ModelPart part = model_part(&d, 1, 0, 1, 0);
     int32_t tok[2][2 * 13];
-    random_tokens(tok[0], 2 * 13, d.vocab, 31);
-    random_tokens(tok[1], 2 * 13, d.vocab, 32);
     Model m[RECOMPUTE_MODES];
     double loss[RECOMPUTE_MODES][2];
     for (int k = 0; k < RECOMPUTE_MODES; k++) {
-        model_create(&m[k], &d, &part, ops_cpu(), B, L, k, 2, 1);
-        model_init_params(&m[k], 13);
-        perturb_params(&m[k], 14 + swiglu);
+        two_slot_model(&m[k], swiglu, k, 13, tok, 31);
         model_zero_grads(&m[k]);
         for (int s = 0; s < 2; s++) {
             model_set_batch(&m[k], s, tok[s]);
-            loss[k][s] = forward_loss(&m[k], s, 1.0f / (float)(B * L));
+            loss[k][s] = forward_loss(&m[k], s, 1.0f / (float)m[k].T);
         }
         for (int s = 1; s >= 0; s--)
             model_backward(&m[k], s);
@@ -302,22 +309,15 @@ static void test_recompute(int swiglu)
    partial sums to the fp32 gradient): measured 3e-8 relative, tolerance 1e-6. */
 static void test_fresh_grads(int swiglu)
 {
-    ModelDims d = tiny(swiglu);
-    const int B = 2, L = 12;
-    const ModelPart part = model_part(&d, 1, 0, 1, 0);
     int32_t tok[2][2 * 13];
-    random_tokens(tok[0], 2 * 13, d.vocab, 41);
-    random_tokens(tok[1], 2 * 13, d.vocab, 42);
     Model m;
-    model_create(&m, &d, &part, ops_cpu(), B, L, RECOMPUTE_NONE, 2, 1);
-    model_init_params(&m, 17);
-    perturb_params(&m, 18 + swiglu);
+    two_slot_model(&m, swiglu, RECOMPUTE_NONE, 17, tok, 41);
     const size_t n = m.n_elems;
     double *sum = xcalloc(n, sizeof(double)), *both = xmalloc(n * sizeof(double));
     for (int s = 0; s < 2; s++) { /* each micro-batch alone, onto what the other left */
         model_zero_grads(&m);
         model_set_batch(&m, s, tok[s]);
-        forward_loss(&m, s, 1.0f / (float)(B * L));
+        forward_loss(&m, s, 1.0f / (float)m.T);
         model_backward(&m, s);
         for (size_t i = 0; i < n; i++)
             sum[i] += m.grads[i];
@@ -326,7 +326,7 @@ static void test_fresh_grads(int swiglu)
         m.grads[i] = NAN;
     model_zero_grads(&m);
     for (int s = 0; s < 2; s++)
-        forward_loss(&m, s, 1.0f / (float)(B * L));
+        forward_loss(&m, s, 1.0f / (float)m.T);
     for (int s = 1; s >= 0; s--)
         model_backward(&m, s);
     for (size_t i = 0; i < n; i++)
