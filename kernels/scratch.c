@@ -39,10 +39,10 @@ size_t scratch_attn_p(int B, int L, int C)
 
 int scratch_cema_part_len(int B, int L, int D)
 {
-    const long tiles = (L + CEMA_TILE - 1) / CEMA_TILE, threads = (long)B * D * CEMA_NK;
-    long parts = (CEMA_WANT_THREADS + threads - 1) / threads;
-    parts = parts < 1 ? 1 : parts > tiles ? tiles : parts;
-    return (int)((tiles + parts - 1) / parts) * CEMA_TILE;
+    const long segs = (L + CEMA_SEG - 1) / CEMA_SEG, warps = (long)B * D;
+    long parts = (CEMA_WANT_WARPS + warps - 1) / warps;
+    parts = parts < 1 ? 1 : parts > segs ? segs : parts;
+    return (int)((segs + parts - 1) / parts) * CEMA_SEG;
 }
 
 /* parts of the sequence, and (B, parts, D, CEMA_NK) states */
@@ -58,10 +58,10 @@ size_t scratch_cema_starts(int B, int L, int D)
     return cema_parts(B, L, D, &len) * CEMA_NK * sizeof(Pair);
 }
 
-size_t scratch_cema_tiles(int B, int L, int D)
+size_t scratch_cema_segs(int B, int L, int D)
 {
     int len;
-    return cema_parts(B, L, D, &len) * CEMA_NK * (size_t)(len / CEMA_TILE) * sizeof(Pair);
+    return cema_parts(B, L, D, &len) * CEMA_NK * (size_t)(len / CEMA_SEG) * sizeof(Pair);
 }
 
 size_t scratch_cema_back(int B, int L, int D)
@@ -86,7 +86,7 @@ size_t scratch_embedding(int T) { return ((4 * (size_t)T * sizeof(int) + 255) & 
 
 size_t scratch_plan(int B, int L, int C, int D, int G)
 {
-    const size_t state_a = max2(max2(scratch_cema_tiles(B, L, D), scratch_embedding(B * L)),
+    const size_t state_a = max2(max2(scratch_cema_segs(B, L, D), scratch_embedding(B * L)),
                                 max2(scratch_tsn_forward(B, L, G), scratch_tsn_backward(B, L, G)));
     const size_t state_b = max2(scratch_cema_starts(B, L, D), scratch_cema_back(B, L, D));
     return scratch_round(scratch_attn_s(B, L, C)) + scratch_round(scratch_attn_p(B, L, C)) + scratch_round(state_a) +

@@ -11,10 +11,10 @@
 
 #define SCRATCH_ATTN ((size_t)512 << 20) /* bytes of S (fp32) + P (bf16) per batch of chunks */
 #define SCRATCH_LT ((size_t)32 << 20)    /* the cuBLASLt workspace: what NVIDIA suggests for Hopper */
-#define CEMA_NK 16                       /* CEMA's state threads per channel: N <= 16 */
-#define CEMA_TILE 16                     /* CEMA's steps per shared-memory tile */
+#define CEMA_NK 16                       /* CEMA's states per channel: N <= 16 */
+#define CEMA_SEG 256                     /* CEMA's steps per segment (16 chunks of 16, a warp's MMA rows) */
 #define CEMA_NSUM 5                      /* per (d, k): dp, G_q (re, im), G_g (re, im) */
-#define CEMA_WANT_THREADS (1 << 20)      /* enough parts for many waves of blocks */
+#define CEMA_WANT_WARPS (1 << 11)        /* (channel, part) warps: long parts amortise a warp's set-up */
 #define TSN_SEG 32                       /* TimestepNorm's steps per segment summary */
 #define EMB_SORT_TEMP ((size_t)4 << 20)  /* the embedding backward's radix sort: its own temporaries */
 
@@ -27,12 +27,12 @@ int scratch_attn_maxb(int c);
 size_t scratch_attn_s(int B, int L, int C);
 size_t scratch_attn_p(int B, int L, int C);
 
-/* CEMA over B sequences of L steps and D channels: the steps of a part (a whole number of tiles,
-   enough parts for about CEMA_WANT_THREADS threads), then the forward's part starts, the backward's tiles and its starts, carries and
-   sums */
+/* CEMA over B sequences of L steps and D channels: the steps of a part (a whole number of segments,
+   enough parts for about CEMA_WANT_WARPS warps), then the forward's part starts, the backward's
+   segment starts and its part starts, carries and sums */
 int scratch_cema_part_len(int B, int L, int D);
 size_t scratch_cema_starts(int B, int L, int D);
-size_t scratch_cema_tiles(int B, int L, int D);
+size_t scratch_cema_segs(int B, int L, int D);
 size_t scratch_cema_back(int B, int L, int D);
 
 /* TimestepNorm over B sequences of L steps in G groups: segments, then the forward's and the

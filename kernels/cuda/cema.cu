@@ -1,32 +1,38 @@
-/* cema.cu: complex EMA (spec section 3) as a chunked scan with the complex state in registers (no
-   FFT). Per (b, d, k) the recurrence h_t = p u_t + q h_{t-1} is linear, so L is cut into P parts
-   that run in parallel: one thread owns one (b, channel d, state k, part), a block 16 channels x
-   16 states (N <= 16; unused states have zero coefficients), and the part's inputs go through
-   shared memory in tiles of CEMA_TILE steps, so all 16 state threads of a channel read one load.
+/* cema.cu: complex EMA (spec section 3) on tensor cores. Per channel, N <= 16 states k with real p_k,
+   complex q_k and g_k (unused states have zero coefficients):
+     h_t = q h_{t-1} + p u_t,   y_t = omega u_t + sum_k Re(g_k h_{k,t}).
+   Within a chunk of CM_C = 16 steps the recurrence is a convolution plus the state that entered it:
+     y_{c,i} = omega u_{c,i} + sum_{j<=i} K_{i-j} u_{c,j} + sum_k Re(g_k q_k^{i+1} H_{c,k}),
+     H_{c+1} = q^16 H_c + E_c,  E_{c,k} = sum_j p_k q_k^{15-j} u_{c,j},  K_m = sum_k Re(g_k p_k q_k^m),
+   with H_c the state before chunk c. Backward, with R_c the carry entering chunk c's last step (conj(q)
+   times dL/dh of the step after it):
+     R_{c-1} = conj(q)^16 R_c + F_c,  F_{c,k} = sum_i conj(g_k q_k^{i+1}) dy_{c,i},
+     du_{c,j} = omega dy_{c,j} + sum_{i>=j} K_{i-j} dy_{c,i} + sum_k p_k Re(conj(q_k)^{15-j} R_{c,k}),
+   and the parameters' sums follow from four sums over the chunks (cema_part_sums).
 
-   Forward: (1) each part's end state from a zero start; (2) one thread per (b, d, k) chains the
-   few parts, h_end = q^len h_start + local end, from h0: each part's start state and h_out;
-   (3) each part re-runs from its start; per tile the 16 states' Re(g h_t) meet in shared memory
-   and y = omega u + their sum is written row by row.
+   A warp owns one channel and takes its steps a segment (16 chunks) at a time: the chunks are the 16
+   rows of bf16 MMAs (m16n8k16, fp32 sums), and H and R follow from E and F by scans over the rows in
+   registers. u and dy are exact in bf16; fp32 coefficients and states enter as hi + lo pairs of bf16,
+   so a product loses about 2^-17 of its size (a float64 emulation of these kernels gave relative
+   errors of at most 2e-5 in the fp32 outputs). A block of 16 warps stages a segment of its 16
+   channels through shared memory, transposed so that a channel's steps are contiguous.
 
-   Backward: the same two passes, also keeping every tile's local start state; the reverse carry
-   of G_h (G_t = conj(g) dy_t + conj(q) G_{t+1}, from dh_out) chained the same way backwards, which
-   also gives dh0; then each thread walks its part's tiles backwards: the tile's states h_t into
-   registers (from its start state), G backwards beside them, summing dp = sum u Re G,
-   G_q = sum conj(h_{t-1}) G, G_g = sum dy conj(h) and, through shared memory per tile,
-   du = omega dy + sum_k p Re G. A last kernel sums the parts and applies the chain rule to the raw
-   parameters. Coefficients, states and sums in fp32. */
+   Across segments and parts: forward, (1) each part's end state from a zero start (the backward also
+   keeps each segment's local start state), (2) one thread per (b, d, k) chains the parts, (3) each
+   part from its start state. Backward, (1) and (2) again, (1') each part's carry out from a zero carry
+   at its end, (2') the chain in reverse (which gives dh0), (3') each part's segments backwards: du and
+   the sums, which a last kernel adds up and takes to the raw parameters. A last chunk shorter than 16
+   (L % 16) is exact: h_out by plain steps, and its carry enters at its own last step. */
 #include "kernels/cuda/cuda.cuh"
 
-#define CEMA_CH 16       /* channels per block */
-#define CEMA_THREADS (CEMA_NK * CEMA_CH)
-#define CEMA_RED (CEMA_NK * (CEMA_CH + 1)) /* a tile row of per-state values, padded */
 #define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
-#define CEMA_PER (CEMA_TILE * CEMA_CH / CEMA_THREADS) /* a tile's elements per thread */
-static_assert(CEMA_PER >= 1 && CEMA_PER * CEMA_THREADS == CEMA_TILE * CEMA_CH,
-              "a tile is a whole number of block loads");
-static_assert(32 % CEMA_NK == 0, "a channel's state threads share one warp (cema_param_kernel's shuffles)");
-static_assert(CEMA_THREADS <= CEMA_RED, "a block's per-thread values fit one row of red (cema_part_back_kernel)");
+#define CM_C 16      /* steps per chunk: one k-block of the MMA */
+#define CM_CH 16     /* channels per block, one warp each */
+#define CM_THREADS (32 * CM_CH)
+#define CM_ROW (CEMA_SEG + 2) /* a channel's staged steps (bf16): rows start 129 words apart */
+static_assert(CEMA_SEG == 16 * CM_C, "a segment is the MMA's 16 rows of chunks");
+static_assert(CEMA_NK == 16, "a warp's fragments cover 16 states");
+static_assert(CM_THREADS == 2 * CEMA_SEG, "two threads stage each step of a segment");
 #define TWO_PI_F 6.283185307179586f
 
 typedef struct {
@@ -56,117 +62,25 @@ __device__ __forceinline__ Coef cema_coef(CemaParams P, int d, int k, int D, int
     return c;
 }
 
-/* q^n = r^n e^{i n th} */
-__device__ __forceinline__ float2 cema_qpow(const Coef &c, int n)
+/* q^n = r^n e^{i n th}, zero for an unused state */
+__device__ __forceinline__ float2 qpow(float r, float th, int n)
 {
-    if (c.r == 0.0f)
+    if (r == 0.0f)
         return make_float2(0.0f, 0.0f);
-    float rn = expf((float)n * logf(c.r)), sn, cs;
-    sincosf((float)n * c.th, &sn, &cs);
+    float rn = expf((float)n * logf(r)), sn, cs;
+    sincosf((float)n * th, &sn, &cs);
     return make_float2(rn * cs, rn * sn);
 }
+__device__ __forceinline__ float2 cema_qpow(const Coef &c, int n) { return qpow(c.r, c.th, n); }
 
-__device__ __forceinline__ float2 cmul(float2 a, float2 b) { return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
-
-/* The layout of a part's tiles: the block's (b, part), its first step and its tiles. */
-typedef struct {
-    int b, part, nparts, d, k, cl, t_begin, t_end, ntiles;
-} CemaThread;
-
-__device__ __forceinline__ CemaThread cema_thread(int L, int D, int part_len)
+__device__ __forceinline__ float2 cmul(float2 a, float2 b)
 {
-    CemaThread w;
-    w.k = threadIdx.x % CEMA_NK;
-    w.cl = threadIdx.x / CEMA_NK;
-    w.d = blockIdx.x * CEMA_CH + w.cl;
-    w.part = blockIdx.y;
-    w.nparts = gridDim.y;
-    w.b = blockIdx.z;
-    w.t_begin = w.part * part_len;
-    w.t_end = min(L, w.t_begin + part_len);
-    w.ntiles = (w.t_end - w.t_begin + CEMA_TILE - 1) / CEMA_TILE;
-    return w;
+    return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
 }
-
-/* per (b, part, d, k) */
-__device__ __forceinline__ size_t part_index(const CemaThread &w, int D)
+__device__ __forceinline__ float2 conj2(float2 a) { return make_float2(a.x, -a.y); }
+__device__ __forceinline__ float2 cfma(float2 a, float2 b, float2 c) /* a b + c */
 {
-    return (((size_t)w.b * w.nparts + w.part) * D + w.d) * CEMA_NK + w.k;
-}
-
-/* Stages a tile (CEMA_TILE steps x CEMA_CH channels) of x, starting at step t0, in two steps: the
-   global loads into registers (CEMA_PER per thread, issued early), then the store to shared memory.
-   Zero beyond L or D. */
-__device__ __forceinline__ void tile_load(float *r, const bf16 *x, int b, int t0, int L, int D)
-{
-#pragma unroll
-    for (int i = 0; i < CEMA_PER; i++) {
-        const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, d = blockIdx.x * CEMA_CH + e % CEMA_CH;
-        r[i] = t0 + t < L && d < D ? bf(x[((size_t)b * L + t0 + t) * D + d]) : 0.0f;
-    }
-}
-
-__device__ __forceinline__ void tile_store(float (*s)[CEMA_CH], const float *r)
-{
-#pragma unroll
-    for (int i = 0; i < CEMA_PER; i++) {
-        const int e = threadIdx.x + i * CEMA_THREADS;
-        s[e / CEMA_CH][e % CEMA_CH] = r[i];
-    }
-}
-
-/* Makes the staged registers r the shared tile s and, when more, issues the loads of the tile at
-   next_t0 (the barriers keep the tile's last readers and its writers apart). */
-__device__ __forceinline__ void tile_next(float (*s)[CEMA_CH], float *r, const bf16 *x, int b, int next_t0, bool more,
-                                          int L, int D)
-{
-    __syncthreads();
-    tile_store(s, r);
-    __syncthreads();
-    if (more)
-        tile_load(r, x, b, next_t0, L, D);
-}
-
-/* forward step: h = q h + p x */
-__device__ __forceinline__ void cema_step(const Coef &c, float x, float &hr, float &hi)
-{
-    const float nr = fmaf(c.qr, hr, fmaf(-c.qi, hi, c.p * x));
-    hi = fmaf(c.qr, hi, c.qi * hr);
-    hr = nr;
-}
-
-/* reverse step: G = conj(g) dy + carry, then the carry into the step before, conj(q) G */
-__device__ __forceinline__ float2 cema_gstep(const Coef &c, float dy, float &cr, float &ci)
-{
-    const float Gr = fmaf(c.gr, dy, cr), Gi = fmaf(-c.gi, dy, ci);
-    cr = fmaf(c.qr, Gr, c.qi * Gi);
-    ci = fmaf(c.qr, Gi, -c.qi * Gr);
-    return make_float2(Gr, Gi);
-}
-
-/* (1) each part's end state from a zero start into ends (B, P, D, NK); with tiles != NULL also the
-   local state before each tile, tiles (B, P, tiles per part, D, NK) */
-__global__ void __launch_bounds__(CEMA_THREADS)
-    cema_part_end_kernel(float2 *ends, float2 *tiles, const bf16 *u, CemaParams P, int L, int D, int N, int part_len)
-{
-    __shared__ float su[CEMA_TILE][CEMA_CH];
-    const CemaThread w = cema_thread(L, D, part_len);
-    const Coef c = cema_coef(P, w.d, w.k, D, N);
-    const int tpp = part_len / CEMA_TILE;
-    float hr = 0, hi = 0, ru[CEMA_PER];
-    tile_load(ru, u, w.b, w.t_begin, L, D);
-    for (int j = 0; j < w.ntiles; j++) {
-        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
-        if (tiles && w.d < D)
-            tiles[((((size_t)w.b * w.nparts + w.part) * tpp + j) * D + w.d) * CEMA_NK + w.k] = make_float2(hr, hi);
-        tile_next(su, ru, u, w.b, t0 + CEMA_TILE, j + 1 < w.ntiles, L, D);
-#pragma unroll
-        for (int t = 0; t < CEMA_TILE; t++)
-            if (t < n)
-                cema_step(c, su[t][w.cl], hr, hi);
-    }
-    if (w.d < D)
-        ends[part_index(w, D)] = make_float2(hr, hi);
+    return make_float2(fmaf(a.x, b.x, fmaf(-a.y, b.y, c.x)), fmaf(a.x, b.y, fmaf(a.y, b.x, c.y)));
 }
 
 /* (2) and (2') one thread per (b, d, k) chains the parts, forwards from h0 (each part's end state
@@ -210,44 +124,388 @@ __global__ void cema_part_chain_kernel(float2 *parts, float *out, const float *i
     }
 }
 
-/* (3) y = omega u + Re(sum_k g h_t), from each part's start state */
-__global__ void __launch_bounds__(CEMA_THREADS)
-    cema_part_out_kernel(bf16 *y, const float2 *starts, const bf16 *u, CemaParams P, int L, int D, int N,
-                         int part_len)
+/* ---- the MMA and its fragments ----
+   m16n8k16 (lane = 4 g + t): A's registers hold (row, columns) (g, 2t..2t+1), (g + 8, 2t..), (g, 2t + 8..),
+   (g + 8, 2t + 8..); B's (rows 2t..2t+1, column g), (rows 2t + 8.., column g); C's (g, 2t..2t+1),
+   (g + 8, 2t..). So a segment's C fragments of 32 columns (state k, re / im) are, two n-blocks at a
+   time, A fragments: thread (g, t) holds chunks g and g + 8 of states 4 nb + t, nb = 0..3. */
+typedef struct {
+    uint32_t r[2];
+} Frag; /* a B fragment (16 x 8) */
+
+__device__ __forceinline__ uint32_t bf2_bits(__nv_bfloat162 v) { return *reinterpret_cast<uint32_t *>(&v); }
+
+/* (a, b) as bf16 pairs hi and lo = (a, b) - hi */
+__device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t &lo)
 {
-    __shared__ float su[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED], som[CEMA_CH];
-    const CemaThread w = cema_thread(L, D, part_len);
-    const Coef c = cema_coef(P, w.d, w.k, D, N);
-    if (threadIdx.x < CEMA_CH) {
-        const int d = blockIdx.x * CEMA_CH + threadIdx.x;
-        som[threadIdx.x] = d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
-    }
-    float2 h = w.d < D ? starts[part_index(w, D)] : make_float2(0.0f, 0.0f);
-    float hr = h.x, hi = h.y, ru[CEMA_PER];
-    tile_load(ru, u, w.b, w.t_begin, L, D);
-    for (int j = 0; j < w.ntiles; j++) {
-        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
-        tile_next(su, ru, u, w.b, t0 + CEMA_TILE, j + 1 < w.ntiles, L, D);
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    hi = bf2_bits(h);
+    lo = bf2_bits(__floats2bfloat162_rn(a - __low2float(h), b - __high2float(h)));
+}
+
+/* the hi and lo B fragments of the block whose element (row, column) is f(row, column), rows
+   0..15, columns 0..7 */
+template <class F> __device__ __forceinline__ void frag_split(Frag &hi, Frag &lo, F f)
+{
+    const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+    split2(f(2 * t, g), f(2 * t + 1, g), hi.r[0], lo.r[0]);
+    split2(f(2 * t + 8, g), f(2 * t + 9, g), hi.r[1], lo.r[1]);
+}
+
+/* A fragments (hi, lo) of a segment's per-chunk states v[s][nb] (chunk 8 s + g, state 4 nb + t),
+   columns 16 kb .. 16 kb + 15 (states 8 kb .. 8 kb + 7) */
+__device__ __forceinline__ void frag_states(uint32_t hi[4], uint32_t lo[4], const float2 v[2][4], int kb)
+{
+    split2(v[0][2 * kb].x, v[0][2 * kb].y, hi[0], lo[0]);
+    split2(v[1][2 * kb].x, v[1][2 * kb].y, hi[1], lo[1]);
+    split2(v[0][2 * kb + 1].x, v[0][2 * kb + 1].y, hi[2], lo[2]);
+    split2(v[1][2 * kb + 1].x, v[1][2 * kb + 1].y, hi[3], lo[3]);
+}
+
+/* c += a b: a 16x16 (row), b 16x8 (col), bf16, fp32 sums */
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const Frag &b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.r[0]), "r"(b.r[1]));
+}
+/* c += a (hi + lo) */
+__device__ __forceinline__ void mma_split(float c[4], const uint32_t a[4], const Frag &hi, const Frag &lo)
+{
+    mma_bf16(c, a, hi);
+    mma_bf16(c, a, lo);
+}
+
+/* acc (two 8-column blocks) += v b, v a segment's per-chunk states (A layout, 32 columns: hi + lo)
+   and b(kb, nb, 0 / 1) the hi and lo B fragments of k-block kb, column block nb; lo x lo is left out */
+template <class BF> __device__ __forceinline__ void mma_states(float acc[2][4], const float2 v[2][4], BF b)
+{
 #pragma unroll
-        for (int t = 0; t < CEMA_TILE; t++)
-            if (t < n) {
-                cema_step(c, su[t][w.cl], hr, hi);
-                red[t][w.k * (CEMA_CH + 1) + w.cl] = fmaf(c.gr, hr, -c.gi * hi);
-            }
-        __syncthreads();
+    for (int kb = 0; kb < 2; kb++) {
+        uint32_t hi[4], lo[4];
+        frag_states(hi, lo, v, kb);
 #pragma unroll
-        for (int i = 0; i < CEMA_PER; i++) {
-            const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, cl = e % CEMA_CH;
-            const int d = blockIdx.x * CEMA_CH + cl;
-            if (t < n && d < D) {
-                float s = som[cl] * su[t][cl];
-#pragma unroll
-                for (int k = 0; k < CEMA_NK; k++)
-                    s += red[t][k * (CEMA_CH + 1) + cl];
-                y[((size_t)w.b * L + t0 + t) * D + d] = tobf(s);
-            }
+        for (int nb = 0; nb < 2; nb++) {
+            const Frag bh = b(kb, nb, 0);
+            mma_split(acc[nb], hi, bh, b(kb, nb, 1));
+            mma_bf16(acc[nb], lo, bh);
         }
     }
+}
+
+/* A fragment of a staged row (a channel's segment): rows chunks, columns steps; with TRANS rows steps
+   and columns chunks */
+template <bool TRANS> __device__ __forceinline__ void frag_row(uint32_t a[4], const bf16 *row)
+{
+    const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+    if (!TRANS) {
+        const uint32_t *r32 = reinterpret_cast<const uint32_t *>(row);
+        a[0] = r32[(g * CM_C + 2 * t) / 2];
+        a[1] = r32[((g + 8) * CM_C + 2 * t) / 2];
+        a[2] = r32[(g * CM_C + 2 * t + 8) / 2];
+        a[3] = r32[((g + 8) * CM_C + 2 * t + 8) / 2];
+        return;
+    }
+    const unsigned short *r16 = reinterpret_cast<const unsigned short *>(row);
+#pragma unroll
+    for (int e = 0; e < 4; e++) { /* (row, column) (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8) */
+        const int i = g + 8 * (e & 1), c = 2 * t + 8 * (e >> 1);
+        a[e] = r16[c * CM_C + i] | (uint32_t)r16[(c + 1) * CM_C + i] << 16;
+    }
+}
+
+/* B fragment of a staged row: rows chunks 2t.. (+ 8), column steps 8 nb + g */
+__device__ __forceinline__ Frag frag_row_b(const bf16 *row, int nb)
+{
+    const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4, i = nb * 8 + g;
+    const unsigned short *r16 = reinterpret_cast<const unsigned short *>(row);
+    Frag f;
+    f.r[0] = r16[2 * t * CM_C + i] | (uint32_t)r16[(2 * t + 1) * CM_C + i] << 16;
+    f.r[1] = r16[(2 * t + 8) * CM_C + i] | (uint32_t)r16[(2 * t + 9) * CM_C + i] << 16;
+    return f;
+}
+
+__device__ __forceinline__ float2 shfl2(float2 v, int src)
+{
+    return make_float2(__shfl_sync(0xffffffffu, v.x, src), __shfl_sync(0xffffffffu, v.y, src));
+}
+
+/* one channel's coefficients, per warp in shared memory */
+typedef struct {
+    float2 q[CM_C + 1][CEMA_NK]; /* q_k^n, n = 0 .. CM_C */
+    float2 g[CEMA_NK];
+    float p[CEMA_NK];
+    float K[CM_C]; /* K_m = sum_k Re(g_k p_k q_k^m) */
+} CemaTab;
+
+__device__ void cema_tab_fill(CemaTab &T, CemaParams P, int d, int D, int N)
+{
+    const int lane = threadIdx.x % 32, k = lane % CEMA_NK;
+    const Coef c = cema_coef(P, d, k, D, N);
+    for (int n = lane / CEMA_NK; n <= CM_C; n += 32 / CEMA_NK)
+        T.q[n][k] = cema_qpow(c, n);
+    if (lane < CEMA_NK) {
+        T.g[k] = make_float2(c.gr, c.gi);
+        T.p[k] = c.p;
+    }
+    __syncwarp();
+    if (lane < CM_C) {
+        float s = 0.0f;
+        for (int j = 0; j < CEMA_NK; j++)
+            s = fmaf(T.p[j], T.g[j].x * T.q[lane][j].x - T.g[j].y * T.q[lane][j].y, s);
+        T.K[lane] = s;
+    }
+    __syncwarp();
+}
+
+/* the convolution's B fragments (hi, lo) for i-block nb: B[j][i] = K_{i-j}; with TRANS B[i][j] = K_{i-j}
+   for j-block nb (du = dy's convolution with the reversed kernel); zero where i < j */
+template <bool TRANS> __device__ __forceinline__ void frag_conv(Frag &hi, Frag &lo, const CemaTab &T, int nb)
+{
+    frag_split(hi, lo, [&](int r, int c) {
+        const int m = TRANS ? r - (nb * 8 + c) : nb * 8 + c - r;
+        return m >= 0 ? T.K[m] : 0.0f;
+    });
+}
+
+/* E's B fragments for the block nb of columns (k, re / im): B[j][2k + c] = (p_k q_k^(15-j)).(re, im) */
+__device__ __forceinline__ void frag_e(Frag &hi, Frag &lo, const CemaTab &T, int nb)
+{
+    frag_split(hi, lo, [&](int j, int c) {
+        const int k = nb * 4 + c / 2;
+        const float2 q = T.q[CM_C - 1 - j][k];
+        return T.p[k] * (c & 1 ? q.y : q.x);
+    });
+}
+
+/* The states before each of a segment's chunks, h[s][nb] = H of chunk 8 s + g, state 4 nb + t, from a =
+   the segment's inputs (A fragment, rows chunks) and hs = the state before the segment, which becomes
+   the state after it. e(nb, 0 / 1): E's B fragments (hi, lo). */
+template <class EF>
+__device__ __forceinline__ void cema_seg_states(float2 h[2][4], float2 hs[4], const uint32_t a[4], EF e,
+                                                const CemaTab &T)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int nb = 0; nb < 4; nb++) {
+        float c[4] = {};
+        mma_split(c, a, e(nb, 0), e(nb, 1));
+        const float2 Q = T.q[CM_C][nb * 4 + t];
+        float2 v0 = make_float2(c[0], c[1]), v1 = make_float2(c[2], c[3]), Qd = Q;
+        if (g == 0)
+            v0 = cfma(Q, hs[nb], v0); /* the state before the segment enters with chunk 0 */
+            /* inclusive scan over the 16 chunks: v_c = sum_{c' <= c} Q^(c-c') E_c' (Hillis-Steele) */
+#pragma unroll
+        for (int by = 1; by < 8; by *= 2) {
+            const float2 a0 = shfl2(v0, (lane - 4 * by) & 31), a1 = shfl2(v1, (lane - 4 * by) & 31);
+            v1 = cfma(Qd, g >= by ? a1 : a0, v1);
+            if (g >= by)
+                v0 = cfma(Qd, a0, v0);
+            Qd = cmul(Qd, Qd);
+        }
+        v1 = cfma(Qd, v0, v1); /* Q^8 */
+        /* v_c is the state after chunk c */
+        const float2 p0 = shfl2(v0, (lane - 4) & 31), p1 = shfl2(v1, (lane - 4) & 31);
+        h[0][nb] = g ? p0 : hs[nb];
+        h[1][nb] = g ? p1 : p0;
+        hs[nb] = shfl2(v1, 28 + t);
+    }
+}
+
+/* The carries entering each of a segment's chunks' last step, r[s][nb] (chunk 8 s + g, state 4 nb + t),
+   from f = F of the chunks and re = the carry entering the segment's last step, which becomes the one
+   entering the step before the segment. */
+__device__ __forceinline__ void cema_seg_carries(float2 r[2][4], float2 re[4], const float2 f[2][4], const CemaTab &T)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int nb = 0; nb < 4; nb++) {
+        const float2 Qc = conj2(T.q[CM_C][nb * 4 + t]);
+        float2 v0 = f[0][nb], v1 = f[1][nb], Qd = Qc;
+        if (g == 7)
+            v1 = cfma(Qc, re[nb], v1); /* the carry into the segment enters with chunk 15 */
+            /* suffix scan: v_c = sum_{c' >= c} conj(Q)^(c'-c) F_c', the carry leaving chunk c */
+#pragma unroll
+        for (int by = 1; by < 8; by *= 2) {
+            const float2 b0 = shfl2(v0, (lane + 4 * by) & 31), b1 = shfl2(v1, (lane + 4 * by) & 31);
+            v0 = cfma(Qd, g + by < 8 ? b0 : b1, v0);
+            if (g + by < 8)
+                v1 = cfma(Qd, b1, v1);
+            Qd = cmul(Qd, Qd);
+        }
+        v0 = cfma(Qd, v1, v0); /* conj(Q)^8 */
+        /* the carry entering chunk c's last step leaves chunk c + 1 */
+        const float2 n0 = shfl2(v0, (lane + 4) & 31), n1 = shfl2(v1, (lane + 4) & 31);
+        r[0][nb] = g < 7 ? n0 : n1;
+        r[1][nb] = g < 7 ? n1 : re[nb];
+        re[nb] = shfl2(v0, t);
+    }
+}
+
+/* ---- staging a segment ----
+   Steps [t0, t0 + CEMA_SEG) of the block's CM_CH channels, zero from t_end or D: thread i loads step
+   i / 2, channels 8 (i % 2) .. + 7 (one 16-byte load with vec: D % 8 == 0 and 16-byte aligned rows),
+   then stages them in the tile, a channel's steps in a row. */
+__device__ __forceinline__ void seg_load(uint4 &r, const bf16 *x, int b, int t0, int t_end, int L, int D, bool vec)
+{
+    const int s = t0 + threadIdx.x / 2, c0 = blockIdx.x * CM_CH + threadIdx.x % 2 * 8;
+    const bf16 *src = x + ((size_t)b * L + s) * D + c0;
+    if (vec && s < t_end && c0 + 8 <= D) {
+        r = *reinterpret_cast<const uint4 *>(src);
+        return;
+    }
+    bf16 v[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        v[e] = s < t_end && c0 + e < D ? src[e] : tobf(0.0f);
+    r = *reinterpret_cast<uint4 *>(v);
+}
+
+__device__ __forceinline__ void seg_stage(bf16 *tile, const uint4 &r)
+{
+    const bf16 *v = reinterpret_cast<const bf16 *>(&r);
+    const int s = threadIdx.x / 2, c0 = threadIdx.x % 2 * 8;
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        tile[(c0 + e) * CM_ROW + s] = v[e];
+}
+
+/* the tile's rows to y (B, L, D) for steps below t_end; with acc added to what y holds */
+__device__ __forceinline__ void seg_store(bf16 *y, const bf16 *tile, int b, int t0, int t_end, int L, int D, bool vec,
+                                          bool acc)
+{
+    const int s = threadIdx.x / 2, cl = threadIdx.x % 2 * 8, c0 = blockIdx.x * CM_CH + cl;
+    if (t0 + s >= t_end)
+        return;
+    bf16 *dst = y + ((size_t)b * L + t0 + s) * D + c0;
+    const int n = vec && c0 + 8 <= D ? 8 : min(8, D - c0);
+    float v[8], old[8] = {};
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        v[e] = bf(tile[(cl + e) * CM_ROW + s]);
+    if (acc) {
+        if (n == 8 && vec)
+            load_bf<8>(old, dst);
+        else
+            for (int e = 0; e < n; e++)
+                old[e] = bf(dst[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+        v[e] += old[e];
+    if (n == 8 && vec)
+        store_bf<8>(dst, v);
+    else
+        for (int e = 0; e < n; e++)
+            dst[e] = tobf(v[e]);
+}
+
+/* a staged row x (one channel's segment) becomes omega x + acc, acc in the MMA's C layout (rows
+   chunks, columns steps: 2 blocks of 8) */
+__device__ __forceinline__ void row_out(bf16 *row, float om, const float acc[2][4])
+{
+    const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+    __syncwarp(); /* the lanes' reads of the row come before its overwrite */
+#pragma unroll
+    for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+        for (int s = 0; s < 2; s++) {
+            __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(row + (g + 8 * s) * CM_C + nb * 8 + 2 * t);
+            const float2 x = __bfloat1622float2(*p);
+            *p = __floats2bfloat162_rn(fmaf(om, x.x, acc[nb][2 * s]), fmaf(om, x.y, acc[nb][2 * s + 1]));
+        }
+}
+
+/* the state after step t_end - 1 when the segment at t0 ends there early: from the state before chunk
+   cf, the rem steps of it that remain (T's powers and p, the staged row's inputs) */
+__device__ __forceinline__ void cema_tail(float2 hs[4], const float2 h[2][4], const CemaTab &T, const bf16 *row, int n)
+{
+    const int t = threadIdx.x % 4, cf = n / CM_C, rem = n % CM_C;
+#pragma unroll
+    for (int nb = 0; nb < 4; nb++) {
+        const int k = nb * 4 + t;
+        float2 s = cmul(T.q[rem][k], shfl2(cf < 8 ? h[0][nb] : h[1][nb], cf % 8 * 4 + t));
+        for (int j = 0; j < rem; j++)
+            s = cfma(make_float2(T.p[k] * bf(row[cf * CM_C + j]), 0.0f), T.q[rem - 1 - j][k], s);
+        hs[nb] = s;
+    }
+}
+
+/* ---- forward, and the backward's states ---- */
+
+/* (1) with OUT false: each part's end state from a zero start into parts (B, P, D, NK), and with segs
+   each segment's local start state (B, P, segments per part, D, NK); (3) with OUT true: y from each
+   part's start state in parts. One block per (16 channels, part, b). */
+template <bool OUT>
+__global__ void __launch_bounds__(CM_THREADS, 1)
+    cema_seg_kernel(bf16 *y, float2 *parts, float2 *segs, const bf16 *u, CemaParams P, int L, int D, int N,
+                    int part_len, bool vec)
+{
+    __shared__ bf16 tile[CM_CH * CM_ROW];
+    __shared__ CemaTab tabs[CM_CH];
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int d = blockIdx.x * CM_CH + w, b = blockIdx.z, t_begin = blockIdx.y * part_len;
+    const int t_end = min(L, t_begin + part_len), spp = part_len / CEMA_SEG;
+    const size_t at = (((size_t)b * gridDim.y + blockIdx.y) * D + d) * CEMA_NK;
+    CemaTab &T = tabs[w];
+    cema_tab_fill(T, P, d, D, N);
+    Frag e[4][2], kc[2][2], st[2][2][2]; /* E's; the convolution's; the state's part of y: B[2k + c][i] */
+    float2 hs[4];
+#pragma unroll
+    for (int nb = 0; nb < 4; nb++) {
+        frag_e(e[nb][0], e[nb][1], T, nb);
+        hs[nb] = OUT && d < D ? parts[at + nb * 4 + t] : make_float2(0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int nb = 0; nb < 2; nb++) {
+        frag_conv<false>(kc[nb][0], kc[nb][1], T, nb);
+#pragma unroll
+        for (int kb = 0; kb < 2; kb++)
+            frag_split(st[kb][nb][0], st[kb][nb][1], [&](int r, int i) { /* (g_k q_k^(i+1)).(re, -im) */
+                                                                         const int k = kb * 8 + r / 2;
+                                                                         const float2 z =
+                                                                             cmul(T.g[k], T.q[nb * 8 + i + 1][k]);
+                                                                         return r & 1 ? -z.y : z.x;
+            });
+    }
+    const float om = OUT && d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
+    bf16 *row = tile + w * CM_ROW;
+    uint4 r;
+    seg_load(r, u, b, t_begin, t_end, L, D, vec);
+    for (int t0 = t_begin; t0 < t_end; t0 += CEMA_SEG) {
+        __syncthreads();
+        seg_stage(tile, r);
+        __syncthreads();
+        if (t0 + CEMA_SEG < t_end)
+            seg_load(r, u, b, t0 + CEMA_SEG, t_end, L, D, vec);
+        if (segs && g == 0 && d < D)
+#pragma unroll
+            for (int nb = 0; nb < 4; nb++)
+                segs[(((size_t)b * gridDim.y + blockIdx.y) * spp + (t0 - t_begin) / CEMA_SEG) * D * CEMA_NK +
+                     (size_t)d * CEMA_NK + nb * 4 + t] = hs[nb];
+        uint32_t a[4];
+        frag_row<false>(a, row);
+        float2 h[2][4];
+        cema_seg_states(
+            h, hs, a, [&](int nb, int lo) { return e[nb][lo]; }, T);
+        if (OUT) {
+            float acc[2][4] = {};
+#pragma unroll
+            for (int nb = 0; nb < 2; nb++)
+                mma_split(acc[nb], a, kc[nb][0], kc[nb][1]);
+            mma_states(acc, h, [&](int kb, int nb, int lo) { return st[kb][nb][lo]; });
+            row_out(row, om, acc);
+            __syncthreads();
+            seg_store(y, tile, b, t0, t_end, L, D, vec, false);
+        } else if (t_end - t0 < CEMA_SEG) {
+            cema_tail(hs, h, T, row, t_end - t0);
+        }
+    }
+    if (!OUT && g == 0 && d < D)
+#pragma unroll
+        for (int nb = 0; nb < 4; nb++)
+            parts[at + nb * 4 + t] = hs[nb];
 }
 
 static void cema_check(int N)
@@ -256,12 +514,14 @@ static void cema_check(int N)
         fail("cema: N = %d states per channel (the CUDA kernels hold at most %d)", N, CEMA_NK);
 }
 
-/* passes (1) and (2): every part's start state into starts (B, P, D, NK) */
-static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 *u, CemaParams P, const float *h0,
-                        int B, int L, int D, int N, int nparts, int part_len)
+/* passes (1) and (2): every part's start state into starts (B, P, D, NK), with segs every segment's
+   local start state */
+static void cema_starts(float2 *starts, float2 *segs, float *h_out, const bf16 *u, CemaParams P, const float *h0, int B,
+                        int L, int D, int N, int part_len, bool vec)
 {
-    cema_part_end_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS, 0, cuda_stream()>>>(starts, tiles, u, P,
-                                                                                                    L, D, N, part_len);
+    const int nparts = (L + part_len - 1) / part_len;
+    cema_seg_kernel<false><<<dim3(ceil_div(D, CM_CH), nparts, B), CM_THREADS, 0, cuda_stream()>>>(
+        NULL, starts, segs, u, P, L, D, N, part_len, vec);
     LAUNCH_CHECK();
     cema_part_chain_kernel<false><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
         starts, h_out, h0, P, B, L, D, N, nparts, part_len);
@@ -270,129 +530,310 @@ static void cema_starts(float2 *starts, float2 *tiles, float *h_out, const bf16 
 
 void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N)
 {
-    const float *h0 = chunk.h_in;
-    float *h_out = chunk.h_out;
     cema_check(N);
     const int part_len = scratch_cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
+    const bool vec = D % 8 == 0 && aligned16(u, y);
     float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_starts(B, L, D));
-    cema_starts(starts, NULL, h_out, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
-    cema_part_out_kernel<<<dim3(ceil_div(D, CEMA_CH), nparts, B), CEMA_THREADS, 0, cuda_stream()>>>(
-        (bf16 *)y, starts, (const bf16 *)u, p, L, D, N, part_len);
+    cema_starts(starts, NULL, chunk.h_out, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
+    cema_seg_kernel<true><<<dim3(ceil_div(D, CM_CH), nparts, B), CM_THREADS, 0, cuda_stream()>>>(
+        (bf16 *)y, starts, NULL, (const bf16 *)u, p, L, D, N, part_len, vec);
     LAUNCH_CHECK();
 }
 
 /* ---- backward ---- */
 
-/* (1') the carry a part passes to the one before it, conj(q) G_{t_begin}, from a zero carry at its
-   end (tiles walked backwards) */
-__global__ void __launch_bounds__(CEMA_THREADS)
-    cema_part_gend_kernel(float2 *gends, const bf16 *dy, CemaParams P, int L, int D, int N, int part_len)
+/* A warp's shared memory in the backward: the coefficients, its constant B fragments in lane order
+   (E's, F's: B[i][2k + c] = conj(g_k q_k^(i+1)).(re, im), and the carries' part of du: B[2k + c][j] =
+   p_k (q_k^(15-j)).(re, im)), and a segment's states and carries by chunk and state, which the sums'
+   MMAs read as B fragments (and the part's end reuses for the sums). */
+enum { FR_E = 0, FR_F = 8, FR_DU = 16, FR_N = 24 };
+typedef struct {
+    CemaTab tab;
+    float r[CEMA_NK], th[CEMA_NK];   /* |q|, arg q */
+    float2 xr[CEMA_NK], xq[CEMA_NK]; /* a ragged last chunk: its carry; its term of G_q */
+    Frag frag[FR_N][32];
+    float2 hs[16][CEMA_NK], rs[16][CEMA_NK];
+} CemaBack;
+#define CB_SMEM (2 * CM_CH * CM_ROW * sizeof(bf16) + CM_CH * sizeof(CemaBack))
+static_assert(2 * CM_CH * CM_ROW * sizeof(bf16) % 16 == 0, "the warps' areas start aligned");
+
+/* the four sums of a part (M (steps x steps), A (steps x states), B (steps x states), X (states)) to
+   the per-state sums: dp = sum u Re G, G_q = sum conj(h_{t-1}) G_t, G_g = sum dy conj(h), into
+   sums (CEMA_NSUM per state), and M's diagonal 0 (sum u dy) into somega */
+__device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const float m[2][4], const float a[4][4],
+                               const float bs[4][4], float2 x[4])
 {
-    __shared__ float sg[CEMA_TILE][CEMA_CH];
-    const CemaThread w = cema_thread(L, D, part_len);
-    const Coef c = cema_coef(P, w.d, w.k, D, N);
-    float cr = 0, ci = 0, rg[CEMA_PER];
-    tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
-    for (int j = w.ntiles - 1; j >= 0; j--) {
-        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
-        tile_next(sg, rg, dy, w.b, t0 - CEMA_TILE, j > 0, L, D);
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    float *Ms = reinterpret_cast<float *>(W.frag), *Md = Ms + 256;
+    float2 *Xs = reinterpret_cast<float2 *>(Md + 16);
+    __syncwarp();
 #pragma unroll
-        for (int t = CEMA_TILE - 1; t >= 0; t--)
-            if (t < n)
-                cema_gstep(c, sg[t][w.cl], cr, ci);
+    for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            Ms[(g + 8 * (e >> 1)) * 16 + nb * 8 + 2 * t + (e & 1)] = m[nb][e];
+#pragma unroll
+    for (int nb = 0; nb < 4; nb++) {
+        W.hs[g][nb * 4 + t] = make_float2(a[nb][0], a[nb][1]);
+        W.hs[g + 8][nb * 4 + t] = make_float2(a[nb][2], a[nb][3]);
+        W.rs[g][nb * 4 + t] = make_float2(bs[nb][0], bs[nb][1]);
+        W.rs[g + 8][nb * 4 + t] = make_float2(bs[nb][2], bs[nb][3]);
+#pragma unroll
+        for (int o = 4; o < 32; o *= 2) {
+            x[nb].x += __shfl_xor_sync(0xffffffffu, x[nb].x, o);
+            x[nb].y += __shfl_xor_sync(0xffffffffu, x[nb].y, o);
+        }
+        if (g == 0)
+            Xs[nb * 4 + t] = x[nb];
     }
-    if (w.d < D)
-        gends[part_index(w, D)] = make_float2(cr, ci);
+    __syncwarp();
+    if (lane < CM_C) { /* M_m = sum_{i - j = m} M[i][j] */
+        float s = 0.0f;
+        for (int i = lane; i < CM_C; i++)
+            s += Ms[i * 16 + i - lane];
+        Md[lane] = s;
+    }
+    __syncwarp();
+    if (lane >= CEMA_NK || !sums)
+        return;
+    const int k = lane;
+    const CemaTab &T = W.tab;
+    const float p = T.p[k];
+    const float2 g_ = T.g[k];
+    float2 S = {}, SM = {}, A1 = {}, A2 = {}, B1 = {}, B2 = {};
+    for (int n = 0; n < CM_C; n++) {
+        const float2 cq = conj2(T.q[n][k]), cq1 = conj2(T.q[n + 1][k]);
+        S = cfma(make_float2(Md[n], 0.0f), cq, S); /* sum_m cq^m M_m */
+        if (n + 1 < CM_C)
+            SM = cfma(make_float2((n + 1) * Md[n + 1], 0.0f), cq, SM);          /* sum_m m cq^(m-1) M_m */
+        A1 = cfma(cq1, W.hs[n][k], A1);                                         /* sum_i cq^(i+1) A_i */
+        A2 = cfma(make_float2((float)(n + 1), 0.0f), cmul(cq, W.hs[n][k]), A2); /* sum_i (i+1) cq^i A_i */
+        B1 = cfma(conj2(T.q[CM_C - 1 - n][k]), W.rs[n][k], B1);                 /* sum_j cq^(15-j) B_j */
+        if (n < CM_C - 1)                                                       /* sum_j (15-j) cq^(14-j) B_j */
+            B2 = cfma(make_float2((float)(CM_C - 1 - n), 0.0f), cmul(conj2(T.q[CM_C - 2 - n][k]), W.rs[n][k]), B2);
+    }
+    const float2 gc = conj2(g_);
+    const float2 Gg = make_float2(p * S.x + A1.x, p * S.y + A1.y);
+    const float dp = cmul(gc, S).x + B1.x;
+    float2 Gq = cmul(gc, make_float2(p * SM.x + A2.x, p * SM.y + A2.y));
+    Gq = make_float2(Gq.x + p * B2.x, Gq.y + p * B2.y);
+    Gq = cfma(make_float2((float)CM_C, 0.0f), cmul(conj2(T.q[CM_C - 1][k]), Xs[k]), Gq);
+    Gq = make_float2(Gq.x + W.xq[k].x, Gq.y + W.xq[k].y);
+    float *s = sums + k * CEMA_NSUM;
+    s[0] = dp, s[1] = Gq.x, s[2] = Gq.y, s[3] = Gg.x, s[4] = Gg.y;
+    if (k == 0)
+        *somega = Md[0];
 }
 
-/* (3') per (b, d, k, part), tiles backwards: h_t of the tile into registers from its start state,
-   then G backwards beside them. Sums per thread into sums (B, P, D, NK, CEMA_NSUM) and
-   sum u dy per channel into somega (B, P, D); du (+)= omega dy + sum_k p Re G (acc: add). Three
-   blocks per SM: with tiles of 16 steps that is 79 registers and no spill. */
-__global__ void __launch_bounds__(CEMA_THREADS, 3)
-    cema_part_back_kernel(bf16 *du, float *sums, float *somega, const float2 *starts, const float2 *tiles,
-                          const float2 *carries, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
-                          int part_len, int acc)
+/* (1') with FULL false: each part's carry out (what it passes before its first step) from a zero carry
+   at its end into carries (B, P, D, NK); (3') with FULL true: from the carry entering each part's last
+   step (carries), its segments backwards: du (+)= omega dy + dy's convolution + the carries' part,
+   and the part's sums into sums (B, P, D, NK, CEMA_NSUM) and somega (B, P, D). The segments' states
+   come from starts (the part's) and segs (each segment's local start). */
+template <bool FULL>
+__global__ void __launch_bounds__(CM_THREADS, 1)
+    cema_seg_back_kernel(bf16 *du, float *sums, float *somega, float2 *carries, const float2 *starts,
+                         const float2 *segs, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
+                         int part_len, bool vec, bool acc)
 {
-    __shared__ float su[CEMA_TILE][CEMA_CH], sg[CEMA_TILE][CEMA_CH], red[CEMA_TILE][CEMA_RED];
-    const CemaThread w = cema_thread(L, D, part_len);
-    const Coef c = cema_coef(P, w.d, w.k, D, N);
-    const int tpp = part_len / CEMA_TILE, ocl = threadIdx.x % CEMA_CH; /* the channel this thread writes */
-    const float om = blockIdx.x * CEMA_CH + ocl < D ? bf(((const bf16 *)P.omega)[blockIdx.x * CEMA_CH + ocl]) : 0.0f;
-    const size_t at = part_index(w, D);
-    const float2 S = w.d < D ? starts[at] : make_float2(0.0f, 0.0f), cin = w.d < D ? carries[at] : S;
-    float cr = cin.x, ci = cin.y, dp = 0, gqr = 0, gqi = 0, ggr = 0, ggi = 0, om_acc = 0;
-    float ru[CEMA_PER], rg[CEMA_PER];
-    tile_load(ru, u, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
-    tile_load(rg, dy, w.b, w.t_begin + (w.ntiles - 1) * CEMA_TILE, L, D);
-    for (int j = w.ntiles - 1; j >= 0; j--) {
-        const int t0 = w.t_begin + j * CEMA_TILE, n = min(CEMA_TILE, w.t_end - t0);
-        __syncthreads();
-        tile_store(su, ru);
-        tile_store(sg, rg);
-        __syncthreads();
-        if (j > 0) {
-            tile_load(ru, u, w.b, t0 - CEMA_TILE, L, D);
-            tile_load(rg, dy, w.b, t0 - CEMA_TILE, L, D);
-        }
-        /* the tile's start state: its local start plus q^(steps before it) times the part's start */
-        float2 hs = make_float2(0.0f, 0.0f);
-        if (w.d < D) {
-            const float2 loc = tiles[((((size_t)w.b * w.nparts + w.part) * tpp + j) * D + w.d) * CEMA_NK + w.k];
-            const float2 carry = cmul(cema_qpow(c, j * CEMA_TILE), S);
-            hs = make_float2(loc.x + carry.x, loc.y + carry.y);
-        }
-        float hr[CEMA_TILE], hi[CEMA_TILE], pr = hs.x, pi = hs.y;
+    extern __shared__ uint4 smem_[];
+    bf16 *gtile = reinterpret_cast<bf16 *>(smem_), *utile = gtile + CM_CH * CM_ROW;
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    CemaBack &W = reinterpret_cast<CemaBack *>(utile + CM_CH * CM_ROW)[w];
+    const int d = blockIdx.x * CM_CH + w, b = blockIdx.z, t_begin = blockIdx.y * part_len;
+    const int t_end = min(L, t_begin + part_len), spp = part_len / CEMA_SEG;
+    const int nseg = (t_end - t_begin + CEMA_SEG - 1) / CEMA_SEG;
+    const size_t row_at = (size_t)b * gridDim.y + blockIdx.y, at = (row_at * D + d) * CEMA_NK;
+    const CemaTab &T = W.tab;
+    cema_tab_fill(W.tab, P, d, D, N);
+    if (lane < CEMA_NK) {
+        const Coef c = cema_coef(P, d, lane, D, N);
+        W.r[lane] = c.r, W.th[lane] = c.th;
+        W.xq[lane] = make_float2(0.0f, 0.0f);
+    }
 #pragma unroll
-        for (int t = 0; t < CEMA_TILE; t++) {
-            cema_step(c, su[t][w.cl], pr, pi);
-            hr[t] = pr, hi[t] = pi;
-        }
+    for (int nb = 0; nb < 4; nb++) {
+        frag_e(W.frag[FR_E + 2 * nb][lane], W.frag[FR_E + 2 * nb + 1][lane], T, nb);
+        frag_split(W.frag[FR_F + 2 * nb][lane], W.frag[FR_F + 2 * nb + 1][lane], [&](int i, int c) {
+            const int k = nb * 4 + c / 2;
+            const float2 z = cmul(T.g[k], T.q[i + 1][k]);
+            return c & 1 ? -z.y : z.x;
+        });
+    }
 #pragma unroll
-        for (int t = CEMA_TILE - 1; t >= 0; t--)
-            if (t < n) {
-                const float g = sg[t][w.cl], x = su[t][w.cl];
-                const float2 G = cema_gstep(c, g, cr, ci); /* G_t; the carry becomes conj(q) G_t */
-                const float Gr = G.x, Gi = G.y;
-                const float hpr = t > 0 ? hr[t - 1] : hs.x, hpi = t > 0 ? hi[t - 1] : hs.y;
-                red[t][w.k * (CEMA_CH + 1) + w.cl] = c.p * Gr;
-                dp = fmaf(x, Gr, dp);
-                gqr = fmaf(hpr, Gr, fmaf(hpi, Gi, gqr)); /* conj(h_{t-1}) G_t */
-                gqi = fmaf(hpr, Gi, fmaf(-hpi, Gr, gqi));
-                ggr = fmaf(g, hr[t], ggr); /* dy_t conj(h_t) */
-                ggi = fmaf(-g, hi[t], ggi);
+    for (int nb = 0; nb < 2; nb++) {
+#pragma unroll
+        for (int kb = 0; kb < 2; kb++)
+            frag_split(W.frag[FR_DU + 4 * kb + 2 * nb][lane], W.frag[FR_DU + 4 * kb + 2 * nb + 1][lane],
+                       [&](int r, int j) {
+                           const int k = kb * 8 + r / 2;
+                           const float2 q = T.q[CM_C - 1 - (nb * 8 + j)][k];
+                           return T.p[k] * (r & 1 ? q.y : q.x);
+                       });
+    }
+    __syncwarp();
+    float2 re[4];
+#pragma unroll
+    for (int nb = 0; nb < 4; nb++) {
+        re[nb] = FULL && d < D ? carries[at + nb * 4 + t] : make_float2(0.0f, 0.0f);
+    }
+    const float om = FULL && d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
+    float m[2][4] = {}, sa[4][4] = {}, sb[4][4] = {};
+    float2 x[4] = {};
+    bf16 *grow = gtile + w * CM_ROW, *urow = utile + w * CM_ROW;
+    uint4 rg, ru;
+    const int t_last = t_begin + (nseg - 1) * CEMA_SEG;
+    seg_load(rg, dy, b, t_last, t_end, L, D, vec);
+    if (FULL)
+        seg_load(ru, u, b, t_last, t_end, L, D, vec);
+    for (int si = nseg - 1; si >= 0; si--) {
+        const int t0 = t_begin + si * CEMA_SEG, n = min(CEMA_SEG, t_end - t0);
+        __syncthreads();
+        seg_stage(gtile, rg);
+        if (FULL)
+            seg_stage(utile, ru);
+        __syncthreads();
+        if (si > 0) {
+            seg_load(rg, dy, b, t0 - CEMA_SEG, t_end, L, D, vec);
+            if (FULL)
+                seg_load(ru, u, b, t0 - CEMA_SEG, t_end, L, D, vec);
+        }
+        /* the states before each chunk, into W.hs */
+        float2 h[2][4];
+        if (FULL) {
+            uint32_t ua[4];
+            frag_row<false>(ua, urow);
+            float2 hs[4];
+#pragma unroll
+            for (int nb = 0; nb < 4; nb++) {
+                const int k = nb * 4 + t;
+                const float2 loc = d < D ? segs[((row_at * spp + si) * D + d) * CEMA_NK + k] : make_float2(0.0f, 0.0f);
+                const float2 S = d < D ? starts[at + k] : make_float2(0.0f, 0.0f);
+                hs[nb] = cfma(qpow(W.r[k], W.th[k], t0 - t_begin), S, loc);
             }
-        __syncthreads();
+            cema_seg_states(
+                h, hs, ua, [&](int nb, int lo) { return W.frag[FR_E + 2 * nb + lo][lane]; }, T);
 #pragma unroll
-        for (int i = 0; i < CEMA_PER; i++) {
-            const int e = threadIdx.x + i * CEMA_THREADS, t = e / CEMA_CH, d = blockIdx.x * CEMA_CH + ocl;
-            if (t < n && d < D) {
-                const float g = sg[t][ocl];
-                float s = om * g;
+            for (int nb = 0; nb < 4; nb++)
+                W.hs[g][nb * 4 + t] = h[0][nb], W.hs[g + 8][nb * 4 + t] = h[1][nb];
+        }
+        /* The carries. The sequence's end inside the segment (the last part): the carry into its last
+           step enters chunk lc, of len steps, as conj(q)^len R into F of lc (and as R_lc when lc is
+           whole); a ragged lc (len < 16) is left out of the carries' MMAs and added here exactly. */
+        uint32_t ga[4];
+        frag_row<false>(ga, grow);
+        const bool edge = n < CEMA_SEG && t0 + n == L;
+        const int lc = (n - 1) / CM_C, len = n - lc * CM_C;
+        float2 f[2][4], r[2][4], rin[4];
 #pragma unroll
-                for (int k = 0; k < CEMA_NK; k++)
-                    s += red[t][k * (CEMA_CH + 1) + ocl];
-                om_acc = fmaf(su[t][ocl], g, om_acc);
-                const size_t a = ((size_t)w.b * L + t0 + t) * D + d;
-                du[a] = tobf(acc ? bf(du[a]) + s : s);
+        for (int nb = 0; nb < 4; nb++) {
+            float c[4] = {};
+            mma_split(c, ga, W.frag[FR_F + 2 * nb][lane], W.frag[FR_F + 2 * nb + 1][lane]);
+            f[0][nb] = make_float2(c[0], c[1]), f[1][nb] = make_float2(c[2], c[3]);
+            rin[nb] = edge ? make_float2(0.0f, 0.0f) : re[nb];
+            if (edge && g == lc % 8) {
+                const float2 in = cmul(conj2(T.q[len][nb * 4 + t]), re[nb]);
+                f[0][nb] = lc < 8 ? make_float2(f[0][nb].x + in.x, f[0][nb].y + in.y) : f[0][nb];
+                f[1][nb] = lc < 8 ? f[1][nb] : make_float2(f[1][nb].x + in.x, f[1][nb].y + in.y);
             }
         }
+        cema_seg_carries(r, rin, f, T);
+        if (FULL && edge) {
+#pragma unroll
+            for (int nb = 0; nb < 4; nb++) {
+                const int k = nb * 4 + t;
+                if (len == CM_C && g == lc % 8) {
+                    r[0][nb] = lc < 8 ? re[nb] : r[0][nb];
+                    r[1][nb] = lc < 8 ? r[1][nb] : re[nb];
+                }
+                if (len < CM_C) { /* G_q's term len cq^(len-1) conj(H_lc) R, and B with u right-aligned */
+                    const float2 hf = shfl2(lc < 8 ? h[0][nb] : h[1][nb], lc % 8 * 4 + t);
+                    if (g == 0) {
+                        W.xr[k] = re[nb];
+                        W.xq[k] =
+                            cmul(make_float2((float)len, 0.0f), cmul(conj2(T.q[len - 1][k]), cmul(conj2(hf), re[nb])));
+                    }
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int j = g + 8 * e - (CM_C - len);
+                        if (j >= 0) {
+                            const float v = bf(urow[lc * CM_C + j]);
+                            sb[nb][2 * e] = fmaf(v, re[nb].x, sb[nb][2 * e]);
+                            sb[nb][2 * e + 1] = fmaf(v, re[nb].y, sb[nb][2 * e + 1]);
+                        }
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int nb = 0; nb < 4; nb++)
+            re[nb] = rin[nb];
+        if constexpr (FULL) {
+#pragma unroll
+            for (int nb = 0; nb < 4; nb++) {
+                W.rs[g][nb * 4 + t] = r[0][nb], W.rs[g + 8][nb * 4 + t] = r[1][nb];
+                x[nb] = cfma(conj2(h[0][nb]), r[0][nb], cfma(conj2(h[1][nb]), r[1][nb], x[nb]));
+            }
+            __syncwarp();
+            /* the sums: M += dy^T u, A += dy^T conj(H), B += u^T R (rows steps, columns chunks) */
+            {
+                uint32_t gT[4], uT[4];
+                frag_row<true>(gT, grow);
+                frag_row<true>(uT, urow);
+#pragma unroll
+                for (int nb = 0; nb < 2; nb++)
+                    mma_bf16(m[nb], gT, frag_row_b(urow, nb));
+#pragma unroll
+                for (int nb = 0; nb < 4; nb++) {
+                    Frag hi, lo;
+                    frag_split(hi, lo, [&](int c, int col) {
+                        const float2 v = W.hs[c][nb * 4 + col / 2];
+                        return col & 1 ? -v.y : v.x;
+                    });
+                    mma_split(sa[nb], gT, hi, lo);
+                    frag_split(hi, lo, [&](int c, int col) {
+                        const float2 v = W.rs[c][nb * 4 + col / 2];
+                        return col & 1 ? v.y : v.x;
+                    });
+                    mma_split(sb[nb], uT, hi, lo);
+                }
+            }
+            /* du = omega dy + dy's convolution + sum_k p_k Re(conj(q_k)^(15-j) R_k) */
+            float da[2][4] = {};
+#pragma unroll
+            for (int nb = 0; nb < 2; nb++) { /* dy's convolution: its fragments from K each time */
+                Frag hi, lo;
+                frag_conv<true>(hi, lo, T, nb);
+                mma_split(da[nb], ga, hi, lo);
+            }
+            mma_states(da, r, [&](int kb, int nb, int lo) { return W.frag[FR_DU + 4 * kb + 2 * nb + lo][lane]; });
+            if (edge && len < CM_C && g == lc % 8) /* the ragged chunk's carry, at its own last step */
+#pragma unroll
+                for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int j = nb * 8 + 2 * t + e;
+                        float v = 0.0f;
+                        for (int k = 0; j < len && k < CEMA_NK; k++) {
+                            const float2 q = T.q[len - 1 - j][k];
+                            v += T.p[k] * (q.x * W.xr[k].x + q.y * W.xr[k].y);
+                        }
+                        da[nb][e] += lc < 8 ? v : 0.0f;
+                        da[nb][2 + e] += lc < 8 ? 0.0f : v;
+                    }
+            row_out(grow, om, da);
+            __syncthreads();
+            seg_store(du, gtile, b, t0, t_end, L, D, vec, acc);
+        }
     }
-    if (w.d < D) {
-        float *s = sums + at * CEMA_NSUM;
-        s[0] = dp, s[1] = gqr, s[2] = gqi, s[3] = ggr, s[4] = ggi;
+    if (!FULL) {
+        if (g == 0 && d < D)
+#pragma unroll
+            for (int nb = 0; nb < 4; nb++)
+                carries[at + nb * 4 + t] = re[nb];
+        return;
     }
-    /* a channel's sum u dy over its threads in a fixed order (an atomic add made omega's gradient
-       differ in the last bits from run to run) */
-    __syncthreads();
-    red[0][threadIdx.x] = om_acc;
-    __syncthreads();
-    if (threadIdx.x < CEMA_CH && blockIdx.x * CEMA_CH + threadIdx.x < D) {
-        float so = 0.0f;
-        for (int i = 0; i < CEMA_THREADS / CEMA_CH; i++)
-            so += red[0][i * CEMA_CH + threadIdx.x];
-        somega[((size_t)w.b * w.nparts + w.part) * D + blockIdx.x * CEMA_CH + threadIdx.x] = so;
-    }
+    cema_part_sums(d < D ? sums + at * CEMA_NSUM : NULL, somega + row_at * D + d, W, m, sa, sb, x);
 }
 
 /* the chain rule from (p, G_q, G_g) to the raw parameters, summing the rows (b, part): one thread
@@ -419,7 +860,7 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
         const Coef c = cema_coef(P, d, k, D, N);
         float sn, cs;
         sincosf(c.th, &sn, &cs);
-        const float dr = s[1] * cs + s[2] * sn;          /* Re(G_q e^{-i th}) */
+        const float dr = s[1] * cs + s[2] * sn;           /* Re(G_q e^{-i th}) */
         const float dthk = c.r * (s[2] * cs - s[1] * sn); /* r Im(G_q e^{-i th}) */
         const float dp = s[0] - c.s * dr, ds = -c.p * dr;
         const size_t at = (size_t)d * N + k;
@@ -444,28 +885,36 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
 void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
                         int L, int D, int N, int mode)
 {
-    const float *h0 = chunk.h_in, *dh_out = chunk.dh_out;
-    float *dh0 = chunk.dh_in;
+    static bool sized; /* the backward's kernels take more than 48 KiB of shared memory */
+    if (!sized) {
+        CUDA_CHECK(cudaFuncSetAttribute(cema_seg_back_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)CB_SMEM));
+        CUDA_CHECK(cudaFuncSetAttribute(cema_seg_back_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)CB_SMEM));
+        sized = true;
+    }
     cema_check(N);
     const int part_len = scratch_cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     const size_t per_part = (size_t)B * nparts * D * CEMA_NK;
-    const dim3 grid(ceil_div(D, CEMA_CH), nparts, B);
-    float2 *tiles = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_cema_tiles(B, L, D));
+    const dim3 grid(ceil_div(D, CM_CH), nparts, B);
+    const bool vec = D % 8 == 0 && aligned16(u, dy, du);
+    float2 *segs = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_cema_segs(B, L, D));
     /* one buffer: part starts, part carries, then the sums (CEMA_NSUM per state, one per channel) */
     float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_back(B, L, D));
     float2 *carries = starts + per_part;
     float *sums = (float *)(carries + per_part), *somega = sums + per_part * CEMA_NSUM;
-    cema_starts(starts, tiles, NULL, (const bf16 *)u, p, h0, B, L, D, N, nparts, part_len);
-    cema_part_gend_kernel<<<grid, CEMA_THREADS, 0, cuda_stream()>>>(carries, (const bf16 *)dy, p, L, D, N, part_len);
+    cema_starts(starts, segs, NULL, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
+    cema_seg_back_kernel<false><<<grid, CM_THREADS, CB_SMEM, cuda_stream()>>>(
+        NULL, NULL, NULL, carries, NULL, NULL, NULL, (const bf16 *)dy, p, L, D, N, part_len, vec, false);
     LAUNCH_CHECK();
     cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
-        carries, dh0, dh_out, p, B, L, D, N, nparts, part_len);
+        carries, chunk.dh_in, chunk.dh_out, p, B, L, D, N, nparts, part_len);
     LAUNCH_CHECK();
-    cema_part_back_kernel<<<grid, CEMA_THREADS, 0, cuda_stream()>>>((bf16 *)du, sums, somega, starts, tiles, carries,
-                                                                    (const bf16 *)u, (const bf16 *)dy, p, L, D, N,
-                                                                    part_len, mode & GRAD_ADD);
+    cema_seg_back_kernel<true><<<grid, CM_THREADS, CB_SMEM, cuda_stream()>>>((bf16 *)du, sums, somega, carries, starts,
+                                                                             segs, (const bf16 *)u, (const bf16 *)dy, p,
+                                                                             L, D, N, part_len, vec, mode & GRAD_ADD);
     LAUNCH_CHECK();
     cema_param_kernel<<<ceil_div((size_t)D * CEMA_NK, 256), 256, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D,
-                                                                                      N, mode);
+                                                                                     N, mode);
     LAUNCH_CHECK();
 }
