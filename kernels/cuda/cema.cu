@@ -29,10 +29,12 @@
 #define CM_C 16      /* steps per chunk: one k-block of the MMA */
 #define CM_CH 16     /* channels per block, one warp each */
 #define CM_THREADS (32 * CM_CH)
-#define CM_ROW (CEMA_SEG + 2) /* a channel's staged steps (bf16): rows start 129 words apart */
+#define CM_PER (CM_CH / 8)     /* threads staging a step, 8 channels each */
+#define CM_BLOCKS (16 / CM_CH) /* blocks per SM: 16 warps */
+#define CM_ROW (CEMA_SEG + 2)  /* a channel's staged steps (bf16): rows start 129 words apart */
 static_assert(CEMA_SEG == 16 * CM_C, "a segment is the MMA's 16 rows of chunks");
 static_assert(CEMA_NK == 16, "a warp's fragments cover 16 states");
-static_assert(CM_THREADS == 2 * CEMA_SEG, "two threads stage each step of a segment");
+static_assert(CM_THREADS == CM_PER * CEMA_SEG, "the block stages a segment's steps in one pass");
 #define TWO_PI_F 6.283185307179586f
 
 typedef struct {
@@ -345,11 +347,12 @@ __device__ __forceinline__ void cema_seg_carries(float2 r[2][4], float2 re[4], c
 
 /* ---- staging a segment ----
    Steps [t0, t0 + CEMA_SEG) of the block's CM_CH channels, zero from t_end or D: thread i loads step
-   i / 2, channels 8 (i % 2) .. + 7 (one 16-byte load with vec: D % 8 == 0 and 16-byte aligned rows),
+   i / CM_PER, channels 8 (i % CM_PER) .. + 7 (one 16-byte load with vec: D % 8 == 0 and 16-byte
+   aligned rows),
    then stages them in the tile, a channel's steps in a row. */
 __device__ __forceinline__ void seg_load(uint4 &r, const bf16 *x, int b, int t0, int t_end, int L, int D, bool vec)
 {
-    const int s = t0 + threadIdx.x / 2, c0 = blockIdx.x * CM_CH + threadIdx.x % 2 * 8;
+    const int s = t0 + threadIdx.x / CM_PER, c0 = blockIdx.x * CM_CH + threadIdx.x % CM_PER * 8;
     const bf16 *src = x + ((size_t)b * L + s) * D + c0;
     if (vec && s < t_end && c0 + 8 <= D) {
         r = *reinterpret_cast<const uint4 *>(src);
@@ -365,7 +368,7 @@ __device__ __forceinline__ void seg_load(uint4 &r, const bf16 *x, int b, int t0,
 __device__ __forceinline__ void seg_stage(bf16 *tile, const uint4 &r)
 {
     const bf16 *v = reinterpret_cast<const bf16 *>(&r);
-    const int s = threadIdx.x / 2, c0 = threadIdx.x % 2 * 8;
+    const int s = threadIdx.x / CM_PER, c0 = threadIdx.x % CM_PER * 8;
 #pragma unroll
     for (int e = 0; e < 8; e++)
         tile[(c0 + e) * CM_ROW + s] = v[e];
@@ -375,7 +378,7 @@ __device__ __forceinline__ void seg_stage(bf16 *tile, const uint4 &r)
 __device__ __forceinline__ void seg_store(bf16 *y, const bf16 *tile, int b, int t0, int t_end, int L, int D, bool vec,
                                           bool acc)
 {
-    const int s = threadIdx.x / 2, cl = threadIdx.x % 2 * 8, c0 = blockIdx.x * CM_CH + cl;
+    const int s = threadIdx.x / CM_PER, cl = threadIdx.x % CM_PER * 8, c0 = blockIdx.x * CM_CH + cl;
     if (t0 + s >= t_end)
         return;
     bf16 *dst = y + ((size_t)b * L + t0 + s) * D + c0;
@@ -438,7 +441,7 @@ __device__ __forceinline__ void cema_tail(float2 hs[4], const float2 h[2][4], co
    each segment's local start state (B, P, segments per part, D, NK); (3) with OUT true: y from each
    part's start state in parts. One block per (16 channels, part, b). */
 template <bool OUT>
-__global__ void __launch_bounds__(CM_THREADS, 1)
+__global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
     cema_seg_kernel(bf16 *y, float2 *parts, float2 *segs, const bf16 *u, CemaParams P, int L, int D, int N,
                     int part_len, bool vec)
 {
@@ -631,7 +634,7 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
    and the part's sums into sums (B, P, D, NK, CEMA_NSUM) and somega (B, P, D). The segments' states
    come from starts (the part's) and segs (each segment's local start). */
 template <bool FULL>
-__global__ void __launch_bounds__(CM_THREADS, 1)
+__global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
     cema_seg_back_kernel(bf16 *du, float *sums, float *somega, float2 *carries, const float2 *starts,
                          const float2 *segs, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
                          int part_len, bool vec, bool acc)

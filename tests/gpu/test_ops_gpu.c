@@ -520,14 +520,16 @@ int main(int argc, char **argv)
     check(tsnorm_case(3, 5, 12, 3, 0, 1));
     check(tsnorm_case(1, 4096, 64, 2, 0, 1));
 
-    /* N = 16 (the presets) and fewer; with and without incoming and outgoing states; partial last
-       tiles; a long sequence; parts of one tile and of several */
+    /* N = 16 (the presets) and fewer; with and without incoming and outgoing states; ragged last
+       chunks; a long sequence; parts of one segment and of several */
     check(cema_case(2, 1000, 64, 16, 1, 1));
     check(cema_case(1, 77, 5, 5, 1, 1));
     check(cema_case(2, 300, 33, 16, 0, 0));
     check(cema_case(1, 4096, 32, 16, 1, 1));
-    check(cema_case(2, 1000, 4096, 16, 1, 1)); /* wide: parts of several tiles */
-    check(cema_case(4, 200, 4096, 16, 0, 1));  /* and a partial last tile in each */
+    check(cema_case(2, 1000, 4096, 16, 1, 1)); /* wide: one part of several segments */
+    check(cema_case(4, 200, 4096, 16, 0, 1));  /* and a ragged last chunk in each */
+    check(cema_case(2, 96, 40, 16, 1, 1));     /* the end in a segment after whole chunks */
+    check(cema_case(1, 4160, 32, 16, 1, 1));   /* 17 parts, the last of 4 whole chunks */
 
     check(qk_case(2, 300, 2, 64, 128, 10000));
     check(qk_case(1, 2148, 1, 256, 2048, 10000)); /* the presets' head and chunk, positions to 2047 */
