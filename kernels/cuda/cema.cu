@@ -294,10 +294,11 @@ __device__ __forceinline__ void cema_seg_states(float2 h[2][4], float2 hs[4], co
         float c[4] = {};
         mma_split(c, a, e(nb, 0), e(nb, 1));
         const float2 Q = T.q[CM_C][nb * 4 + t];
+        /* inclusive scan over the 16 chunks: v_c = sum_{c' <= c} Q^(c-c') E_c' (Hillis-Steele), the
+           state before the segment entering with chunk 0 */
         float2 v0 = make_float2(c[0], c[1]), v1 = make_float2(c[2], c[3]), Qd = Q;
         if (g == 0)
-            v0 = cfma(Q, hs[nb], v0); /* the state before the segment enters with chunk 0 */
-            /* inclusive scan over the 16 chunks: v_c = sum_{c' <= c} Q^(c-c') E_c' (Hillis-Steele) */
+            v0 = cfma(Q, hs[nb], v0);
 #pragma unroll
         for (int by = 1; by < 8; by *= 2) {
             const float2 a0 = shfl2(v0, (lane - 4 * by) & 31), a1 = shfl2(v1, (lane - 4 * by) & 31);
@@ -324,10 +325,11 @@ __device__ __forceinline__ void cema_seg_carries(float2 r[2][4], float2 re[4], c
 #pragma unroll
     for (int nb = 0; nb < 4; nb++) {
         const float2 Qc = conj2(T.q[CM_C][nb * 4 + t]);
+        /* suffix scan: v_c = sum_{c' >= c} conj(Q)^(c'-c) F_c', the carry leaving chunk c, the carry
+           into the segment entering with chunk 15 */
         float2 v0 = f[0][nb], v1 = f[1][nb], Qd = Qc;
         if (g == 7)
-            v1 = cfma(Qc, re[nb], v1); /* the carry into the segment enters with chunk 15 */
-            /* suffix scan: v_c = sum_{c' >= c} conj(Q)^(c'-c) F_c', the carry leaving chunk c */
+            v1 = cfma(Qc, re[nb], v1);
 #pragma unroll
         for (int by = 1; by < 8; by *= 2) {
             const float2 b0 = shfl2(v0, (lane + 4 * by) & 31), b1 = shfl2(v1, (lane + 4 * by) & 31);
