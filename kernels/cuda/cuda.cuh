@@ -219,9 +219,10 @@ typedef struct {
     int batch;
     float beta;
     const void *bias; /* bf16 (m), or NULL */
+    float *bgrad;     /* fp32 (n): written with op(B)'s sums over k (cuBLASLt's BGRADB; D fp32), or NULL */
     const void *c;    /* C, laid out as D, or NULL: D */
 } Gemm;
-void cuda_gemm(const Gemm *g);
+int cuda_gemm(const Gemm *g); /* 0 (nothing ran) only where cuBLASLt has no GEMM with g->bgrad */
 
 /* ---- the ops (signatures as in kernels/ops.h) ---- */
 void *cuda_alloc(size_t bytes);

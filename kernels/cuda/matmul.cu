@@ -1,7 +1,8 @@
-/* matmul.cu: GEMMs through cuBLASLt (bf16 in, fp32 accumulate, bf16 or fp32 out, bias epilogue)
-   on the compute stream, with a cache of descriptors and heuristic choices per shape (in the
+/* matmul.cu: GEMMs through cuBLASLt (bf16 in, fp32 accumulate, bf16 or fp32 out, bias or bias
+   gradient epilogue) on the compute stream, with a cache of descriptors and heuristic choices per shape (in the
    context) so a step issues no heuristic query after the first; the linear layer's forward and
-   backward on top of it, and the bias gradient's column sums.
+   backward on top of it, whose weight-gradient GEMM also sums the bias gradient (or a kernel
+   does, where cuBLASLt has no such GEMM).
 
    Row-major (T, C) activations are column-major (C, T) matrices to cuBLASLt, and a (OC, IC) weight
    is a column-major (IC, OC) matrix, so: out' (OC x T) = w'^T inp'; dinp' (IC x T) (+)= w' dout';
@@ -13,16 +14,18 @@
 #define LT_CACHE 1024
 
 typedef struct {
-    int m, n, k, transa, transb, lda, ldb, ldd, batch, has_bias, align_a, align_b, align_d;
+    int m, n, k, transa, transb, lda, ldb, ldd, batch, epi, align_a, align_b, align_d; /* epi: GEMM_* */
     long long stride_a, stride_b, stride_d;
     cudaDataType_t dtype_d;
 } GemmKey;
+enum { GEMM_PLAIN, GEMM_BIAS, GEMM_BGRADB };
 
 typedef struct {
     GemmKey key;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasLtMatmulAlgo_t algo;
+    int none; /* cuBLASLt has no algorithm (asked once; only GEMM_BGRADB may end so) */
 } GemmPlan;
 
 struct GemmCache {
@@ -72,10 +75,12 @@ static GemmPlan *plan_make(GemmCache *c, const GemmKey *k)
     cublasOperation_t ta = k->transa ? CUBLAS_OP_T : CUBLAS_OP_N, tb = k->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (k->has_bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bt = CUDA_R_16BF;
+    if (k->epi != GEMM_PLAIN) {
+        cublasLtEpilogue_t epi = k->epi == GEMM_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    }
+    if (k->epi == GEMM_BIAS) { /* a bias gradient takes D's type */
+        cudaDataType_t bt = CUDA_R_16BF;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
     p->la = layout(CUDA_R_16BF, k->transa ? k->k : k->m, k->transa ? k->m : k->k, k->lda, k->batch, k->stride_a);
@@ -95,15 +100,16 @@ static GemmPlan *plan_make(GemmCache *c, const GemmKey *k)
     int found = 0;
     CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &found));
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    if (!found)
+    c->n_plans++;
+    p->none = !found;
+    if (!found && k->epi != GEMM_BGRADB)
         fail("cuda gemm: cuBLASLt has no algorithm for m=%d n=%d k=%d (trans %d%d, ld %d %d %d, batch %d)", k->m,
              k->n, k->k, k->transa, k->transb, k->lda, k->ldb, k->ldd, k->batch);
     p->algo = res.algo;
-    c->n_plans++;
     return p;
 }
 
-void cuda_gemm(const Gemm *g)
+int cuda_gemm(const Gemm *g)
 {
     CudaCtx *x = cuda_ctx();
     GemmCache *c = gemm_cache(x);
@@ -112,7 +118,8 @@ void cuda_gemm(const Gemm *g)
     GemmKey k;
     memset(&k, 0, sizeof k); /* the key is compared bytewise */
     k.m = g->m, k.n = g->n, k.k = g->k, k.transa = g->transa, k.transb = g->transb;
-    k.lda = g->lda, k.ldb = g->ldb, k.ldd = g->ldd, k.batch = g->batch, k.has_bias = g->bias != NULL;
+    k.lda = g->lda, k.ldb = g->ldb, k.ldd = g->ldd, k.batch = g->batch;
+    k.epi = g->bias ? GEMM_BIAS : g->bgrad ? GEMM_BGRADB : GEMM_PLAIN;
     k.stride_a = g->batch > 1 ? g->stride_a : 0;
     k.stride_b = g->batch > 1 ? g->stride_b : 0;
     k.stride_d = g->batch > 1 ? g->stride_d : 0;
@@ -130,12 +137,15 @@ void cuda_gemm(const Gemm *g)
             p = &c->plans[i];
     if (!p)
         p = plan_make(c, &k);
-    if (g->bias)
-        CUBLAS_CHECK(
-            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
+    if (p->none)
+        return 0;
+    const void *vec = g->bias ? g->bias : g->bgrad;
+    if (vec)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vec, sizeof vec));
     const float alpha = 1.0f, beta = g->beta;
     CUBLAS_CHECK(cublasLtMatmul(c->lt, p->desc, &alpha, g->a, p->la, g->b, p->lb, &beta, g->c ? g->c : g->d, p->ld,
                                 g->d, p->ld, &p->algo, ws, SCRATCH_LT, x->stream));
+    return 1;
 }
 
 /* ---- the linear layer ---- */
@@ -149,8 +159,8 @@ void cuda_matmul_forward(void *out, const void *inp, const void *w, const void *
     cuda_gemm(&g);
 }
 
-/* dbias (OC) += (= with GRAD_NEW) column sums of dout (T, OC): 32 columns x 8 row stripes per
-   block, partial sums per block row, then cuda_add_partials */
+/* dbias (OC) += (= with GRAD_NEW) column sums of dout (T, OC), where the weight-gradient GEMM cannot:
+   32 columns x 8 row stripes per block, partial sums per block row, then cuda_add_partials */
 #define BIAS_ROWS 8
 __global__ void bias_grad_kernel(float *part, const bf16 *dout, int T, int OC)
 {
@@ -188,10 +198,18 @@ void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout,
                   .bias = NULL};
         cuda_gemm(&g);
     }
+    /* dbias from the GEMM's B = dout'^T (T x OC): its sums over k = T, written (a first gradient) or
+       into scratch and added */
+    float *bsum = !dbias || mode & GRAD_NEW ? dbias : (float *)cuda_scratch(SCRATCH_PARTIALS, OC * sizeof(float));
     Gemm g = {.m = IC, .n = OC, .k = T, .transa = 0, .transb = 1, .a = inp, .lda = IC, .b = dout, .ldb = OC,
               .d = dw, .ldd = IC, .dtype_d = CUDA_R_32F, .batch = 1, .beta = mode & GRAD_NEW ? 0.0f : 1.0f,
-              .bias = NULL};
+              .bias = NULL, .bgrad = bsum};
+    if (cuda_gemm(&g)) {
+        if (bsum != dbias)
+            cuda_add_partials(dbias, bsum, 1, OC, OC, mode);
+        return;
+    }
+    g.bgrad = NULL; /* no such GEMM for this shape: the plain one and the kernel */
     cuda_gemm(&g);
-    if (dbias)
-        bias_grad(dbias, (const bf16 *)dout, T, OC, mode);
+    bias_grad(dbias, (const bf16 *)dout, T, OC, mode);
 }
