@@ -5,20 +5,20 @@
 
    Forward: (1) one thread per (b, t, group): the group's mean ux and population variance gv;
    (2) segments of TSN_SEG steps summarise their steps (the reference's per-step update from an
-   empty state); (3) one thread per (b, group) merges the segments in order from the prior state,
+   empty state); (3) one warp per (b, group) merges the segments from the prior state in a scan,
    giving each segment's incoming state and state_out; (4) each segment re-runs its steps: mean_t,
    rstd_t; (5) y = (x - mean_t) rstd_t (1 + w) + b over the whole (T, D), 8 channels per thread.
 
    Backward: the reverse carry (U, W) = (dl/dmean_t, dl/dvar_t) is affine in the next step's:
    (U, W)_{t-1} = [[c1, -2 c1 c2 delta], [0, c1]] (U, W)_t + v_t. (1) per (b, t, group): ux,
    ds = sum dy (1+w)(x - mean_t), db = sum dy (1+w); (2) each segment composes its steps' maps;
-   (3) one thread per (b, group) runs the composed maps from the last segment back: each
+   (3) one warp per (b, group) composes the maps from the last segment back in a scan: each
    segment's incoming carry, and dstate_in; (4) each segment re-runs its steps from that carry,
    leaving per step the two coefficients of dx = dy rstd (1+w) + alpha + beta x; (5) one pass
    over (T, D) writes or adds dx and sums dw, db per block (then over blocks). All in fp32. */
 #include "kernels/cuda/cuda.cuh"
 
-#define TSN_BATCH 8 /* segments whose summaries one chain thread loads at once; steps, a segment thread */
+#define TSN_BATCH 8 /* steps whose loads a segment thread issues at once */
 #define TSN_ROWS 512 /* blocks of the (T, D) backward pass: rows of partial sums */
 
 /* ---- per (b, t, group) statistics ---- */
@@ -150,38 +150,94 @@ __global__ void tsn_seg_stats_kernel(float2 *segs, const float2 *stats, int B, i
     segs[((size_t)s.b * nseg + s.seg) * G + s.g] = make_float2(mu, var);
 }
 
-/* forward (3): merged in order from the prior (n0 steps of state_in): each segment's summary is
-   replaced by the state before it; the final state to state_out */
+/* A summary of steps: their count, mean and population variance. Merging two (Chan et al.) is
+   associative, so a warp merges 32 segments at once in a scan of shuffles. */
+typedef struct {
+    double n;
+    float mu, var;
+} TsnSum;
+
+/* a's steps then b's */
+__device__ __forceinline__ TsnSum tsn_merge(TsnSum a, TsnSum b)
+{
+    const double n = a.n + b.n;
+    if (n == 0)
+        return a;
+    /* in float: the counts are exact up to 2^24 steps, and a double division took most of the
+       chain's time (ncu) */
+    const float f = (float)b.n / (float)n, d = b.mu - a.mu;
+    return {n, a.mu + d * f, a.var * (1.0f - f) + b.var * f + d * d * f * (1.0f - f)};
+}
+
+__device__ __forceinline__ TsnSum tsn_shfl(TsnSum v, int src)
+{
+    return {__shfl_sync(~0u, v.n, src), __shfl_sync(~0u, v.mu, src), __shfl_sync(~0u, v.var, src)};
+}
+
+/* A backward segment's map: the carry (U, W) entering its last step to [[a, b], [0, a]] (U, W) + (p, q)
+   leaving its first step. Composing two is associative too. */
+typedef struct {
+    float a, b, p, q;
+} TsnMap;
+
+/* f, then g */
+__device__ __forceinline__ TsnMap tsn_compose(TsnMap f, TsnMap g)
+{
+    return {g.a * f.a, g.a * f.b + g.b * f.a, g.a * f.p + g.b * f.q + g.p, g.a * f.q + g.q};
+}
+
+__device__ __forceinline__ TsnMap tsn_shfl(TsnMap v, int src)
+{
+    return {__shfl_sync(~0u, v.a, src), __shfl_sync(~0u, v.b, src), __shfl_sync(~0u, v.p, src),
+            __shfl_sync(~0u, v.q, src)};
+}
+
+/* Lane l's inclusive scan op(v_0, ..., v_l) over the warp (Hillis-Steele, op(earlier, later)), then
+   the exclusive one (lane 0: ident) into *excl; returns the warp's whole, lane 31's inclusive. */
+template <typename T, typename Op> __device__ __forceinline__ T tsn_warp_scan(T v, T ident, T *excl, const Op &op)
+{
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+        T o = tsn_shfl(v, max(lane - d, 0));
+        if (lane >= d)
+            v = op(o, v);
+    }
+    T e = tsn_shfl(v, max(lane - 1, 0));
+    *excl = lane ? e : ident;
+    return tsn_shfl(v, 31);
+}
+
+/* forward (3): one warp per (b, g) merges the segments in order from the prior (n0 steps of state_in), 32 at a
+   time: each segment's summary is replaced by the state before it; the final state to state_out */
 __global__ void tsn_seg_chain_kernel(float2 *segs, float *state_out, const float *state_in, int64_t n0, int B, int L,
                                      int G, int nseg)
 {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int i = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (i >= B * G)
         return;
     const int b = i / G, g = i % G;
-    double n = (double)n0;
-    float mu = n0 ? state_in[2 * i] : 0.0f, var = n0 ? state_in[2 * i + 1] : 0.0f;
-    for (int s0 = 0; s0 < nseg; s0 += TSN_BATCH) {
-        float2 st[TSN_BATCH]; /* loads issued together: the chain is latency-bound */
-#pragma unroll
-        for (int j = 0; j < TSN_BATCH; j++)
-            st[j] = s0 + j < nseg ? segs[((size_t)b * nseg + s0 + j) * G + g] : make_float2(0.0f, 0.0f);
-#pragma unroll
-        for (int j = 0; j < TSN_BATCH; j++) {
-            const int seg = s0 + j;
-            if (seg >= nseg)
-                break;
-            segs[((size_t)b * nseg + seg) * G + g] = make_float2(mu, var);
-            const double len = min(TSN_SEG, L - seg * TSN_SEG);
-            const float f = (float)(len / (n + len)), d = st[j].x - mu;
-            mu += d * f;
-            var = var * (1.0f - f) + st[j].y * f + d * d * f * (1.0f - f);
-            n += len;
-        }
+    const TsnSum none = {0, 0.0f, 0.0f};
+    TsnSum run = n0 ? TsnSum{(double)n0, state_in[2 * i], state_in[2 * i + 1]} : none;
+    float2 *col = segs + (size_t)b * nseg * G + g; /* segment s at col[s * G] */
+    float2 next = lane < nseg ? col[(size_t)lane * G] : make_float2(0.0f, 0.0f);
+    for (int s0 = 0; s0 < nseg; s0 += 32) {
+        const int seg = s0 + lane;
+        const float2 v = next; /* the next 32 segments' loads in flight during this scan */
+        if (seg + 32 < nseg)
+            next = col[(size_t)(seg + 32) * G];
+        TsnSum x = none, before;
+        if (seg < nseg)
+            x = {(double)min(TSN_SEG, L - seg * TSN_SEG), v.x, v.y};
+        const TsnSum all = tsn_warp_scan(x, none, &before, tsn_merge);
+        before = tsn_merge(run, before);
+        if (seg < nseg)
+            col[(size_t)seg * G] = make_float2(before.mu, before.var);
+        run = tsn_merge(run, all);
     }
-    if (state_out) {
-        state_out[2 * i] = mu;
-        state_out[2 * i + 1] = var;
+    if (state_out && lane == 0) {
+        state_out[2 * i] = run.mu;
+        state_out[2 * i + 1] = run.var;
     }
 }
 
@@ -254,7 +310,7 @@ void cuda_tsnorm_forward(void *y, float *mean, float *rstd, const void *x, const
     const unsigned sb = ceil_div((size_t)B * nseg * G, 128);
     tsn_seg_stats_kernel<<<sb, 128, 0, cuda_stream()>>>(segs, stats, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsn_seg_chain_kernel<<<ceil_div(B * G, 64), 64, 0, cuda_stream()>>>(segs, state_out, state_in, n0, B, L, G, nseg);
+    tsn_seg_chain_kernel<<<ceil_div(B * G, 4), 128, 0, cuda_stream()>>>(segs, state_out, state_in, n0, B, L, G, nseg);
     LAUNCH_CHECK();
     tsn_seg_apply_kernel<<<sb, 128, 0, cuda_stream()>>>(mean, rstd, segs, stats, n0, B, L, G, nseg, eps);
     LAUNCH_CHECK();
@@ -335,31 +391,34 @@ __global__ void tsn_back_map_kernel(float4 *maps, const float4 *bst, const float
     maps[((size_t)s.b * nseg + s.seg) * G + s.g] = make_float4(a, bb, p, q);
 }
 
-/* backward (3): from the last segment back, each map replaced by the carry entering its segment;
-   the carry leaving segment 0 is dstate_in */
+/* backward (3): one warp per (b, g) runs the maps from the last segment back, 32 segments at a time: each map
+   replaced by the carry entering its segment; the carry leaving segment 0 is dstate_in */
 __global__ void tsn_back_chain_kernel(float4 *maps, float *dstate_in, const float *dstate_out, int B, int G, int nseg)
 {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int i = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (i >= B * G)
         return;
     const int b = i / G, g = i % G;
+    const TsnMap id = {1.0f, 0.0f, 0.0f, 0.0f};
     float U = dstate_out ? dstate_out[2 * i] : 0.0f, W = dstate_out ? dstate_out[2 * i + 1] : 0.0f;
-    for (int s0 = nseg - 1; s0 >= 0; s0 -= TSN_BATCH) {
-        float4 m[TSN_BATCH];
-#pragma unroll
-        for (int j = 0; j < TSN_BATCH; j++)
-            m[j] = s0 - j >= 0 ? maps[((size_t)b * nseg + s0 - j) * G + g] : make_float4(0, 0, 0, 0);
-#pragma unroll
-        for (int j = 0; j < TSN_BATCH; j++) {
-            if (s0 - j < 0)
-                break;
-            maps[((size_t)b * nseg + s0 - j) * G + g] = make_float4(U, W, 0, 0);
-            const float nU = m[j].x * U + m[j].y * W + m[j].z;
-            W = m[j].x * W + m[j].w;
-            U = nU;
-        }
+    float4 *col = maps + (size_t)b * nseg * G + g; /* segment s at col[s * G] */
+    float4 next = nseg - 1 - lane >= 0 ? col[(size_t)(nseg - 1 - lane) * G] : make_float4(1.0f, 0.0f, 0.0f, 0.0f);
+    for (int s1 = nseg - 1; s1 >= 0; s1 -= 32) {
+        const int seg = s1 - lane; /* lane 0 the latest: its map applies first */
+        const float4 v = next;     /* the next 32 segments' loads in flight during this scan */
+        if (seg - 32 >= 0)
+            next = col[(size_t)(seg - 32) * G];
+        TsnMap m = id, after;
+        if (seg >= 0)
+            m = {v.x, v.y, v.z, v.w};
+        const TsnMap all = tsn_warp_scan(m, id, &after, tsn_compose);
+        if (seg >= 0)
+            col[(size_t)seg * G] = make_float4(after.a * U + after.b * W + after.p, after.a * W + after.q, 0.0f, 0.0f);
+        const float nU = all.a * U + all.b * W + all.p;
+        W = all.a * W + all.q;
+        U = nU;
     }
-    if (dstate_in) {
+    if (dstate_in && lane == 0) {
         dstate_in[2 * i] = U;
         dstate_in[2 * i + 1] = W;
     }
@@ -461,7 +520,7 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const 
     const unsigned sb = ceil_div((size_t)B * nseg * G, 128);
     tsn_back_map_kernel<<<sb, 128, 0, cuda_stream()>>>(maps, bst, mean, rstd, state_in, n0, B, L, G, nseg);
     LAUNCH_CHECK();
-    tsn_back_chain_kernel<<<ceil_div(B * G, 64), 64, 0, cuda_stream()>>>(maps, dstate_in, dstate_out, B, G, nseg);
+    tsn_back_chain_kernel<<<ceil_div(B * G, 4), 128, 0, cuda_stream()>>>(maps, dstate_in, dstate_out, B, G, nseg);
     LAUNCH_CHECK();
     tsn_back_coef_kernel<<<sb, 128, 0, cuda_stream()>>>(bst, maps, mean, rstd, state_in, n0, B, L, D, G, nseg);
     LAUNCH_CHECK();

@@ -519,6 +519,7 @@ int main(int argc, char **argv)
     check(tsnorm_case(1, 77, 96, 2, 5, 1));
     check(tsnorm_case(3, 5, 12, 3, 0, 1));
     check(tsnorm_case(1, 4096, 64, 2, 0, 1));
+    check(tsnorm_case(2, 2500, 64, 4, 3000, 1)); /* 79 segments: the chains scan 32, 32, then 15 */
 
     /* N = 16 (the presets) and fewer; with and without incoming and outgoing states; ragged last
        chunks; a long sequence; parts of one segment and of several */
