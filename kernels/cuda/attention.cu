@@ -1,7 +1,7 @@
 /* attention.cu: chunk-local causal softmax attention (spec section 5), scale 1, through strided
    batched cuBLASLt GEMMs over the chunks of one head: S = Q K^T (fp32), a fused causal softmax
    that writes P (bf16) and the log-sum-exp, O = P V. Backward recomputes S and P from the saved
-   log-sum-exp, then dV (+)= P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)) (fused with that row
+   log-sum-exp, then dV (+)= P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)) (fused with that row
    sum), dQ (+)= dS K, dK (+)= dS^T Q, each row block of dQ, dK, dV written by one GEMM (beta 1 to
    accumulate, 0 to overwrite). The C x C score and probability buffers are scratch for at most
    SCRATCH_ATTN bytes of chunks at a time (kernels/scratch.h).
@@ -87,43 +87,43 @@ __global__ void attn_probs_kernel(bf16 *P, const float *S, const float *lse, int
         p[j] = tobf(j <= i ? __expf(s[j] - l) : 0.0f);
 }
 
-/* backward: dS = P (dP - sum_e dO O) over row i (j <= i), written over P. One warp per row; its
-   row sum over the head's dv values of dO and O comes first, with DV values per load (8: 16-byte
-   loads, when dv and the row starts allow), then the row's dP and P with RV per load (4: 16 bytes
-   of dP and 8 of P, when n is a multiple of 4). Rows are P's and dP's up to the end of the causal
-   block, a multiple of 4 on that path, so the last load of a row stays inside it; the values
-   past i (P's zeros) are written back unchanged. */
-template <int DV, int RV>
-__global__ void attn_dscores_kernel(bf16 *P, const float *dP, const bf16 *dO, const bf16 *O, int rows, int n, int t0,
-                                    int st, int V, int dv, int h)
+/* backward: dS = P (dP - D) over row i (j <= i), written over P, with D = sum_j P dP: the same as
+   sum_e dO O (O = P V, dP = dO V^T) but from the row itself, so the head's dv values of dO and O
+   (more bytes than the row for dv = 2048) are not read. One warp per row, which it reads twice (the
+   second time from cache), RV values per load (4: 16 bytes of dP and 8 of P, when n is a multiple
+   of 4). Rows are P's and dP's up to the end of the causal block, a multiple of 4 on that path, so
+   the last load of a row stays inside it; the values past i (P's zeros) are written back unchanged. */
+template <int RV> __device__ __forceinline__ void attn_row_load(float (&x)[RV], float (&g)[RV], const bf16 *p, const float *dp)
+{
+    load_bf<RV>(x, p);
+    if constexpr (RV == 4) {
+        const float4 d = *reinterpret_cast<const float4 *>(dp);
+        g[0] = d.x, g[1] = d.y, g[2] = d.z, g[3] = d.w;
+    } else {
+        g[0] = dp[0];
+    }
+}
+
+template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, int rows, int n)
 {
     const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows)
         return;
-    const int i = r % n, tok = attn_token(r, n, t0, st);
-    const bf16 *go = dO + (size_t)tok * V + (size_t)h * dv, *o = O + (size_t)tok * V + (size_t)h * dv;
-    float dot = 0;
-#pragma unroll 4
-    for (int e = lane * DV; e < dv; e += 32 * DV) {
-        float a[DV], b[DV];
-        load_bf<DV>(a, go + e);
-        load_bf<DV>(b, o + e);
-#pragma unroll
-        for (int k = 0; k < DV; k++)
-            dot += a[k] * b[k];
-    }
-    dot = warp_sum(dot);
+    const int i = r % n;
     const float *dp = dP + (size_t)r * n;
     bf16 *p = P + (size_t)r * n;
+    float dot = 0;
     for (int j = lane * RV; j <= i; j += 32 * RV) {
         float x[RV], g[RV];
-        load_bf<RV>(x, p + j);
-        if constexpr (RV == 4) {
-            const float4 d = *reinterpret_cast<const float4 *>(dp + j);
-            g[0] = d.x, g[1] = d.y, g[2] = d.z, g[3] = d.w;
-        } else {
-            g[0] = dp[j];
-        }
+        attn_row_load<RV>(x, g, p + j, dp + j);
+#pragma unroll
+        for (int k = 0; k < RV; k++)
+            dot += x[k] * g[k]; /* P is zero past i */
+    }
+    dot = warp_sum(dot);
+    for (int j = lane * RV; j <= i; j += 32 * RV) {
+        float x[RV], g[RV];
+        attn_row_load<RV>(x, g, p + j, dp + j);
 #pragma unroll
         for (int k = 0; k < RV; k++)
             if (j + k <= i)
@@ -211,20 +211,14 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
         });
 }
 
-/* dS over the group's rows (attn_dscores_kernel), on the widest path the shapes allow */
-static void attn_dscores(const AttnGroup *g, int rows, const bf16 *dout, const bf16 *o, int V, int vec_dot)
+/* dS over the group's rows (attn_dscores_kernel), with wide loads where the rows allow */
+static void attn_dscores(const AttnGroup *g, int rows)
 {
     const dim3 grid(ceil_div(rows, ATTN_WARPS)), block(32 * ATTN_WARPS);
-    const int vec_rows = g->n % 4 == 0 && aligned16(g->S, g->P);
-    const cudaStream_t s = cuda_stream();
-    if (vec_dot && vec_rows)
-        attn_dscores_kernel<8, 4><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
-    else if (vec_dot)
-        attn_dscores_kernel<8, 1><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
-    else if (vec_rows)
-        attn_dscores_kernel<1, 4><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
+    if (g->n % 4 == 0 && aligned16(g->S, g->P))
+        attn_dscores_kernel<4><<<grid, block, 0, cuda_stream()>>>(g->P, g->S, rows, g->n);
     else
-        attn_dscores_kernel<1, 1><<<grid, block, 0, s>>>(g->P, g->S, dout, o, rows, g->n, g->t0, g->st, V, g->dv, g->h);
+        attn_dscores_kernel<1><<<grid, block, 0, cuda_stream()>>>(g->P, g->S, rows, g->n);
     LAUNCH_CHECK();
 }
 
@@ -234,7 +228,6 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
 {
     const int V = H * dv, Z = H * dz;
     const float beta = accumulate ? 1.0f : 0.0f;
-    const int vec_dot = dv % 8 == 0 && V % 8 == 0 && aligned16(dout, o);
     AttnGroup base = attn_base(B, L, H, dz, dv, C);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
@@ -257,7 +250,7 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
                 attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
                           g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
-            attn_dscores(g, rows, (const bf16 *)dout, (const bf16 *)o, V, vec_dot);
+            attn_dscores(g, rows);
 
             for (int i = 0; i < nblk; i++) /* dQ' (query block i) (+)= K' dS' */
                 attn_gemm(g, dz, bs, (i + 1) * bs, 0, K, Z, sz, 0, g->P + (size_t)i * bs * n, n, sp,
