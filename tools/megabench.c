@@ -9,7 +9,8 @@
    matching peak rate), with the step's fixed costs (those that do not grow with its tokens:
    AdamW and the gradients' norm, host round trips, op calls) apart. Per-op times come
    from CUDA events on the backend's compute stream around every op (a wrapping Ops table) on the
-   CUDA backend, from the host clock on the CPU. */
+   CUDA backend, from the host clock on the CPU; there each op is also an NVTX range named by its
+   label, for a profiler (doc/perf.md: ncu --nvtx --nvtx-include "attention_backward/"). */
 #include "autoconfig.h"
 #include "kernels/ops.h"
 #include "src/config.h"
@@ -27,6 +28,7 @@
 #include <string.h>
 #ifdef HAVE_CUDA
 #include "kernels/cuda/check.h"
+#include <nvtx3/nvToolsExt.h>
 #endif
 
 /* Datasheet ceilings of one H100/H200 SXM (dense bf16 tensor cores, fp32 CUDA cores): the floors
@@ -108,6 +110,7 @@ static void mark_begin(const char *label, double bytes, double flops, double pea
     marks[n_marks].stat = s;
 #ifdef HAVE_CUDA
     if (events_on) {
+        nvtxRangePushA(label); /* lets a profiler pick an op's kernels: ncu --nvtx --nvtx-include LABEL/ */
         CUDA_CHECK(cudaEventRecord(marks[n_marks].e0, events_on));
         return;
     }
@@ -120,6 +123,7 @@ static void mark_end(void)
 #ifdef HAVE_CUDA
     if (events_on) {
         CUDA_CHECK(cudaEventRecord(marks[n_marks++].e1, events_on));
+        nvtxRangePop();
         return;
     }
 #endif
