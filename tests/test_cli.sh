@@ -166,12 +166,16 @@ sed 's/batch_size: 2/batch_size: 4/' good.yaml >dump.yaml
 run "$mt" dump dump.yaml mb1.h5
 run env OMP_NUM_THREADS=1 "$mt" dump dump.yaml mb2.h5 --set parallel.micro_batches=2 --set train.threads=2
 tap_ok $([ $rc -eq 0 ] && grep -q 'in 2 micro-batches, cpu, 2 threads' out && echo 0 || echo 1) "dump takes train.threads (2, with OMP_NUM_THREADS=1)"
+# Logits to fp32 rounding, not bit for bit: OpenBLAS's sgemm may sum a row's products in another
+# order when the matrix has fewer rows (seen with 0.3.21 on an AMD EPYC: 1.2e-6 apart), while a
+# row dropped, repeated or mixed up is off by the logits' own size.
 $PYTHON_REF -c '
 import sys, h5py, numpy as np
 a, b = h5py.File("mb1.h5", "r"), h5py.File("mb2.h5", "r")
-same = all(np.array_equal(a[k][...], b[k][...]) for k in ("tokens", "logits"))
-sys.exit(0 if same and np.isfinite(b["logits"][...]).all() and abs(a["loss"][()] - b["loss"][()]) < 1e-6 else 1)'
-tap_ok $? "dump with 2 micro-batches: the same tokens, logits (every row) and loss as with 1"
+x, y = a["logits"][...], b["logits"][...]
+close = x.shape == y.shape and np.isfinite(y).all() and np.abs(x - y).max() <= 1e-5 * max(1.0, np.abs(x).max())
+sys.exit(0 if np.array_equal(a["tokens"][...], b["tokens"][...]) and close and abs(a["loss"][()] - b["loss"][()]) < 1e-6 else 1)'
+tap_ok $? "dump with 2 micro-batches: the same tokens, logits (every row, to fp32 rounding) and loss as with 1"
 
 # train.graph (the default): a job of one rank says it runs each micro-batch as a graph and learns
 # the same as without; several ranks run without, and their first line says nothing of graphs
