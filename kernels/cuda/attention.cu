@@ -222,6 +222,7 @@ static void attn_dscores(const AttnGroup *g, int rows)
     LAUNCH_CHECK();
 }
 
+/* o: the CPU reference's row sum reads it; here dS takes the row sum from P and dP */
 void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
                              const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
                              int C, int accumulate)

@@ -79,7 +79,7 @@ static GemmPlan *plan_make(GemmCache *c, const GemmKey *k)
         cublasLtEpilogue_t epi = k->epi == GEMM_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     }
-    if (k->epi == GEMM_BIAS) { /* a bias gradient takes D's type */
+    if (k->epi == GEMM_BIAS) { /* the bias is bf16; a bias gradient takes D's type (fp32 here) */
         cudaDataType_t bt = CUDA_R_16BF;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     }
