@@ -44,92 +44,170 @@ __device__ __forceinline__ int attn_token(int r, int n, int t0, int st) { return
 /* the keys a query row's GEMMs read: up to the end of its causal block */
 __device__ __forceinline__ int attn_extent(int i, int bs) { return (i / bs + 1) * bs; }
 
-/* one warp per row: causal softmax of S row i (j <= i) into P, zeros above up to the end of the
-   block; lse per row */
-__global__ void attn_softmax_kernel(bf16 *P, float *lse, const float *S, int rows, int n, int bs, int t0, int st,
-                                    int L, int H, int h)
+/* ---- the score rows: one warp per row, the row in registers ----
+   A lane holds ATTN_PIECE loads of RV values (RV = 4: 16 bytes of fp32, 8 of bf16), lane-interleaved,
+   so a warp holds a piece of 32 RV ATTN_PIECE columns of the row (2048 for RV = 4: a whole chunk of
+   the presets). A row is read from memory once when it fits one piece; longer rows are walked piece
+   by piece and read again for the write. The GEMMs wrote the row up to the end of its causal block
+   (ext, a multiple of RV on the wide path); the kernels read only the loads that start at or below
+   the diagonal i. */
+#define ATTN_PIECE 16
+
+/* RV consecutive values of a row, one access */
+template <class T, int RV> struct alignas(sizeof(T) * RV) AttnVec {
+    T v[RV];
+};
+__device__ __forceinline__ float attn_f(float v) { return v; }
+__device__ __forceinline__ float attn_f(bf16 v) { return bf(v); }
+
+/* the piece starting at column j0: x[u] = row[j0 + (32 u + lane) RV ..], loads starting below lim */
+template <class T, int RV>
+__device__ __forceinline__ void attn_load(AttnVec<T, RV> (&x)[ATTN_PIECE], const T *row, int j0, int lim)
 {
-    const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows)
-        return;
-    const int i = r % n, ext = attn_extent(i, bs);
-    const float *s = S + (size_t)r * n;
-    bf16 *p = P + (size_t)r * n;
-    float m = -INFINITY;
-    for (int j = lane; j <= i; j += 32)
-        m = fmaxf(m, s[j]);
-    m = warp_max(m);
-    float sum = 0;
-    for (int j = lane; j <= i; j += 32)
-        sum += __expf(s[j] - m);
-    sum = warp_sum(sum);
-    const float inv = 1.0f / sum;
-    for (int j = lane; j < ext; j += 32)
-        p[j] = tobf(j <= i ? __expf(s[j] - m) * inv : 0.0f);
-    if (lane == 0) {
-        int tok = attn_token(r, n, t0, st);
-        lse[((size_t)(tok / L) * H + h) * L + tok % L] = m + logf(sum);
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int u = 0; u < ATTN_PIECE; u++) {
+        const int j = j0 + (32 * u + lane) * RV;
+        if (j < lim)
+            x[u] = *reinterpret_cast<const AttnVec<T, RV> *>(row + j);
     }
 }
 
-/* backward: P = exp(S - lse) recomputed (j <= i), zeros above up to the end of the block */
-__global__ void attn_probs_kernel(bf16 *P, const float *S, const float *lse, int rows, int n, int bs, int t0, int st,
-                                  int L, int H, int h)
+/* column of value e of load u of the piece at j0 */
+template <int RV> __device__ __forceinline__ int attn_col(int j0, int u, int e)
 {
+    return j0 + (32 * u + threadIdx.x % 32) * RV + e;
+}
+
+/* P row i = exp(S - m) / sum over j <= i, zeros above up to the end of the block. FWD: m and sum
+   are the row's max and sum of exp, from each lane's running pair (ml, sum), and m + log(sum) goes to
+   lse; the piece still in registers holds exp(S - ml) by then, so its write only scales. Else (the
+   backward) m = lse and sum = 1. Two blocks an SM (128 registers, a few spilled): with one (167
+   registers) the forward ran 10% slower than the two-read kernel it replaced (H100). */
+template <int RV, bool FWD>
+__global__ void __launch_bounds__(32 * ATTN_WARPS, 2)
+    attn_softmax_kernel(bf16 *P, float *lse, const float *S, int rows, int n, int bs, int t0, int st, int L, int H,
+                        int h)
+{
+    constexpr int W = 32 * RV * ATTN_PIECE;
     const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= rows)
         return;
     const int i = r % n, ext = attn_extent(i, bs), tok = attn_token(r, n, t0, st);
-    const float l = lse[((size_t)(tok / L) * H + h) * L + tok % L];
+    float *l = lse + ((size_t)(tok / L) * H + h) * L + tok % L;
     const float *s = S + (size_t)r * n;
     bf16 *p = P + (size_t)r * n;
-    for (int j = lane; j < ext; j += 32)
-        p[j] = tobf(j <= i ? __expf(s[j] - l) : 0.0f);
+    AttnVec<float, RV> x[ATTN_PIECE];
+    const int held = FWD ? i / W : -1; /* the piece left in registers */
+    float ml = -INFINITY, sum = 0.0f;
+    for (int j0 = 0; FWD && j0 <= i; j0 += W) {
+        attn_load(x, s, j0, i + 1);
+        float pm = ml;
+#pragma unroll
+        for (int u = 0; u < ATTN_PIECE; u++)
+#pragma unroll
+            for (int e = 0; e < RV; e++)
+                pm = attn_col<RV>(j0, u, e) <= i ? fmaxf(pm, x[u].v[e]) : pm;
+        if (pm == -INFINITY) /* nothing of the row in this lane yet */
+            continue;
+        sum *= __expf(ml - pm);
+#pragma unroll
+        for (int u = 0; u < ATTN_PIECE; u++)
+#pragma unroll
+            for (int e = 0; e < RV; e++)
+                if (attn_col<RV>(j0, u, e) <= i) {
+                    x[u].v[e] = __expf(x[u].v[e] - pm);
+                    sum += x[u].v[e];
+                }
+        ml = pm;
+    }
+    float m, inv = 1.0f, scale = 0.0f;
+    if (FWD) {
+        m = warp_max(ml);
+        scale = ml == -INFINITY ? 0.0f : __expf(ml - m);
+        sum = warp_sum(sum * scale);
+        inv = 1.0f / sum, scale *= inv;
+        if (lane == 0)
+            *l = m + logf(sum);
+    } else {
+        m = *l;
+    }
+    for (int pc = (ext - 1) / W; pc >= 0; pc--) {
+        const int j0 = pc * W;
+        if (pc != held)
+            attn_load(x, s, j0, i + 1);
+#pragma unroll
+        for (int u = 0; u < ATTN_PIECE; u++) {
+            const int j = attn_col<RV>(j0, u, 0);
+            if (j >= ext)
+                continue;
+            float v[RV];
+#pragma unroll
+            for (int e = 0; e < RV; e++) {
+                v[e] = 0.0f;
+                if (j + e <= i)
+                    v[e] = pc == held ? x[u].v[e] * scale : __expf(x[u].v[e] - m) * inv;
+            }
+            store_bf<RV>(p + j, v);
+        }
+    }
 }
 
 /* backward: dS = P (dP - D) over row i (j <= i), written over P, with D = sum_j P dP: the same as
    sum_e dO O (O = P V, dP = dO V^T) but from the row itself, so the head's dv values of dO and O
-   (more bytes than the row for dv = 2048) are not read. One warp per row, which it reads twice (the
-   second time from cache), RV values per load (4: 16 bytes of dP and 8 of P, when n is a multiple
-   of 4). Rows are P's and dP's up to the end of the causal block, a multiple of 4 on that path, so
-   the last load of a row stays inside it; the values past i (P's zeros) are written back unchanged. */
-template <int RV> __device__ __forceinline__ void attn_row_load(float (&x)[RV], float (&g)[RV], const bf16 *p, const float *dp)
+   (more bytes than the row for dv = 2048) are not read. P's zeros past i stay. */
+template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, int rows, int n)
 {
-    load_bf<RV>(x, p);
-    if constexpr (RV == 4) {
-        const float4 d = *reinterpret_cast<const float4 *>(dp);
-        g[0] = d.x, g[1] = d.y, g[2] = d.z, g[3] = d.w;
-    } else {
-        g[0] = dp[0];
+    constexpr int W = 32 * RV * ATTN_PIECE;
+    const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32;
+    if (r >= rows)
+        return;
+    const int i = r % n, held = i / W;
+    const float *dp = dP + (size_t)r * n;
+    bf16 *p = P + (size_t)r * n;
+    AttnVec<bf16, RV> x[ATTN_PIECE]; /* P, kept as bf16: half the registers */
+    AttnVec<float, RV> g[ATTN_PIECE];
+    float dot = 0.0f;
+    for (int j0 = 0; j0 <= i; j0 += W) {
+        attn_load(x, p, j0, i + 1);
+        attn_load(g, dp, j0, i + 1);
+#pragma unroll
+        for (int u = 0; u < ATTN_PIECE; u++)
+#pragma unroll
+            for (int e = 0; e < RV; e++)
+                dot += attn_col<RV>(j0, u, e) <= i ? attn_f(x[u].v[e]) * g[u].v[e] : 0.0f;
+    }
+    dot = warp_sum(dot);
+    for (int pc = held; pc >= 0; pc--) {
+        const int j0 = pc * W;
+        if (pc != held) {
+            attn_load(x, p, j0, i + 1);
+            attn_load(g, dp, j0, i + 1);
+        }
+#pragma unroll
+        for (int u = 0; u < ATTN_PIECE; u++) {
+            const int j = attn_col<RV>(j0, u, 0);
+            if (j > i)
+                continue;
+            float v[RV];
+#pragma unroll
+            for (int e = 0; e < RV; e++)
+                v[e] = j + e <= i ? attn_f(x[u].v[e]) * (g[u].v[e] - dot) : 0.0f;
+            store_bf<RV>(p + j, v);
+        }
     }
 }
 
-template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, int rows, int n)
+/* launches f(std::integral_constant<int, RV>) over the group's rows: RV = 4 where the rows allow
+   wide accesses (n a multiple of 4, 16-byte aligned S and P), else 1 */
+template <class F> static void attn_rows(const AttnGroup *g, F f)
 {
-    const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= rows)
-        return;
-    const int i = r % n;
-    const float *dp = dP + (size_t)r * n;
-    bf16 *p = P + (size_t)r * n;
-    float dot = 0;
-    for (int j = lane * RV; j <= i; j += 32 * RV) {
-        float x[RV], g[RV];
-        attn_row_load<RV>(x, g, p + j, dp + j);
-#pragma unroll
-        for (int k = 0; k < RV; k++)
-            dot += x[k] * g[k]; /* P is zero past i */
-    }
-    dot = warp_sum(dot);
-    for (int j = lane * RV; j <= i; j += 32 * RV) {
-        float x[RV], g[RV];
-        attn_row_load<RV>(x, g, p + j, dp + j);
-#pragma unroll
-        for (int k = 0; k < RV; k++)
-            if (j + k <= i)
-                x[k] = x[k] * (g[k] - dot);
-        store_bf<RV>(p + j, x);
-    }
+    const dim3 grid(ceil_div((size_t)g->nb * g->n, ATTN_WARPS)), block(32 * ATTN_WARPS);
+    if (g->n % 4 == 0 && aligned16(g->S, g->P))
+        f(grid, block, std::integral_constant<int, 4>());
+    else
+        f(grid, block, std::integral_constant<int, 1>());
+    LAUNCH_CHECK();
 }
 
 /* Causal blocks of a chunk of n rows in a batch of nb chunks: 4 or 2 when they are ATTN_BLOCK-
@@ -201,25 +279,15 @@ void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, c
             const size_t voff = (size_t)g->t0 * V + (size_t)h * dv;
             const long long sv = (long long)g->st * V, sp = (long long)n * n;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_softmax_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS, 0, cuda_stream()>>>(
-                g->P, lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
-            LAUNCH_CHECK();
+            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) {
+                attn_softmax_kernel<decltype(rv)::value, true>
+                    <<<grid, block, 0, cuda_stream()>>>(g->P, lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
+            });
             /* O' (query block i) = V' (keys to the block's end) P' */
             for (int i = 0; i < g->nblk; i++)
                 attn_gemm(g, dv, bs, (i + 1) * bs, 0, (const bf16 *)v + voff, V, sv, 0, g->P + (size_t)i * bs * n, n,
                           sp, (bf16 *)o + voff + (size_t)i * bs * V, V, sv, CUDA_R_16BF, 0.0f);
         });
-}
-
-/* dS over the group's rows (attn_dscores_kernel), with wide loads where the rows allow */
-static void attn_dscores(const AttnGroup *g, int rows)
-{
-    const dim3 grid(ceil_div(rows, ATTN_WARPS)), block(32 * ATTN_WARPS);
-    if (g->n % 4 == 0 && aligned16(g->S, g->P))
-        attn_dscores_kernel<4><<<grid, block, 0, cuda_stream()>>>(g->P, g->S, rows, g->n);
-    else
-        attn_dscores_kernel<1><<<grid, block, 0, cuda_stream()>>>(g->P, g->S, rows, g->n);
-    LAUNCH_CHECK();
 }
 
 /* o: the CPU reference's row sum reads it; here dS takes the row sum from P and dP */
@@ -239,9 +307,10 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             const bf16 *dO = (const bf16 *)dout + voff;
             bf16 *dQ = (bf16 *)dq + zoff, *dK = (bf16 *)dk + zoff, *dV = (bf16 *)dvalue + voff;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_probs_kernel<<<ceil_div(rows, ATTN_WARPS), 32 * ATTN_WARPS, 0, cuda_stream()>>>(
-                g->P, g->S, lse, rows, n, bs, g->t0, g->st, L, H, h);
-            LAUNCH_CHECK();
+            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) { /* P again, from lse */
+                attn_softmax_kernel<decltype(rv)::value, false>
+                    <<<grid, block, 0, cuda_stream()>>>(g->P, (float *)lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
+            });
             for (int j = 0; j < nblk; j++) {
                 /* dV' (key block j) (+)= dO' (queries from the block on) P'^T */
                 const size_t pj = (size_t)j * bs * n + (size_t)j * bs;
@@ -251,7 +320,9 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
                 attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
                           g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
-            attn_dscores(g, rows);
+            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) {
+                attn_dscores_kernel<decltype(rv)::value><<<grid, block, 0, cuda_stream()>>>(g->P, g->S, rows, n);
+            });
 
             for (int i = 0; i < nblk; i++) /* dQ' (query block i) (+)= K' dS' */
                 attn_gemm(g, dz, bs, (i + 1) * bs, 0, K, Z, sz, 0, g->P + (size_t)i * bs * n, n, sp,

@@ -550,6 +550,10 @@ int main(int argc, char **argv)
     check(attention_case(2, 256, 2, 16, 12, 128));
     check(attention_case(2, 133, 2, 8, 16, 64));
     check(attention_case(1, 99, 1, 16, 21, 128));
+    /* score rows longer than the piece a warp holds in registers (2048 wide, 512 scalar): the
+       paper's chunk of 4096 (2 pieces) and one chunk of an odd 1025 (3 scalar pieces) */
+    check(attention_case(1, 4100, 1, 16, 16, 4096));
+    check(attention_case(1, 1025, 1, 16, 16, 2048));
 
     /* decoding: one token at a time (L = 1) through the stateful ops, and the attention step with
        the presets' head and chunk, and a small odd one */
