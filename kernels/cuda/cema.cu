@@ -708,14 +708,16 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
         if (FULL) {
             uint32_t ua[4];
             frag_row<false>(ua, urow);
-            float2 hs[4];
+            /* the state before the segment, q^(t0 - t_begin) times the part's start plus the segment's
+               own, once per state (lane k and k + 16), then to the lanes that hold it */
+            const int k = lane % CEMA_NK;
+            float2 hk = make_float2(0.0f, 0.0f), hs[4];
+            if (d < D)
+                hk = cfma(qpow(W.r[k], W.th[k], t0 - t_begin), starts[at + k],
+                          segs[((row_at * spp + si) * D + d) * CEMA_NK + k]);
 #pragma unroll
-            for (int nb = 0; nb < 4; nb++) {
-                const int k = nb * 4 + t;
-                const float2 loc = d < D ? segs[((row_at * spp + si) * D + d) * CEMA_NK + k] : make_float2(0.0f, 0.0f);
-                const float2 S = d < D ? starts[at + k] : make_float2(0.0f, 0.0f);
-                hs[nb] = cfma(qpow(W.r[k], W.th[k], t0 - t_begin), S, loc);
-            }
+            for (int nb = 0; nb < 4; nb++)
+                hs[nb] = shfl2(hk, nb * 4 + t);
             cema_seg_states(
                 h, hs, ua, [&](int nb, int lo) { return W.frag[FR_E + 2 * nb + lo][lane]; }, T);
 #pragma unroll
