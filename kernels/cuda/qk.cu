@@ -2,12 +2,14 @@
    norm, affine (1 + gamma) / sqrt(dz) + beta (row 0 q, row 1 k), RoPE on pairs (2i, 2i+1) at the
    position inside the chunk. One warp per (token, head), a lane per RoPE pair (QK_P pairs each),
    fp32 in between. Backward overwrites dzs or adds to it (acc), and sums dgamma, dbeta per warp
-   in registers, then over warps. */
+   in registers, then over the block's warps in shared memory (in a fixed order), then over blocks. */
 #include "kernels/cuda/cuda.cuh"
 
 #define QK_P 4     /* pairs per lane: dz <= 256 */
 #define QK_WARPS 8 /* warps per block */
-#define QK_BLOCKS 128
+#define QK_GRID 256 /* the backward's blocks over all heads at most (a row of partial sums each): two an
+                       SM. 128 per head left one head's per-token latency exposed (8 warps an SM, 6x
+                       its memory floor at H = 1), 1024 per head ran 15% slower at H = 2 (H100) */
 
 __global__ void qk_forward_kernel(bf16 *q, bf16 *k, float *rstd, const bf16 *zs, const bf16 *gamma,
                                   const bf16 *beta, int T, int L, int H, int dz, int C, float log2_base, float eps)
@@ -46,12 +48,13 @@ __global__ void qk_forward_kernel(bf16 *q, bf16 *k, float *rstd, const bf16 *zs,
     }
 }
 
-/* part: one row per warp, [dgamma (2, Z) | dbeta (2, Z)] */
+/* part: one row per block, [dgamma (2, Z) | dbeta (2, Z)] */
 __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const bf16 *dk, const bf16 *zs,
                                    const float *rstd, const bf16 *gamma, int T, int L, int H, int dz, int C,
                                    float log2_base, int acc)
 {
-    const int lane = threadIdx.x % 32, h = blockIdx.y, Z = H * dz, np = dz / 2;
+    __shared__ float red[QK_WARPS][4][64 * QK_P]; /* each warp's dgamma (2 rows), dbeta (2 rows) */
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32, h = blockIdx.y, Z = H * dz, np = dz / 2;
     const float sq = rsqrtf((float)dz);
     float dg[2][QK_P][2] = {}, db[2][QK_P][2] = {};
     for (int tok = blockIdx.x * QK_WARPS + threadIdx.x / 32; tok < T; tok += gridDim.x * QK_WARPS) {
@@ -95,7 +98,6 @@ __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const
             *p = __floats2bfloat162_rn(old.x + r * (dzn[i].x - zn[i].x * dot), old.y + r * (dzn[i].y - zn[i].y * dot));
         }
     }
-    float *row = part + ((size_t)blockIdx.x * QK_WARPS + threadIdx.x / 32) * 4 * Z;
 #pragma unroll
     for (int i = 0; i < QK_P; i++) {
         int j = lane + 32 * i;
@@ -103,9 +105,17 @@ __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const
             continue;
         for (int rw = 0; rw < 2; rw++)
             for (int e = 0; e < 2; e++) {
-                row[rw * Z + h * dz + 2 * j + e] = dg[rw][i][e];
-                row[2 * Z + rw * Z + h * dz + 2 * j + e] = db[rw][i][e];
+                red[w][rw][2 * j + e] = dg[rw][i][e];
+                red[w][2 + rw][2 * j + e] = db[rw][i][e];
             }
+    }
+    __syncthreads();
+    float *row = part + (size_t)blockIdx.x * 4 * Z + (size_t)h * dz;
+    for (int c = threadIdx.x; c < 4 * dz; c += blockDim.x) {
+        float sum = 0;
+        for (int v = 0; v < QK_WARPS; v++)
+            sum += red[v][c / dz][c % dz];
+        row[(size_t)(c / dz) * Z + c % dz] = sum;
     }
 }
 
@@ -115,10 +125,10 @@ static void qk_check(int dz)
         fail("qk: head dim dz = %d (RoPE needs it even; the CUDA kernel takes at most %d)", dz, 64 * QK_P);
 }
 
-static int qk_blocks(int T)
+static int qk_blocks(int T, int H)
 {
-    int n = (T + QK_WARPS - 1) / QK_WARPS;
-    return n < QK_BLOCKS ? n : QK_BLOCKS;
+    const int n = (T + QK_WARPS - 1) / QK_WARPS, most = QK_GRID / H > 0 ? QK_GRID / H : 1;
+    return n < most ? n : most;
 }
 
 void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
@@ -137,12 +147,12 @@ void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk
                       int mode)
 {
     qk_check(dz);
-    const int T = B * L, Z = H * dz, nb = qk_blocks(T), rows = nb * QK_WARPS;
-    float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)rows * 4 * Z * sizeof(float));
+    const int T = B * L, Z = H * dz, nb = qk_blocks(T, H);
+    float *part = (float *)cuda_scratch(SCRATCH_PARTIALS, (size_t)nb * 4 * Z * sizeof(float));
     qk_backward_kernel<<<dim3(nb, H), 32 * QK_WARPS, 0, cuda_stream()>>>(
         (bf16 *)dzs, part, (const bf16 *)dq, (const bf16 *)dk, (const bf16 *)zs, rstd, (const bf16 *)gamma, T, L, H, dz,
         C, log2f(rope_base), mode & GRAD_ADD);
     LAUNCH_CHECK();
-    cuda_add_partials(dgamma, part, rows, 2 * Z, 4 * (size_t)Z, mode);
-    cuda_add_partials(dbeta, part + 2 * Z, rows, 2 * Z, 4 * (size_t)Z, mode);
+    cuda_add_partials(dgamma, part, nb, 2 * Z, 4 * (size_t)Z, mode);
+    cuda_add_partials(dbeta, part + 2 * Z, nb, 2 * Z, 4 * (size_t)Z, mode);
 }

@@ -535,6 +535,7 @@ int main(int argc, char **argv)
     check(qk_case(2, 300, 2, 64, 128, 10000));
     check(qk_case(1, 2148, 1, 256, 2048, 10000)); /* the presets' head and chunk, positions to 2047 */
     check(qk_case(2, 50, 3, 8, 16, 100));
+    check(qk_case(3, 4000, 2, 32, 512, 10000)); /* more tokens than the backward's 1024 warps */
 
     /* several chunks and heads; one chunk shorter than C; a ragged last chunk; the presets' head
        shapes scaled down */
