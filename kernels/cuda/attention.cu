@@ -198,8 +198,8 @@ template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, 
     }
 }
 
-/* launches f(std::integral_constant<int, RV>) over the group's rows: RV = 4 where the rows allow
-   wide accesses (n a multiple of 4, 16-byte aligned S and P), else 1 */
+/* f(grid, block, std::integral_constant<int, RV>()) launches a row kernel over the group's rows:
+   RV = 4 where the rows allow wide accesses (n a multiple of 4, 16-byte aligned S and P), else 1 */
 template <class F> static void attn_rows(const AttnGroup *g, F f)
 {
     const dim3 grid(ceil_div((size_t)g->nb * g->n, ATTN_WARPS)), block(32 * ATTN_WARPS);
@@ -307,7 +307,7 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             const bf16 *dO = (const bf16 *)dout + voff;
             bf16 *dQ = (bf16 *)dq + zoff, *dK = (bf16 *)dk + zoff, *dV = (bf16 *)dvalue + voff;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) { /* P again, from lse */
+            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) { /* P again, from lse (only read) */
                 attn_softmax_kernel<decltype(rv)::value, false>
                     <<<grid, block, 0, cuda_stream()>>>(g->P, (float *)lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
             });

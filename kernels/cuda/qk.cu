@@ -57,7 +57,7 @@ __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const
     const int lane = threadIdx.x % 32, w = threadIdx.x / 32, h = blockIdx.y, Z = H * dz, np = dz / 2;
     const float sq = rsqrtf((float)dz);
     float dg[2][QK_P][2] = {}, db[2][QK_P][2] = {};
-    for (int tok = blockIdx.x * QK_WARPS + threadIdx.x / 32; tok < T; tok += gridDim.x * QK_WARPS) {
+    for (int tok = blockIdx.x * QK_WARPS + w; tok < T; tok += gridDim.x * QK_WARPS) {
         const size_t off = (size_t)tok * Z + (size_t)h * dz;
         const float r = rstd[(size_t)tok * H + h];
         const int pos = tok % L % C;
