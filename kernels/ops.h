@@ -148,12 +148,16 @@ typedef struct Ops {
 
     /* ---- CEMA (spec section 3): u, y (B, L, D); states (B, D, N, 2).
        y = causal EMA of u along L per channel + omega * u, from the hidden state chunk.h_in (NULL:
-       zero); chunk.h_out gets the final hidden state when it is not NULL. ---- */
-    void (*cema_forward)(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
+       zero); chunk.h_out gets the final hidden state when it is not NULL. saved (cema_saved_size
+       bytes, the backend's own layout) keeps hidden states the backward would otherwise compute
+       again; NULL, or a size of 0, keeps none. ---- */
+    size_t (*cema_saved_size)(int B, int L, int D);
+    void (*cema_forward)(void *y, void *saved, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D,
+                         int N);
     /* takes chunk.dh_out (the gradient of h_out, or NULL) and writes chunk.dh_in when it is not
-       NULL */
-    void (*cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk,
-                          int B, int L, int D, int N, int mode);
+       NULL; saved as the forward left it (same u, parameters and chunk.h_in), or NULL */
+    void (*cema_backward)(void *du, CemaGrads g, const void *dy, const void *saved, const void *u, CemaParams p,
+                          ChunkState chunk, int B, int L, int D, int N, int mode);
 
     /* ---- Q/K (spec section 2 steps 4, 5, 8): zs (B, L, Z = H*dz) -> per-head RMS norm (rstd
        (B, L, H) saved), affine q = zn (1 + gamma[0]) / sqrt(dz) + beta[0] (k with row 1),

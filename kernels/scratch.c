@@ -64,6 +64,8 @@ size_t scratch_cema_segs(int B, int L, int D)
     return cema_parts(B, L, D, &len) * CEMA_NK * (size_t)(len / CEMA_SEG) * sizeof(Pair);
 }
 
+size_t scratch_cema_saved(int B, int L, int D) { return scratch_cema_starts(B, L, D) + scratch_cema_segs(B, L, D); }
+
 size_t scratch_cema_back(int B, int L, int D)
 {
     int len;

@@ -34,6 +34,9 @@ int scratch_cema_part_len(int B, int L, int D);
 size_t scratch_cema_starts(int B, int L, int D);
 size_t scratch_cema_segs(int B, int L, int D);
 size_t scratch_cema_back(int B, int L, int D);
+/* what the CUDA forward keeps for its backward (Ops.cema_saved_size): the part starts, then the
+   segments' local starts */
+size_t scratch_cema_saved(int B, int L, int D);
 
 /* TimestepNorm over B sequences of L steps in G groups: segments, then the forward's and the
    backward's per-cell statistics and segment summaries */

@@ -237,6 +237,7 @@ static void layout(Model *m, Arena *a)
     const size_t T = (size_t)m->T, D = d->D, Dl = m->Dl, Zl = m->Zl, Vl = m->Vl, Fl = m->Fl, Gl = m->Gl,
                  Hl = m->Hl, as = m->ops->act_size, f4 = sizeof(float), nl = (size_t)m->part.n_layers;
     const int tp1 = m->part.tp == 1;
+    const size_t cema_saved = m->ops->cema_saved_size(m->B, m->L, (int)Dl);
 #define ACT(n) carve(a, (n) * as)
 #define F32(n) ((float *)carve(a, (n) * f4))
     a->kind = &a->bytes.params;
@@ -266,6 +267,7 @@ static void layout(Model *m, Arena *a)
             s->tsn_mean = F32(T * Gl);
             s->tsn_rstd = F32(T * Gl);
             s->cema = ACT(T * Dl);
+            s->cema_saved = cema_saved ? carve(a, cema_saved) : NULL;
             s->cema_full = tp1 ? s->cema : ACT(T * D);
             s->m = ACT(T * D);
             s->rms = F32(T);
@@ -682,7 +684,7 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
 
     /* attention sub-layer (spec section 2, steps 1-11) */
     ops->tsnorm_forward(s->xhat, s->tsn_mean, s->tsn_rstd, x, P(b->tsn_w), P(b->tsn_b), cs, B, L, Dl, m->Gl, d->eps);
-    ops->cema_forward(s->cema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N);
+    ops->cema_forward(s->cema, s->cema_saved, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N);
     if (!recomputing)
         state_send(m, sl, i);
     gather(m, s->cema_full, s->cema);
@@ -783,7 +785,7 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     dstate_recv(m, sl, i);
     CemaGrads cg = {GR(b->alpha), GR(b->delta), GR(b->theta), GR(b->gamma), GR(b->omega)};
     /* adds to the value path's dxhat */
-    ops->cema_backward(g->dxhat, cg, g->dcema, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N,
+    ops->cema_backward(g->dxhat, cg, g->dcema, s->cema_saved, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N,
                        GRAD_ADD | PNEW(b->alpha, b->delta, b->theta, b->gamma, b->omega));
     ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), g->dxhat, x, s->tsn_mean, s->tsn_rstd, P(b->tsn_w), cs, B, L,
                          Dl, m->Gl, GRAD_ADD | PNEW(b->tsn_w, b->tsn_b));

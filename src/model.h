@@ -102,6 +102,7 @@ typedef struct {
     void *xhat_full;         /* (T, D) gathered (aliases xhat when tp = 1) */
     float *tsn_mean, *tsn_rstd; /* (B, L, Gl) */
     void *cema;              /* (T, Dl) CEMA output */
+    void *cema_saved;        /* what the backend's CEMA forward keeps for its backward (ops->cema_saved_size) */
     void *cema_full;         /* (T, D) gathered (aliases cema when tp = 1) */
     void *m;                 /* (T, D) RMSNorm output */
     float *rms;              /* (T) */

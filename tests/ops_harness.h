@@ -7,7 +7,9 @@
    So one description of each op serves the finite-difference checks (cpu64), the fp32/fp64
    comparison and the checks against reference formulas. A case of an op whose backward takes
    `accumulate` runs it accumulating, or overwriting after case_overwrite(); one of an op with
-   parameters adds to their gradients, or writes them afresh (GRAD_NEW) after case_fresh().
+   parameters adds to their gradients, or writes them afresh (GRAD_NEW) after case_fresh(). An op
+   that may keep a buffer of its own from forward to backward (CEMA's saved states) keeps it,
+   unless case_recompute() says the backward is to compute it again.
 
    Every value is drawn uniformly from a stated range by a counter-based RNG keyed by (case,
    argument) and rounded to fp32, so the fp32 and fp64 backends see identical inputs. Include this
@@ -54,6 +56,8 @@ typedef struct OpCase {
                        vocabulary in slices, as tensor-parallel ranks hold it */
     int grad_acc;  /* backward's accumulate argument; -1: the op takes none */
     int pnew;      /* GRAD_NEW after case_fresh, else 0 */
+    int recompute; /* keep nothing from forward to backward (case_recompute) */
+    void *saved;   /* what the forward kept for the backward, in the backend's layout (or NULL) */
     int64_t n0;
     double eps, base, scale;
     int32_t *ids;  /* (T) tokens or targets */
@@ -194,6 +198,14 @@ static inline OpCase *case_new(const char *name, void (*fwd)(const Ops *, OpCase
     return c;
 }
 
+/* A case whose backward computes again what its forward could keep. */
+static inline OpCase *case_recompute(OpCase *c)
+{
+    c->recompute = 1;
+    snprintf(c->name + strlen(c->name), sizeof c->name - strlen(c->name), " recomputed");
+    return c;
+}
+
 /* A case whose op takes `accumulate`, accumulating until case_overwrite. */
 static inline OpCase *case_new_acc(const char *name, void (*fwd)(const Ops *, OpCase *),
                                    void (*bwd)(const Ops *, OpCase *))
@@ -273,6 +285,9 @@ static inline void case_release(const Ops *o, OpCase *c)
             buf_free(o, a->gkind, a->gbuf);
         a->buf = a->gbuf = NULL;
     }
+    if (c->saved)
+        o->release(c->saved);
+    c->saved = NULL;
 }
 
 /* Uploads the inputs, runs forward and downloads the outputs; the buffers stay for backward
@@ -645,13 +660,15 @@ static inline ChunkState cema_chunk(OpCase *c)
 }
 static inline void cema_fwd(const Ops *o, OpCase *c)
 {
-    o->cema_forward(OUT("y"), IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N);
+    const size_t saved = c->recompute ? 0 : o->cema_saved_size(c->B, c->L, c->D);
+    c->saved = saved ? o->alloc(saved) : NULL;
+    o->cema_forward(OUT("y"), c->saved, IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N);
 }
 static inline void cema_bwd(const Ops *o, OpCase *c)
 {
     CemaGrads g = {DIN("alpha"), DIN("delta"), DIN("theta"), DIN("gamma"), DIN("omega")};
-    o->cema_backward(DIN("u"), g, DOUT("y"), IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N,
-                     case_grad_mode(c));
+    o->cema_backward(DIN("u"), g, DOUT("y"), c->saved, IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D,
+                     c->N, case_grad_mode(c));
 }
 static inline void cema_exact(OpCase *c, const char *out, double *dst) { ref_cema(c, NULL, dst); }
 

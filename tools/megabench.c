@@ -263,16 +263,17 @@ static void t_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, co
 }
 /* CEMA's floor counts the recurrence's fp32 FLOPs (complex multiply-add per step and state:
    forward 8 for h plus 4 for y, twice in backward plus the reverse carry and its sums ~ 24) */
-static void t_cema_forward(void *y, const void *u, CemaParams p, ChunkState cs, int B, int L, int D, int N)
+static void t_cema_forward(void *y, void *saved, const void *u, CemaParams p, ChunkState cs, int B, int L, int D,
+                           int N)
 {
     TIMED("cema_forward", 2.0 * B * L * D * AS, 12.0 * B * L * D * N, PEAK_FP32,
-          base->cema_forward(y, u, p, cs, B, L, D, N));
+          base->cema_forward(y, saved, u, p, cs, B, L, D, N));
 }
-static void t_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState cs, int B,
-                            int L, int D, int N, int acc)
+static void t_cema_backward(void *du, CemaGrads g, const void *dy, const void *saved, const void *u, CemaParams p,
+                            ChunkState cs, int B, int L, int D, int N, int acc)
 {
     TIMED("cema_backward", 4.0 * B * L * D * AS, 40.0 * B * L * D * N, PEAK_FP32,
-          base->cema_backward(du, g, dy, u, p, cs, B, L, D, N, acc));
+          base->cema_backward(du, g, dy, saved, u, p, cs, B, L, D, N, acc));
 }
 static void t_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gm, const void *bt, int B, int L,
                          int H, int dz, int C, float base_, float eps)

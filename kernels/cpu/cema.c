@@ -51,8 +51,17 @@ static void cema_scan(const CemaCoef *c, const double *uc, int L, const float *h
     hL[1] = hi;
 }
 
-void CPU(cema_forward)(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N)
+/* the backward recomputes each channel's states in its own pass: nothing to keep */
+size_t CPU(cema_saved_size)(int B, int L, int D)
 {
+    (void)B, (void)L, (void)D;
+    return 0;
+}
+
+void CPU(cema_forward)(void *y, void *saved, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D,
+                       int N)
+{
+    (void)saved;
     real *out = y;
     const real *in = u, *omega = p.omega;
     const float *h0 = chunk.h_in;
@@ -118,9 +127,10 @@ static void cema_scan_backward(const CemaCoef *c, const double *uc, const double
     }
 }
 
-void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int mode)
+void CPU(cema_backward)(void *du, CemaGrads g, const void *dy, const void *saved, const void *u, CemaParams p,
+                        ChunkState chunk, int B, int L, int D, int N, int mode)
 {
+    (void)saved;
     real *din = du;
     const real *gy = dy, *in = u, *omega = p.omega, *theta = p.theta;
     const float *h0 = chunk.h_in, *dh_out = chunk.dh_out;

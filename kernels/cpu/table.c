@@ -36,6 +36,7 @@ static const Ops table = {
     .layernorm_backward = CPU(layernorm_backward),
     .tsnorm_forward = CPU(tsnorm_forward),
     .tsnorm_backward = CPU(tsnorm_backward),
+    .cema_saved_size = CPU(cema_saved_size),
     .cema_forward = CPU(cema_forward),
     .cema_backward = CPU(cema_backward),
     .qk_forward = CPU(qk_forward),

@@ -17,12 +17,15 @@
    errors of at most 2e-5 in the fp32 outputs). A block of 16 warps stages a segment of its 16
    channels through shared memory, transposed so that a channel's steps are contiguous.
 
-   Across segments and parts: forward, (1) each part's end state from a zero start (the backward also
-   keeps each segment's local start state), (2) one thread per (b, d, k) chains the parts, (3) each
-   part from its start state. Backward, (1) and (2) again, (1') each part's carry out from a zero carry
-   at its end, (2') the chain in reverse (which gives dh0), (3') each part's segments backwards: du and
-   the sums, which a last kernel adds up and takes to the raw parameters. A last chunk shorter than 16
-   (L % 16) is exact: h_out by plain steps, and its carry enters at its own last step. */
+   Across segments and parts: forward, (1) each part's end state from a zero start (and, for the
+   backward, each segment's local start state), (2) one thread per (b, d, k) chains the parts, (3) each
+   part from its start state. Backward, (1) and (2) again unless the forward kept their results (saved),
+   (1') each part's carry out from a zero carry at its end, (2') the chain in reverse (which gives dh0),
+   (3') each part's segments backwards: du and the sums, which a last kernel adds up and takes to the
+   raw parameters. The backward's segment kernel holds its sums' B fragments in registers (the scans'
+   values transposed by movmatrix) and its A and B sums in shared memory: 128 registers, no spills. A
+   last chunk shorter than 16 (L % 16) is exact: h_out by plain steps, and its carry enters at its own
+   last step. */
 #include "kernels/cuda/cuda.cuh"
 
 #define CEMA_BATCH 8 /* parts whose states one chain thread loads at once */
@@ -164,6 +167,26 @@ __device__ __forceinline__ void frag_states(uint32_t hi[4], uint32_t lo[4], cons
     split2(v[1][2 * kb + 1].x, v[1][2 * kb + 1].y, hi[3], lo[3]);
 }
 
+/* an 8x8 block of bf16 pairs in A / C layout (lane (g, t): row g, columns 2t, 2t + 1) transposed, which
+   is a B fragment's register (rows 2t, 2t + 1, column g) */
+__device__ __forceinline__ uint32_t mov_trans(uint32_t a)
+{
+    uint32_t d;
+    asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(d) : "r"(a));
+    return d;
+}
+
+/* the hi and lo B fragments of a segment's per-chunk values v0, v1 (chunks g and 8 + g, state 4 nb + t,
+   as the scans leave them): rows chunks, columns (state 4 nb + c / 2).(re, im), conjugated with CONJ */
+template <bool CONJ> __device__ __forceinline__ void frag_chunks(Frag &hi, Frag &lo, float2 v0, float2 v1)
+{
+    uint32_t h0, l0, h1, l1;
+    split2(v0.x, CONJ ? -v0.y : v0.y, h0, l0);
+    split2(v1.x, CONJ ? -v1.y : v1.y, h1, l1);
+    hi.r[0] = mov_trans(h0), hi.r[1] = mov_trans(h1);
+    lo.r[0] = mov_trans(l0), lo.r[1] = mov_trans(l1);
+}
+
 /* c += a b: a 16x16 (row), b 16x8 (col), bf16, fp32 sums */
 __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const Frag &b)
 {
@@ -177,6 +200,14 @@ __device__ __forceinline__ void mma_split(float c[4], const uint32_t a[4], const
 {
     mma_bf16(c, a, hi);
     mma_bf16(c, a, lo);
+}
+
+/* c += a (hi + lo), c in shared memory */
+__device__ __forceinline__ void mma_acc(float4 &c, const uint32_t a[4], const Frag &hi, const Frag &lo)
+{
+    float v[4] = {c.x, c.y, c.z, c.w};
+    mma_split(v, a, hi, lo);
+    c = make_float4(v[0], v[1], v[2], v[3]);
 }
 
 /* acc (two 8-column blocks) += v b, v a segment's per-chunk states (A layout, 32 columns: hi + lo)
@@ -376,33 +407,30 @@ __device__ __forceinline__ void seg_stage(bf16 *tile, const uint4 &r)
         tile[(c0 + e) * CM_ROW + s] = v[e];
 }
 
-/* the tile's rows to y (B, L, D) for steps below t_end; with acc added to what y holds */
+/* the tile's rows to y (B, L, D) for steps below t_end, with add plus prior (what seg_load read from
+   y, early); the ragged columns by constant indices, so that v stays in registers */
 __device__ __forceinline__ void seg_store(bf16 *y, const bf16 *tile, int b, int t0, int t_end, int L, int D, bool vec,
-                                          bool acc)
+                                          const uint4 &prior, bool add)
 {
     const int s = threadIdx.x / CM_PER, cl = threadIdx.x % CM_PER * 8, c0 = blockIdx.x * CM_CH + cl;
     if (t0 + s >= t_end)
         return;
     bf16 *dst = y + ((size_t)b * L + t0 + s) * D + c0;
-    const int n = vec && c0 + 8 <= D ? 8 : min(8, D - c0);
-    float v[8], old[8] = {};
+    const __nv_bfloat162 *old = reinterpret_cast<const __nv_bfloat162 *>(&prior);
+    float v[8];
 #pragma unroll
-    for (int e = 0; e < 8; e++)
-        v[e] = bf(tile[(cl + e) * CM_ROW + s]);
-    if (acc) {
-        if (n == 8 && vec)
-            load_bf<8>(old, dst);
-        else
-            for (int e = 0; e < n; e++)
-                old[e] = bf(dst[e]);
+    for (int e = 0; e < 8; e += 2) {
+        const float2 o = add ? __bfloat1622float2(old[e / 2]) : make_float2(0.0f, 0.0f);
+        v[e] = bf(tile[(cl + e) * CM_ROW + s]) + o.x;
+        v[e + 1] = bf(tile[(cl + e + 1) * CM_ROW + s]) + o.y;
+    }
+    if (vec && c0 + 8 <= D) {
+        store_bf<8>(dst, v);
+        return;
     }
 #pragma unroll
     for (int e = 0; e < 8; e++)
-        v[e] += old[e];
-    if (n == 8 && vec)
-        store_bf<8>(dst, v);
-    else
-        for (int e = 0; e < n; e++)
+        if (c0 + e < D)
             dst[e] = tobf(v[e]);
 }
 
@@ -443,7 +471,7 @@ __device__ __forceinline__ void cema_tail(float2 hs[4], const float2 h[2][4], co
    each segment's local start state (B, P, segments per part, D, NK); (3) with OUT true: y from each
    part's start state in parts. One block per (16 channels, part, b). */
 template <bool OUT>
-__global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
+__global__ void __launch_bounds__(CM_THREADS, OUT ? CM_BLOCKS : 2 * CM_BLOCKS)
     cema_seg_kernel(bf16 *y, float2 *parts, float2 *segs, const bf16 *u, CemaParams P, int L, int D, int N,
                     int part_len, bool vec)
 {
@@ -502,7 +530,7 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
             mma_states(acc, h, [&](int kb, int nb, int lo) { return st[kb][nb][lo]; });
             row_out(row, om, acc);
             __syncthreads();
-            seg_store(y, tile, b, t0, t_end, L, D, vec, false);
+            seg_store(y, tile, b, t0, t_end, L, D, vec, make_uint4(0, 0, 0, 0), false);
         } else if (t_end - t0 < CEMA_SEG) {
             cema_tail(hs, h, T, row, t_end - t0);
         }
@@ -533,13 +561,15 @@ static void cema_starts(float2 *starts, float2 *segs, float *h_out, const bf16 *
     LAUNCH_CHECK();
 }
 
-void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N)
+void cuda_cema_forward(void *y, void *saved, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D,
+                       int N)
 {
     cema_check(N);
     const int part_len = scratch_cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     const bool vec = D % 8 == 0 && aligned16(u, y);
-    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_starts(B, L, D));
-    cema_starts(starts, NULL, chunk.h_out, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
+    float2 *starts = saved ? (float2 *)saved : (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_starts(B, L, D));
+    float2 *segs = saved ? starts + (size_t)B * nparts * D * CEMA_NK : NULL;
+    cema_starts(starts, segs, chunk.h_out, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
     cema_seg_kernel<true><<<dim3(ceil_div(D, CM_CH), nparts, B), CM_THREADS, 0, cuda_stream()>>>(
         (bf16 *)y, starts, NULL, (const bf16 *)u, p, L, D, N, part_len, vec);
     LAUNCH_CHECK();
@@ -548,19 +578,37 @@ void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, i
 /* ---- backward ---- */
 
 /* A warp's shared memory in the backward: the coefficients, its constant B fragments in lane order
-   (E's, F's: B[i][2k + c] = conj(g_k q_k^(i+1)).(re, im), and the carries' part of du: B[2k + c][j] =
-   p_k (q_k^(15-j)).(re, im)), and a segment's states and carries by chunk and state, which the sums'
-   MMAs read as B fragments (and the part's end reuses for the sums). */
-enum { FR_E = 0, FR_F = 8, FR_DU = 16, FR_N = 24 };
+   (F's: B[i][2k + c] = conj(g_k q_k^(i+1)).(re, im), E's, and the carries' part of du: B[2k + c][j] =
+   p_k (q_k^(15-j)).(re, im)), and the segments' A and B sums. The carries' pass (FULL false) has only
+   the table and F's fragments: a smaller area, two blocks an SM. */
+enum { FR_F = 0, FR_E = 8, FR_DU = 16, FR_N = 24 };
 typedef struct {
     CemaTab tab;
+    Frag frag[FR_N][32];
     float r[CEMA_NK], th[CEMA_NK];   /* |q|, arg q */
     float2 xr[CEMA_NK], xq[CEMA_NK]; /* a ragged last chunk: its carry; its term of G_q */
-    Frag frag[FR_N][32];
-    float2 hs[16][CEMA_NK], rs[16][CEMA_NK];
+    union { /* the segments' A and B sums as the MMAs hold them (acc[nb], acc[4 + nb] by lane), in
+               shared memory to spare registers; at the part's end by chunk and state */
+        float4 acc[8][32];
+        struct {
+            float2 hs[16][CEMA_NK], rs[16][CEMA_NK];
+        } end;
+    } ab;
 } CemaBack;
-#define CB_SMEM (2 * CM_CH * CM_ROW * sizeof(bf16) + CM_CH * sizeof(CemaBack))
-static_assert(2 * CM_CH * CM_ROW * sizeof(bf16) % 16 == 0, "the warps' areas start aligned");
+template <bool FULL> __host__ __device__ constexpr size_t cb_warp() /* a warp's area */
+{
+    return FULL ? sizeof(CemaBack) : offsetof(CemaBack, frag) + FR_E * 32 * sizeof(Frag);
+}
+template <bool FULL> __host__ __device__ constexpr size_t cb_tiles() /* dy's, and u's with FULL */
+{
+    return (FULL ? 2 : 1) * CM_CH * CM_ROW * sizeof(bf16);
+}
+template <bool FULL> __host__ __device__ constexpr size_t cb_smem()
+{
+    return cb_tiles<FULL>() + CM_CH * cb_warp<FULL>();
+}
+static_assert(cb_tiles<false>() % 16 == 0 && cb_warp<false>() % 16 == 0 && cb_warp<true>() % 16 == 0,
+              "the warps' areas start aligned");
 
 /* the four sums of a part (M (steps x steps), A (steps x states), B (steps x states), X (states)) to
    the per-state sums: dp = sum u Re G, G_q = sum conj(h_{t-1}) G_t, G_g = sum dy conj(h), into
@@ -570,7 +618,7 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
 {
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     float *Ms = reinterpret_cast<float *>(W.frag), *Md = Ms + 256;
-    float2 *Xs = reinterpret_cast<float2 *>(Md + 16);
+    float2 *Xs = reinterpret_cast<float2 *>(Md + 16), (*hs)[CEMA_NK] = W.ab.end.hs, (*rs)[CEMA_NK] = W.ab.end.rs;
     __syncwarp();
 #pragma unroll
     for (int nb = 0; nb < 2; nb++)
@@ -579,10 +627,10 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
             Ms[(g + 8 * (e >> 1)) * 16 + nb * 8 + 2 * t + (e & 1)] = m[nb][e];
 #pragma unroll
     for (int nb = 0; nb < 4; nb++) {
-        W.hs[g][nb * 4 + t] = make_float2(a[nb][0], a[nb][1]);
-        W.hs[g + 8][nb * 4 + t] = make_float2(a[nb][2], a[nb][3]);
-        W.rs[g][nb * 4 + t] = make_float2(bs[nb][0], bs[nb][1]);
-        W.rs[g + 8][nb * 4 + t] = make_float2(bs[nb][2], bs[nb][3]);
+        hs[g][nb * 4 + t] = make_float2(a[nb][0], a[nb][1]);
+        hs[g + 8][nb * 4 + t] = make_float2(a[nb][2], a[nb][3]);
+        rs[g][nb * 4 + t] = make_float2(bs[nb][0], bs[nb][1]);
+        rs[g + 8][nb * 4 + t] = make_float2(bs[nb][2], bs[nb][3]);
 #pragma unroll
         for (int o = 4; o < 32; o *= 2) {
             x[nb].x += __shfl_xor_sync(0xffffffffu, x[nb].x, o);
@@ -611,11 +659,11 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
         S = cfma(make_float2(Md[n], 0.0f), cq, S); /* sum_m cq^m M_m */
         if (n + 1 < CM_C)
             SM = cfma(make_float2((n + 1) * Md[n + 1], 0.0f), cq, SM);          /* sum_m m cq^(m-1) M_m */
-        A1 = cfma(cq1, W.hs[n][k], A1);                                         /* sum_i cq^(i+1) A_i */
-        A2 = cfma(make_float2((float)(n + 1), 0.0f), cmul(cq, W.hs[n][k]), A2); /* sum_i (i+1) cq^i A_i */
-        B1 = cfma(conj2(T.q[CM_C - 1 - n][k]), W.rs[n][k], B1);                 /* sum_j cq^(15-j) B_j */
+        A1 = cfma(cq1, hs[n][k], A1);                                         /* sum_i cq^(i+1) A_i */
+        A2 = cfma(make_float2((float)(n + 1), 0.0f), cmul(cq, hs[n][k]), A2); /* sum_i (i+1) cq^i A_i */
+        B1 = cfma(conj2(T.q[CM_C - 1 - n][k]), rs[n][k], B1);                 /* sum_j cq^(15-j) B_j */
         if (n < CM_C - 1)                                                       /* sum_j (15-j) cq^(14-j) B_j */
-            B2 = cfma(make_float2((float)(CM_C - 1 - n), 0.0f), cmul(conj2(T.q[CM_C - 2 - n][k]), W.rs[n][k]), B2);
+            B2 = cfma(make_float2((float)(CM_C - 1 - n), 0.0f), cmul(conj2(T.q[CM_C - 2 - n][k]), rs[n][k]), B2);
     }
     const float2 gc = conj2(g_);
     const float2 Gg = make_float2(p * S.x + A1.x, p * S.y + A1.y);
@@ -636,7 +684,7 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
    and the part's sums into sums (B, P, D, NK, CEMA_NSUM) and somega (B, P, D). The segments' states
    come from starts (the part's) and segs (each segment's local start). */
 template <bool FULL>
-__global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
+__global__ void __launch_bounds__(CM_THREADS, FULL ? CM_BLOCKS : 2 * CM_BLOCKS)
     cema_seg_back_kernel(bf16 *du, float *sums, float *somega, float2 *carries, const float2 *starts,
                          const float2 *segs, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
                          int part_len, bool vec, bool acc)
@@ -644,37 +692,43 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
     extern __shared__ uint4 smem_[];
     bf16 *gtile = reinterpret_cast<bf16 *>(smem_), *utile = gtile + CM_CH * CM_ROW;
     const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    CemaBack &W = reinterpret_cast<CemaBack *>(utile + CM_CH * CM_ROW)[w];
+    CemaBack &W =
+        *reinterpret_cast<CemaBack *>(reinterpret_cast<char *>(smem_) + cb_tiles<FULL>() + w * cb_warp<FULL>());
     const int d = blockIdx.x * CM_CH + w, b = blockIdx.z, t_begin = blockIdx.y * part_len;
     const int t_end = min(L, t_begin + part_len), spp = part_len / CEMA_SEG;
     const int nseg = (t_end - t_begin + CEMA_SEG - 1) / CEMA_SEG;
     const size_t row_at = (size_t)b * gridDim.y + blockIdx.y, at = (row_at * D + d) * CEMA_NK;
     const CemaTab &T = W.tab;
     cema_tab_fill(W.tab, P, d, D, N);
-    if (lane < CEMA_NK) {
-        const Coef c = cema_coef(P, d, lane, D, N);
-        W.r[lane] = c.r, W.th[lane] = c.th;
-        W.xq[lane] = make_float2(0.0f, 0.0f);
-    }
 #pragma unroll
-    for (int nb = 0; nb < 4; nb++) {
-        frag_e(W.frag[FR_E + 2 * nb][lane], W.frag[FR_E + 2 * nb + 1][lane], T, nb);
+    for (int nb = 0; nb < 4; nb++)
         frag_split(W.frag[FR_F + 2 * nb][lane], W.frag[FR_F + 2 * nb + 1][lane], [&](int i, int c) {
             const int k = nb * 4 + c / 2;
             const float2 z = cmul(T.g[k], T.q[i + 1][k]);
             return c & 1 ? -z.y : z.x;
         });
-    }
+    if constexpr (FULL) {
+        if (lane < CEMA_NK) {
+            const Coef c = cema_coef(P, d, lane, D, N);
+            W.r[lane] = c.r, W.th[lane] = c.th;
+            W.xq[lane] = make_float2(0.0f, 0.0f);
+        }
 #pragma unroll
-    for (int nb = 0; nb < 2; nb++) {
+        for (int nb = 0; nb < 4; nb++)
+            frag_e(W.frag[FR_E + 2 * nb][lane], W.frag[FR_E + 2 * nb + 1][lane], T, nb);
 #pragma unroll
-        for (int kb = 0; kb < 2; kb++)
-            frag_split(W.frag[FR_DU + 4 * kb + 2 * nb][lane], W.frag[FR_DU + 4 * kb + 2 * nb + 1][lane],
-                       [&](int r, int j) {
-                           const int k = kb * 8 + r / 2;
-                           const float2 q = T.q[CM_C - 1 - (nb * 8 + j)][k];
-                           return T.p[k] * (r & 1 ? q.y : q.x);
-                       });
+        for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+            for (int kb = 0; kb < 2; kb++)
+                frag_split(W.frag[FR_DU + 4 * kb + 2 * nb][lane], W.frag[FR_DU + 4 * kb + 2 * nb + 1][lane],
+                           [&](int r, int j) {
+                               const int k = kb * 8 + r / 2;
+                               const float2 q = T.q[CM_C - 1 - (nb * 8 + j)][k];
+                               return T.p[k] * (r & 1 ? q.y : q.x);
+                           });
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            W.ab.acc[i][lane] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     __syncwarp();
     float2 re[4];
@@ -683,11 +737,16 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
         re[nb] = FULL && d < D ? carries[at + nb * 4 + t] : make_float2(0.0f, 0.0f);
     }
     const float om = FULL && d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
-    float m[2][4] = {}, sa[4][4] = {}, sb[4][4] = {};
+    float m[2][4] = {};
     float2 x[4] = {};
     bf16 *grow = gtile + w * CM_ROW, *urow = utile + w * CM_ROW;
     uint4 rg, ru;
     const int t_last = t_begin + (nseg - 1) * CEMA_SEG;
+    float2 h_start = make_float2(0.0f, 0.0f), h_seg = h_start; /* the part's start state, a segment's own */
+    if (FULL && d < D) {
+        h_start = starts[at + lane % CEMA_NK];
+        h_seg = segs[((row_at * spp + nseg - 1) * D + d) * CEMA_NK + lane % CEMA_NK];
+    }
     seg_load(rg, dy, b, t_last, t_end, L, D, vec);
     if (FULL)
         seg_load(ru, u, b, t_last, t_end, L, D, vec);
@@ -702,27 +761,6 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
             seg_load(rg, dy, b, t0 - CEMA_SEG, t_end, L, D, vec);
             if (FULL)
                 seg_load(ru, u, b, t0 - CEMA_SEG, t_end, L, D, vec);
-        }
-        /* the states before each chunk, into W.hs */
-        float2 h[2][4];
-        if (FULL) {
-            uint32_t ua[4];
-            frag_row<false>(ua, urow);
-            /* the state before the segment, q^(t0 - t_begin) times the part's start plus the segment's
-               own, once per state (lane k and k + 16), then to the lanes that hold it */
-            const int k = lane % CEMA_NK;
-            float2 hk = make_float2(0.0f, 0.0f), hs[4];
-            if (d < D)
-                hk = cfma(qpow(W.r[k], W.th[k], t0 - t_begin), starts[at + k],
-                          segs[((row_at * spp + si) * D + d) * CEMA_NK + k]);
-#pragma unroll
-            for (int nb = 0; nb < 4; nb++)
-                hs[nb] = shfl2(hk, nb * 4 + t);
-            cema_seg_states(
-                h, hs, ua, [&](int nb, int lo) { return W.frag[FR_E + 2 * nb + lo][lane]; }, T);
-#pragma unroll
-            for (int nb = 0; nb < 4; nb++)
-                W.hs[g][nb * 4 + t] = h[0][nb], W.hs[g + 8][nb * 4 + t] = h[1][nb];
         }
         /* The carries. The sequence's end inside the segment (the last part): the carry into its last
            step enters chunk lc, of len steps, as conj(q)^len R into F of lc (and as R_lc when lc is
@@ -745,29 +783,48 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
             }
         }
         cema_seg_carries(r, rin, f, T);
-        if (FULL && edge) {
+        if (FULL && edge && len == CM_C && g == lc % 8)
 #pragma unroll
             for (int nb = 0; nb < 4; nb++) {
-                const int k = nb * 4 + t;
-                if (len == CM_C && g == lc % 8) {
-                    r[0][nb] = lc < 8 ? re[nb] : r[0][nb];
-                    r[1][nb] = lc < 8 ? r[1][nb] : re[nb];
-                }
-                if (len < CM_C) { /* G_q's term len cq^(len-1) conj(H_lc) R, and B with u right-aligned */
-                    const float2 hf = shfl2(lc < 8 ? h[0][nb] : h[1][nb], lc % 8 * 4 + t);
-                    if (g == 0) {
-                        W.xr[k] = re[nb];
-                        W.xq[k] =
-                            cmul(make_float2((float)len, 0.0f), cmul(conj2(T.q[len - 1][k]), cmul(conj2(hf), re[nb])));
-                    }
+                r[0][nb] = lc < 8 ? re[nb] : r[0][nb];
+                r[1][nb] = lc < 8 ? r[1][nb] : re[nb];
+            }
+        /* the states before each chunk (after the carries: fewer values live at once) */
+        float2 h[2][4];
+        if (FULL) {
+            uint32_t ua[4];
+            frag_row<false>(ua, urow);
+            /* the state before the segment, q^(t0 - t_begin) times the part's start plus the segment's
+               own, once per state (lane k and k + 16), then to the lanes that hold it */
+            const int k = lane % CEMA_NK;
+            float2 hs[4];
+            const float2 hk = cfma(qpow(W.r[k], W.th[k], t0 - t_begin), h_start, h_seg);
+            if (si > 0 && d < D) /* the next one's, loaded early */
+                h_seg = segs[((row_at * spp + si - 1) * D + d) * CEMA_NK + k];
 #pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int j = g + 8 * e - (CM_C - len);
-                        if (j >= 0) {
-                            const float v = bf(urow[lc * CM_C + j]);
-                            sb[nb][2 * e] = fmaf(v, re[nb].x, sb[nb][2 * e]);
-                            sb[nb][2 * e + 1] = fmaf(v, re[nb].y, sb[nb][2 * e + 1]);
-                        }
+            for (int nb = 0; nb < 4; nb++)
+                hs[nb] = shfl2(hk, nb * 4 + t);
+            cema_seg_states(
+                h, hs, ua, [&](int nb, int lo) { return W.frag[FR_E + 2 * nb + lo][lane]; }, T);
+        }
+        if (FULL && edge && len < CM_C) {
+#pragma unroll
+            for (int nb = 0; nb < 4; nb++) { /* G_q's term len cq^(len-1) conj(H_lc) R; B with u right-aligned */
+                const int k = nb * 4 + t;
+                const float2 hf = shfl2(lc < 8 ? h[0][nb] : h[1][nb], lc % 8 * 4 + t);
+                if (g == 0) {
+                    W.xr[k] = re[nb];
+                    W.xq[k] =
+                        cmul(make_float2((float)len, 0.0f), cmul(conj2(T.q[len - 1][k]), cmul(conj2(hf), re[nb])));
+                }
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int j = g + 8 * e - (CM_C - len);
+                    if (j >= 0) {
+                        const float v = bf(urow[lc * CM_C + j]);
+                        float *sb = reinterpret_cast<float *>(&W.ab.acc[4 + nb][lane]) + 2 * e;
+                        sb[0] = fmaf(v, re[nb].x, sb[0]);
+                        sb[1] = fmaf(v, re[nb].y, sb[1]);
                     }
                 }
             }
@@ -778,11 +835,11 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
         if constexpr (FULL) {
 #pragma unroll
             for (int nb = 0; nb < 4; nb++) {
-                W.rs[g][nb * 4 + t] = r[0][nb], W.rs[g + 8][nb * 4 + t] = r[1][nb];
                 x[nb] = cfma(conj2(h[0][nb]), r[0][nb], cfma(conj2(h[1][nb]), r[1][nb], x[nb]));
             }
-            __syncwarp();
-            /* the sums: M += dy^T u, A += dy^T conj(H), B += u^T R (rows steps, columns chunks) */
+            __syncwarp(); /* W.xr before the ragged chunk's du reads it */
+            /* the sums: M += dy^T u, A += dy^T conj(H), B += u^T R (rows steps, columns chunks; A and B's
+               B fragments are the scans' values transposed in registers) */
             {
                 uint32_t gT[4], uT[4];
                 frag_row<true>(gT, grow);
@@ -793,19 +850,17 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
 #pragma unroll
                 for (int nb = 0; nb < 4; nb++) {
                     Frag hi, lo;
-                    frag_split(hi, lo, [&](int c, int col) {
-                        const float2 v = W.hs[c][nb * 4 + col / 2];
-                        return col & 1 ? -v.y : v.x;
-                    });
-                    mma_split(sa[nb], gT, hi, lo);
-                    frag_split(hi, lo, [&](int c, int col) {
-                        const float2 v = W.rs[c][nb * 4 + col / 2];
-                        return col & 1 ? v.y : v.x;
-                    });
-                    mma_split(sb[nb], uT, hi, lo);
+                    frag_chunks<true>(hi, lo, h[0][nb], h[1][nb]);
+                    mma_acc(W.ab.acc[nb][lane], gT, hi, lo);
+                    frag_chunks<false>(hi, lo, r[0][nb], r[1][nb]);
+                    mma_acc(W.ab.acc[4 + nb][lane], uT, hi, lo);
                 }
             }
-            /* du = omega dy + dy's convolution + sum_k p_k Re(conj(q_k)^(15-j) R_k) */
+            /* du = omega dy + dy's convolution + sum_k p_k Re(conj(q_k)^(15-j) R_k), added to what du
+               holds with acc (loaded now, while the MMAs run) */
+            uint4 prior = {};
+            if (acc)
+                seg_load(prior, du, b, t0, t_end, L, D, vec);
             float da[2][4] = {};
 #pragma unroll
             for (int nb = 0; nb < 2; nb++) { /* dy's convolution: its fragments from K each time */
@@ -830,17 +885,24 @@ __global__ void __launch_bounds__(CM_THREADS, CM_BLOCKS)
                     }
             row_out(grow, om, da);
             __syncthreads();
-            seg_store(du, gtile, b, t0, t_end, L, D, vec, acc);
+            seg_store(du, gtile, b, t0, t_end, L, D, vec, prior, acc);
         }
     }
-    if (!FULL) {
+    if constexpr (!FULL) {
         if (g == 0 && d < D)
 #pragma unroll
             for (int nb = 0; nb < 4; nb++)
                 carries[at + nb * 4 + t] = re[nb];
-        return;
+    } else {
+        float sa[4][4], sb[4][4];
+#pragma unroll
+        for (int nb = 0; nb < 4; nb++) {
+            const float4 a = W.ab.acc[nb][lane], c = W.ab.acc[4 + nb][lane];
+            sa[nb][0] = a.x, sa[nb][1] = a.y, sa[nb][2] = a.z, sa[nb][3] = a.w;
+            sb[nb][0] = c.x, sb[nb][1] = c.y, sb[nb][2] = c.z, sb[nb][3] = c.w;
+        }
+        cema_part_sums(d < D ? sums + at * CEMA_NSUM : NULL, somega + row_at * D + d, W, m, sa, sb, x);
     }
-    cema_part_sums(d < D ? sums + at * CEMA_NSUM : NULL, somega + row_at * D + d, W, m, sa, sb, x);
 }
 
 /* the chain rule from (p, G_q, G_g) to the raw parameters, summing the rows (b, part): one thread
@@ -889,15 +951,15 @@ __global__ void cema_param_kernel(CemaGrads g, const float *sums, const float *s
     }
 }
 
-void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int mode)
+void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *saved, const void *u, CemaParams p,
+                        ChunkState chunk, int B, int L, int D, int N, int mode)
 {
     static bool sized; /* the backward's kernels take more than 48 KiB of shared memory */
     if (!sized) {
         CUDA_CHECK(cudaFuncSetAttribute(cema_seg_back_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)CB_SMEM));
+                                        (int)cb_smem<false>()));
         CUDA_CHECK(cudaFuncSetAttribute(cema_seg_back_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)CB_SMEM));
+                                        (int)cb_smem<true>()));
         sized = true;
     }
     cema_check(N);
@@ -905,21 +967,26 @@ void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, Ce
     const size_t per_part = (size_t)B * nparts * D * CEMA_NK;
     const dim3 grid(ceil_div(D, CM_CH), nparts, B);
     const bool vec = D % 8 == 0 && aligned16(u, dy, du);
-    float2 *segs = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_cema_segs(B, L, D));
-    /* one buffer: part starts, part carries, then the sums (CEMA_NSUM per state, one per channel) */
-    float2 *starts = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_back(B, L, D));
-    float2 *carries = starts + per_part;
+    /* one buffer: part starts (unless saved), part carries, then the sums (CEMA_NSUM per state, one
+       per channel) */
+    float2 *work = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_back(B, L, D));
+    float2 *carries = work + per_part;
     float *sums = (float *)(carries + per_part), *somega = sums + per_part * CEMA_NSUM;
-    cema_starts(starts, segs, NULL, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
-    cema_seg_back_kernel<false><<<grid, CM_THREADS, CB_SMEM, cuda_stream()>>>(
+    const float2 *starts = (const float2 *)saved, *segs = starts + per_part;
+    if (!saved) { /* the forward's pass (1) and (2) again */
+        float2 *seg_out = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_cema_segs(B, L, D));
+        cema_starts(work, seg_out, NULL, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
+        starts = work, segs = seg_out;
+    }
+    cema_seg_back_kernel<false><<<grid, CM_THREADS, cb_smem<false>(), cuda_stream()>>>(
         NULL, NULL, NULL, carries, NULL, NULL, NULL, (const bf16 *)dy, p, L, D, N, part_len, vec, false);
     LAUNCH_CHECK();
     cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
         carries, chunk.dh_in, chunk.dh_out, p, B, L, D, N, nparts, part_len);
     LAUNCH_CHECK();
-    cema_seg_back_kernel<true><<<grid, CM_THREADS, CB_SMEM, cuda_stream()>>>((bf16 *)du, sums, somega, carries, starts,
-                                                                             segs, (const bf16 *)u, (const bf16 *)dy, p,
-                                                                             L, D, N, part_len, vec, mode & GRAD_ADD);
+    cema_seg_back_kernel<true><<<grid, CM_THREADS, cb_smem<true>(), cuda_stream()>>>(
+        (bf16 *)du, sums, somega, carries, starts, segs, (const bf16 *)u, (const bf16 *)dy, p, L, D, N, part_len, vec,
+        mode & GRAD_ADD);
     LAUNCH_CHECK();
     cema_param_kernel<<<ceil_div((size_t)D * CEMA_NK, 256), 256, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D,
                                                                                      N, mode);

@@ -276,9 +276,10 @@ void cuda_tsnorm_backward(void *dx, float *dw, float *db, const void *dy, const 
                           const float *rstd, const void *w, ChunkState chunk, int B, int L, int D, int G,
                           int mode);
 
-void cuda_cema_forward(void *y, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D, int N);
-void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *u, CemaParams p, ChunkState chunk, int B,
-                        int L, int D, int N, int mode);
+void cuda_cema_forward(void *y, void *saved, const void *u, CemaParams p, ChunkState chunk, int B, int L, int D,
+                       int N);
+void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *saved, const void *u, CemaParams p,
+                        ChunkState chunk, int B, int L, int D, int N, int mode);
 
 void cuda_qk_forward(void *q, void *k, float *rstd, const void *zs, const void *gamma, const void *beta, int B,
                      int L, int H, int dz, int C, float rope_base, float eps);

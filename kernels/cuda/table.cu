@@ -39,6 +39,7 @@ static const Ops table = {
     .layernorm_backward = cuda_layernorm_backward,
     .tsnorm_forward = cuda_tsnorm_forward,
     .tsnorm_backward = cuda_tsnorm_backward,
+    .cema_saved_size = scratch_cema_saved,
     .cema_forward = cuda_cema_forward,
     .cema_backward = cuda_cema_backward,
     .qk_forward = cuda_qk_forward,

@@ -531,6 +531,10 @@ int main(int argc, char **argv)
     check(cema_case(4, 200, 4096, 16, 0, 1));  /* and a ragged last chunk in each */
     check(cema_case(2, 96, 40, 16, 1, 1));     /* the end in a segment after whole chunks */
     check(cema_case(1, 4160, 32, 16, 1, 1));   /* 17 parts, the last of 4 whole chunks */
+    /* the backward without the forward's saved states (it computes them again) */
+    check(case_recompute(cema_case(2, 1000, 64, 16, 1, 1)));
+    check(case_recompute(cema_case(4, 200, 4096, 16, 0, 1)));
+    check(case_recompute(cema_case(1, 4160, 32, 16, 1, 1)));
 
     check(qk_case(2, 300, 2, 64, 128, 10000));
     check(qk_case(1, 2148, 1, 256, 2048, 10000)); /* the presets' head and chunk, positions to 2047 */
@@ -560,6 +564,7 @@ int main(int argc, char **argv)
        the presets' head and chunk, and a small odd one */
     check(tsnorm_case(2, 1, 256, 8, 37, 1));
     check(cema_case(2, 1, 64, 16, 1, 1));
+    check(case_recompute(cema_case(2, 1, 64, 16, 1, 1)));
     test_attention_step(2, 2, 256, 2048, 2048);
     test_attention_step(1, 3, 8, 24, 16);
 
