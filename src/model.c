@@ -251,7 +251,7 @@ static void layout(Model *m, Arena *a)
     for (int si = 0; si < m->n_slots; si++) {
         ModelSlot *sl = &m->slots[si];
         sl->tokens = (int32_t *)carve(a, 2 * T * sizeof(int32_t)); /* one upload: as batch_host */
-        sl->targets = sl->tokens + T;
+        sl->targets = sl->tokens ? sl->tokens + T : NULL; /* NULL while measuring (no offset on NULL) */
         for (size_t l = 0; l <= nl; l++)
             sl->x[l] = ACT(T * Dl);
         for (size_t l = 0; l < nl; l++) {
