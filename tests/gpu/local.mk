@@ -4,7 +4,7 @@
 bin_PROGRAMS += megabench
 megabench_SOURCES = tools/megabench.c
 megabench_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS)
-EXTRA_DIST += tests/gpu/test_plan_gpu.sh tests/gpu/bench.sh tests/gpu/bench.yaml tests/gpu/scaling.sh tests/gpu/cema_fft.sh tests/gpu/cema_fft.cu
+EXTRA_DIST += tests/gpu/test_plan_gpu.sh tests/gpu/bench.sh tests/gpu/bench.yaml tests/gpu/kernels.sh tests/gpu/scaling.sh tests/gpu/cema_fft.sh tests/gpu/cema_fft.cu
 
 if HAVE_CUDA
 GPU_TESTS = tests/gpu/test_ops_gpu tests/gpu/test_model_gpu tests/gpu/test_comm_gpu
