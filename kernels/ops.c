@@ -30,7 +30,7 @@ const Ops *ops_get(const char *name)
 /* the CUDA backend's dtype, as kernels/cuda/table.cu gives it, for builds and machines without it */
 static const Ops cuda_described = {
     .name = "cuda", .act = DTYPE_BF16, .act_size = 2, .on_device = 1, .scratch_plan = scratch_plan,
-    .cema_saved_size = scratch_cema_saved};
+    .cema_saved_size = scratch_cema_saved, .attention_saved_size = scratch_attn_saved};
 
 const Ops *ops_describe(const char *name)
 {

@@ -171,12 +171,16 @@ typedef struct Ops {
 
     /* ---- chunk-local causal attention (spec section 5), scale 1: q, k (B, L, H*dz);
        v, o (B, L, H*dv); chunks of C along L (one chunk when L <= C); lse (B, H, L) fp32 saved
-       (log-sum-exp of each score row). ---- */
-    void (*attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
-                              int dz, int dv, int C);
-    void (*attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
-                               const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                               int C, int accumulate);
+       (log-sum-exp of each score row). saved (attention_saved_size bytes, the backend's own layout)
+       keeps the probabilities the backward would otherwise compute again; NULL, or a size of 0,
+       keeps none. The backward's results are the same bits either way. ---- */
+    size_t (*attention_saved_size)(int B, int L, int H, int C);
+    void (*attention_forward)(void *o, float *lse, void *saved, const void *q, const void *k, const void *v, int B,
+                              int L, int H, int dz, int dv, int C);
+    /* saved as the forward left it (same q, k), or NULL */
+    void (*attention_backward)(void *dq, void *dk, void *dvalue, const void *dout, const void *saved, const void *q,
+                               const void *k, const void *v, const void *o, const float *lse, int B, int L, int H,
+                               int dz, int dv, int C, int accumulate);
     /* ---- one token of recurrent decoding (spec section 13): q, k (B, H*dz) as qk_forward gives
        them at position 0 (not rotated), v (B, H*dv); kcache (B, C, H*dz) and vcache (B, C, H*dv)
        hold rows 0..pos-1 of the current chunk (keys rotated). Rotates q and k to position pos

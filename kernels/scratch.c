@@ -37,6 +37,12 @@ size_t scratch_attn_p(int B, int L, int C)
     return attn_batch(B, L, C, &c) * (size_t)c * c * sizeof(uint16_t);
 }
 
+size_t scratch_attn_saved(int B, int L, int H, int C)
+{
+    const size_t c = L < C ? L : C;
+    return (size_t)H * B * ((L + c - 1) / c) * c * c * sizeof(uint16_t);
+}
+
 int scratch_cema_part_len(int B, int L, int D)
 {
     const long segs = (L + CEMA_SEG - 1) / CEMA_SEG, warps = (long)B * D;

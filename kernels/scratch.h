@@ -26,6 +26,9 @@ size_t scratch_round(size_t bytes);
 int scratch_attn_maxb(int c);
 size_t scratch_attn_s(int B, int L, int C);
 size_t scratch_attn_p(int B, int L, int C);
+/* what the CUDA forward keeps for its backward (Ops.attention_saved_size): each chunk's P (bf16,
+   c x c, a sequence's last and shorter chunk in a whole slot), by head, sequence and chunk */
+size_t scratch_attn_saved(int B, int L, int H, int C);
 
 /* CEMA over B sequences of L steps and D channels: the steps of a part (a whole number of segments,
    enough parts for about CEMA_WANT_WARPS warps), then the forward's part starts, the backward's

@@ -238,6 +238,9 @@ static void layout(Model *m, Arena *a)
                  Hl = m->Hl, as = m->ops->act_size, f4 = sizeof(float), nl = (size_t)m->part.n_layers;
     const int tp1 = m->part.tp == 1;
     const size_t cema_saved = m->ops->cema_saved_size(m->B, m->L, (int)Dl);
+    /* attention's P: as large as a (T, V) activation; recompute elementwise computes it again */
+    const size_t attn_saved =
+        m->recompute == RECOMPUTE_ELEMENTWISE ? 0 : m->ops->attention_saved_size(m->B, m->L, (int)Hl, d->C);
 #define ACT(n) carve(a, (n) * as)
 #define F32(n) ((float *)carve(a, (n) * f4))
     a->kind = &a->bytes.params;
@@ -280,6 +283,7 @@ static void layout(Model *m, Arena *a)
             s->ar = ACT(T * Vl);
             s->o = ACT(T * Vl);
             s->lse = F32(T * Hl);
+            s->attn_saved = attn_saved ? carve(a, attn_saved) : NULL;
             RECOMPUTED(ro, ACT(T * Vl));
             s->yhat = ACT(T * Dl);
             s->yhat_full = tp1 ? s->yhat : ACT(T * D);
@@ -699,7 +703,8 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
         ops->attention_step(s->o, s->q, s->k, s->vv, m->cache->k[i], m->cache->v[i], (int)(m->pos0 % d->C), B, m->Hl,
                             d->Z / d->H, d->V / d->H, d->C, d->rope_base);
     else
-        ops->attention_forward(s->o, s->lse, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H, d->C);
+        ops->attention_forward(s->o, s->lse, s->attn_saved, s->q, s->k, s->vv, B, L, m->Hl, d->Z / d->H, d->V / d->H,
+                               d->C);
     ops->swiglu_forward(s->ro, s->ar, s->o, TV); /* r o = SiLU(ar) o: the gate r is never stored */
     /* yhat = x + m Wh1^T + bh1 + (r o) Wh2^T, the residual x read by the first GEMM */
     ops->matmul_forward(s->yhat, s->m, P(b->wh1), P(b->bh1), x, T, D, Dl);
@@ -768,8 +773,8 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
                          PNEW(b->wh1, b->bh1)); /* Wr, Wz add */
     tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl, PNEW(b->wh2));
     ops->swiglu_backward(g->dar, g->do_, g->dro, s->ar, s->o, TV, 0);
-    ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl, d->Z / d->H,
-                            d->V / d->H, d->C, 0);
+    ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->attn_saved, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl,
+                            d->Z / d->H, d->V / d->H, d->C, 0);
     ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, GRAD_ADD | PNEW(b->wr, b->br));
     ops->silu_backward(g->dav, g->dvv, s->av, TV, 0);
     ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl,

@@ -113,6 +113,8 @@ typedef struct {
     void *ar;                /* (T, Vl) gate pre-activation (the gate SiLU(ar) is not kept) */
     void *o;                 /* (T, Vl) attention output */
     float *lse;              /* (B, Hl, L) */
+    void *attn_saved;        /* attention's probabilities (ops->attention_saved_size), none with
+                                recompute elementwise */
     void *ro;                /* (T, Vl) SiLU(ar) * o [e] */
     void *yhat;              /* (T, Dl) attention sub-layer output plus residual */
     void *yhat_full;         /* (T, D) gathered (aliases yhat when tp = 1) */

@@ -290,6 +290,23 @@ static inline void case_release(const Ops *o, OpCase *c)
     c->saved = NULL;
 }
 
+/* The buffer an op keeps from forward to backward: a fresh one of `bytes` (none for 0) each
+   forward, all NaN (0xff bytes in fp32 and bf16), so a backward that reads what the forward did
+   not write fails. */
+static inline void case_keep(const Ops *o, OpCase *c, size_t bytes)
+{
+    if (c->saved)
+        o->release(c->saved);
+    c->saved = NULL;
+    if (!bytes)
+        return;
+    c->saved = o->alloc(bytes);
+    unsigned char *nan = xmalloc(bytes);
+    memset(nan, 0xff, bytes);
+    o->upload(c->saved, nan, bytes);
+    free(nan);
+}
+
 /* Uploads the inputs, runs forward and downloads the outputs; the buffers stay for backward
    until case_release. */
 static inline void case_forward(const Ops *o, OpCase *c)
@@ -660,8 +677,7 @@ static inline ChunkState cema_chunk(OpCase *c)
 }
 static inline void cema_fwd(const Ops *o, OpCase *c)
 {
-    const size_t saved = c->recompute ? 0 : o->cema_saved_size(c->B, c->L, c->D);
-    c->saved = saved ? o->alloc(saved) : NULL;
+    case_keep(o, c, c->recompute ? 0 : o->cema_saved_size(c->B, c->L, c->D));
     o->cema_forward(OUT("y"), c->saved, IN("u"), cema_params(c), cema_chunk(c), c->B, c->L, c->D, c->N);
 }
 static inline void cema_bwd(const Ops *o, OpCase *c)
@@ -724,12 +740,14 @@ static inline OpCase *qk_case(int B, int L, int H, int dz, int C, double base)
 
 static inline void attention_fwd(const Ops *o, OpCase *c)
 {
-    o->attention_forward(OUT("o"), OUT("lse"), IN("q"), IN("k"), IN("v"), c->B, c->L, c->H, c->dz, c->dv, c->C);
+    case_keep(o, c, c->recompute ? 0 : o->attention_saved_size(c->B, c->L, c->H, c->C));
+    o->attention_forward(OUT("o"), OUT("lse"), c->saved, IN("q"), IN("k"), IN("v"), c->B, c->L, c->H, c->dz, c->dv,
+                         c->C);
 }
 static inline void attention_bwd(const Ops *o, OpCase *c)
 {
-    o->attention_backward(DIN("q"), DIN("k"), DIN("v"), DOUT("o"), IN("q"), IN("k"), IN("v"), OUT("o"), OUT("lse"),
-                          c->B, c->L, c->H, c->dz, c->dv, c->C, c->grad_acc);
+    o->attention_backward(DIN("q"), DIN("k"), DIN("v"), DOUT("o"), c->saved, IN("q"), IN("k"), IN("v"), OUT("o"),
+                          OUT("lse"), c->B, c->L, c->H, c->dz, c->dv, c->C, c->grad_acc);
 }
 
 static inline OpCase *attention_case(int B, int L, int H, int dz, int dv, int C)

@@ -66,7 +66,7 @@ static void test_attention_step(const Ops *o, double tol)
     void *q = o->alloc(T * Z * a), *k = o->alloc(T * Z * a), *out = o->alloc(T * V * a);
     float *rstd = o->alloc(T * H * sizeof(float)), *lse = o->alloc(T * H * sizeof(float));
     o->qk_forward(q, k, rstd, zs_d, gamma, beta, B, L, H, dz, C, base, eps);
-    o->attention_forward(out, lse, q, k, v_d, B, L, H, dz, dv, C);
+    o->attention_forward(out, lse, NULL, q, k, v_d, B, L, H, dz, dv, C);
     double *want_o = xmalloc(T * V * sizeof(double)), *want_k = xmalloc(T * Z * sizeof(double));
     get_act(o, want_o, out, (size_t)T * V);
     get_act(o, want_k, k, (size_t)T * Z);

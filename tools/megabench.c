@@ -293,19 +293,19 @@ static double attn_flops(int B, int L, int H, int dz, int dv, int C)
     double c = C < L ? C : L;
     return 2.0 * B * L * H * (dz + dv) * (c + 1) / 2;
 }
-static void t_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L,
-                                int H, int dz, int dv, int C)
+static void t_attention_forward(void *o, float *lse, void *saved, const void *q, const void *k, const void *v, int B,
+                                int L, int H, int dz, int dv, int C)
 {
     TIMED("attention_forward", (double)B * L * H * (2.0 * dz + 2.0 * dv) * AS, attn_flops(B, L, H, dz, dv, C),
-          PEAK_BF16, base->attention_forward(o, lse, q, k, v, B, L, H, dz, dv, C));
+          PEAK_BF16, base->attention_forward(o, lse, saved, q, k, v, B, L, H, dz, dv, C));
 }
-static void t_attention_backward(void *dq, void *dk, void *dvv, const void *dout, const void *q, const void *k,
-                                 const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                                 int C, int acc)
+static void t_attention_backward(void *dq, void *dk, void *dvv, const void *dout, const void *saved, const void *q,
+                                 const void *k, const void *v, const void *o, const float *lse, int B, int L, int H,
+                                 int dz, int dv, int C, int acc)
 {
     TIMED("attention_backward", (double)B * L * H * (6.0 * dz + 5.0 * dv) * AS,
           2 * attn_flops(B, L, H, dz, dv, C), PEAK_BF16,
-          base->attention_backward(dq, dk, dvv, dout, q, k, v, o, lse, B, L, H, dz, dv, C, acc));
+          base->attention_backward(dq, dk, dvv, dout, saved, q, k, v, o, lse, B, L, H, dz, dv, C, acc));
 }
 static void t_crossentropy_stats(double *stats, const void *logits, const int32_t *targets, int T, int V, int v0)
 {

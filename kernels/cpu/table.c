@@ -41,6 +41,7 @@ static const Ops table = {
     .cema_backward = CPU(cema_backward),
     .qk_forward = CPU(qk_forward),
     .qk_backward = CPU(qk_backward),
+    .attention_saved_size = CPU(attention_saved_size),
     .attention_forward = CPU(attention_forward),
     .attention_backward = CPU(attention_backward),
     .attention_step = CPU(attention_step),

@@ -4,7 +4,9 @@
    log-sum-exp, then dV (+)= P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)) (fused with that row
    sum), dQ (+)= dS K, dK (+)= dS^T Q, each row block of dQ, dK, dV written by one GEMM (beta 1 to
    accumulate, 0 to overwrite). The C x C score and probability buffers are scratch for at most
-   SCRATCH_ATTN bytes of chunks at a time (kernels/scratch.h).
+   SCRATCH_ATTN bytes of chunks at a time (kernels/scratch.h). Given a saved buffer
+   (scratch_attn_saved), the forward writes P there instead and the backward neither computes S
+   nor P again. Both compute P as exp(S - lse), so a kept P has the bits of a recomputed one.
 
    Causal blocks: a chunk's n rows are cut into nblk blocks of bs rows; query block i only sees key
    blocks 0..i, so each GEMM runs per block over just that triangle (for nblk = 4, 10 of 16
@@ -23,8 +25,10 @@
 typedef struct {
     int nb, n, t0, st, h, nblk, bs;
     int B, L, H, dz, dv;
-    float *S; /* (nb, n, n) */
-    bf16 *P;  /* (nb, n, n) */
+    float *S;     /* (nb, n, n) */
+    bf16 *P;      /* (nb, n, n) */
+    bf16 *saved;  /* all chunks' kept P (scratch_attn_saved's layout), or NULL */
+    bf16 *kept;   /* the group's chunks in it (nb, n, n), or NULL */
 } AttnGroup;
 
 /* the GEMM over a group's chunks: operands given by base pointer, leading dim and per-chunk stride */
@@ -79,11 +83,12 @@ template <int RV> __device__ __forceinline__ int attn_col(int j0, int u, int e)
     return j0 + (32 * u + threadIdx.x % 32) * RV + e;
 }
 
-/* P row i = exp(S - m) / sum over j <= i, zeros above up to the end of the block. FWD: m and sum
-   are the row's max and sum of exp, from each lane's running pair (ml, sum), and m + log(sum) goes to
-   lse; the piece still in registers holds exp(S - ml) by then, so its write only scales. Else (the
-   backward) m = lse and sum = 1. Two blocks an SM (128 registers, a few spilled): with one (167
-   registers) the forward ran 10% slower than the two-read kernel it replaced (H100). */
+/* P row i = exp(S - lse) over j <= i, zeros above up to the end of the block. FWD: lse = m +
+   log(sum), the row's max and sum of exp from each lane's running pair (ml, sum), is written, and
+   the last piece read is still in registers for the write; else (the backward) lse is read. The
+   same formula both ways gives a recomputed P the forward's bits. Two blocks an SM (128 registers,
+   a few spilled): with one (167 registers) the forward ran 10% slower than the two-read kernel it
+   replaced (H100). */
 template <int RV, bool FWD>
 __global__ void __launch_bounds__(32 * ATTN_WARPS, 2)
     attn_softmax_kernel(bf16 *P, float *lse, const float *S, int rows, int n, int bs, int t0, int st, int L, int H,
@@ -112,23 +117,22 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 2)
             continue;
         sum *= __expf(ml - pm);
 #pragma unroll
-        for (int u = 0; u < ATTN_PIECE; u++)
+        for (int u = 0; u < ATTN_PIECE; u++) {
+            float t = 0.0f;
 #pragma unroll
             for (int e = 0; e < RV; e++)
-                if (attn_col<RV>(j0, u, e) <= i) {
-                    x[u].v[e] = __expf(x[u].v[e] - pm);
-                    sum += x[u].v[e];
-                }
+                t += attn_col<RV>(j0, u, e) <= i ? __expf(x[u].v[e] - pm) : 0.0f;
+            sum += t;
+        }
         ml = pm;
     }
-    float m, inv = 1.0f, scale = 0.0f;
+    float m;
     if (FWD) {
         m = warp_max(ml);
-        scale = ml == -INFINITY ? 0.0f : __expf(ml - m);
-        sum = warp_sum(sum * scale);
-        inv = 1.0f / sum, scale *= inv;
+        sum = warp_sum(ml == -INFINITY ? 0.0f : sum * __expf(ml - m));
+        m += logf(sum);
         if (lane == 0)
-            *l = m + logf(sum);
+            *l = m;
     } else {
         m = *l;
     }
@@ -146,25 +150,28 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 2)
             for (int e = 0; e < RV; e++) {
                 v[e] = 0.0f;
                 if (j + e <= i)
-                    v[e] = pc == held ? x[u].v[e] * scale : __expf(x[u].v[e] - m) * inv;
+                    v[e] = __expf(x[u].v[e] - m);
             }
             store_bf<RV>(p + j, v);
         }
     }
 }
 
-/* backward: dS = P (dP - D) over row i (j <= i), written over P, with D = sum_j P dP: the same as
-   sum_e dO O (O = P V, dP = dO V^T) but from the row itself, so the head's dv values of dO and O
-   (more bytes than the row for dv = 2048) are not read. P's zeros past i stay. */
-template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, int rows, int n)
+/* backward: dS = P (dP - D) over row i (j <= i), with D = sum_j P dP: the same as sum_e dO O
+   (O = P V, dP = dO V^T) but from the row itself, so the head's dv values of dO and O (more bytes
+   than the row for dv = 2048) are not read. Written over P (P's zeros past i stay), or into dS with
+   zeros up to the end of the block. */
+template <int RV>
+__global__ void attn_dscores_kernel(bf16 *dS, const bf16 *P, const float *dP, int rows, int n, int bs)
 {
     constexpr int W = 32 * RV * ATTN_PIECE;
     const int r = blockIdx.x * ATTN_WARPS + threadIdx.x / 32;
     if (r >= rows)
         return;
-    const int i = r % n, held = i / W;
+    const int i = r % n, held = i / W, end = dS == P ? i + 1 : attn_extent(i, bs);
     const float *dp = dP + (size_t)r * n;
-    bf16 *p = P + (size_t)r * n;
+    const bf16 *p = P + (size_t)r * n;
+    bf16 *ds = dS + (size_t)r * n;
     AttnVec<bf16, RV> x[ATTN_PIECE]; /* P as loaded (bf16); 174 registers, one block an SM, still faster */
     AttnVec<float, RV> g[ATTN_PIECE];
     float dot = 0.0f;
@@ -178,22 +185,22 @@ template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, 
                 dot += attn_col<RV>(j0, u, e) <= i ? attn_f(x[u].v[e]) * g[u].v[e] : 0.0f;
     }
     dot = warp_sum(dot);
-    for (int pc = held; pc >= 0; pc--) {
+    for (int pc = (end - 1) / W; pc >= 0; pc--) {
         const int j0 = pc * W;
-        if (pc != held) {
+        if (pc < held) {
             attn_load(x, p, j0, i + 1);
             attn_load(g, dp, j0, i + 1);
         }
 #pragma unroll
         for (int u = 0; u < ATTN_PIECE; u++) {
             const int j = attn_col<RV>(j0, u, 0);
-            if (j > i)
+            if (j >= end)
                 continue;
             float v[RV];
 #pragma unroll
             for (int e = 0; e < RV; e++)
                 v[e] = j + e <= i ? attn_f(x[u].v[e]) * (g[u].v[e] - dot) : 0.0f;
-            store_bf<RV>(p + j, v);
+            store_bf<RV>(ds + j, v);
         }
     }
 }
@@ -203,7 +210,7 @@ template <int RV> __global__ void attn_dscores_kernel(bf16 *P, const float *dP, 
 template <class F> static void attn_rows(const AttnGroup *g, F f)
 {
     const dim3 grid(ceil_div((size_t)g->nb * g->n, ATTN_WARPS)), block(32 * ATTN_WARPS);
-    if (g->n % 4 == 0 && aligned16(g->S, g->P))
+    if (g->n % 4 == 0 && aligned16(g->S, g->P, g->kept))
         f(grid, block, std::integral_constant<int, 4>());
     else
         f(grid, block, std::integral_constant<int, 1>());
@@ -225,6 +232,13 @@ static int attn_nblk(int n, int nb)
     return 1;
 }
 
+/* the group's slot in the saved P: chunk (t0 / L, (t0 % L) / c) of head h, slots of c x c */
+static bf16 *attn_kept(const AttnGroup *g, int c)
+{
+    const size_t chunks = (g->L + c - 1) / c, first = ((size_t)g->h * g->B + g->t0 / g->L) * chunks + g->t0 % g->L / c;
+    return g->saved ? g->saved + first * c * c : NULL;
+}
+
 /* Calls f(group) for every batch of chunks of head h that share a length and a stride: all
    B * L / c chunks when c divides L, else per sequence the whole chunks, then the tail. */
 template <class F> static void attn_groups(int B, int L, int C, int h, AttnGroup base, F f)
@@ -236,13 +250,13 @@ template <class F> static void attn_groups(int B, int L, int C, int h, AttnGroup
         for (int c0 = 0; c0 < per; c0 += maxb) {
             AttnGroup g = base;
             g.n = c, g.st = c, g.t0 = s * L + c0 * c, g.nb = per - c0 < maxb ? per - c0 : maxb;
-            g.nblk = attn_nblk(c, g.nb), g.bs = c / g.nblk;
+            g.nblk = attn_nblk(c, g.nb), g.bs = c / g.nblk, g.kept = attn_kept(&g, c);
             f(&g);
         }
         if (tail) {
             AttnGroup g = base;
             g.n = tail, g.st = L, g.t0 = s * L + nfull * c, g.nb = 1;
-            g.nblk = attn_nblk(tail, 1), g.bs = tail / g.nblk;
+            g.nblk = attn_nblk(tail, 1), g.bs = tail / g.nblk, g.kept = attn_kept(&g, c);
             f(&g);
         }
     }
@@ -259,45 +273,46 @@ static void attn_scores(const AttnGroup *g, const bf16 *q, const bf16 *k)
                   g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
 }
 
-static AttnGroup attn_base(int B, int L, int H, int dz, int dv, int C)
+static AttnGroup attn_base(int B, int L, int H, int dz, int dv, int C, const void *saved)
 {
     AttnGroup g = {};
-    g.B = B, g.L = L, g.H = H, g.dz = dz, g.dv = dv;
+    g.B = B, g.L = L, g.H = H, g.dz = dz, g.dv = dv, g.saved = (bf16 *)saved;
     g.S = (float *)cuda_scratch(SCRATCH_ATTN_S, scratch_attn_s(B, L, C));
     g.P = (bf16 *)cuda_scratch(SCRATCH_ATTN_P, scratch_attn_p(B, L, C));
     return g;
 }
 
-void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
-                            int dz, int dv, int C)
+void cuda_attention_forward(void *o, float *lse, void *saved, const void *q, const void *k, const void *v, int B,
+                            int L, int H, int dz, int dv, int C)
 {
     const int V = H * dv;
-    AttnGroup base = attn_base(B, L, H, dz, dv, C);
+    AttnGroup base = attn_base(B, L, H, dz, dv, C, saved);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
             const int rows = g->nb * g->n, n = g->n, bs = g->bs;
             const size_t voff = (size_t)g->t0 * V + (size_t)h * dv;
             const long long sv = (long long)g->st * V, sp = (long long)n * n;
+            bf16 *P = g->kept ? g->kept : g->P;
             attn_scores(g, (const bf16 *)q, (const bf16 *)k);
             attn_rows(g, [&](dim3 grid, dim3 block, auto rv) {
                 attn_softmax_kernel<decltype(rv)::value, true>
-                    <<<grid, block, 0, cuda_stream()>>>(g->P, lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
+                    <<<grid, block, 0, cuda_stream()>>>(P, lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
             });
             /* O' (query block i) = V' (keys to the block's end) P' */
             for (int i = 0; i < g->nblk; i++)
-                attn_gemm(g, dv, bs, (i + 1) * bs, 0, (const bf16 *)v + voff, V, sv, 0, g->P + (size_t)i * bs * n, n,
-                          sp, (bf16 *)o + voff + (size_t)i * bs * V, V, sv, CUDA_R_16BF, 0.0f);
+                attn_gemm(g, dv, bs, (i + 1) * bs, 0, (const bf16 *)v + voff, V, sv, 0, P + (size_t)i * bs * n, n, sp,
+                          (bf16 *)o + voff + (size_t)i * bs * V, V, sv, CUDA_R_16BF, 0.0f);
         });
 }
 
 /* o: the CPU reference's row sum reads it; here dS takes the row sum from P and dP */
-void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
-                             const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                             int C, int accumulate)
+void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *saved, const void *q,
+                             const void *k, const void *v, const void *o, const float *lse, int B, int L, int H,
+                             int dz, int dv, int C, int accumulate)
 {
     const int V = H * dv, Z = H * dz;
     const float beta = accumulate ? 1.0f : 0.0f;
-    AttnGroup base = attn_base(B, L, H, dz, dv, C);
+    AttnGroup base = attn_base(B, L, H, dz, dv, C, saved);
     for (int h = 0; h < H; h++)
         attn_groups(B, L, C, h, base, [&](const AttnGroup *g) {
             const int rows = g->nb * g->n, n = g->n, bs = g->bs, nblk = g->nblk;
@@ -306,22 +321,26 @@ void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout,
             const bf16 *Q = (const bf16 *)q + zoff, *K = (const bf16 *)k + zoff, *Vv = (const bf16 *)v + voff;
             const bf16 *dO = (const bf16 *)dout + voff;
             bf16 *dQ = (bf16 *)dq + zoff, *dK = (bf16 *)dk + zoff, *dV = (bf16 *)dvalue + voff;
-            attn_scores(g, (const bf16 *)q, (const bf16 *)k);
-            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) { /* P again, from lse (only read) */
-                attn_softmax_kernel<decltype(rv)::value, false>
-                    <<<grid, block, 0, cuda_stream()>>>(g->P, (float *)lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
-            });
+            const bf16 *P = g->kept ? g->kept : g->P;
+            if (!g->kept) {
+                attn_scores(g, (const bf16 *)q, (const bf16 *)k);
+                attn_rows(g, [&](dim3 grid, dim3 block, auto rv) { /* P again, from lse (only read) */
+                    attn_softmax_kernel<decltype(rv)::value, false><<<grid, block, 0, cuda_stream()>>>(
+                        g->P, (float *)lse, g->S, rows, n, bs, g->t0, g->st, L, H, h);
+                });
+            }
             for (int j = 0; j < nblk; j++) {
                 /* dV' (key block j) (+)= dO' (queries from the block on) P'^T */
                 const size_t pj = (size_t)j * bs * n + (size_t)j * bs;
-                attn_gemm(g, dv, bs, n - j * bs, 0, dO + (size_t)j * bs * V, V, sv, 1, g->P + pj, n, sp,
+                attn_gemm(g, dv, bs, n - j * bs, 0, dO + (size_t)j * bs * V, V, sv, 1, P + pj, n, sp,
                           dV + (size_t)j * bs * V, V, sv, CUDA_R_16BF, beta);
             }
             for (int i = 0; i < nblk; i++) /* dP' (query block i) = V'^T dO' (into S) */
                 attn_gemm(g, (i + 1) * bs, bs, dv, 1, Vv, V, sv, 0, dO + (size_t)i * bs * V, V, sv,
                           g->S + (size_t)i * bs * n, n, sp, CUDA_R_32F, 0.0f);
-            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) {
-                attn_dscores_kernel<decltype(rv)::value><<<grid, block, 0, cuda_stream()>>>(g->P, g->S, rows, n);
+            attn_rows(g, [&](dim3 grid, dim3 block, auto rv) { /* dS into the scratch P */
+                attn_dscores_kernel<decltype(rv)::value>
+                    <<<grid, block, 0, cuda_stream()>>>(g->P, P, g->S, rows, n, bs);
             });
 
             for (int i = 0; i < nblk; i++) /* dQ' (query block i) (+)= K' dS' */

@@ -287,11 +287,11 @@ void cuda_qk_backward(void *dzs, float *dgamma, float *dbeta, void *dq, void *dk
                       const float *rstd, const void *gamma, int B, int L, int H, int dz, int C, float rope_base,
                       int mode);
 
-void cuda_attention_forward(void *o, float *lse, const void *q, const void *k, const void *v, int B, int L, int H,
-                            int dz, int dv, int C);
-void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *q, const void *k,
-                             const void *v, const void *o, const float *lse, int B, int L, int H, int dz, int dv,
-                             int C, int accumulate);
+void cuda_attention_forward(void *o, float *lse, void *saved, const void *q, const void *k, const void *v, int B,
+                            int L, int H, int dz, int dv, int C);
+void cuda_attention_backward(void *dq, void *dk, void *dvalue, const void *dout, const void *saved, const void *q,
+                             const void *k, const void *v, const void *o, const float *lse, int B, int L, int H,
+                             int dz, int dv, int C, int accumulate);
 
 void cuda_attention_step(void *o, const void *q, const void *k, const void *v, void *kcache, void *vcache, int pos,
                          int B, int H, int dz, int dv, int C, float rope_base);

@@ -44,6 +44,7 @@ static const Ops table = {
     .cema_backward = cuda_cema_backward,
     .qk_forward = cuda_qk_forward,
     .qk_backward = cuda_qk_backward,
+    .attention_saved_size = scratch_attn_saved,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
     .attention_step = cuda_attention_step,

@@ -559,6 +559,11 @@ int main(int argc, char **argv)
        paper's chunk of 4096 (2 pieces) and one chunk of an odd 1025 (3 scalar pieces) */
     check(attention_case(1, 4100, 1, 16, 16, 4096));
     check(attention_case(1, 1025, 1, 16, 16, 2048));
+    /* the backward computing P again instead of reading the forward's: causal blocks, several
+       heads with ragged chunks, rows of several pieces */
+    check(case_recompute(attention_case(8, 2048, 1, 16, 16, 2048)));
+    check(case_recompute(attention_case(2, 300, 2, 16, 32, 128)));
+    check(case_recompute(attention_case(1, 1025, 1, 16, 16, 2048)));
 
     /* decoding: one token at a time (L = 1) through the stateful ops, and the attention step with
        the presets' head and chunk, and a small odd one */
