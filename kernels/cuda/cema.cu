@@ -467,13 +467,33 @@ __device__ __forceinline__ void cema_tail(float2 hs[4], const float2 h[2][4], co
 
 /* ---- forward, and the backward's states ---- */
 
+/* state k of channel d of sequence b: at parts[at + k], or with parts NULL from a chunk state h (B, D,
+   N, 2; NULL: zero); and into a chunk state where put */
+__device__ __forceinline__ float2 cema_state_get(const float2 *parts, size_t at, const float *h, int b, int d, int D,
+                                                 int N, int k)
+{
+    if (parts)
+        return parts[at + k];
+    const size_t i = (((size_t)b * D + d) * N + k) * 2;
+    return h && k < N ? make_float2(h[i], h[i + 1]) : make_float2(0.0f, 0.0f);
+}
+__device__ __forceinline__ void cema_state_put(bool put, float *h, int b, int d, int D, int N, int k, float2 v)
+{
+    if (put && k < N) {
+        const size_t i = (((size_t)b * D + d) * N + k) * 2;
+        h[i] = v.x, h[i + 1] = v.y;
+    }
+}
+
 /* (1) with OUT false: each part's end state from a zero start into parts (B, P, D, NK), and with segs
    each segment's local start state (B, P, segments per part, D, NK); (3) with OUT true: y from each
-   part's start state in parts. One block per (16 channels, part, b). */
+   part's start state in parts. One block per (16 channels, part, b). With OUT true and parts NULL,
+   the sequence is one part from h0 (B, D, N, 2; NULL: zero): segs gets each segment's whole start
+   state and h_out (when not NULL) the last state, so passes (1) and (2) are not needed. */
 template <bool OUT>
 __global__ void __launch_bounds__(CM_THREADS, OUT ? CM_BLOCKS : 2 * CM_BLOCKS)
-    cema_seg_kernel(bf16 *y, float2 *parts, float2 *segs, const bf16 *u, CemaParams P, int L, int D, int N,
-                    int part_len, bool vec)
+    cema_seg_kernel(bf16 *y, float2 *parts, float2 *segs, const bf16 *u, CemaParams P, const float *h0, float *h_out,
+                    int L, int D, int N, int part_len, bool vec)
 {
     __shared__ bf16 tile[CM_CH * CM_ROW];
     __shared__ CemaTab tabs[CM_CH];
@@ -488,7 +508,7 @@ __global__ void __launch_bounds__(CM_THREADS, OUT ? CM_BLOCKS : 2 * CM_BLOCKS)
 #pragma unroll
     for (int nb = 0; nb < 4; nb++) {
         frag_e(e[nb][0], e[nb][1], T, nb);
-        hs[nb] = OUT && d < D ? parts[at + nb * 4 + t] : make_float2(0.0f, 0.0f);
+        hs[nb] = OUT && d < D ? cema_state_get(parts, at, h0, b, d, D, N, nb * 4 + t) : make_float2(0.0f, 0.0f);
     }
 #pragma unroll
     for (int nb = 0; nb < 2; nb++) {
@@ -528,6 +548,8 @@ __global__ void __launch_bounds__(CM_THREADS, OUT ? CM_BLOCKS : 2 * CM_BLOCKS)
             for (int nb = 0; nb < 2; nb++)
                 mma_split(acc[nb], a, kc[nb][0], kc[nb][1]);
             mma_states(acc, h, [&](int kb, int nb, int lo) { return st[kb][nb][lo]; });
+            if (h_out && t_end - t0 < CEMA_SEG) /* before the row holds y */
+                cema_tail(hs, h, T, row, t_end - t0);
             row_out(row, om, acc);
             __syncthreads();
             seg_store(y, tile, b, t0, t_end, L, D, vec, make_uint4(0, 0, 0, 0), false);
@@ -535,10 +557,14 @@ __global__ void __launch_bounds__(CM_THREADS, OUT ? CM_BLOCKS : 2 * CM_BLOCKS)
             cema_tail(hs, h, T, row, t_end - t0);
         }
     }
-    if (!OUT && g == 0 && d < D)
+    if (g == 0 && d < D)
 #pragma unroll
-        for (int nb = 0; nb < 4; nb++)
-            parts[at + nb * 4 + t] = hs[nb];
+        for (int nb = 0; nb < 4; nb++) {
+            if (!OUT)
+                parts[at + nb * 4 + t] = hs[nb];
+            else
+                cema_state_put(h_out, h_out, b, d, D, N, nb * 4 + t, hs[nb]);
+        }
 }
 
 static void cema_check(int N)
@@ -554,7 +580,7 @@ static void cema_starts(float2 *starts, float2 *segs, float *h_out, const bf16 *
 {
     const int nparts = (L + part_len - 1) / part_len;
     cema_seg_kernel<false><<<dim3(ceil_div(D, CM_CH), nparts, B), CM_THREADS, 0, cuda_stream()>>>(
-        NULL, starts, segs, u, P, L, D, N, part_len, vec);
+        NULL, starts, segs, u, P, NULL, NULL, L, D, N, part_len, vec);
     LAUNCH_CHECK();
     cema_part_chain_kernel<false><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
         starts, h_out, h0, P, B, L, D, N, nparts, part_len);
@@ -567,11 +593,19 @@ void cuda_cema_forward(void *y, void *saved, const void *u, CemaParams p, ChunkS
     cema_check(N);
     const int part_len = scratch_cema_part_len(B, L, D), nparts = (L + part_len - 1) / part_len;
     const bool vec = D % 8 == 0 && aligned16(u, y);
-    float2 *starts = saved ? (float2 *)saved : (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_starts(B, L, D));
-    float2 *segs = saved ? starts + (size_t)B * nparts * D * CEMA_NK : NULL;
-    cema_starts(starts, segs, chunk.h_out, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
+    const size_t nstarts = (size_t)B * nparts * D * CEMA_NK;
+    float2 *starts = saved ? (float2 *)saved : (float2 *)cuda_scratch(SCRATCH_STATE_B, nstarts * sizeof(float2));
+    float2 *segs = saved ? starts + nstarts : NULL;
+    if (nparts == 1) { /* the output pass keeps the states itself; the kept part starts are zero */
+        if (saved)
+            cuda_zero(starts, nstarts * sizeof(float2));
+        starts = NULL;
+    } else {
+        cema_starts(starts, segs, chunk.h_out, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
+        segs = NULL;
+    }
     cema_seg_kernel<true><<<dim3(ceil_div(D, CM_CH), nparts, B), CM_THREADS, 0, cuda_stream()>>>(
-        (bf16 *)y, starts, NULL, (const bf16 *)u, p, L, D, N, part_len, vec);
+        (bf16 *)y, starts, segs, (const bf16 *)u, p, chunk.h_in, starts ? NULL : chunk.h_out, L, D, N, part_len, vec);
     LAUNCH_CHECK();
 }
 
@@ -682,12 +716,15 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
    at its end into carries (B, P, D, NK); (3') with FULL true: from the carry entering each part's last
    step (carries), its segments backwards: du (+)= omega dy + dy's convolution + the carries' part,
    and the part's sums into sums (B, P, D, NK, CEMA_NSUM) and somega (B, P, D). The segments' states
-   come from starts (the part's) and segs (each segment's local start). */
+   come from starts (the part's) and segs (each segment's local start). With FULL and carries NULL,
+   the sequence is one part: its carry comes from dh_out (B, D, N, 2; NULL: zero) and the one it
+   passes before its first step goes to dh_in (when not NULL), so passes (1') and (2') are not
+   needed. */
 template <bool FULL>
 __global__ void __launch_bounds__(CM_THREADS, FULL ? CM_BLOCKS : 2 * CM_BLOCKS)
     cema_seg_back_kernel(bf16 *du, float *sums, float *somega, float2 *carries, const float2 *starts,
-                         const float2 *segs, const bf16 *u, const bf16 *dy, CemaParams P, int L, int D, int N,
-                         int part_len, bool vec, bool acc)
+                         const float2 *segs, const bf16 *u, const bf16 *dy, CemaParams P, const float *dh_out,
+                         float *dh_in, int L, int D, int N, int part_len, bool vec, bool acc)
 {
     extern __shared__ uint4 smem_[];
     bf16 *gtile = reinterpret_cast<bf16 *>(smem_), *utile = gtile + CM_CH * CM_ROW;
@@ -734,7 +771,7 @@ __global__ void __launch_bounds__(CM_THREADS, FULL ? CM_BLOCKS : 2 * CM_BLOCKS)
     float2 re[4];
 #pragma unroll
     for (int nb = 0; nb < 4; nb++) {
-        re[nb] = FULL && d < D ? carries[at + nb * 4 + t] : make_float2(0.0f, 0.0f);
+        re[nb] = FULL && d < D ? cema_state_get(carries, at, dh_out, b, d, D, N, nb * 4 + t) : make_float2(0.0f, 0.0f);
     }
     const float om = FULL && d < D ? bf(((const bf16 *)P.omega)[d]) : 0.0f;
     float m[2][4] = {};
@@ -830,8 +867,11 @@ __global__ void __launch_bounds__(CM_THREADS, FULL ? CM_BLOCKS : 2 * CM_BLOCKS)
             }
         }
 #pragma unroll
-        for (int nb = 0; nb < 4; nb++)
+        for (int nb = 0; nb < 4; nb++) {
             re[nb] = rin[nb];
+            /* the carry before the part */
+            cema_state_put(FULL && si == 0 && dh_in && g == 0 && d < D, dh_in, b, d, D, N, nb * 4 + t, re[nb]);
+        }
         if constexpr (FULL) {
 #pragma unroll
             for (int nb = 0; nb < 4; nb++) {
@@ -978,15 +1018,17 @@ void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *saved
         cema_starts(work, seg_out, NULL, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
         starts = work, segs = seg_out;
     }
-    cema_seg_back_kernel<false><<<grid, CM_THREADS, cb_smem<false>(), cuda_stream()>>>(
-        NULL, NULL, NULL, carries, NULL, NULL, NULL, (const bf16 *)dy, p, L, D, N, part_len, vec, false);
-    LAUNCH_CHECK();
-    cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
-        carries, chunk.dh_in, chunk.dh_out, p, B, L, D, N, nparts, part_len);
-    LAUNCH_CHECK();
+    if (nparts > 1) { /* one part takes its carry from dh_out and gives dh_in itself */
+        cema_seg_back_kernel<false><<<grid, CM_THREADS, cb_smem<false>(), cuda_stream()>>>(
+            NULL, NULL, NULL, carries, NULL, NULL, NULL, (const bf16 *)dy, p, NULL, NULL, L, D, N, part_len, vec, false);
+        LAUNCH_CHECK();
+        cema_part_chain_kernel<true><<<ceil_div((size_t)B * D * CEMA_NK, 128), 128, 0, cuda_stream()>>>(
+            carries, chunk.dh_in, chunk.dh_out, p, B, L, D, N, nparts, part_len);
+        LAUNCH_CHECK();
+    }
     cema_seg_back_kernel<true><<<grid, CM_THREADS, cb_smem<true>(), cuda_stream()>>>(
-        (bf16 *)du, sums, somega, carries, starts, segs, (const bf16 *)u, (const bf16 *)dy, p, L, D, N, part_len, vec,
-        mode & GRAD_ADD);
+        (bf16 *)du, sums, somega, nparts > 1 ? carries : NULL, starts, segs, (const bf16 *)u, (const bf16 *)dy, p,
+        chunk.dh_out, nparts > 1 ? NULL : chunk.dh_in, L, D, N, part_len, vec, mode & GRAD_ADD);
     LAUNCH_CHECK();
     cema_param_kernel<<<ceil_div((size_t)D * CEMA_NK, 256), 256, 0, cuda_stream()>>>(g, sums, somega, B * nparts, p, D,
                                                                                      N, mode);

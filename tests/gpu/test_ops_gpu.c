@@ -531,6 +531,8 @@ int main(int argc, char **argv)
     check(cema_case(4, 200, 4096, 16, 0, 1));  /* and a ragged last chunk in each */
     check(cema_case(2, 96, 40, 16, 1, 1));     /* the end in a segment after whole chunks */
     check(cema_case(1, 4160, 32, 16, 1, 1));   /* 17 parts, the last of 4 whole chunks */
+    check(cema_case(2, 600, 2048, 7, 1, 1));   /* one part (the output pass keeps the states), N < 16 */
+    check(case_recompute(cema_case(2, 600, 2048, 7, 1, 1)));
     /* the backward without the forward's saved states (it computes them again) */
     check(case_recompute(cema_case(2, 1000, 64, 16, 1, 1)));
     check(case_recompute(cema_case(4, 200, 4096, 16, 0, 1)));
