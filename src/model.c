@@ -238,7 +238,8 @@ static void layout(Model *m, Arena *a)
                  Hl = m->Hl, as = m->ops->act_size, f4 = sizeof(float), nl = (size_t)m->part.n_layers;
     const int tp1 = m->part.tp == 1;
     const size_t cema_saved = m->ops->cema_saved_size(m->B, m->L, (int)Dl);
-    /* attention's P: as large as a (T, V) activation; recompute elementwise computes it again */
+    /* attention's P, (T, Hl x chunk) bf16 (the presets' value activation's size); recompute
+       elementwise computes it again */
     const size_t attn_saved =
         m->recompute == RECOMPUTE_ELEMENTWISE ? 0 : m->ops->attention_saved_size(m->B, m->L, (int)Hl, d->C);
 #define ACT(n) carve(a, (n) * as)
