@@ -312,7 +312,7 @@ static void layout(Model *m, Arena *a)
     }
     a->kind = &a->bytes.backward;
     BlockGrads *g = &m->g;
-    void **tdl[] = {&g->dxhat, &g->dcema, &g->dyhat, &g->dxf, &m->dx, &m->dy};
+    void **tdl[] = {&g->dxhat, &g->dcema, &g->dyhat, &g->dxf, &m->dy};
     for (size_t i = 0; i < sizeof tdl / sizeof tdl[0]; i++)
         *tdl[i] = ACT(T * Dl);
     g->dxf_full = tp1 || !m->part.last ? g->dxf : ACT(T * D);
@@ -735,10 +735,11 @@ static void block_recompute(Model *m, ModelSlot *sl, int i)
     block_ffn_product(m, s);
 }
 
-/* dy: gradient of the block's output; dx receives the input's (overwritten). Every gradient
-   buffer's first contribution overwrites it and later ones add (the ops' accumulate argument),
-   so nothing is zeroed. */
-static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void *dx)
+/* dy: gradient of the block's output on entry, of its input on return: both residuals carry dy
+   through, so the input's gradient is dy + dyhat + the TimestepNorm's, added in place once the FFN's
+   backward has read dy. Every other gradient buffer's first contribution overwrites it and later
+   ones add (the ops' accumulate argument), so nothing is zeroed. */
+static void block_backward(Model *m, ModelSlot *sl, int i, void *dy)
 {
     const Ops *ops = m->ops;
     const ModelDims *d = &m->d;
@@ -753,7 +754,6 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
         block_recompute(m, sl, i);
 
     /* FFN: y = x + p W2^T (row-parallel) */
-    ops->copy(dx, dy, TDl);
     tp_row_backward(m->tp, ops, g->dp, GR(b->w2), P(b->w2), dy, s->p, T, Fl, Dl, PNEW(b->w2));
     if (d->swiglu) {
         ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0);
@@ -769,7 +769,7 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     reduce_scatter(m, g->dyhat, g->dyhat_full);
 
     /* attention: yhat = x + m Wh1^T + bh1 + (r o) Wh2^T */
-    ops->accumulate(dx, g->dyhat, TDl);
+    ops->accumulate(dy, g->dyhat, TDl); /* dy is the input's gradient from here */
     ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl,
                          PNEW(b->wh1, b->bh1)); /* Wr, Wz add */
     tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl, PNEW(b->wh2));
@@ -793,7 +793,7 @@ static void block_backward(Model *m, ModelSlot *sl, int i, const void *dy, void 
     /* adds to the value path's dxhat */
     ops->cema_backward(g->dxhat, cg, g->dcema, s->cema_saved, s->xhat, cema_params(m, b), cs, B, L, Dl, d->N,
                        GRAD_ADD | PNEW(b->alpha, b->delta, b->theta, b->gamma, b->omega));
-    ops->tsnorm_backward(dx, GR(b->tsn_w), GR(b->tsn_b), g->dxhat, x, s->tsn_mean, s->tsn_rstd, P(b->tsn_w), cs, B, L,
+    ops->tsnorm_backward(dy, GR(b->tsn_w), GR(b->tsn_b), g->dxhat, x, s->tsn_mean, s->tsn_rstd, P(b->tsn_w), cs, B, L,
                          Dl, m->Gl, GRAD_ADD | PNEW(b->tsn_w, b->tsn_b));
     dstate_send(m, sl, i);
 }
@@ -871,12 +871,9 @@ void model_backward(Model *m, int slot)
         if (m->recompute == RECOMPUTE_BLOCKS && !(m->shared_slot == slot && m->shared_layer == i))
             block_forward(m, sl, i, 1);
         m->shared_slot = -1;
-        block_backward(m, sl, i, m->dy, m->dx);
+        block_backward(m, sl, i, m->dy);
         if (m->grads_final)
             m->grads_final(m->grads_ctx, m->blocks[i].tsn_w);
-        void *t = m->dx;
-        m->dx = m->dy;
-        m->dy = t;
     }
     if (m->part.first) {
         void *full = m->tp ? m->emb_full : m->dy;

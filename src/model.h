@@ -183,7 +183,7 @@ typedef struct {
     int n_slots;
     int shared_slot, shared_layer; /* whose block activations the recompute blocks set holds */
     BlockGrads g;
-    void *dx, *dy;             /* (T, Dl) residual gradient, ping-pong */
+    void *dy;                  /* (T, Dl) residual gradient: a block's output's, then its input's */
     void *emb_full;            /* (T, D) the embedding's partial sums over tp, then its gathered
                                   gradient (first stage, tp > 1; else NULL) */
     double *ce_stats;          /* (tp, T, 3) the cross-entropy's row statistics (last stage) */

@@ -83,6 +83,31 @@ template <int RV> __device__ __forceinline__ int attn_col(int j0, int u, int e)
     return j0 + (32 * u + threadIdx.x % 32) * RV + e;
 }
 
+/* Writes row i of a score-shaped output up to column end (past i: zeros), piece by piece from the
+   last; load(j0) brings the piece at j0 into the caller's registers unless it is the one still
+   held there, value(u, e) is the output at load u, value e of that piece (j <= i). */
+template <int RV, class Load, class Value>
+__device__ __forceinline__ void attn_write_row(bf16 *out, int i, int end, int held, Load load, Value value)
+{
+    constexpr int W = 32 * RV * ATTN_PIECE;
+    for (int pc = (end - 1) / W; pc >= 0; pc--) {
+        const int j0 = pc * W;
+        if (pc != held)
+            load(j0);
+#pragma unroll
+        for (int u = 0; u < ATTN_PIECE; u++) {
+            const int j = attn_col<RV>(j0, u, 0);
+            if (j >= end)
+                continue;
+            float v[RV];
+#pragma unroll
+            for (int e = 0; e < RV; e++)
+                v[e] = j + e <= i ? value(u, e) : 0.0f;
+            store_bf<RV>(out + j, v);
+        }
+    }
+}
+
 /* P row i = exp(S - lse) over j <= i, zeros above up to the end of the block. FWD: lse = m +
    log(sum), the row's max and sum of exp from each lane's running pair (ml, sum), is written, and
    the last piece read is still in registers for the write; else (the backward) lse is read. The
@@ -136,25 +161,9 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS, 2)
     } else {
         m = *l;
     }
-    for (int pc = (ext - 1) / W; pc >= 0; pc--) {
-        const int j0 = pc * W;
-        if (pc != held)
-            attn_load(x, s, j0, i + 1);
-#pragma unroll
-        for (int u = 0; u < ATTN_PIECE; u++) {
-            const int j = attn_col<RV>(j0, u, 0);
-            if (j >= ext)
-                continue;
-            float v[RV];
-#pragma unroll
-            for (int e = 0; e < RV; e++) {
-                v[e] = 0.0f;
-                if (j + e <= i)
-                    v[e] = __expf(x[u].v[e] - m);
-            }
-            store_bf<RV>(p + j, v);
-        }
-    }
+    attn_write_row<RV>(
+        p, i, ext, held, [&](int j0) { attn_load(x, s, j0, i + 1); },
+        [&](int u, int e) { return __expf(x[u].v[e] - m); });
 }
 
 /* backward: dS = P (dP - D) over row i (j <= i), with D = sum_j P dP: the same as sum_e dO O
@@ -185,24 +194,13 @@ __global__ void attn_dscores_kernel(bf16 *dS, const bf16 *P, const float *dP, in
                 dot += attn_col<RV>(j0, u, e) <= i ? attn_f(x[u].v[e]) * g[u].v[e] : 0.0f;
     }
     dot = warp_sum(dot);
-    for (int pc = (end - 1) / W; pc >= 0; pc--) {
-        const int j0 = pc * W;
-        if (pc < held) {
+    attn_write_row<RV>(
+        ds, i, end, held,
+        [&](int j0) {
             attn_load(x, p, j0, i + 1);
             attn_load(g, dp, j0, i + 1);
-        }
-#pragma unroll
-        for (int u = 0; u < ATTN_PIECE; u++) {
-            const int j = attn_col<RV>(j0, u, 0);
-            if (j >= end)
-                continue;
-            float v[RV];
-#pragma unroll
-            for (int e = 0; e < RV; e++)
-                v[e] = j + e <= i ? attn_f(x[u].v[e]) * (g[u].v[e] - dot) : 0.0f;
-            store_bf<RV>(ds + j, v);
-        }
-    }
+        },
+        [&](int u, int e) { return attn_f(x[u].v[e]) * (g[u].v[e] - dot); });
 }
 
 /* f(grid, block, std::integral_constant<int, RV>()) launches a row kernel over the group's rows:

@@ -596,9 +596,7 @@ void cuda_cema_forward(void *y, void *saved, const void *u, CemaParams p, ChunkS
     const size_t nstarts = (size_t)B * nparts * D * CEMA_NK;
     float2 *starts = saved ? (float2 *)saved : (float2 *)cuda_scratch(SCRATCH_STATE_B, nstarts * sizeof(float2));
     float2 *segs = saved ? starts + nstarts : NULL;
-    if (nparts == 1) { /* the output pass keeps the states itself; the kept part starts are zero */
-        if (saved)
-            cuda_zero(starts, nstarts * sizeof(float2));
+    if (nparts == 1) { /* the output pass keeps whole states itself: the kept part start stays unwritten */
         starts = NULL;
     } else {
         cema_starts(starts, segs, chunk.h_out, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);
@@ -716,7 +714,8 @@ __device__ void cema_part_sums(float *sums, float *somega, CemaBack &W, const fl
    at its end into carries (B, P, D, NK); (3') with FULL true: from the carry entering each part's last
    step (carries), its segments backwards: du (+)= omega dy + dy's convolution + the carries' part,
    and the part's sums into sums (B, P, D, NK, CEMA_NSUM) and somega (B, P, D). The segments' states
-   come from starts (the part's) and segs (each segment's local start). With FULL and carries NULL,
+   come from starts (the part's; NULL: zero) and segs (each segment's local start, or its whole start
+   state where the forward kept one part's from h0, and starts is NULL). With FULL and carries NULL,
    the sequence is one part: its carry comes from dh_out (B, D, N, 2; NULL: zero) and the one it
    passes before its first step goes to dh_in (when not NULL), so passes (1') and (2') are not
    needed. */
@@ -781,7 +780,8 @@ __global__ void __launch_bounds__(CM_THREADS, FULL ? CM_BLOCKS : 2 * CM_BLOCKS)
     const int t_last = t_begin + (nseg - 1) * CEMA_SEG;
     float2 h_start = make_float2(0.0f, 0.0f), h_seg = h_start; /* the part's start state, a segment's own */
     if (FULL && d < D) {
-        h_start = starts[at + lane % CEMA_NK];
+        if (starts)
+            h_start = starts[at + lane % CEMA_NK];
         h_seg = segs[((row_at * spp + nseg - 1) * D + d) * CEMA_NK + lane % CEMA_NK];
     }
     seg_load(rg, dy, b, t_last, t_end, L, D, vec);
@@ -1012,7 +1012,8 @@ void cuda_cema_backward(void *du, CemaGrads g, const void *dy, const void *saved
     float2 *work = (float2 *)cuda_scratch(SCRATCH_STATE_B, scratch_cema_back(B, L, D));
     float2 *carries = work + per_part;
     float *sums = (float *)(carries + per_part), *somega = sums + per_part * CEMA_NSUM;
-    const float2 *starts = (const float2 *)saved, *segs = starts + per_part;
+    const float2 *segs = (const float2 *)saved + per_part;
+    const float2 *starts = nparts > 1 ? (const float2 *)saved : NULL; /* one part kept whole states */
     if (!saved) { /* the forward's pass (1) and (2) again */
         float2 *seg_out = (float2 *)cuda_scratch(SCRATCH_STATE_A, scratch_cema_segs(B, L, D));
         cema_starts(work, seg_out, NULL, (const bf16 *)u, p, chunk.h_in, B, L, D, N, part_len, vec);

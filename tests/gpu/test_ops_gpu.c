@@ -513,8 +513,11 @@ int main(int argc, char **argv)
     }
 
     /* groups of 32 (the presets), 48 and 4 channels; fresh and with a prior; several segments, a
-       partial last one, and fewer steps than one segment */
+       partial last one, and fewer steps than one segment. The backward's per-cell pass's lanes: 4
+       (groups of 32), 2 (48), 4 scalar (4), 32 (256) and 1 (40) */
     check(tsnorm_case(2, 300, 256, 8, 0, 0));
+    check(tsnorm_case(2, 150, 512, 2, 40, 1));
+    check(tsnorm_case(1, 130, 80, 2, 0, 1));
     check(tsnorm_case(2, 1000, 128, 4, 700, 1));
     check(tsnorm_case(1, 77, 96, 2, 5, 1));
     check(tsnorm_case(3, 5, 12, 3, 0, 1));
