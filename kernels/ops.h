@@ -89,15 +89,13 @@ typedef struct Ops {
     void (*copy)(void *dst, const void *src, size_t n);
     void (*accumulate)(void *dst, const void *src, size_t n); /* dst += src */
     void (*silu_forward)(void *out, const void *in, size_t n);
-    void (*silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate);
+    /* refwd (may be NULL): the forward's output written too, its bits (a backward that recomputes
+       it reads the inputs once) */
+    void (*silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate, void *refwd);
     /* out = silu(a) * b (SwiGLU gate) */
     void (*swiglu_forward)(void *out, const void *a, const void *b, size_t n);
     void (*swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n,
-                            int accumulate);
-    /* out = a * b */
-    void (*mul_forward)(void *out, const void *a, const void *b, size_t n);
-    void (*mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n,
-                         int accumulate);
+                            int accumulate, void *refwd);
 
     /* ---- tensor-parallel layout: between n blocks (n, T, w) and rows (T, n * w) (pure copies) ---- */
     void (*join_columns)(void *dst, const void *src, int n, int T, int w);
@@ -117,8 +115,8 @@ typedef struct Ops {
        (one pass: no copy of it into out first) ---- */
     void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
                            int OC);
-    /* dinp (T, IC) = dout w, or += with GRAD_ADD (dinp may be NULL); dw += dout^T inp;
-       dbias += colsum(dout) (may be NULL); = instead of += with GRAD_NEW */
+    /* dinp (T, IC) = dout w, or += with GRAD_ADD; dw += dout^T inp; dbias += colsum(dout); = instead
+       of += with GRAD_NEW. dinp or dw may be NULL (not computed), dbias too (and is, without dw) */
     void (*matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
                             int T, int IC, int OC, int mode);
 

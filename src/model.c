@@ -662,16 +662,6 @@ static void block_qk(Model *m, const BlockParams *b, const BlockActs *s)
                        d->C, d->rope_base, d->eps);
 }
 
-/* the FFN's product p from its branches */
-static void block_ffn_product(Model *m, const BlockActs *s)
-{
-    const size_t TF = (size_t)m->T * m->Fl;
-    if (m->d.swiglu)
-        m->ops->swiglu_forward(s->p, s->a1, s->a3, TF);
-    else
-        m->ops->silu_forward(s->p, s->a1, TF);
-}
-
 /* recomputing: rerun for backward (no state exchange, states already in place) */
 static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
 {
@@ -717,22 +707,34 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, NULL, T, D, Fl);
     if (d->swiglu)
         ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, NULL, T, D, Fl);
-    block_ffn_product(m, s);
+    if (d->swiglu)
+        ops->swiglu_forward(s->p, s->a1, s->a3, (size_t)T * Fl);
+    else
+        ops->silu_forward(s->p, s->a1, (size_t)T * Fl);
     if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
         return;
     tp_row_forward(m->tp, ops, y, x, s->p, P(b->w2), T, Fl, Dl); /* y = x + p W2^T */
 }
 
 /* recompute elementwise: what the block's backward needs and did not keep, recomputed into the
-   set all blocks share by the forward's own ops from what it kept, so the bits are the forward's */
+   set all blocks share by the forward's own ops from what it kept, so the bits are the forward's.
+   The gate products p and r o come back later, from the backward ops that read their inputs anyway
+   (row_backward). */
 static void block_recompute(Model *m, ModelSlot *sl, int i)
 {
     const BlockActs *s = &sl->acts[i];
-    const size_t TV = (size_t)m->T * m->Vl;
     block_qk(m, &m->blocks[i], s);
-    m->ops->silu_forward(s->vv, s->av, TV);
-    m->ops->swiglu_forward(s->ro, s->ar, s->o, TV);
-    block_ffn_product(m, s);
+    m->ops->silu_forward(s->vv, s->av, (size_t)m->T * m->Vl);
+}
+
+/* The backward of out = inp W^T (row-parallel, W at offset w) in parts: ROW_DINP the input's
+   gradient dinp, ROW_DW W's. Under elementwise recomputation inp (a gate product) is not there
+   until the backward op between the two parts writes it again. (With tp, each part gathers dout.) */
+enum { ROW_DINP = 1, ROW_DW = 2 };
+static void row_backward(Model *m, int parts, void *dinp, size_t w, const void *dout, const void *inp, int IC, int OC)
+{
+    tp_row_backward(m->tp, m->ops, parts & ROW_DINP ? dinp : NULL, parts & ROW_DW ? GR(w) : NULL, P(w), dout, inp,
+                    m->T, IC, OC, parts & ROW_DW ? PNEW(w) : 0);
 }
 
 /* dy: gradient of the block's output on entry, of its input on return: both residuals carry dy
@@ -750,17 +752,23 @@ static void block_backward(Model *m, ModelSlot *sl, int i, void *dy)
     const size_t TDl = (size_t)T * Dl, TV = (size_t)T * Vl, TF = (size_t)T * Fl;
     const void *x = sl->x[i];
     const ChunkState cs = chunk_state(m, sl, i, 0);
-    if (m->recompute == RECOMPUTE_ELEMENTWISE)
+    const int ew = m->recompute == RECOMPUTE_ELEMENTWISE;
+    /* the gate products: kept, or written again by their backward ops before W2's and Wh2's gradients */
+    const int first = ew ? ROW_DINP : ROW_DINP | ROW_DW;
+    void *p_again = ew ? s->p : NULL, *ro_again = ew ? s->ro : NULL;
+    if (ew)
         block_recompute(m, sl, i);
 
     /* FFN: y = x + p W2^T (row-parallel) */
-    tp_row_backward(m->tp, ops, g->dp, GR(b->w2), P(b->w2), dy, s->p, T, Fl, Dl, PNEW(b->w2));
-    if (d->swiglu) {
-        ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0);
+    row_backward(m, first, g->dp, b->w2, dy, s->p, Fl, Dl);
+    if (d->swiglu)
+        ops->swiglu_backward(g->da1, g->da3, g->dp, s->a1, s->a3, TF, 0, p_again);
+    else
+        ops->silu_backward(g->da1, g->dp, s->a1, TF, 0, p_again);
+    if (ew)
+        row_backward(m, ROW_DW, NULL, b->w2, dy, s->p, Fl, Dl);
+    if (d->swiglu)
         ops->matmul_backward(g->du, GR(b->w3), NULL, g->da3, s->u, P(b->w3), T, D, Fl, PNEW(b->w3));
-    } else {
-        ops->silu_backward(g->da1, g->dp, s->a1, TF, 0);
-    }
     ops->matmul_backward(g->du, GR(b->w1), NULL, g->da1, s->u, P(b->w1), T, D, Fl,
                          (d->swiglu ? GRAD_ADD : 0) | PNEW(b->w1)); /* after W3's */
     /* du is a partial sum over tp ranks; LayerNorm's backward is linear in it */
@@ -772,12 +780,14 @@ static void block_backward(Model *m, ModelSlot *sl, int i, void *dy)
     ops->accumulate(dy, g->dyhat, TDl); /* dy is the input's gradient from here */
     ops->matmul_backward(g->dm, GR(b->wh1), GR(b->bh1), g->dyhat, s->m, P(b->wh1), T, D, Dl,
                          PNEW(b->wh1, b->bh1)); /* Wr, Wz add */
-    tp_row_backward(m->tp, ops, g->dro, GR(b->wh2), P(b->wh2), g->dyhat, s->ro, T, Vl, Dl, PNEW(b->wh2));
-    ops->swiglu_backward(g->dar, g->do_, g->dro, s->ar, s->o, TV, 0);
+    row_backward(m, first, g->dro, b->wh2, g->dyhat, s->ro, Vl, Dl);
+    ops->swiglu_backward(g->dar, g->do_, g->dro, s->ar, s->o, TV, 0, ro_again);
+    if (ew)
+        row_backward(m, ROW_DW, NULL, b->wh2, g->dyhat, s->ro, Vl, Dl);
     ops->attention_backward(g->dq, g->dk, g->dvv, g->do_, s->attn_saved, s->q, s->k, s->vv, s->o, s->lse, B, L, m->Hl,
                             d->Z / d->H, d->V / d->H, d->C, 0);
     ops->matmul_backward(g->dm, GR(b->wr), GR(b->br), g->dar, s->m, P(b->wr), T, D, Vl, GRAD_ADD | PNEW(b->wr, b->br));
-    ops->silu_backward(g->dav, g->dvv, s->av, TV, 0);
+    ops->silu_backward(g->dav, g->dvv, s->av, TV, 0, NULL);
     ops->matmul_backward(g->dxhat_full, GR(b->wv), GR(b->bv), g->dav, s->xhat_full, P(b->wv), T, D, Vl,
                          PNEW(b->wv, b->bv));
     ops->qk_backward(g->dzs, GR(b->qk_gamma), GR(b->qk_beta), g->dq, g->dk, s->zs, s->qk_rstd, P(b->qk_gamma), B, L,

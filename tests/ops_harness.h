@@ -57,6 +57,7 @@ typedef struct OpCase {
     int grad_acc;  /* backward's accumulate argument; -1: the op takes none */
     int pnew;      /* GRAD_NEW after case_fresh, else 0 */
     int recompute; /* keep nothing from forward to backward (case_recompute) */
+    Arg *refwd;    /* the output backward wrote again (case_refwd), until checked */
     void *saved;   /* what the forward kept for the backward, in the backend's layout (or NULL) */
     int64_t n0;
     double eps, base, scale;
@@ -307,6 +308,42 @@ static inline void case_keep(const Ops *o, OpCase *c, size_t bytes)
     free(nan);
 }
 
+/* The buffer of output `name` for a backward that writes the forward's output again (an op's
+   refwd argument): under case_recompute that output's buffer, first all NaN (case_check_refwd
+   then wants the forward's bits back), else NULL. */
+static inline void *case_refwd(const Ops *o, OpCase *c, const char *name)
+{
+    if (!c->recompute)
+        return NULL;
+    Arg *a = case_arg(c, 0, name);
+    size_t bytes = a->n * kind_size(o, a->kind);
+    unsigned char *nan = xmalloc(bytes);
+    memset(nan, 0xff, bytes);
+    o->upload(a->buf, nan, bytes);
+    free(nan);
+    c->refwd = a;
+    return a->buf;
+}
+
+/* After such a backward: the output holds what the forward wrote, bit for bit (one TAP line); get
+   downloads as buf_get does */
+static inline void case_check_refwd(const Ops *o, OpCase *c,
+                                    void (*get)(const Ops *, int, double *, const void *, size_t))
+{
+    Arg *a = c->refwd;
+    if (!a)
+        return;
+    double *v = xmalloc(a->n * sizeof(double));
+    get(o, a->kind, v, a->buf, a->n);
+    size_t differ = 0;
+    for (size_t j = 0; j < a->n; j++)
+        differ += memcmp(&v[j], &a->val[j], sizeof(double)) != 0;
+    tap_check(differ == 0, "%s%s (%s): backward wrote %s again, the forward's bits (%zu of %zu differ)", c->name,
+              case_mode(c), o->name, a->name, differ, a->n);
+    free(v);
+    c->refwd = NULL;
+}
+
 /* Uploads the inputs, runs forward and downloads the outputs; the buffers stay for backward
    until case_release. */
 static inline void case_forward(const Ops *o, OpCase *c)
@@ -351,6 +388,7 @@ static inline void case_backward(const Ops *o, OpCase *c, int prefill)
         }
     }
     c->backward(o, c);
+    case_check_refwd(o, c, buf_get);
     for (int i = 0; i < c->nin; i++) {
         Arg *a = &c->in[i];
         if (a->flags & ARG_NOGRAD)
@@ -486,26 +524,22 @@ static inline void ref_cema(OpCase *c, double *y, double *hL)
 static inline void silu_fwd(const Ops *o, OpCase *c) { o->silu_forward(OUT("y"), IN("x"), c->T); }
 static inline void silu_bwd(const Ops *o, OpCase *c)
 {
-    o->silu_backward(DIN("x"), DOUT("y"), IN("x"), c->T, c->grad_acc);
+    o->silu_backward(DIN("x"), DOUT("y"), IN("x"), c->T, c->grad_acc, case_refwd(o, c, "y"));
 }
 static inline void swiglu_fwd(const Ops *o, OpCase *c) { o->swiglu_forward(OUT("y"), IN("a"), IN("b"), c->T); }
 static inline void swiglu_bwd(const Ops *o, OpCase *c)
 {
-    o->swiglu_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T, c->grad_acc);
-}
-static inline void mul_fwd(const Ops *o, OpCase *c) { o->mul_forward(OUT("y"), IN("a"), IN("b"), c->T); }
-static inline void mul_bwd(const Ops *o, OpCase *c)
-{
-    o->mul_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T, c->grad_acc);
+    o->swiglu_backward(DIN("a"), DIN("b"), DOUT("y"), IN("a"), IN("b"), c->T, c->grad_acc, case_refwd(o, c, "y"));
 }
 
-/* which: "silu" (input x), "swiglu" or "mul" (inputs a, b), on n elements */
+/* which: "silu" (input x) or "swiglu" (inputs a, b), on n elements; recomputed (case_recompute),
+   the backward writes y again */
 static inline OpCase *elementwise_case(const char *which, int n)
 {
     static const struct {
         const char *name;
         void (*fwd)(const Ops *, OpCase *), (*bwd)(const Ops *, OpCase *);
-    } ops[] = {{"silu", silu_fwd, silu_bwd}, {"swiglu", swiglu_fwd, swiglu_bwd}, {"mul", mul_fwd, mul_bwd}};
+    } ops[] = {{"silu", silu_fwd, silu_bwd}, {"swiglu", swiglu_fwd, swiglu_bwd}};
     int w = 0;
     while (strcmp(ops[w].name, which))
         w++;

@@ -40,7 +40,6 @@ static void compare(OpCase *(*make)(void))
 
 static OpCase *silu(void) { return elementwise_case("silu", 3000); }
 static OpCase *swiglu(void) { return elementwise_case("swiglu", 3000); }
-static OpCase *mul(void) { return elementwise_case("mul", 3000); }
 static OpCase *embedding(void) { return embedding_case(200, 48, 37, 0, 37); }
 static OpCase *matmul(void) { return matmul_case(150, 96, 80, 1, 1, 1); }
 static OpCase *rmsnorm(void) { return norm_case(0, 100, 96); }
@@ -56,7 +55,6 @@ int main(void)
 {
     compare(silu);
     compare(swiglu);
-    compare(mul);
     compare(embedding);
     compare(matmul);
     compare(rmsnorm);

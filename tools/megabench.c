@@ -179,25 +179,19 @@ static void t_silu_forward(void *o, const void *i, size_t n)
 {
     TIMED("silu_forward", 2 * n * AS, 0, PEAK_BF16, base->silu_forward(o, i, n));
 }
-static void t_silu_backward(void *di, const void *dout, const void *i, size_t n, int acc)
+static void t_silu_backward(void *di, const void *dout, const void *i, size_t n, int acc, void *re)
 {
-    TIMED("silu_backward", 4 * n * AS, 0, PEAK_BF16, base->silu_backward(di, dout, i, n, acc));
+    TIMED("silu_backward", (3 + !!acc + !!re) * n * AS, 0, PEAK_BF16, base->silu_backward(di, dout, i, n, acc, re));
 }
 static void t_swiglu_forward(void *o, const void *a, const void *b, size_t n)
 {
     TIMED("swiglu_forward", 3 * n * AS, 0, PEAK_BF16, base->swiglu_forward(o, a, b, n));
 }
-static void t_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int acc)
+static void t_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int acc,
+                              void *re)
 {
-    TIMED("swiglu_backward", 7 * n * AS, 0, PEAK_BF16, base->swiglu_backward(da, db, dout, a, b, n, acc));
-}
-static void t_mul_forward(void *o, const void *a, const void *b, size_t n)
-{
-    TIMED("mul_forward", 3 * n * AS, 0, PEAK_BF16, base->mul_forward(o, a, b, n));
-}
-static void t_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int acc)
-{
-    TIMED("mul_backward", 7 * n * AS, 0, PEAK_BF16, base->mul_backward(da, db, dout, a, b, n, acc));
+    TIMED("swiglu_backward", (5 + 2 * !!acc + !!re) * n * AS, 0, PEAK_BF16,
+          base->swiglu_backward(da, db, dout, a, b, n, acc, re));
 }
 static void t_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
                                 float scale)
@@ -224,9 +218,10 @@ static void t_matmul_backward(void *dinp, float *dw, float *dbias, const void *d
 {
     char label[64];
     snprintf(label, sizeof label, "matmul_backward %dx%d", IC, OC);
-    double bytes = ((double)T * OC + (double)T * IC + (double)OC * IC) * AS + (acc & GRAD_NEW ? 4.0 : 8.0) * OC * IC +
-                   (dinp ? 2.0 * T * IC * AS : 0);
-    TIMED(label, bytes, (dinp ? 4.0 : 2.0) * T * IC * OC, PEAK_BF16,
+    const int gi = dinp != NULL, gw = dw != NULL; /* which of the two products runs */
+    double bytes = (double)T * OC * AS + gi * ((double)OC * IC + (acc & GRAD_ADD ? 2.0 : 1.0) * T * IC) * AS +
+                   gw * ((double)T * IC * AS + (acc & GRAD_NEW ? 4.0 : 8.0) * OC * IC);
+    TIMED(label, bytes, 2.0 * (gi + gw) * T * IC * OC, PEAK_BF16,
           base->matmul_backward(dinp, dw, dbias, dout, inp, w, T, IC, OC, acc));
 }
 static void t_rmsnorm_forward(void *y, float *r, const void *x, const void *w, int T, int D, float eps)
@@ -345,7 +340,6 @@ static Ops timed_ops(const Ops *o)
     t.zero = t_zero, t.copy = t_copy, t.accumulate = t_accumulate;
     t.silu_forward = t_silu_forward, t.silu_backward = t_silu_backward;
     t.swiglu_forward = t_swiglu_forward, t.swiglu_backward = t_swiglu_backward;
-    t.mul_forward = t_mul_forward, t.mul_backward = t_mul_backward;
     t.embedding_forward = t_embedding_forward, t.embedding_backward = t_embedding_backward;
     t.matmul_forward = t_matmul_forward, t.matmul_backward = t_matmul_backward;
     t.rmsnorm_forward = t_rmsnorm_forward, t.rmsnorm_backward = t_rmsnorm_backward;

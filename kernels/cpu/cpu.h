@@ -100,11 +100,10 @@ void CPU(bf16_to_f32)(float *dst, const void *src, size_t n);
 void CPU(copy)(void *dst, const void *src, size_t n);
 void CPU(accumulate)(void *dst, const void *src, size_t n);
 void CPU(silu_forward)(void *out, const void *in, size_t n);
-void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate);
+void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate, void *refwd);
 void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n);
-void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
-void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n);
-void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
+void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate,
+                          void *refwd);
 
 void CPU(join_columns)(void *dst, const void *src, int n, int T, int w);
 void CPU(split_columns)(void *dst, const void *src, int n, int T, int w);

@@ -1,5 +1,6 @@
-/* elementwise.c: copy, accumulate, the tensor-parallel column layouts, SiLU, SwiGLU gate and
-   product, forward and backward (n elements; backward overwrites or adds to the input gradients). */
+/* elementwise.c: copy, accumulate, the tensor-parallel column layouts, SiLU and the SwiGLU gate,
+   forward and backward (n elements; backward overwrites or adds to the input gradients and may
+   write the forward's output again, for a model that recomputes it). */
 #include "kernels/cpu/cpu.h"
 
 #include <string.h>
@@ -44,13 +45,17 @@ void CPU(silu_forward)(void *out, const void *in, size_t n)
         o[i] = x[i] * real_sigmoid(x[i]);
 }
 
-void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate)
+void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate, void *refwd)
 {
-    real *dx = din;
+    real *dx = din, *y = refwd;
     const real *dy = dout, *x = in;
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++)
-        grad_put(&dx[i], dy[i] * silu_grad(x[i], real_sigmoid(x[i])), accumulate);
+    for (size_t i = 0; i < n; i++) {
+        real s = real_sigmoid(x[i]);
+        grad_put(&dx[i], dy[i] * silu_grad(x[i], s), accumulate);
+        if (y)
+            y[i] = x[i] * s;
+    }
 }
 
 void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n)
@@ -62,34 +67,17 @@ void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n)
         o[i] = x[i] * real_sigmoid(x[i]) * y[i];
 }
 
-void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
+void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate,
+                          void *refwd)
 {
-    real *dx = da, *dy = db;
+    real *dx = da, *dy = db, *o = refwd;
     const real *g = dout, *x = a, *y = b;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
         real s = real_sigmoid(x[i]);
         grad_put(&dx[i], g[i] * y[i] * silu_grad(x[i], s), accumulate);
         grad_put(&dy[i], g[i] * x[i] * s, accumulate);
-    }
-}
-
-void CPU(mul_forward)(void *out, const void *a, const void *b, size_t n)
-{
-    real *o = out;
-    const real *x = a, *y = b;
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++)
-        o[i] = x[i] * y[i];
-}
-
-void CPU(mul_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
-{
-    real *dx = da, *dy = db;
-    const real *g = dout, *x = a, *y = b;
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        grad_put(&dx[i], g[i] * y[i], accumulate);
-        grad_put(&dy[i], g[i] * x[i], accumulate);
+        if (o)
+            o[i] = x[i] * s * y[i];
     }
 }

@@ -42,6 +42,8 @@ void CPU(matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout,
     if (dinp)
         cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, IC, OC, 1, dy, OC, w, IC, mode & GRAD_ADD ? 1 : 0,
                    dinp, IC);
+    if (!dw)
+        return;
     matmul_dweight(dw, dy, inp, T, IC, OC, mode);
     if (dbias) {
 #pragma omp parallel for

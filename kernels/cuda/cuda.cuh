@@ -246,11 +246,10 @@ void cuda_split_columns(void *dst, const void *src, int n, int T, int w);
 void cuda_select_device(int local_rank);
 void cuda_accumulate(void *dst, const void *src, size_t n);
 void cuda_silu_forward(void *out, const void *in, size_t n);
-void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n, int accumulate);
+void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n, int accumulate, void *refwd);
 void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n);
-void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
-void cuda_mul_forward(void *out, const void *a, const void *b, size_t n);
-void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate);
+void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate,
+                          void *refwd);
 
 void cuda_embedding_forward(void *out, const int32_t *tok, const void *table, int T, int D, int v0, int V,
                             float scale);

@@ -1,7 +1,7 @@
-/* elementwise.cu: copy, the tensor-parallel column layouts, accumulate, SiLU, SwiGLU gate and
-   product, forward and backward, on n bf16 elements. One grid-stride kernel template serves them
-   all: NIN inputs, NOUT outputs that are written (forward, backward overwriting) or added to
-   (accumulate, backward accumulating), 8 elements per thread and 16-byte accesses when every
+/* elementwise.cu: copy, the tensor-parallel column layouts, accumulate, SiLU and the SwiGLU gate,
+   forward and backward, on n bf16 elements. One grid-stride kernel template serves them
+   all: NIN inputs, NOUT outputs of which the first ACC are added to (accumulate, backward
+   accumulating) and the others written, 8 elements per thread and 16-byte accesses when every
    pointer allows it, fp32 arithmetic in between. */
 #include "kernels/cuda/cuda.cuh"
 
@@ -30,7 +30,7 @@ __device__ __forceinline__ void map_at(const Ptrs<NIN, NOUT> &p, size_t i, Op op
     }
 #pragma unroll
     for (int a = 0; a < NOUT; a++) {
-        if (ACC) {
+        if (a < ACC) {
             float old[VEC];
             load_bf<VEC>(old, p.out[a] + i);
 #pragma unroll
@@ -68,13 +68,27 @@ template <int NIN, int NOUT, int ACC, class Op> static void map(Ptrs<NIN, NOUT> 
     LAUNCH_CHECK();
 }
 
-/* a backward's input gradients: overwritten, or added to with accumulate (ops.h) */
-template <int NIN, int NOUT, class Op> static void map_grad(Ptrs<NIN, NOUT> p, size_t n, Op op, int accumulate)
+/* A backward: inputs in, NG input gradients overwritten or added to with accumulate (ops.h), and
+   with refwd the forward's output after them (written). Op<1> computes that output too, by the
+   forward's own fp32 expression, so its bits are the forward's. */
+template <template <int> class Op, int NIN, int NG>
+static void map_back(const bf16 *const (&in)[NIN], bf16 *const (&grad)[NG], bf16 *refwd, size_t n, int accumulate)
 {
-    if (accumulate)
-        map<NIN, NOUT, 1>(p, n, op);
+    Ptrs<NIN, NG> p;
+    Ptrs<NIN, NG + 1> r;
+    for (int a = 0; a < NIN; a++)
+        p.in[a] = r.in[a] = in[a];
+    for (int a = 0; a < NG; a++)
+        p.out[a] = r.out[a] = grad[a];
+    r.out[NG] = refwd;
+    if (refwd && accumulate)
+        map<NIN, NG + 1, NG>(r, n, Op<1>());
+    else if (refwd)
+        map<NIN, NG + 1, 0>(r, n, Op<1>());
+    else if (accumulate)
+        map<NIN, NG, NG>(p, n, Op<0>());
     else
-        map<NIN, NOUT, 0>(p, n, op);
+        map<NIN, NG, 0>(p, n, Op<0>());
 }
 
 /* d silu(x) / dx with s = sigmoid(x) */
@@ -83,31 +97,32 @@ __device__ __forceinline__ float silu_grad(float x, float s) { return s * (1.0f 
 struct OpIdentity {
     __device__ void operator()(const float *x, float *y) const { y[0] = x[0]; }
 };
+__device__ __forceinline__ float silu_f(float x, float s) { return x * s; }
+__device__ __forceinline__ float swiglu_f(float a, float s, float b) { return a * s * b; }
+
 struct OpSilu {
-    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * sigmoidf_(x[0]); }
+    __device__ void operator()(const float *x, float *y) const { y[0] = silu_f(x[0], sigmoidf_(x[0])); }
 };
-struct OpSiluBack { /* (dout, x) */
-    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * silu_grad(x[1], sigmoidf_(x[1])); }
+template <int RE> struct OpSiluBack { /* (dout, x) -> dx, and silu(x) with RE */
+    __device__ void operator()(const float *x, float *y) const
+    {
+        float s = sigmoidf_(x[1]);
+        y[0] = x[0] * silu_grad(x[1], s);
+        if constexpr (RE)
+            y[1] = silu_f(x[1], s);
+    }
 };
 struct OpSwiglu { /* (a, b) */
-    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * sigmoidf_(x[0]) * x[1]; }
+    __device__ void operator()(const float *x, float *y) const { y[0] = swiglu_f(x[0], sigmoidf_(x[0]), x[1]); }
 };
-struct OpSwigluBack { /* (dout, a, b) -> (da, db) */
+template <int RE> struct OpSwigluBack { /* (dout, a, b) -> (da, db), and silu(a) b with RE */
     __device__ void operator()(const float *x, float *y) const
     {
         float s = sigmoidf_(x[1]);
         y[0] = x[0] * x[2] * silu_grad(x[1], s);
         y[1] = x[0] * x[1] * s;
-    }
-};
-struct OpMul {
-    __device__ void operator()(const float *x, float *y) const { y[0] = x[0] * x[1]; }
-};
-struct OpMulBack { /* (dout, a, b) -> (da, db) */
-    __device__ void operator()(const float *x, float *y) const
-    {
-        y[0] = x[0] * x[2];
-        y[1] = x[0] * x[1];
+        if constexpr (RE)
+            y[2] = swiglu_f(x[1], s, x[2]);
     }
 };
 
@@ -143,9 +158,9 @@ void cuda_silu_forward(void *out, const void *in, size_t n)
     map<1, 1, 0>(Ptrs<1, 1>{{(const bf16 *)in}, {(bf16 *)out}}, n, OpSilu());
 }
 
-void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n, int accumulate)
+void cuda_silu_backward(void *din, const void *dout, const void *in, size_t n, int accumulate, void *refwd)
 {
-    map_grad(Ptrs<2, 1>{{(const bf16 *)dout, (const bf16 *)in}, {(bf16 *)din}}, n, OpSiluBack(), accumulate);
+    map_back<OpSiluBack>({(const bf16 *)dout, (const bf16 *)in}, {(bf16 *)din}, (bf16 *)refwd, n, accumulate);
 }
 
 void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n)
@@ -153,19 +168,9 @@ void cuda_swiglu_forward(void *out, const void *a, const void *b, size_t n)
     map<2, 1, 0>(Ptrs<2, 1>{{(const bf16 *)a, (const bf16 *)b}, {(bf16 *)out}}, n, OpSwiglu());
 }
 
-void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
+void cuda_swiglu_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate,
+                          void *refwd)
 {
-    map_grad(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
-             OpSwigluBack(), accumulate);
-}
-
-void cuda_mul_forward(void *out, const void *a, const void *b, size_t n)
-{
-    map<2, 1, 0>(Ptrs<2, 1>{{(const bf16 *)a, (const bf16 *)b}, {(bf16 *)out}}, n, OpMul());
-}
-
-void cuda_mul_backward(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate)
-{
-    map_grad(Ptrs<3, 2>{{(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db}}, n,
-             OpMulBack(), accumulate);
+    map_back<OpSwigluBack>({(const bf16 *)dout, (const bf16 *)a, (const bf16 *)b}, {(bf16 *)da, (bf16 *)db},
+                           (bf16 *)refwd, n, accumulate);
 }

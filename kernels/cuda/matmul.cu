@@ -198,6 +198,8 @@ void cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout,
                   .bias = NULL};
         cuda_gemm(&g);
     }
+    if (!dw)
+        return;
     /* dbias from the GEMM's B = dout'^T (T x OC): its sums over k = T, written (a first gradient) or
        into scratch and added */
     float *bsum = !dbias || mode & GRAD_NEW ? dbias : (float *)cuda_scratch(SCRATCH_PARTIALS, OC * sizeof(float));

@@ -355,9 +355,9 @@ __global__ void tsn_back_stats_kernel(float4 *bst, const bf16 *x, const bf16 *dy
     const size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / S;
     const int Dg = D / G, g = i % G;
     const size_t off = i / G * D + (size_t)g * Dg;
+    const float mu = i < rows * G ? mean[i] : 0.0f; /* threads past the last cell load nothing */
     float sx = 0, ds = 0, db = 0;
     for (int c = threadIdx.x % S * VEC; i < rows * G && c < Dg; c += S * VEC) {
-        const float mu = mean[i];
         float xv[VEC], gv[VEC], wv[VEC];
         load_bf<VEC>(xv, x + off + c);
         load_bf<VEC>(gv, dy + off + c);
