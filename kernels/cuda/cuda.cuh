@@ -131,6 +131,9 @@ template <typename T> __device__ __forceinline__ T warp_sum(T v)
     return v;
 }
 
+/* two sums in one reduction: block_sum of a float2 syncs once for both */
+__device__ __forceinline__ float2 warp_sum(float2 v) { return make_float2(warp_sum(v.x), warp_sum(v.y)); }
+
 __device__ __forceinline__ float warp_max(float v)
 {
 #pragma unroll
@@ -149,7 +152,7 @@ template <typename T> __device__ __forceinline__ T block_sum(T v, T *sh)
     if (lane == 0)
         sh[warp] = v;
     __syncthreads();
-    v = lane < nw ? sh[lane] : (T)0;
+    v = lane < nw ? sh[lane] : T{};
     return warp_sum(v);
 }
 

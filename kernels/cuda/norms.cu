@@ -107,7 +107,7 @@ template <int VEC, int J>
 __global__ void layernorm_backward_kernel(bf16 *dx, float *part, const bf16 *dy, const bf16 *x, const float *mean,
                                           const float *rstd, const bf16 *w, int T, int D, int acc)
 {
-    __shared__ float sh[32];
+    __shared__ float2 sh[32];
     float wv[J][VEC], xv[J][VEC], gv[J][VEC], dw[J][VEC] = {}, db[J][VEC] = {};
     load_cols<VEC, J>(wv, w, D);
     for (int t = blockIdx.x; t < T; t += gridDim.x) {
@@ -123,8 +123,9 @@ __global__ void layernorm_backward_kernel(bf16 *dx, float *part, const bf16 *dy,
             dw[j][e] += gv[j][e] * xh;
             db[j][e] += gv[j][e];
         }
-        mg = block_sum(mg, sh) / D;
-        mgx = block_sum(mgx, sh) / D;
+        const float2 sums = block_sum(make_float2(mg, mgx), sh); /* both in one reduction */
+        mg = sums.x / D;
+        mgx = sums.y / D;
         FOR_COLS(j)
         {
             float o[VEC] = {};

@@ -48,17 +48,45 @@ __global__ void qk_forward_kernel(bf16 *q, bf16 *k, float *rstd, const bf16 *zs,
     }
 }
 
-/* part: one row per block, [dgamma (2, Z) | dbeta (2, Z)] */
+/* what a lane reads for one (token, head) of the backward: its pairs of zs, dq and dk */
+struct QkBackIn {
+    __nv_bfloat162 z[QK_P], g[2][QK_P];
+};
+
+__device__ __forceinline__ void qk_back_load(QkBackIn &in, const bf16 *zs, const bf16 *dq, const bf16 *dk, size_t off,
+                                             int lane, int np)
+{
+#pragma unroll
+    for (int i = 0; i < QK_P; i++) {
+        const int j = lane + 32 * i;
+        if (j < np) {
+            in.z[i] = *(const __nv_bfloat162 *)(zs + off + 2 * j);
+            in.g[0][i] = *(const __nv_bfloat162 *)(dq + off + 2 * j);
+            in.g[1][i] = *(const __nv_bfloat162 *)(dk + off + 2 * j);
+        }
+    }
+}
+
+/* part: one row per block, [dgamma (2, Z) | dbeta (2, Z)]. A warp walks its tokens with the next
+   token's loads issued before the current one's arithmetic: each step's chain (loads, the warp's
+   sum, the store) left the kernel latency-bound at a few warps an SM. */
 __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const bf16 *dk, const bf16 *zs,
                                    const float *rstd, const bf16 *gamma, int T, int L, int H, int dz, int C,
                                    float log2_base, int acc)
 {
     __shared__ float red[QK_WARPS][4][64 * QK_P]; /* each warp's dgamma (2 rows), dbeta (2 rows) */
     const int lane = threadIdx.x % 32, w = threadIdx.x / 32, h = blockIdx.y, Z = H * dz, np = dz / 2;
+    const int stride = gridDim.x * QK_WARPS;
     const float sq = rsqrtf((float)dz);
     float dg[2][QK_P][2] = {}, db[2][QK_P][2] = {};
-    for (int tok = blockIdx.x * QK_WARPS + w; tok < T; tok += gridDim.x * QK_WARPS) {
+    QkBackIn cur, next;
+    int tok = blockIdx.x * QK_WARPS + w;
+    if (tok < T)
+        qk_back_load(cur, zs, dq, dk, (size_t)tok * Z + (size_t)h * dz, lane, np);
+    for (; tok < T; tok += stride) {
         const size_t off = (size_t)tok * Z + (size_t)h * dz;
+        if (tok + stride < T)
+            qk_back_load(next, zs, dq, dk, off + (size_t)stride * Z, lane, np);
         const float r = rstd[(size_t)tok * H + h];
         const int pos = tok % L % C;
         float2 zn[QK_P], dzn[QK_P];
@@ -69,13 +97,13 @@ __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const
             zn[i] = dzn[i] = make_float2(0, 0);
             if (j >= np)
                 continue;
-            float2 z = __bfloat1622float2(*(const __nv_bfloat162 *)(zs + off + 2 * j));
+            float2 z = __bfloat1622float2(cur.z[i]);
             zn[i] = make_float2(z.x * r, z.y * r);
             const float2 cs = rope_cs(pos, j, dz, log2_base);
 #pragma unroll
             for (int row = 0; row < 2; row++) {
                 const int e = row * Z + h * dz + 2 * j;
-                float2 g = __bfloat1622float2(*(const __nv_bfloat162 *)((row ? dk : dq) + off + 2 * j));
+                float2 g = __bfloat1622float2(cur.g[row][i]);
                 /* un-rotate: the gradient of the pre-RoPE pair */
                 float ga = g.x * cs.x + g.y * cs.y, gb = -g.x * cs.y + g.y * cs.x;
                 db[row][i][0] += ga;
@@ -97,6 +125,7 @@ __global__ void qk_backward_kernel(bf16 *dzs, float *part, const bf16 *dq, const
             const float2 old = acc ? __bfloat1622float2(*p) : make_float2(0, 0);
             *p = __floats2bfloat162_rn(old.x + r * (dzn[i].x - zn[i].x * dot), old.y + r * (dzn[i].y - zn[i].y * dot));
         }
+        cur = next;
     }
 #pragma unroll
     for (int i = 0; i < QK_P; i++) {
