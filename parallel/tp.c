@@ -91,6 +91,7 @@ void tp_row_backward(TpGroup *tp, const Ops *ops, void *dinp, float *dW, const v
     const size_t blk = (size_t)T * w;
     comm_allgather(tp->comm, dout, tp->blocks, blk, comm_type_of(ops->act));
     for (int j = 0; j < tp->comm->size; j++) /* block 0 writes dinp, the others add; each its rows of dW */
-        ops->matmul_backward(dinp, dW ? dW + (size_t)j * w * IC : NULL, NULL, (char *)tp->blocks + j * blk * ops->act_size, inp,
-                             rows_of(ops, W, j, w, IC), T, IC, w, (j > 0 ? GRAD_ADD : 0) | pnew);
+        ops->matmul_backward(dinp, dW ? dW + (size_t)j * w * IC : NULL, NULL,
+                             (char *)tp->blocks + j * blk * ops->act_size, inp, rows_of(ops, W, j, w, IC), T, IC, w,
+                             (j > 0 ? GRAD_ADD : 0) | pnew);
 }

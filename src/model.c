@@ -705,12 +705,12 @@ static void block_forward(Model *m, ModelSlot *sl, int i, int recomputing)
     gather(m, s->yhat_full, s->yhat);
     ops->layernorm_forward(s->u, s->ln_mean, s->ln_rstd, s->yhat_full, P(b->ln_w), P(b->ln_b), T, D, d->eps);
     ops->matmul_forward(s->a1, s->u, P(b->w1), NULL, NULL, T, D, Fl);
-    if (d->swiglu)
+    if (d->swiglu) {
         ops->matmul_forward(s->a3, s->u, P(b->w3), NULL, NULL, T, D, Fl);
-    if (d->swiglu)
         ops->swiglu_forward(s->p, s->a1, s->a3, (size_t)T * Fl);
-    else
+    } else {
         ops->silu_forward(s->p, s->a1, (size_t)T * Fl);
+    }
     if (recomputing) /* backward needs the activations, not the output (it is x[i + 1] already) */
         return;
     tp_row_forward(m->tp, ops, y, x, s->p, P(b->w2), T, Fl, Dl); /* y = x + p W2^T */
