@@ -116,7 +116,8 @@ typedef struct Ops {
     void (*matmul_forward)(void *out, const void *inp, const void *w, const void *bias, const void *res, int T, int IC,
                            int OC);
     /* dinp (T, IC) = dout w, or += with GRAD_ADD; dw += dout^T inp; dbias += colsum(dout); = instead
-       of += with GRAD_NEW. dinp or dw may be NULL (not computed), dbias too (and is, without dw) */
+       of += with GRAD_NEW. dinp or dw may be NULL (that product is skipped); dbias may be NULL and is
+       computed only with dw */
     void (*matmul_backward)(void *dinp, float *dw, float *dbias, const void *dout, const void *inp, const void *w,
                             int T, int IC, int OC, int mode);
 

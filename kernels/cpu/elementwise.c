@@ -36,13 +36,17 @@ void CPU(split_columns)(void *dst, const void *src, int n, int T, int w) { move_
 /* d silu(x) / dx with s = sigmoid(x) */
 static inline real silu_grad(real x, real s) { return s * (1 + x * (1 - s)); }
 
+/* the forward outputs from s = sigmoid(x): one expression for the forward and a backward's refwd */
+static inline real silu_f(real x, real s) { return x * s; }
+static inline real swiglu_f(real a, real s, real b) { return a * s * b; }
+
 void CPU(silu_forward)(void *out, const void *in, size_t n)
 {
     real *o = out;
     const real *x = in;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++)
-        o[i] = x[i] * real_sigmoid(x[i]);
+        o[i] = silu_f(x[i], real_sigmoid(x[i]));
 }
 
 void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, int accumulate, void *refwd)
@@ -54,7 +58,7 @@ void CPU(silu_backward)(void *din, const void *dout, const void *in, size_t n, i
         real s = real_sigmoid(x[i]);
         grad_put(&dx[i], dy[i] * silu_grad(x[i], s), accumulate);
         if (y)
-            y[i] = x[i] * s;
+            y[i] = silu_f(x[i], s);
     }
 }
 
@@ -64,7 +68,7 @@ void CPU(swiglu_forward)(void *out, const void *a, const void *b, size_t n)
     const real *x = a, *y = b;
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++)
-        o[i] = x[i] * real_sigmoid(x[i]) * y[i];
+        o[i] = swiglu_f(x[i], real_sigmoid(x[i]), y[i]);
 }
 
 void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, const void *b, size_t n, int accumulate,
@@ -78,6 +82,6 @@ void CPU(swiglu_backward)(void *da, void *db, const void *dout, const void *a, c
         grad_put(&dx[i], g[i] * y[i] * silu_grad(x[i], s), accumulate);
         grad_put(&dy[i], g[i] * x[i] * s, accumulate);
         if (o)
-            o[i] = x[i] * s * y[i];
+            o[i] = swiglu_f(x[i], s, y[i]);
     }
 }
