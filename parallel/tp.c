@@ -89,7 +89,8 @@ void tp_row_backward(TpGroup *tp, const Ops *ops, void *dinp, float *dW, const v
     if (!tp)
         return ops->matmul_backward(dinp, dW, NULL, dout, inp, W, T, IC, w, pnew);
     const size_t blk = (size_t)T * w;
-    comm_allgather(tp->comm, dout, tp->blocks, blk, comm_type_of(ops->act));
+    if (dout) /* else the blocks still hold the previous call's gather */
+        comm_allgather(tp->comm, dout, tp->blocks, blk, comm_type_of(ops->act));
     for (int j = 0; j < tp->comm->size; j++) /* block 0 writes dinp, the others add; each its rows of dW */
         ops->matmul_backward(dinp, dW ? dW + (size_t)j * w * IC : NULL, NULL,
                              (char *)tp->blocks + j * blk * ops->act_size, inp, rows_of(ops, W, j, w, IC), T, IC, w,

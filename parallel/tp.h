@@ -45,7 +45,8 @@ void tp_row_forward(TpGroup *tp, const Ops *ops, void *out, const void *res, con
                     int IC, int w);
 /* Its backward: dinp (T, IC) = dout gathered over the ranks (T, n w) times W, overwritten; dW
    (n w, IC) gets dout^T inp, added or with GRAD_NEW written (pnew: 0 or GRAD_NEW). Either may be
-   NULL (not computed). */
+   NULL (not computed). With tp, dout NULL is the dout of the previous call, whose gather the
+   scratch still holds when no other tp_ call came between. */
 void tp_row_backward(TpGroup *tp, const Ops *ops, void *dinp, float *dW, const void *W, const void *dout,
                      const void *inp, int T, int IC, int w, int pnew);
 

@@ -729,12 +729,13 @@ static void block_recompute(Model *m, ModelSlot *sl, int i)
 
 /* The backward of out = inp W^T (row-parallel, W at offset w) in parts: ROW_DINP the input's
    gradient dinp, ROW_DW W's. Under elementwise recomputation inp (a gate product) is not there
-   until the backward op between the two parts writes it again. (With tp, each part gathers dout.) */
+   until the backward op between the two parts writes it again. ROW_DW alone follows ROW_DINP of
+   the same dout with no tp op between, so with tp it reuses that call's gather of dout. */
 enum { ROW_DINP = 1, ROW_DW = 2 };
 static void row_backward(Model *m, int parts, void *dinp, size_t w, const void *dout, const void *inp, int IC, int OC)
 {
-    tp_row_backward(m->tp, m->ops, parts & ROW_DINP ? dinp : NULL, parts & ROW_DW ? GR(w) : NULL, P(w), dout, inp,
-                    m->T, IC, OC, parts & ROW_DW ? PNEW(w) : 0);
+    tp_row_backward(m->tp, m->ops, parts & ROW_DINP ? dinp : NULL, parts & ROW_DW ? GR(w) : NULL, P(w),
+                    m->tp && !(parts & ROW_DINP) ? NULL : dout, inp, m->T, IC, OC, parts & ROW_DW ? PNEW(w) : 0);
 }
 
 /* dy: gradient of the block's output on entry, of its input on return: both residuals carry dy
