@@ -14,6 +14,7 @@ const Ops *ops_cpu64(void) { return cpu64_ops(); }
 
 #ifndef HAVE_CUDA
 const Ops *ops_cuda(void) { return NULL; }
+const char *ops_cuda_missing(void) { return "this megatrain was built without CUDA (configure --with-cuda)"; }
 #endif
 
 const Ops *ops_get(const char *name)
@@ -25,6 +26,11 @@ const Ops *ops_get(const char *name)
     if (!strcmp(name, "cuda"))
         return ops_cuda();
     return NULL;
+}
+
+const char *ops_missing(const char *name)
+{
+    return !strcmp(name, "cuda") ? ops_cuda_missing() : "no such backend in this build";
 }
 
 /* the CUDA backend's dtype, as kernels/cuda/table.cu gives it, for builds and machines without it */

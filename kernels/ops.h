@@ -240,8 +240,12 @@ typedef struct Ops {
 const Ops *ops_cpu(void);   /* fp32 reference */
 const Ops *ops_cpu64(void); /* the same code in float64, for gradient checks */
 const Ops *ops_cuda(void);
+const char *ops_cuda_missing(void); /* ops_missing("cuda") */
 /* By name ("cpu", "cpu64", "cuda"); NULL if unknown or not built. */
 const Ops *ops_get(const char *name);
+/* Why ops_get(name) is NULL, for the user: not built, or for "cuda" no GPU visible (with the CUDA
+   runtime's reason and CUDA_VISIBLE_DEVICES). */
+const char *ops_missing(const char *name);
 /* What memory plans need of a backend, built or not: its name, act dtype and size and whether its
    memory is a device's. "cuda" is a table with only those set (never the device's own, which
    would touch the GPU); the CPU backends are their tables. NULL if unknown. */

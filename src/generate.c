@@ -205,7 +205,8 @@ int generate_main(int argc, char **argv)
     train_set_threads(&c, &t);
     const Ops *ops = ops_get(config_device_name(c.train.device));
     if (!ops)
-        fail_input_all("train.device: %s: no such backend in this build", config_device_name(c.train.device));
+        fail_input_all("train.device: %s: %s", config_device_name(c.train.device),
+                       ops_missing(config_device_name(c.train.device)));
     if (ops->select_device)
         ops->select_device(0);
     Decoder dec;

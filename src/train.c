@@ -100,7 +100,8 @@ void trainer_init(Trainer *tr, const Config *c, const Topo *t, Dataset *train)
     tr->t = t;
     tr->ops = ops_get(config_device_name(c->train.device));
     if (!tr->ops)
-        fail_input("train.device: %s: no such backend in this build", config_device_name(c->train.device));
+        fail_input("train.device: %s: %s", config_device_name(c->train.device),
+                   ops_missing(config_device_name(c->train.device)));
     const Ops *ops = tr->ops;
     if (ops->select_device)
         ops->select_device(t->local_rank);

@@ -50,7 +50,7 @@ tap_ok $([ $rc -ne 0 ] && [ "$(grep -c 'apt-get .*install' apt.log)" -eq 1 ] &&
 
 # tools/check.sh in a tree of its own: install-deps.sh and build.sh do nothing; make lists two
 # tests and runs them, tests/b failing one check of two unless $PASS_ALL is set; a CUDA build
-# (made only where nvcc is) compiles
+# (made only where nvcc is) compiles, and its megatrain, with no GPU, refuses to start
 mkdir -p tree/tools
 cp "$top_srcdir/tools/check.sh" tree/tools/
 printf '#!/bin/sh\necho "installed"\n' >tree/tools/install-deps.sh
@@ -68,10 +68,13 @@ fake make 'case "$*" in
     printf "PASS: tests/b 1 - three\n$b: tests/b 2 - four\n"
     printf "# TOTAL: 4\n# PASS:  $([ $b = PASS ] && echo 4 || echo 3)\n# FAIL:  $([ $b = PASS ] && echo 0 || echo 1)\n# ERROR: 0\n# XPASS: 0\n" >test-suite.log
     [ $b = PASS ] ;;
-*distdir*) mkdir -p build-cuda && printf "#!/bin/sh\n" >build-cuda/configure && chmod +x build-cuda/configure ;;
+*distdir*) mkdir -p build-cuda && printf "#!/bin/sh\n" >build-cuda/configure &&
+    printf "#!/bin/sh\necho \"megatrain: error: train.device: cuda: no GPU is visible to this process (fake)\" >&2\nexit 2\n" \
+        >build-cuda/megatrain && chmod +x build-cuda/configure build-cuda/megatrain ;;
 esac'
+fake nvidia-smi 'exit 9' # no GPU: the CUDA megatrain's refusal is checked too
 cuda=0
-if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then cuda=1; fi
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then cuda=2; fi
 run env PATH="$tap_tmp/fake:$PATH" sh tree/tools/check.sh
 sed 's/^/# /' out err
 tap_ok $(grep -q "^check: installing the packages" out && grep -q "^check: configuring and building" out &&

@@ -1,7 +1,8 @@
 #!/bin/sh
 # check.sh: install what the tests need, build, run the whole test suite (make check), check that
 # the CUDA backend still compiles when nvcc is here (no GPU is needed for that), and end with one
-# line "N passed, N failed" counting every check of every test, the CUDA build as one. On the way
+# line "N passed, N failed" counting every check of every test, the CUDA build as one (and, on a
+# machine without a GPU, the CUDA megatrain's refusal to start as another). On the way
 # it says what it is doing and, as each test program finishes, its checks passed and failed
 # (make check's output goes to make-check.log, each test's own to its .log beside it).
 set -u
@@ -51,6 +52,17 @@ if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
     if (make distdir distdir=build-cuda && cd build-cuda &&
         ./configure -q --with-cuda && make -j"$(nproc)") >build-cuda.log 2>&1; then
         echo "PASS: the CUDA build (configure --with-cuda) compiles"; pass=$((pass + 1))
+        if ! nvidia-smi -L >/dev/null 2>&1; then # no GPU here: the CUDA build says so
+            printf '%s\n' 'model: {vocab_size: 64, n_layers: 1, d_model: 32, n_heads: 2, z_dim: 16, v_dim: 32, ffn_dim: 48, chunk: 8, groups: 4}' \
+                'data: {seq_len: 16, batch_size: 2}' 'train: {steps: 1, device: cuda}' >build-cuda/nogpu.yaml
+            (cd build-cuda && ./megatrain nogpu.yaml) >build-cuda/nogpu.out 2>&1
+            rc=$?
+            if [ $rc -eq 2 ] && grep -q 'train.device: cuda: no GPU is visible to this process' build-cuda/nogpu.out; then
+                echo "PASS: the CUDA build without a GPU stops at once, saying so (exit 2)"; pass=$((pass + 1))
+            else
+                cat build-cuda/nogpu.out; echo "FAIL: the CUDA build without a GPU (exit $rc)"; fail=$((fail + 1))
+            fi
+        fi
     else
         tail -20 build-cuda.log; echo "FAIL: the CUDA build (configure --with-cuda)"; fail=$((fail + 1))
     fi

@@ -2,6 +2,9 @@
    master weights, gradients, optimizer moments and saved statistics, all in device memory. */
 #include "kernels/cuda/cuda.cuh"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 static void *compute_stream(void) { return cuda_stream(); }
 
 static const Ops table = {
@@ -59,13 +62,22 @@ static const Ops table = {
     .graph_free = cuda_graph_free,
 };
 
+static char missing[256]; /* why ops_cuda gave NULL */
+
 /* NULL when no GPU is visible, so callers can say so instead of failing inside a kernel */
 extern "C" const Ops *ops_cuda(void)
 {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess || n == 0) {
         cudaGetLastError();
+        const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+        snprintf(missing, sizeof missing, "no GPU is visible to this process (%s; CUDA_VISIBLE_DEVICES %s%s)",
+                 err != cudaSuccess ? cudaGetErrorString(err) : "the CUDA runtime counts 0 devices",
+                 vis ? "is " : "is not set", vis ? vis : "");
         return NULL;
     }
     return &table;
 }
+
+extern "C" const char *ops_cuda_missing(void) { return ops_cuda() ? "" : missing; }
