@@ -14,7 +14,7 @@ const Ops *ops_cpu64(void) { return cpu64_ops(); }
 
 #ifndef HAVE_CUDA
 const Ops *ops_cuda(void) { return NULL; }
-const char *ops_cuda_missing(void) { return "this megatrain was built without CUDA (configure --with-cuda)"; }
+const char *ops_cuda_missing(void) { return OPS_NO_CUDA; }
 #endif
 
 const Ops *ops_get(const char *name)

@@ -241,6 +241,7 @@ const Ops *ops_cpu(void);   /* fp32 reference */
 const Ops *ops_cpu64(void); /* the same code in float64, for gradient checks */
 const Ops *ops_cuda(void);
 const char *ops_cuda_missing(void); /* ops_missing("cuda") */
+#define OPS_NO_CUDA "this megatrain was built without CUDA (configure --with-cuda)"
 /* By name ("cpu", "cpu64", "cuda"); NULL if unknown or not built. */
 const Ops *ops_get(const char *name);
 /* Why ops_get(name) is NULL, for the user: not built, or for "cuda" no GPU visible (with the CUDA

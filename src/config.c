@@ -3,6 +3,7 @@
 #include "src/config.h"
 
 #include "data/blend.h"
+#include "kernels/ops.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -667,7 +668,7 @@ void config_finish(Config *c, int world, int vocab_from_data, int cuda_built)
             "a micro-batch of %lld sequences of %d tokens per rank is more than %d tokens",
             (long long)(B / (dp * micro)), Lloc, INT_MAX);
     REQUIRE(c->train.device != DEVICE_CUDA || cuda_built, "train.device",
-            "cuda: this megatrain was built without CUDA (configure --with-cuda)");
+            "cuda: " OPS_NO_CUDA);
     REQUIRE(c->parallel.comm != PARALLEL_COMM_NCCL || c->train.device == DEVICE_CUDA, "parallel.comm",
             "nccl needs train.device: cuda (the CPU backend talks over mpi)");
     if (c->parallel.comm == PARALLEL_COMM_AUTO)
